@@ -1,0 +1,302 @@
+/* migrationd: configuration (migrationd.conf). Strict: a typo in a key is
+ * an error at start, not a silently ignored setting. */
+#include "config.h"
+
+#include "md-config.h"
+#include "md-error.h"
+
+#include <gio/gio.h>
+
+static void
+md_config_peer_free (MdConfigPeer *peer)
+{
+  g_free (peer->name);
+  g_free (peer->address);
+  g_free (peer->dn);
+  g_free (peer);
+}
+
+MdConfig *
+md_config_new_default (void)
+{
+  MdConfig *config = g_new0 (MdConfig, 1);
+
+  config->state_dir = g_strdup (MD_STATEDIR);
+  config->runtime_dir = g_strdup (MD_RUNTIMEDIR);
+  config->host_name = g_strdup (g_get_host_name ());
+  config->listen_address = g_strdup ("0.0.0.0");
+  config->peer_port = MD_DEFAULT_PEER_PORT;
+  config->migration_port_min = 49152;
+  config->migration_port_max = 49215;
+  config->migration_keep_seconds = 600;
+  config->shutdown_timeout = 120;
+  config->accelerator = g_strdup ("auto");
+  config->qemu_binary = g_strdup (MD_QEMU_BINARY);
+  config->tls_dir = g_build_filename (MD_SYSCONFDIR, "tls", NULL);
+  config->allowed_dns = g_new0 (char *, 1);
+  config->handshake_timeout = 10;
+  config->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) md_config_peer_free);
+  return config;
+}
+
+void
+md_config_free (MdConfig *config)
+{
+  if (config == NULL)
+    return;
+  g_free (config->config_path);
+  g_free (config->state_dir);
+  g_free (config->runtime_dir);
+  g_free (config->host_name);
+  g_free (config->listen_address);
+  g_free (config->accelerator);
+  g_free (config->qemu_binary);
+  g_free (config->tls_dir);
+  g_strfreev (config->allowed_dns);
+  g_ptr_array_unref (config->peers);
+  g_free (config);
+}
+
+const MdConfigPeer *
+md_config_find_peer (const MdConfig *config, const char *name)
+{
+  for (guint i = 0; i < config->peers->len; i++)
+    {
+      const MdConfigPeer *peer = g_ptr_array_index (config->peers, i);
+      if (g_strcmp0 (peer->name, name) == 0)
+        return peer;
+    }
+  return NULL;
+}
+
+typedef enum
+{
+  KEY_STRING,
+  KEY_PORT,
+  KEY_UINT,
+  KEY_LIST,
+} KeyType;
+
+typedef struct
+{
+  const char *group;
+  const char *key;
+  KeyType type;
+  gsize offset;
+  guint64 min;
+  guint64 max;
+} KeyDesc;
+
+#define OFF(field) G_STRUCT_OFFSET (MdConfig, field)
+
+static const KeyDesc known_keys[] = {
+  { "daemon", "host-name", KEY_STRING, OFF (host_name), 0, 0 },
+  { "daemon", "listen-address", KEY_STRING, OFF (listen_address), 0, 0 },
+  { "daemon", "peer-port", KEY_PORT, OFF (peer_port), 1, 65535 },
+  { "daemon", "migration-port-min", KEY_PORT, OFF (migration_port_min), 1, 65535 },
+  { "daemon", "migration-port-max", KEY_PORT, OFF (migration_port_max), 1, 65535 },
+  { "daemon", "migration-keep-seconds", KEY_UINT, OFF (migration_keep_seconds), 0, 86400 * 7 },
+  { "daemon", "shutdown-timeout", KEY_UINT, OFF (shutdown_timeout), 1, 3600 },
+  { "daemon", "accelerator", KEY_STRING, OFF (accelerator), 0, 0 },
+  { "daemon", "qemu-binary", KEY_STRING, OFF (qemu_binary), 0, 0 },
+  { "tls", "directory", KEY_STRING, OFF (tls_dir), 0, 0 },
+  { "tls", "allowed-dns", KEY_LIST, OFF (allowed_dns), 0, 0 },
+  { "tls", "handshake-timeout", KEY_UINT, OFF (handshake_timeout), 1, 600 },
+};
+
+static const KeyDesc *
+find_key (const char *group, const char *key)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (known_keys); i++)
+    if (g_str_equal (known_keys[i].group, group) && g_str_equal (known_keys[i].key, key))
+      return &known_keys[i];
+  return NULL;
+}
+
+static gboolean
+load_key (MdConfig *config, GKeyFile *kf, const char *path, const KeyDesc *desc, GError **error)
+{
+  guint8 *base = (guint8 *) config;
+  g_autoptr (GError) local_error = NULL;
+
+  switch (desc->type)
+    {
+    case KEY_STRING:
+      {
+        char **field = (char **) (base + desc->offset);
+        char *value = g_key_file_get_string (kf, desc->group, desc->key, &local_error);
+        if (value == NULL)
+          break;
+        g_free (*field);
+        *field = g_strstrip (value);
+        return TRUE;
+      }
+    case KEY_LIST:
+      {
+        char ***field = (char ***) (base + desc->offset);
+        g_auto (GStrv) value = g_key_file_get_string_list (kf, desc->group, desc->key, NULL,
+                                                           &local_error);
+        g_autoptr (GPtrArray) items = g_ptr_array_new_with_free_func (g_free);
+        if (value == NULL)
+          break;
+        for (guint i = 0; value[i] != NULL; i++)
+          {
+            char *item = g_strstrip (g_strdup (value[i]));
+            if (*item == '\0')
+              g_free (item);
+            else
+              g_ptr_array_add (items, item);
+          }
+        g_ptr_array_add (items, NULL);
+        g_strfreev (*field);
+        *field = (char **) g_ptr_array_free (g_steal_pointer (&items), FALSE);
+        return TRUE;
+      }
+    case KEY_PORT:
+    case KEY_UINT:
+      {
+        g_autofree char *raw = g_key_file_get_string (kf, desc->group, desc->key, &local_error);
+        guint64 value = 0;
+        if (raw == NULL)
+          break;
+        g_strstrip (raw);
+        if (!g_ascii_string_to_unsigned (raw, 10, desc->min, desc->max, &value, NULL))
+          {
+            g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                         "%s: [%s] %s: '%s' is not a number between %" G_GUINT64_FORMAT
+                         " and %" G_GUINT64_FORMAT,
+                         path, desc->group, desc->key, raw, desc->min, desc->max);
+            return FALSE;
+          }
+        if (desc->type == KEY_PORT)
+          *(guint16 *) (base + desc->offset) = (guint16) value;
+        else
+          *(guint *) (base + desc->offset) = (guint) value;
+        return TRUE;
+      }
+    }
+
+  g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: [%s] %s: %s", path, desc->group, desc->key,
+               local_error->message);
+  return FALSE;
+}
+
+static gboolean
+load_peer_group (MdConfig *config, GKeyFile *kf, const char *path, const char *group,
+                 GError **error)
+{
+  const char *name = group + strlen ("peer ");
+  g_auto (GStrv) keys = g_key_file_get_keys (kf, group, NULL, NULL);
+  MdConfigPeer *peer;
+
+  if (*name == '\0' || strchr (name, ':') != NULL || strchr (name, ' ') != NULL)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                   "%s: [%s]: a peer name must be one word without ':'", path, group);
+      return FALSE;
+    }
+  for (guint i = 0; keys[i] != NULL; i++)
+    if (!g_str_equal (keys[i], "address") && !g_str_equal (keys[i], "dn"))
+      {
+        g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                     "%s: [%s]: unknown key '%s' (known: address, dn)", path, group, keys[i]);
+        return FALSE;
+      }
+  peer = g_new0 (MdConfigPeer, 1);
+  peer->name = g_strdup (name);
+  peer->address = g_key_file_get_string (kf, group, "address", NULL);
+  peer->dn = g_key_file_get_string (kf, group, "dn", NULL);
+  g_ptr_array_add (config->peers, peer);
+  if (peer->address == NULL)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: [%s]: missing key 'address'", path,
+                   group);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+validate (MdConfig *config, const char *path, GError **error)
+{
+  if (config->migration_port_min > config->migration_port_max)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                   "%s: [daemon] migration-port-min (%u) is above migration-port-max (%u)", path,
+                   config->migration_port_min, config->migration_port_max);
+      return FALSE;
+    }
+  if (!g_str_equal (config->accelerator, "auto") && !g_str_equal (config->accelerator, "kvm")
+      && !g_str_equal (config->accelerator, "tcg"))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                   "%s: [daemon] accelerator: '%s' is not one of auto, kvm, tcg", path,
+                   config->accelerator);
+      return FALSE;
+    }
+  if (*config->host_name == '\0')
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: [daemon] host-name is empty", path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+MdConfig *
+md_config_load (const char *path, GError **error)
+{
+  g_autoptr (MdConfig) config = md_config_new_default ();
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  g_autoptr (GError) local_error = NULL;
+  g_autofree char *default_path = g_build_filename (MD_SYSCONFDIR, "migrationd.conf", NULL);
+  const char *file = path != NULL ? path : default_path;
+  g_auto (GStrv) groups = NULL;
+
+  if (!g_key_file_load_from_file (kf, file, G_KEY_FILE_NONE, &local_error))
+    {
+      if (path == NULL && g_error_matches (local_error, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+        return g_steal_pointer (&config);
+      g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "cannot read configuration %s: %s", file,
+                   local_error->message);
+      return NULL;
+    }
+  config->config_path = g_strdup (file);
+
+  groups = g_key_file_get_groups (kf, NULL);
+  for (guint g = 0; groups[g] != NULL; g++)
+    {
+      const char *group = groups[g];
+      g_auto (GStrv) keys = NULL;
+
+      if (g_str_has_prefix (group, "peer "))
+        {
+          if (!load_peer_group (config, kf, file, group, error))
+            return NULL;
+          continue;
+        }
+      if (!g_str_equal (group, "daemon") && !g_str_equal (group, "tls"))
+        {
+          g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                       "%s: unknown group [%s] (known: [daemon], [tls], [peer NAME])", file,
+                       group);
+          return NULL;
+        }
+      keys = g_key_file_get_keys (kf, group, NULL, NULL);
+      for (guint k = 0; keys[k] != NULL; k++)
+        {
+          const KeyDesc *desc = find_key (group, keys[k]);
+          if (desc == NULL)
+            {
+              g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: [%s]: unknown key '%s'", file,
+                           group, keys[k]);
+              return NULL;
+            }
+          if (!load_key (config, kf, file, desc, error))
+            return NULL;
+        }
+    }
+
+  if (!validate (config, file, error))
+    return NULL;
+  return g_steal_pointer (&config);
+}

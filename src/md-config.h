@@ -1,0 +1,52 @@
+/* migrationd: configuration (migrationd.conf) and the paths the daemon uses. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  char *name;
+  char *address; /* host[:port] */
+  char *dn;      /* certificate subject DN */
+} MdConfigPeer;
+
+typedef struct
+{
+  char *config_path; /* the file read, or NULL when none existed */
+  char *state_dir;
+  char *runtime_dir;
+
+  /* [daemon] */
+  char *host_name;
+  char *listen_address; /* "" disables the peer listener */
+  guint16 peer_port;
+  guint16 migration_port_min;
+  guint16 migration_port_max;
+  guint migration_keep_seconds;
+  guint shutdown_timeout;
+  char *accelerator; /* auto, kvm, tcg */
+  char *qemu_binary;
+
+  /* [tls] */
+  char *tls_dir;
+  GStrv allowed_dns;
+  guint handshake_timeout;
+
+  /* [peer NAME] groups */
+  GPtrArray *peers; /* MdConfigPeer */
+} MdConfig;
+
+/* Loads @path (or the default file when @path is NULL; a missing default
+ * file means built-in defaults, a missing explicit one is an error).
+ * Unknown groups or keys and out-of-range values are MD_ERROR_CONFIG
+ * errors naming the file, group and key. */
+MdConfig *md_config_load (const char *path, GError **error);
+MdConfig *md_config_new_default (void);
+void md_config_free (MdConfig *config);
+const MdConfigPeer *md_config_find_peer (const MdConfig *config, const char *name);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdConfig, md_config_free)
+
+G_END_DECLS

@@ -1,0 +1,179 @@
+/* migrationd: the daemon — connects to the bus, owns org.migrationd and
+ * ties the modules together. */
+#include "config.h"
+
+#include "md-daemon.h"
+#include "md-auth.h"
+#include "md-error.h"
+#include "md-manager.h"
+
+struct _MdDaemon
+{
+  GObject parent_instance;
+
+  MdConfig *config;
+  GDBusConnection *connection;
+  MdAuth *auth;
+  MdManager *manager;
+  guint name_id;
+  gboolean name_acquired;
+  gboolean done;
+};
+
+enum
+{
+  SIGNAL_DONE,
+  N_SIGNALS
+};
+static guint signals[N_SIGNALS];
+
+G_DEFINE_FINAL_TYPE (MdDaemon, md_daemon, G_TYPE_OBJECT)
+
+static void
+emit_done (MdDaemon *self, int status)
+{
+  if (self->done)
+    return;
+  self->done = TRUE;
+  g_signal_emit (self, signals[SIGNAL_DONE], 0, status);
+}
+
+static void
+md_daemon_dispose (GObject *object)
+{
+  MdDaemon *self = MD_DAEMON (object);
+
+  if (self->name_id != 0)
+    g_bus_unown_name (self->name_id);
+  self->name_id = 0;
+  if (self->manager != NULL)
+    md_manager_unexport (self->manager);
+  g_clear_object (&self->manager);
+  g_clear_object (&self->auth);
+  g_clear_object (&self->connection);
+  G_OBJECT_CLASS (md_daemon_parent_class)->dispose (object);
+}
+
+static void
+md_daemon_finalize (GObject *object)
+{
+  MdDaemon *self = MD_DAEMON (object);
+
+  md_config_free (self->config);
+  G_OBJECT_CLASS (md_daemon_parent_class)->finalize (object);
+}
+
+static void
+md_daemon_class_init (MdDaemonClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = md_daemon_dispose;
+  object_class->finalize = md_daemon_finalize;
+
+  signals[SIGNAL_DONE] = g_signal_new ("done", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                       NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_INT);
+}
+
+static void
+md_daemon_init (MdDaemon *self)
+{
+}
+
+MdDaemon *
+md_daemon_new (MdConfig *config)
+{
+  MdDaemon *self = g_object_new (MD_TYPE_DAEMON, NULL);
+
+  self->config = config;
+  return self;
+}
+
+static void
+on_name_acquired (GDBusConnection *connection, const char *name, gpointer user_data)
+{
+  MdDaemon *self = user_data;
+
+  self->name_acquired = TRUE;
+  g_message ("migrationd %s on host %s owns %s", PACKAGE_VERSION, self->config->host_name, name);
+}
+
+static void
+on_name_lost (GDBusConnection *connection, const char *name, gpointer user_data)
+{
+  MdDaemon *self = user_data;
+
+  if (connection == NULL)
+    {
+      g_printerr ("migrationd: lost the connection to the bus\n");
+      emit_done (self, 1);
+    }
+  else if (!self->name_acquired)
+    {
+      g_printerr ("migrationd: %s is already owned by another migrationd on this bus; "
+                  "stop it or start this one with --replace\n",
+                  name);
+      emit_done (self, 1);
+    }
+  else
+    {
+      g_message ("%s was taken over by another instance (--replace); exiting", name);
+      emit_done (self, 0);
+    }
+}
+
+gboolean
+md_daemon_start (MdDaemon *self, const MdDaemonOptions *options, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+  g_autofree char *host_uuid = NULL;
+  GBusNameOwnerFlags flags = G_BUS_NAME_OWNER_FLAGS_ALLOW_REPLACEMENT
+                             | G_BUS_NAME_OWNER_FLAGS_DO_NOT_QUEUE;
+
+  host_uuid = md_manager_load_host_uuid (self->config->state_dir, error);
+  if (host_uuid == NULL)
+    return FALSE;
+
+  /* Before the main loop runs, so a synchronous connect stalls nothing. */
+  if (options->bus_address != NULL)
+    self->connection = g_dbus_connection_new_for_address_sync (
+        options->bus_address,
+        G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT
+            | G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
+        NULL, NULL, &local_error);
+  else
+    self->connection = g_bus_get_sync (G_BUS_TYPE_SYSTEM, NULL, &local_error);
+  if (self->connection == NULL)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "cannot connect to the %s bus%s%s: %s",
+                   options->bus_address != NULL ? "given" : "system",
+                   options->bus_address != NULL ? " " : "",
+                   options->bus_address != NULL ? options->bus_address : "",
+                   local_error->message);
+      return FALSE;
+    }
+  g_dbus_connection_set_exit_on_close (self->connection, FALSE);
+
+  self->auth = md_auth_new ();
+  self->manager = md_manager_new (self->config, self->auth, host_uuid);
+  if (!md_manager_export (self->manager, self->connection, error))
+    return FALSE;
+
+  if (options->replace)
+    flags |= G_BUS_NAME_OWNER_FLAGS_REPLACE;
+  self->name_id = g_bus_own_name_on_connection (self->connection, MD_BUS_NAME, flags,
+                                                on_name_acquired, on_name_lost, self, NULL);
+  return TRUE;
+}
+
+void
+md_daemon_stop (MdDaemon *self)
+{
+  /* Release the name first so a successor can take it at once. */
+  if (self->name_id != 0)
+    g_bus_unown_name (self->name_id);
+  self->name_id = 0;
+  if (self->connection != NULL)
+    g_dbus_connection_flush_sync (self->connection, NULL, NULL);
+  emit_done (self, 0);
+}
