@@ -45,16 +45,14 @@ main (int argc, char *argv[])
   gboolean verbose = FALSE;
   gboolean version = FALSE;
   const GOptionEntry entries[] = {
-    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path,
-      N_ ("Configuration file (default " MD_SYSCONFDIR "/migrationd.conf)"), N_ ("FILE") },
-    { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir,
-      N_ ("State directory (default " MD_STATEDIR ")"), N_ ("DIR") },
-    { "runtime-dir", 0, 0, G_OPTION_ARG_FILENAME, &runtime_dir,
-      N_ ("Runtime directory (default " MD_RUNTIMEDIR ")"), N_ ("DIR") },
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, N_ ("Configuration file"),
+      N_ ("FILE") },
+    { "state-dir", 0, 0, G_OPTION_ARG_FILENAME, &state_dir, N_ ("State directory"), N_ ("DIR") },
+    { "runtime-dir", 0, 0, G_OPTION_ARG_FILENAME, &runtime_dir, N_ ("Runtime directory"),
+      N_ ("DIR") },
     { "address", 'a', 0, G_OPTION_ARG_STRING, &bus_address,
       N_ ("Bus address to use instead of the system bus"), N_ ("ADDRESS") },
-    { "replace", 'r', 0, G_OPTION_ARG_NONE, &replace,
-      N_ ("Replace a running instance"), NULL },
+    { "replace", 'r', 0, G_OPTION_ARG_NONE, &replace, N_ ("Replace a running instance"), NULL },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, N_ ("Log debug messages"), NULL },
     { "version", 0, 0, G_OPTION_ARG_NONE, &version, N_ ("Print the version and exit"), NULL },
     { NULL }
@@ -73,7 +71,13 @@ main (int argc, char *argv[])
   textdomain (GETTEXT_PACKAGE);
 
   context = g_option_context_new (NULL);
+  g_autofree char *defaults = NULL;
+
   g_option_context_set_summary (context, _ ("Live-migrates QEMU guests between hosts."));
+  defaults = g_strdup_printf (_ ("Defaults: configuration %s, state directory %s, runtime "
+                                 "directory %s."),
+                              MD_SYSCONFDIR "/migrationd.conf", MD_STATEDIR, MD_RUNTIMEDIR);
+  g_option_context_set_description (context, defaults);
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!g_option_context_parse (context, &argc, &argv, &error))
     {

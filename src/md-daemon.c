@@ -16,6 +16,7 @@ struct _MdDaemon
   MdAuth *auth;
   MdManager *manager;
   guint name_id;
+  GBusNameOwnerFlags name_flags;
   gboolean name_acquired;
   gboolean done;
 };
@@ -122,13 +123,32 @@ on_name_lost (GDBusConnection *connection, const char *name, gpointer user_data)
     }
 }
 
+static void
+on_manager_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (MdDaemon) self = user_data;
+  g_autoptr (GError) error = NULL;
+
+  if (self->done)
+    return;
+  if (!md_manager_load_finish (MD_MANAGER (source), result, &error)
+      || !md_manager_export (self->manager, self->connection, &error))
+    {
+      g_printerr ("migrationd: %s\n", error->message);
+      emit_done (self, 1);
+      return;
+    }
+  self->name_id = g_bus_own_name_on_connection (self->connection, MD_BUS_NAME, self->name_flags,
+                                                on_name_acquired, on_name_lost, self, NULL);
+}
+
 gboolean
 md_daemon_start (MdDaemon *self, const MdDaemonOptions *options, GError **error)
 {
   g_autoptr (GError) local_error = NULL;
   g_autofree char *host_uuid = NULL;
-  GBusNameOwnerFlags flags = G_BUS_NAME_OWNER_FLAGS_ALLOW_REPLACEMENT
-                             | G_BUS_NAME_OWNER_FLAGS_DO_NOT_QUEUE;
+  GBusNameOwnerFlags flags =
+      G_BUS_NAME_OWNER_FLAGS_ALLOW_REPLACEMENT | G_BUS_NAME_OWNER_FLAGS_DO_NOT_QUEUE;
 
   host_uuid = md_manager_load_host_uuid (self->config->state_dir, error);
   if (host_uuid == NULL)
@@ -148,21 +168,18 @@ md_daemon_start (MdDaemon *self, const MdDaemonOptions *options, GError **error)
       g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "cannot connect to the %s bus%s%s: %s",
                    options->bus_address != NULL ? "given" : "system",
                    options->bus_address != NULL ? " " : "",
-                   options->bus_address != NULL ? options->bus_address : "",
-                   local_error->message);
+                   options->bus_address != NULL ? options->bus_address : "", local_error->message);
       return FALSE;
     }
   g_dbus_connection_set_exit_on_close (self->connection, FALSE);
 
   self->auth = md_auth_new ();
   self->manager = md_manager_new (self->config, self->auth, host_uuid);
-  if (!md_manager_export (self->manager, self->connection, error))
-    return FALSE;
+  self->name_flags = flags | (options->replace ? G_BUS_NAME_OWNER_FLAGS_REPLACE : 0);
 
-  if (options->replace)
-    flags |= G_BUS_NAME_OWNER_FLAGS_REPLACE;
-  self->name_id = g_bus_own_name_on_connection (self->connection, MD_BUS_NAME, flags,
-                                                on_name_acquired, on_name_lost, self, NULL);
+  /* The name is taken only once every guest is known, so no client sees
+   * a half-loaded host. */
+  md_manager_load_async (self->manager, NULL, on_manager_loaded, g_object_ref (self));
   return TRUE;
 }
 

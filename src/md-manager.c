@@ -5,6 +5,8 @@
 #include "md-manager.h"
 #include "md-error.h"
 
+#include "md-options.h"
+
 #include <errno.h>
 #include <glib/gstdio.h>
 
@@ -15,13 +17,14 @@ struct _MdManager
   const MdConfig *config;
   MdAuth *auth;
   GDBusObjectManagerServer *object_manager;
+  MdQemuCaps *caps;
+  GHashTable *guests; /* name -> MdGuest */
 };
 
 static void md_manager_iface_init (MdDbusManager1Iface *iface);
 
 G_DEFINE_FINAL_TYPE_WITH_CODE (MdManager, md_manager, MD_DBUS_TYPE_MANAGER1_SKELETON,
-                               G_IMPLEMENT_INTERFACE (MD_DBUS_TYPE_MANAGER1,
-                                                      md_manager_iface_init))
+                               G_IMPLEMENT_INTERFACE (MD_DBUS_TYPE_MANAGER1, md_manager_iface_init))
 
 static gboolean
 return_not_supported (GDBusMethodInvocation *invocation, const char *what)
@@ -33,25 +36,273 @@ return_not_supported (GDBusMethodInvocation *invocation, const char *what)
 }
 
 static gboolean
+return_gerror (GDBusMethodInvocation *invocation, GError *error)
+{
+  g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_FAILED);
+
+  g_dbus_method_invocation_return_gerror (invocation, converted);
+  g_error_free (error);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static char *
+definition_path (MdManager *self, const char *name)
+{
+  g_autofree char *file = g_strdup_printf ("%s.xml", name);
+
+  return g_build_filename (self->config->state_dir, MD_GUESTS_SUBDIR, file, NULL);
+}
+
+static gboolean
+save_definition (MdManager *self, const MdDomain *def, GError **error)
+{
+  g_autofree char *dir = g_build_filename (self->config->state_dir, MD_GUESTS_SUBDIR, NULL);
+  g_autofree char *path = definition_path (self, def->name);
+  g_autofree char *xml = md_domain_format (def);
+  g_autoptr (GError) local_error = NULL;
+
+  if (g_mkdir_with_parents (dir, 0700) < 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "host %s: cannot create %s: %s",
+                   self->config->host_name, dir, g_strerror (errno));
+      return FALSE;
+    }
+  /* Atomic: a crash leaves the old definition or the new one, never half. */
+  if (!g_file_set_contents_full (path, xml, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600, &local_error))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "host %s: cannot save the definition: %s",
+                   self->config->host_name, local_error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+MdGuest *
+md_manager_find_guest (MdManager *self, const char *name_or_uuid)
+{
+  GHashTableIter iter;
+  MdGuest *guest;
+
+  guest = g_hash_table_lookup (self->guests, name_or_uuid);
+  if (guest != NULL)
+    return guest;
+  g_hash_table_iter_init (&iter, self->guests);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &guest))
+    if (g_ascii_strcasecmp (md_guest_get_uuid (guest), name_or_uuid) == 0)
+      return guest;
+  return NULL;
+}
+
+static void on_guest_stopped (MdGuest *guest, MdManager *self);
+
+static void
+add_guest (MdManager *self, MdGuest *guest)
+{
+  g_autoptr (MdDbusObjectSkeleton) object = NULL;
+
+  object = md_dbus_object_skeleton_new (md_guest_get_object_path (guest));
+  md_dbus_object_skeleton_set_guest1 (object, MD_DBUS_GUEST1 (guest));
+  g_hash_table_insert (self->guests, g_strdup (md_guest_get_name (guest)), g_object_ref (guest));
+  g_signal_connect (guest, "stopped", G_CALLBACK (on_guest_stopped), self);
+  g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
+}
+
+static void
+remove_guest (MdManager *self, MdGuest *guest)
+{
+  g_autoptr (MdGuest) keep = g_object_ref (guest);
+
+  g_signal_handlers_disconnect_by_func (guest, on_guest_stopped, self);
+  g_dbus_object_manager_server_unexport (self->object_manager, md_guest_get_object_path (guest));
+  g_hash_table_remove (self->guests, md_guest_get_name (guest));
+}
+
+static void
+on_guest_stopped (MdGuest *guest, MdManager *self)
+{
+  /* A transient guest exists only while it runs. */
+  if (!md_guest_is_persistent (guest))
+    remove_guest (self, guest);
+}
+
+/* Parses and completes a definition for this host: the machine type is
+ * resolved once, here, and recorded so it stays stable across QEMU
+ * upgrades and migrations. */
+static MdDomain *
+prepare_definition (MdManager *self, const char *xml, GError **error)
+{
+  g_autoptr (MdDomain) def = md_domain_parse (xml, error);
+  g_autofree char *machine = NULL;
+
+  if (def == NULL)
+    return NULL;
+  machine = md_domain_resolve_machine (def->os.machine, self->caps->machines, error);
+  if (machine == NULL)
+    return NULL;
+  g_free (def->os.machine);
+  def->os.machine = g_steal_pointer (&machine);
+  return g_steal_pointer (&def);
+}
+
+/* Name and UUID must each belong to one guest only. Returns the guest that
+ * @def redefines (same name and UUID) or NULL for a new one. */
+static gboolean
+check_identity (MdManager *self, const MdDomain *def, MdGuest **existing, GError **error)
+{
+  MdGuest *by_name = g_hash_table_lookup (self->guests, def->name);
+  MdGuest *by_uuid = md_manager_find_guest (self, def->uuid);
+
+  *existing = NULL;
+  if (by_name != NULL && g_ascii_strcasecmp (md_guest_get_uuid (by_name), def->uuid) != 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
+                   "host %s: a guest named %s already exists with UUID %s; pick another name "
+                   "or undefine it first",
+                   self->config->host_name, def->name, md_guest_get_uuid (by_name));
+      return FALSE;
+    }
+  if (by_uuid != NULL && by_uuid != by_name)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
+                   "host %s: UUID %s already belongs to guest %s", self->config->host_name,
+                   def->uuid, md_guest_get_name (by_uuid));
+      return FALSE;
+    }
+  *existing = by_name;
+  return TRUE;
+}
+
+static const MdOptionSpec define_options[] = { { NULL, NULL } };
+static const MdOptionSpec create_options[] = { { "start-paused", "b" }, { NULL, NULL } };
+
+static gboolean
 handle_define_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, const char *xml,
                      GVariant *options)
 {
-  return return_not_supported (invocation, "DefineGuest");
+  MdManager *self = MD_MANAGER (object);
+  GError *error = NULL;
+  g_autoptr (MdDomain) def = NULL;
+  MdGuest *existing = NULL;
+
+  if (!md_options_check (options, define_options, "DefineGuest", &error)
+      || (def = prepare_definition (self, xml, &error)) == NULL
+      || !check_identity (self, def, &existing, &error) || !save_definition (self, def, &error))
+    return return_gerror (invocation, error);
+
+  if (existing != NULL)
+    {
+      md_guest_set_definition (existing, g_steal_pointer (&def));
+      md_guest_set_persistent (existing, TRUE);
+    }
+  else
+    {
+      g_autoptr (MdGuest) guest = md_guest_new (self, g_steal_pointer (&def), TRUE);
+      add_guest (self, guest);
+      existing = guest;
+    }
+  g_message ("defined guest %s (%s)", md_guest_get_name (existing), md_guest_get_uuid (existing));
+  md_dbus_manager1_complete_define_guest (object, invocation, md_guest_get_object_path (existing));
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+on_create_started (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GDBusMethodInvocation *invocation = user_data;
+  MdGuest *guest = MD_GUEST (source);
+  MdManager *self = MD_MANAGER (g_dbus_method_invocation_get_user_data (invocation));
+  GError *error = NULL;
+
+  if (!md_guest_start_finish (guest, result, &error))
+    {
+      if (!md_guest_is_persistent (guest) && !md_guest_is_active (guest)
+          && md_manager_find_guest (self, md_guest_get_name (guest)) == guest)
+        remove_guest (self, guest);
+      return_gerror (invocation, error);
+      return;
+    }
+  md_dbus_manager1_complete_create_guest (MD_DBUS_MANAGER1 (self), invocation,
+                                          md_guest_get_object_path (guest));
 }
 
 static gboolean
 handle_create_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, const char *xml,
                      GVariant *options)
 {
-  return return_not_supported (invocation, "CreateGuest");
+  MdManager *self = MD_MANAGER (object);
+  GError *error = NULL;
+  g_autoptr (MdDomain) def = NULL;
+  g_autoptr (MdGuest) guest = NULL;
+  MdGuest *existing = NULL;
+
+  if (!md_options_check (options, create_options, "CreateGuest", &error)
+      || (def = prepare_definition (self, xml, &error)) == NULL
+      || !check_identity (self, def, &existing, &error))
+    return return_gerror (invocation, error);
+  if (existing != NULL)
+    {
+      /* libvirt's create on a defined guest starts it; we keep the two
+       * apart so a typo cannot start the wrong thing. */
+      g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
+                                             "host %s: guest %s is already defined; use its "
+                                             "Start method",
+                                             self->config->host_name, md_guest_get_name (existing));
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  guest = md_guest_new (self, g_steal_pointer (&def), FALSE);
+  add_guest (self, guest);
+  md_guest_start_async (guest, md_options_get_boolean (options, "start-paused", FALSE), NULL,
+                        on_create_started, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+gboolean
+md_manager_undefine_guest (MdManager *self, MdGuest *guest, GError **error)
+{
+  g_autofree char *path = definition_path (self, md_guest_get_name (guest));
+
+  if (!md_guest_is_persistent (guest))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
+                   "host %s: guest %s is transient (it has no definition to remove); use "
+                   "Destroy to stop it",
+                   self->config->host_name, md_guest_get_name (guest));
+      return FALSE;
+    }
+  if (g_unlink (path) < 0 && errno != ENOENT)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "host %s: cannot remove %s: %s",
+                   self->config->host_name, path, g_strerror (errno));
+      return FALSE;
+    }
+  g_message ("undefined guest %s", md_guest_get_name (guest));
+  if (md_guest_is_active (guest))
+    md_guest_set_persistent (guest, FALSE); /* as libvirt: it runs on, transient */
+  else
+    remove_guest (self, guest);
+  return TRUE;
+}
+
+static int
+compare_paths (gconstpointer a, gconstpointer b)
+{
+  return g_strcmp0 (*(const char *const *) a, *(const char *const *) b);
 }
 
 static gboolean
 handle_list_guests (MdDbusManager1 *object, GDBusMethodInvocation *invocation)
 {
-  const char *none[] = { NULL };
+  MdManager *self = MD_MANAGER (object);
+  g_autoptr (GPtrArray) paths = g_ptr_array_new ();
+  GHashTableIter iter;
+  MdGuest *guest;
 
-  md_dbus_manager1_complete_list_guests (object, invocation, none);
+  g_hash_table_iter_init (&iter, self->guests);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &guest))
+    g_ptr_array_add (paths, (gpointer) md_guest_get_object_path (guest));
+  g_ptr_array_sort (paths, compare_paths);
+  g_ptr_array_add (paths, NULL);
+  md_dbus_manager1_complete_list_guests (object, invocation, (const char *const *) paths->pdata);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -59,9 +310,17 @@ static gboolean
 handle_lookup_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation,
                      const char *name_or_uuid)
 {
-  g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_NOT_FOUND,
-                                         "no guest named or with UUID '%s' on host %s",
-                                         name_or_uuid, md_dbus_manager1_get_host_name (object));
+  MdManager *self = MD_MANAGER (object);
+  MdGuest *guest = md_manager_find_guest (self, name_or_uuid);
+
+  if (guest == NULL)
+    {
+      g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_NOT_FOUND,
+                                             "no guest named or with UUID '%s' on host %s",
+                                             name_or_uuid, self->config->host_name);
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  md_dbus_manager1_complete_lookup_guest (object, invocation, md_guest_get_object_path (guest));
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -122,8 +381,10 @@ md_manager_finalize (GObject *object)
 {
   MdManager *self = MD_MANAGER (object);
 
+  g_clear_pointer (&self->guests, g_hash_table_unref);
   g_clear_object (&self->object_manager);
   g_clear_object (&self->auth);
+  g_clear_pointer (&self->caps, md_qemu_caps_free);
   G_OBJECT_CLASS (md_manager_parent_class)->finalize (object);
 }
 
@@ -136,13 +397,14 @@ md_manager_class_init (MdManagerClass *klass)
 static void
 md_manager_init (MdManager *self)
 {
+  self->guests = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
 }
 
 MdManager *
 md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
 {
   MdManager *self = g_object_new (MD_TYPE_MANAGER, NULL);
-  const char *capabilities[] = { NULL };
+  const char *capabilities[] = { "guests", NULL };
   g_autofree char *peer_address = NULL;
 
   self->config = config;
@@ -193,6 +455,162 @@ MdAuth *
 md_manager_get_auth (MdManager *self)
 {
   return self->auth;
+}
+
+const MdQemuCaps *
+md_manager_get_qemu_caps (MdManager *self)
+{
+  return self->caps;
+}
+
+/* ---- start-up: probe QEMU, load definitions, re-attach ------------------ */
+
+typedef struct
+{
+  GPtrArray *records; /* MdQemuRuntime* still to re-attach */
+} LoadData;
+
+static void
+load_data_free (LoadData *data)
+{
+  g_clear_pointer (&data->records, g_ptr_array_unref);
+  g_free (data);
+}
+
+static void
+load_definitions (MdManager *self)
+{
+  g_autofree char *dir = g_build_filename (self->config->state_dir, MD_GUESTS_SUBDIR, NULL);
+  g_autoptr (GDir) gdir = g_dir_open (dir, 0, NULL);
+  const char *file;
+
+  if (gdir == NULL)
+    return;
+  while ((file = g_dir_read_name (gdir)) != NULL)
+    {
+      g_autofree char *path = NULL;
+      g_autofree char *xml = NULL;
+      g_autoptr (GError) error = NULL;
+      g_autoptr (MdDomain) def = NULL;
+      MdGuest *existing = NULL;
+
+      if (!g_str_has_suffix (file, ".xml"))
+        continue;
+      path = g_build_filename (dir, file, NULL);
+      if (!g_file_get_contents (path, &xml, NULL, &error)
+          || (def = md_domain_parse (xml, &error)) == NULL
+          || !check_identity (self, def, &existing, &error))
+        {
+          /* One bad file must not keep every other guest from the host. */
+          g_warning ("skipping guest definition %s: %s", path, error->message);
+          continue;
+        }
+      {
+        g_autoptr (MdGuest) guest = md_guest_new (self, g_steal_pointer (&def), TRUE);
+        add_guest (self, guest);
+      }
+    }
+}
+
+static void reattach_next (GTask *task);
+
+static void
+on_reattached (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  MdManager *self = g_task_get_source_object (task);
+  MdGuest *guest = MD_GUEST (source);
+  g_autoptr (GError) error = NULL;
+
+  if (!md_guest_reattach_finish (guest, result, &error))
+    {
+      g_warning ("guest %s: its QEMU is gone (%s); reporting it shut off",
+                 md_guest_get_name (guest), error->message);
+      md_qemu_runtime_remove (self->config->runtime_dir, md_guest_get_name (guest), NULL);
+      if (!md_guest_is_persistent (guest))
+        remove_guest (self, guest);
+    }
+  reattach_next (task);
+}
+
+static void
+reattach_next (GTask *task)
+{
+  MdManager *self = g_task_get_source_object (task);
+  LoadData *data = g_task_get_task_data (task);
+  g_autoptr (MdQemuRuntime) record = NULL;
+  MdGuest *guest;
+
+  if (data->records->len == 0)
+    {
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+  record = g_ptr_array_steal_index (data->records, 0);
+  guest = g_hash_table_lookup (self->guests, record->name);
+  if (guest == NULL)
+    {
+      /* A transient guest: its definition lives in the record only. */
+      const char *xml = json_object_get_string_member_with_default (record->extra, "xml", NULL);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (MdDomain) def = xml ? md_domain_parse (xml, &error) : NULL;
+      g_autoptr (MdGuest) transient = NULL;
+
+      if (def == NULL)
+        {
+          g_warning ("runtime record %s is unusable (%s); removing it", record->name,
+                     error ? error->message : "no definition");
+          md_qemu_runtime_remove (self->config->runtime_dir, record->name, NULL);
+          reattach_next (task);
+          return;
+        }
+      transient = md_guest_new (self, g_steal_pointer (&def), FALSE);
+      add_guest (self, transient);
+      guest = transient;
+    }
+  md_guest_reattach_async (guest, record, g_task_get_cancellable (task), on_reattached,
+                           g_object_ref (task));
+}
+
+static void
+on_caps_probed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  MdManager *self = g_task_get_source_object (task);
+  LoadData *data = g_task_get_task_data (task);
+  g_autoptr (GError) error = NULL;
+
+  self->caps = md_qemu_caps_probe_finish (result, &error);
+  if (self->caps == NULL)
+    {
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+  load_definitions (self);
+  data->records = md_qemu_runtime_list (self->config->runtime_dir, &error);
+  if (data->records == NULL)
+    {
+      g_warning ("cannot list running guests in %s: %s", self->config->runtime_dir, error->message);
+      data->records = g_ptr_array_new ();
+    }
+  reattach_next (g_steal_pointer (&task));
+}
+
+void
+md_manager_load_async (MdManager *self, GCancellable *cancellable, GAsyncReadyCallback callback,
+                       gpointer user_data)
+{
+  g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
+
+  g_task_set_task_data (task, g_new0 (LoadData, 1), (GDestroyNotify) load_data_free);
+  md_qemu_caps_probe_async (self->config->qemu_binary, cancellable, on_caps_probed,
+                            g_steal_pointer (&task));
+}
+
+gboolean
+md_manager_load_finish (MdManager *self, GAsyncResult *result, GError **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 char *

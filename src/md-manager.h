@@ -4,6 +4,8 @@
 #include "md-auth.h"
 #include "md-config.h"
 #include "md-dbus-generated.h"
+#include "md-guest.h"
+#include "md-qemu-caps.h"
 
 G_BEGIN_DECLS
 
@@ -12,8 +14,16 @@ G_BEGIN_DECLS
 #define MD_TYPE_MANAGER (md_manager_get_type ())
 G_DECLARE_FINAL_TYPE (MdManager, md_manager, MD, MANAGER, MdDbusManager1Skeleton)
 
+#define MD_GUESTS_SUBDIR "guests"
+
 /* @config is borrowed and must outlive the manager. */
 MdManager *md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid);
+
+/* Probes QEMU, loads the persistent definitions and re-attaches to every
+ * QEMU a previous instance left running. Call before exporting. */
+void md_manager_load_async (MdManager *self, GCancellable *cancellable,
+                            GAsyncReadyCallback callback, gpointer user_data);
+gboolean md_manager_load_finish (MdManager *self, GAsyncResult *result, GError **error);
 
 /* Exports Manager1 and the object manager on @connection. */
 gboolean md_manager_export (MdManager *self, GDBusConnection *connection, GError **error);
@@ -22,6 +32,13 @@ void md_manager_unexport (MdManager *self);
 GDBusObjectManagerServer *md_manager_get_object_manager (MdManager *self);
 const MdConfig *md_manager_get_config (MdManager *self);
 MdAuth *md_manager_get_auth (MdManager *self);
+const MdQemuCaps *md_manager_get_qemu_caps (MdManager *self);
+
+MdGuest *md_manager_find_guest (MdManager *self, const char *name_or_uuid);
+
+/* Guest1.Undefine: removes the persistent definition; a running guest
+ * becomes transient, a running transient one is refused. */
+gboolean md_manager_undefine_guest (MdManager *self, MdGuest *guest, GError **error);
 
 /* Reads the host UUID from @state_dir/host-uuid, creating it on first
  * start. */

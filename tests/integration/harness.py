@@ -217,7 +217,7 @@ class Daemon:
         os.makedirs(self.runtime_dir, exist_ok=True)
         self.config_path = os.path.join(self.dir, "migrationd.conf")
         if config is None:
-            config = "[daemon]\nhost-name=%s\nlisten-address=\n" % name
+            config = "[daemon]\nhost-name=%s\nlisten-address=\naccelerator=tcg\n" % name
         with open(self.config_path, "w") as f:
             f.write(config)
         self.log_path = os.path.join(self.dir, "migrationd.log")
@@ -331,6 +331,8 @@ class MigrationdTestCase(unittest.TestCase):
     def setUp(self):
         self.scratch = Scratch()
         self.addCleanup(self.scratch.cleanup)
+        # Runs before the scratch removal: no QEMU may outlive a test.
+        self.addCleanup(kill_qemus_in, self.scratch.path)
         self.bus = Bus(self.scratch)
         self.addCleanup(self.bus.stop)
         if self.polkit == "mock":
@@ -359,6 +361,16 @@ def main():
     skipped test is a failure."""
     loader = unittest.TestLoader()
     module = sys.modules["__main__"]
+    if sys.argv[1:] == ["--list"]:
+        # meson asks at configure time, to register one test per case.
+        def walk(suite):
+            for item in suite:
+                if isinstance(item, unittest.TestSuite):
+                    yield from walk(item)
+                else:
+                    yield item.id().split(".", 1)[1]
+        print("\n".join(walk(loader.loadTestsFromModule(module))))
+        sys.exit(0)
     if len(sys.argv) > 1:
         suite = unittest.TestSuite()
         for name in sys.argv[1:]:
@@ -373,3 +385,105 @@ def main():
         print("no test ran")
         sys.exit(1)
     sys.exit(0 if result.wasSuccessful() else 1)
+
+
+# ---- guests -----------------------------------------------------------------
+
+TESTGUEST_IMG = os.environ.get("MD_TESTGUEST_IMG", os.path.join(BUILD_ROOT, "tests", "guest", "testguest.img"))
+MKGUEST = os.path.join(SOURCE_ROOT, "tests", "guest", "mkguest.py")
+
+GUEST_XML = """<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>{memory}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <boot dev='hd'/>
+  </os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{image}'/>
+      <target dev='hda' bus='ide'/>
+    </disk>
+    <serial type='file'>
+      <source path='{serial}'/>
+      <target port='0'/>
+    </serial>
+  </devices>
+</domain>
+"""
+
+
+def make_guest_image(path, mode="fill", size_mib=16, seed=1, start_mib=2):
+    subprocess.run([sys.executable, MKGUEST, "--base", TESTGUEST_IMG, "--out", path, "--mode", mode,
+                    "--size-mib", str(size_mib), "--start-mib", str(start_mib), "--seed", str(seed)],
+                   check=True)
+    return path
+
+
+def expected_sum(size_mib, seed, start_mib=2):
+    out = subprocess.run([sys.executable, MKGUEST, "--print-sum", "--seed", str(seed), "--start-mib",
+                          str(start_mib), "--size-mib", str(size_mib)],
+                         check=True, capture_output=True, text=True).stdout
+    return out.strip().split()[-1].lower()
+
+
+class TestGuest:
+    """A test guest's files in the scratch directory and its definition."""
+
+    def __init__(self, scratch, name, mode="fill", size_mib=16, seed=1, memory=64):
+        self.name = name
+        self.image = make_guest_image(scratch.join(name + ".img"), mode, size_mib, seed)
+        self.serial = scratch.join(name + "-serial.log")
+        self.size_mib = size_mib
+        self.seed = seed
+        self.xml = GUEST_XML.format(name=name, memory=memory, image=self.image, serial=self.serial)
+
+    def serial_text(self):
+        try:
+            with open(self.serial, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_serial(self, pattern, timeout=60, start=0):
+        """Waits for a line matching @pattern after character @start of the
+        serial log; returns the match."""
+        import re
+        regex = re.compile(pattern)
+        return wait_until(lambda: regex.search(self.serial_text(), start), timeout=timeout,
+                          what="serial output /%s/ of %s" % (pattern, self.name))
+
+
+def qemu_pids_in(directory):
+    """PIDs of QEMU processes whose command line mentions @directory (each
+    test's scratch directory is its own, so parallel tests do not mix)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            with open("/proc/%s/stat" % entry) as f:
+                if f.read().split(") ", 1)[1].startswith("Z"):
+                    continue
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if "qemu-system" in cmdline and directory in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+def kill_qemus_in(directory):
+    for pid in qemu_pids_in(directory):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def guest_path(name):
+    return "/org/migrationd/guest/" + "".join(
+        c if c.isalnum() else "_%02x" % ord(c) for c in name)

@@ -1,0 +1,27 @@
+# Sourced by test.sh and demo.sh: installs the Debian 12 packages migrationd
+# needs to build, test and demo, but only those that are missing.
+MD_PACKAGES=(
+  meson ninja-build pkg-config gcc binutils git
+  libglib2.0-dev libglib2.0-bin glib-networking libjson-glib-dev libxml2-dev libxml2-utils
+  libgnutls28-dev gnutls-bin libpolkit-gobject-1-dev polkitd libnbd-dev libnbd-bin
+  libdbus-1-dev dbus dbus-daemon systemd gettext
+  qemu-system-x86 qemu-utils
+  python3 python3-gi python3-dbusmock dbus-test-runner
+  valgrind clang-format iproute2 procps psmisc util-linux
+)
+
+install_deps () {
+  local missing=() p
+  for p in "${MD_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("$p")
+    fi
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "Installing missing packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
