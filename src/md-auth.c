@@ -127,8 +127,7 @@ options_forbid_interaction (GDBusMethodInvocation *invocation)
 }
 
 static const char *
-resolve_control_action (GDBusInterfaceSkeleton *skeleton, PolkitSubject *subject,
-                        GError **error)
+resolve_control_action (GDBusInterfaceSkeleton *skeleton, PolkitSubject *subject, GError **error)
 {
   guint owner;
   g_autoptr (PolkitUnixUser) user = NULL;
@@ -144,8 +143,7 @@ resolve_control_action (GDBusInterfaceSkeleton *skeleton, PolkitSubject *subject
                                                           : MD_ACTION_CONTROL_OTHER;
 }
 
-static gboolean
-deny (GDBusMethodInvocation *invocation, MdError code, const char *format, ...)
+static gboolean deny (GDBusMethodInvocation *invocation, MdError code, const char *format, ...)
     G_GNUC_PRINTF (3, 4);
 
 static gboolean
@@ -208,8 +206,8 @@ on_authorize_method (GDBusInterfaceSkeleton *skeleton, GDBusMethodInvocation *in
                  "%s.%s needs %s but polkit is not reachable: %s", interface, method, action,
                  error->message);
 
-  result = polkit_authority_check_authorization_sync (authority, subject, action, NULL, flags,
-                                                      NULL, &error);
+  result = polkit_authority_check_authorization_sync (authority, subject, action, NULL, flags, NULL,
+                                                      &error);
   if (result == NULL)
     return deny (invocation, MD_ERROR_NOT_AUTHORIZED, "%s.%s needs %s; polkit failed: %s",
                  interface, method, action, error->message);

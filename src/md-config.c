@@ -134,8 +134,8 @@ load_key (MdConfig *config, GKeyFile *kf, const char *path, const KeyDesc *desc,
     case KEY_LIST:
       {
         char ***field = (char ***) (base + desc->offset);
-        g_auto (GStrv) value = g_key_file_get_string_list (kf, desc->group, desc->key, NULL,
-                                                           &local_error);
+        g_auto (GStrv) value =
+            g_key_file_get_string_list (kf, desc->group, desc->key, NULL, &local_error);
         g_autoptr (GPtrArray) items = g_ptr_array_new_with_free_func (g_free);
         if (value == NULL)
           break;
@@ -277,8 +277,7 @@ md_config_load (const char *path, GError **error)
       if (!g_str_equal (group, "daemon") && !g_str_equal (group, "tls"))
         {
           g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
-                       "%s: unknown group [%s] (known: [daemon], [tls], [peer NAME])", file,
-                       group);
+                       "%s: unknown group [%s] (known: [daemon], [tls], [peer NAME])", file, group);
           return NULL;
         }
       keys = g_key_file_get_keys (kf, group, NULL, NULL);

@@ -126,8 +126,8 @@ connect_fail (GTask *task, GError *cause)
                          "there and that the peer port is reachable",
                          op->target, op->cfg->timeout, op->stage);
   else if (g_cancellable_is_cancelled (op->caller_cancellable))
-    error
-        = g_error_new (MD_ERROR, MD_ERROR_CANCELLED, "connection to peer %s cancelled", op->target);
+    error =
+        g_error_new (MD_ERROR, MD_ERROR_CANCELLED, "connection to peer %s cancelled", op->target);
   else if (cause->domain == MD_ERROR || g_dbus_error_is_remote_error (cause))
     {
       /* Errors of ours from the other daemon arrive as MD_ERROR (the domain
@@ -220,11 +220,11 @@ on_hello_reply (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   if (version != MD_PEER_PROTOCOL_VERSION)
     {
-      g_autoptr (GError) ver
-          = g_error_new (MD_ERROR, MD_ERROR_NOT_SUPPORTED,
-                         "no common protocol version: host %s answered version %u, this host "
-                         "speaks %u; install the same migrationd version on both hosts",
-                         name, version, MD_PEER_PROTOCOL_VERSION);
+      g_autoptr (GError) ver =
+          g_error_new (MD_ERROR, MD_ERROR_NOT_SUPPORTED,
+                       "no common protocol version: host %s answered version %u, this host "
+                       "speaks %u; install the same migrationd version on both hosts",
+                       name, version, MD_PEER_PROTOCOL_VERSION);
       connect_fail (task, ver);
       return;
     }
@@ -354,8 +354,8 @@ on_tcp_connected (GObject *source, GAsyncResult *result, gpointer user_data)
   GTask *task = user_data;
   Connect *op = g_task_get_task_data (task);
   g_autoptr (GError) error = NULL;
-  g_autoptr (GSocketConnection) socket
-      = g_socket_client_connect_finish (G_SOCKET_CLIENT (source), result, &error);
+  g_autoptr (GSocketConnection) socket =
+      g_socket_client_connect_finish (G_SOCKET_CLIENT (source), result, &error);
   g_autoptr (GSocketAddress) remote = NULL;
   const char *protocols[] = { op->alpn, NULL };
 
@@ -393,7 +393,7 @@ connect_start (const MdPeerTlsConfig *cfg, const char *host_and_port, const char
   g_autoptr (GSocketClient) client = NULL;
 
   g_task_set_source_tag (task, source_tag);
-  g_task_set_task_data (task, op, (GDestroyNotify)connect_free);
+  g_task_set_task_data (task, op, (GDestroyNotify) connect_free);
   g_task_set_check_cancellable (task, FALSE);
   op->cfg = md_peer_config_new (cfg);
   op->target = g_strdup (host_and_port);

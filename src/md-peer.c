@@ -41,8 +41,8 @@ md_peer_config_new (const MdPeerTlsConfig *in)
   cfg->host_uuid = g_strdup (in->host_uuid ? in->host_uuid : "");
   cfg->host_name = g_strdup (in->host_name ? in->host_name : g_get_host_name ());
   cfg->timeout = in->handshake_timeout ? in->handshake_timeout : MD_PEER_DEFAULT_HANDSHAKE_TIMEOUT;
-  cfg->max_message_size
-      = in->max_message_size ? in->max_message_size : MD_PEER_DEFAULT_MAX_MESSAGE_SIZE;
+  cfg->max_message_size =
+      in->max_message_size ? in->max_message_size : MD_PEER_DEFAULT_MAX_MESSAGE_SIZE;
   return cfg;
 }
 
@@ -112,7 +112,7 @@ md_peer_cert_subject_dn (GTlsCertificate *cert)
       if (gnutls_x509_crt_import (crt, &in, GNUTLS_X509_FMT_DER) == GNUTLS_E_SUCCESS
           && gnutls_x509_crt_get_dn3 (crt, &out, 0) == GNUTLS_E_SUCCESS)
         {
-          dn = g_strndup ((const char *)out.data, out.size);
+          dn = g_strndup ((const char *) out.data, out.size);
           gnutls_free (out.data);
         }
       gnutls_x509_crt_deinit (crt);
@@ -125,7 +125,7 @@ dn_allowed (MdPeerConfig *cfg, const char *dn)
 {
   g_autofree char *norm = md_peer_normalize_dn (dn);
 
-  return g_strv_contains ((const char *const *)cfg->allowed_dns, norm);
+  return g_strv_contains ((const char *const *) cfg->allowed_dns, norm);
 }
 
 /* Why a certificate was refused, in the words of the log and the errors. */
@@ -383,7 +383,7 @@ md_peer_connection_set_identity (MdPeerConnection *self, guint version, const ch
     self->capabilities = g_new0 (char *, 1);
   else
     {
-      self->capabilities = g_strdupv ((char **)caps);
+      self->capabilities = g_strdupv ((char **) caps);
       g_free (caps);
     }
   self->hello_done = TRUE;
@@ -428,7 +428,7 @@ const char *const *
 md_peer_connection_get_capabilities (MdPeerConnection *self)
 {
   g_return_val_if_fail (MD_IS_PEER_CONNECTION (self), NULL);
-  return (const char *const *)self->capabilities;
+  return (const char *const *) self->capabilities;
 }
 
 gboolean
@@ -532,7 +532,7 @@ static void md_peer_skeleton_iface_init (MdDbusPeer1Iface *iface);
 static void
 skeleton_detach (GDBusInterfaceSkeleton *skeleton)
 {
-  ((MdPeerSkeleton *)skeleton)->conn = NULL;
+  ((MdPeerSkeleton *) skeleton)->conn = NULL;
 }
 
 G_DEFINE_TYPE_WITH_CODE (MdPeerSkeleton, md_peer_skeleton, MD_DBUS_TYPE_PEER1_SKELETON,
@@ -626,10 +626,10 @@ skeleton_handle_hello (MdDbusPeer1 *object, GDBusMethodInvocation *invocation, g
     }
   if (host_uuid[0] == '\0')
     {
-      g_autofree char *msg
-          = g_strdup_printf ("Hello from host %s without a host UUID; set one in its "
-                             "migrationd.conf or /etc/machine-id",
-                             host_name);
+      g_autofree char *msg =
+          g_strdup_printf ("Hello from host %s without a host UUID; set one in its "
+                           "migrationd.conf or /etc/machine-id",
+                           host_name);
       refuse_and_close (self, invocation, MD_ERROR_INVALID_ARGUMENT, msg);
       return TRUE;
     }
@@ -934,10 +934,10 @@ on_server_dbus_ready (GObject *source, GAsyncResult *result, gpointer user_data)
 
   if (dbus == NULL)
     {
-      g_autofree char *reason
-          = in->timed_out ? g_strdup_printf ("D-Bus authentication not finished within %u s",
-                                             self->cfg->timeout)
-                          : g_strdup_printf ("D-Bus authentication failed: %s", error->message);
+      g_autofree char *reason =
+          in->timed_out ? g_strdup_printf ("D-Bus authentication not finished within %u s",
+                                           self->cfg->timeout)
+                        : g_strdup_printf ("D-Bus authentication failed: %s", error->message);
       incoming_done (in, reason);
       return;
     }
@@ -1034,8 +1034,8 @@ on_server_handshake (GObject *source, GAsyncResult *result, gpointer user_data)
       g_signal_emit (self, signals[SIGNAL_DATA_STREAM], 0, in->tls, alpn_copy, dn, &handled);
       if (!handled)
         {
-          g_autofree char *msg
-              = g_strdup_printf ("no handler for data streams of protocol '%s'", alpn_copy);
+          g_autofree char *msg =
+              g_strdup_printf ("no handler for data streams of protocol '%s'", alpn_copy);
           incoming_done (in, msg);
           return;
         }
@@ -1064,8 +1064,8 @@ on_first_bytes (GSocket *socket, GIOCondition condition, gpointer user_data)
 
   if (g_cancellable_is_cancelled (in->cancellable))
     {
-      g_autofree char *reason
-          = g_strdup_printf ("TLS handshake not finished within %u s", self->cfg->timeout);
+      g_autofree char *reason =
+          g_strdup_printf ("TLS handshake not finished within %u s", self->cfg->timeout);
       incoming_done (in, reason);
       return G_SOURCE_REMOVE;
     }
@@ -1151,7 +1151,7 @@ md_peer_listener_stop (MdPeerListener *self)
     }
   self->stopped = TRUE;
   for (GList *l = self->pending; l != NULL; l = l->next)
-    g_cancellable_cancel (((Incoming *)l->data)->cancellable);
+    g_cancellable_cancel (((Incoming *) l->data)->cancellable);
 }
 
 static void
@@ -1196,27 +1196,27 @@ md_peer_listener_class_init (MdPeerListenerClass *klass)
   object_class->dispose = md_peer_listener_dispose;
   object_class->finalize = md_peer_listener_finalize;
 
-  signals[SIGNAL_NEW_CONNECTION]
-      = g_signal_new ("new-connection", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
-                      1, MD_TYPE_PEER_CONNECTION);
-  signals[SIGNAL_PEER_REFUSED]
-      = g_signal_new ("peer-refused", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 2,
-                      G_TYPE_STRING, G_TYPE_STRING);
-  signals[SIGNAL_DATA_STREAM] = g_signal_new (
-      "data-stream", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL, NULL,
-      G_TYPE_BOOLEAN, 3, G_TYPE_IO_STREAM, G_TYPE_STRING, G_TYPE_STRING);
-  signals[SIGNAL_HANDLE_PREPARE] = g_signal_new (
-      "handle-prepare", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL, NULL,
-      G_TYPE_BOOLEAN, 5, MD_TYPE_PEER_CONNECTION, G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING,
-      G_TYPE_STRING, G_TYPE_VARIANT);
-  signals[SIGNAL_HANDLE_FINISH] = g_signal_new (
-      "handle-finish", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL, NULL,
-      G_TYPE_BOOLEAN, 5, MD_TYPE_PEER_CONNECTION, G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING,
-      G_TYPE_BOOLEAN, G_TYPE_VARIANT);
-  signals[SIGNAL_HANDLE_ABORT]
-      = g_signal_new ("handle-abort", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled,
-                      NULL, NULL, G_TYPE_BOOLEAN, 4, MD_TYPE_PEER_CONNECTION,
-                      G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING, G_TYPE_STRING);
+  signals[SIGNAL_NEW_CONNECTION] =
+      g_signal_new ("new-connection", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 1,
+                    MD_TYPE_PEER_CONNECTION);
+  signals[SIGNAL_PEER_REFUSED] =
+      g_signal_new ("peer-refused", type, G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 2,
+                    G_TYPE_STRING, G_TYPE_STRING);
+  signals[SIGNAL_DATA_STREAM] =
+      g_signal_new ("data-stream", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled,
+                    NULL, NULL, G_TYPE_BOOLEAN, 3, G_TYPE_IO_STREAM, G_TYPE_STRING, G_TYPE_STRING);
+  signals[SIGNAL_HANDLE_PREPARE] =
+      g_signal_new ("handle-prepare", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled,
+                    NULL, NULL, G_TYPE_BOOLEAN, 5, MD_TYPE_PEER_CONNECTION,
+                    G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING, G_TYPE_STRING, G_TYPE_VARIANT);
+  signals[SIGNAL_HANDLE_FINISH] =
+      g_signal_new ("handle-finish", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled,
+                    NULL, NULL, G_TYPE_BOOLEAN, 5, MD_TYPE_PEER_CONNECTION,
+                    G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING, G_TYPE_BOOLEAN, G_TYPE_VARIANT);
+  signals[SIGNAL_HANDLE_ABORT] =
+      g_signal_new ("handle-abort", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled,
+                    NULL, NULL, G_TYPE_BOOLEAN, 4, MD_TYPE_PEER_CONNECTION,
+                    G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING, G_TYPE_STRING);
   signals[SIGNAL_HANDLE_CHECK_PATHS] = g_signal_new (
       "handle-check-paths", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL,
       NULL, G_TYPE_BOOLEAN, 3, MD_TYPE_PEER_CONNECTION, G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRV);
@@ -1270,8 +1270,8 @@ md_peer_listener_new (const MdPeerTlsConfig *cfg, GError **error)
   self->guid = g_dbus_generate_guid ();
   self->database = md_peer_load_ca (self->cfg, &local);
   if (self->database != NULL)
-    self->server_cert
-        = md_peer_load_cert (self->cfg, MD_PEER_SERVER_CERT, MD_PEER_SERVER_KEY, &local);
+    self->server_cert =
+        md_peer_load_cert (self->cfg, MD_PEER_SERVER_CERT, MD_PEER_SERVER_KEY, &local);
   if (local != NULL)
     {
       md_peer_set_config_error (error, local, self->cfg);
@@ -1306,13 +1306,13 @@ md_peer_listener_listen (MdPeerListener *self, const char *address, guint16 port
     {
       if (port == 0)
         {
-          bound = g_socket_listener_add_any_inet_port (G_SOCKET_LISTENER (self->service), NULL,
-                                                       &local);
+          bound =
+              g_socket_listener_add_any_inet_port (G_SOCKET_LISTENER (self->service), NULL, &local);
           ok = bound != 0;
         }
       else
-        ok = g_socket_listener_add_inet_port (G_SOCKET_LISTENER (self->service), port, NULL,
-                                              &local);
+        ok =
+            g_socket_listener_add_inet_port (G_SOCKET_LISTENER (self->service), port, NULL, &local);
     }
   else
     {

@@ -95,7 +95,7 @@ kill_data_free (KillData *data)
 static gboolean
 proc_stat (GPid pid, char *state, guint64 *start_time)
 {
-  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int)pid);
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
   g_autofree char *contents = NULL;
   g_auto (GStrv) fields = NULL;
   const char *rparen;
@@ -120,7 +120,7 @@ static int
 pidfd_open_compat (GPid pid)
 {
 #ifdef SYS_pidfd_open
-  return (int)syscall (SYS_pidfd_open, (pid_t)pid, 0);
+  return (int) syscall (SYS_pidfd_open, (pid_t) pid, 0);
 #else
   errno = ENOSYS;
   return -1;
@@ -153,7 +153,7 @@ adopted_is_gone (MdQemuProcess *self)
 static gboolean
 cmdline_has_uuid (GPid pid, const char *uuid)
 {
-  g_autofree char *path = g_strdup_printf ("/proc/%d/cmdline", (int)pid);
+  g_autofree char *path = g_strdup_printf ("/proc/%d/cmdline", (int) pid);
   g_autofree char *contents = NULL;
   gsize len = 0;
   const char *prev = NULL;
@@ -185,7 +185,7 @@ emit_exited (MdQemuProcess *self, int wait_status)
   g_object_ref (self);
   self->exited = TRUE;
   self->wait_status = wait_status;
-  g_debug ("QEMU pid %d exited (wait status %d)", (int)self->pid, wait_status);
+  g_debug ("QEMU pid %d exited (wait status %d)", (int) self->pid, wait_status);
 
   destroy_source (&self->pidfd_source);
   destroy_source (&self->poll_source);
@@ -318,7 +318,7 @@ write_log_header (int fd, const char *const *argv)
 {
   g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
   g_autofree char *stamp = g_date_time_format_iso8601 (now);
-  g_autofree char *cmd = g_strjoinv (" ", (char **)argv);
+  g_autofree char *cmd = g_strjoinv (" ", (char **) argv);
   g_autofree char *line = g_strdup_printf ("%s: migrationd starting: %s\n", stamp, cmd);
   gsize len = strlen (line);
   gssize n;
@@ -386,14 +386,14 @@ md_qemu_spawn_full (const char *const *argv, const char *log_path, const int *so
 
   self = g_object_new (MD_TYPE_QEMU_PROCESS, NULL);
   self->subprocess = g_steal_pointer (&subprocess);
-  self->pid = (GPid)atoi (g_subprocess_get_identifier (self->subprocess));
+  self->pid = (GPid) atoi (g_subprocess_get_identifier (self->subprocess));
   self->log_path = g_strdup (log_path);
   proc_stat (self->pid, NULL, &self->start_time);
 
   weak = g_new0 (GWeakRef, 1);
   g_weak_ref_init (weak, self);
   g_subprocess_wait_async (self->subprocess, NULL, on_child_exited, weak);
-  g_debug ("Started QEMU pid %d, log %s", (int)self->pid, log_path);
+  g_debug ("Started QEMU pid %d, log %s", (int) self->pid, log_path);
   return self;
 }
 
@@ -417,7 +417,7 @@ md_qemu_process_new_for_pid (GPid pid, const char *expected_uuid, const char *lo
   if (pid <= 0)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT, "Invalid QEMU process id %d",
-                   (int)pid);
+                   (int) pid);
       return NULL;
     }
 
@@ -429,14 +429,14 @@ md_qemu_process_new_for_pid (GPid pid, const char *expected_uuid, const char *lo
       int errsv = errno;
 
       g_set_error (error, MD_ERROR, MD_ERROR_NOT_FOUND, "QEMU process %d (uuid %s) is gone: %s",
-                   (int)pid, expected_uuid, g_strerror (errsv));
+                   (int) pid, expected_uuid, g_strerror (errsv));
       return NULL;
     }
 
   if (!proc_stat (pid, &state, &start_time) || state == 'Z' || state == 'X')
     {
       g_set_error (error, MD_ERROR, MD_ERROR_NOT_FOUND, "QEMU process %d (uuid %s) has exited",
-                   (int)pid, expected_uuid);
+                   (int) pid, expected_uuid);
       goto fail;
     }
   if (!cmdline_has_uuid (pid, expected_uuid))
@@ -444,13 +444,13 @@ md_qemu_process_new_for_pid (GPid pid, const char *expected_uuid, const char *lo
       g_set_error (error, MD_ERROR, MD_ERROR_NOT_FOUND,
                    "Process %d is not the QEMU of guest %s (its command line has no "
                    "\"-uuid %s\"; the PID was probably reused after QEMU exited)",
-                   (int)pid, expected_uuid, expected_uuid);
+                   (int) pid, expected_uuid, expected_uuid);
       goto fail;
     }
   if (pidfd >= 0 && pidfd_has_exited (pidfd))
     {
       g_set_error (error, MD_ERROR, MD_ERROR_NOT_FOUND, "QEMU process %d (uuid %s) has exited",
-                   (int)pid, expected_uuid);
+                   (int) pid, expected_uuid);
       goto fail;
     }
 
@@ -468,7 +468,7 @@ md_qemu_process_new_for_pid (GPid pid, const char *expected_uuid, const char *lo
     }
   else
     start_poll (self, POLL_SLOW_MS);
-  g_debug ("Re-attached to QEMU pid %d (uuid %s)", (int)pid, expected_uuid);
+  g_debug ("Re-attached to QEMU pid %d (uuid %s)", (int) pid, expected_uuid);
   return self;
 
 fail:
@@ -527,7 +527,7 @@ on_kill_stuck (gpointer user_data)
   kill_task_fail (task, g_error_new (MD_ERROR, MD_ERROR_TIMEOUT,
                                      "QEMU process %d is still there %d s after SIGKILL "
                                      "(stuck in the kernel, e.g. on storage I/O?)",
-                                     (int)self->pid, KILL_STUCK_TIMEOUT_MS / 1000));
+                                     (int) self->pid, KILL_STUCK_TIMEOUT_MS / 1000));
   return G_SOURCE_REMOVE;
 }
 
@@ -539,7 +539,7 @@ on_kill_grace (gpointer user_data)
   KillData *data = g_task_get_task_data (task);
 
   g_clear_pointer (&data->grace_source, g_source_unref);
-  g_debug ("QEMU pid %d ignored SIGTERM, sending SIGKILL", (int)self->pid);
+  g_debug ("QEMU pid %d ignored SIGTERM, sending SIGKILL", (int) self->pid);
   send_signal (self, SIGKILL);
   if (self->subprocess == NULL)
     start_poll (self, POLL_FAST_MS);
@@ -560,7 +560,7 @@ on_kill_cancelled (GCancellable *cancellable, gpointer user_data)
   kill_task_fail (task, g_error_new (MD_ERROR, MD_ERROR_CANCELLED,
                                      "Stopping QEMU process %d was cancelled (SIGTERM was "
                                      "already sent)",
-                                     (int)self->pid));
+                                     (int) self->pid));
   return G_SOURCE_REMOVE;
 }
 
@@ -584,7 +584,7 @@ md_qemu_process_kill_async (MdQemuProcess *self, guint grace_ms, GCancellable *c
     }
 
   data = g_new0 (KillData, 1);
-  g_task_set_task_data (task, data, (GDestroyNotify)kill_data_free);
+  g_task_set_task_data (task, data, (GDestroyNotify) kill_data_free);
   self->kill_tasks = g_list_prepend (self->kill_tasks, g_object_ref (task));
 
   send_signal (self, SIGTERM);
@@ -781,7 +781,7 @@ md_qemu_runtime_write (const char *runtime_dir, const char *name, GPid pid, cons
   json_builder_set_member_name (builder, "pid");
   json_builder_add_int_value (builder, pid);
   json_builder_set_member_name (builder, "start-time");
-  json_builder_add_int_value (builder, (gint64)start_time);
+  json_builder_add_int_value (builder, (gint64) start_time);
   json_builder_set_member_name (builder, "uuid");
   json_builder_add_string_value (builder, uuid);
   json_builder_set_member_name (builder, "qmp");
@@ -806,7 +806,7 @@ md_qemu_runtime_write (const char *runtime_dir, const char *name, GPid pid, cons
   text = json_generator_to_data (generator, &len);
 
   path = record_path (runtime_dir, name);
-  if (!g_file_set_contents_full (path, text, (gssize)len, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+  if (!g_file_set_contents_full (path, text, (gssize) len, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
                                  &local_error))
     {
       g_propagate_error (error, md_error_convert (local_error, MD_ERROR_FAILED));
@@ -826,7 +826,7 @@ runtime_parse (const char *path, const char *contents, gsize len, GError **error
   JsonObject *obj;
   JsonNode *extra;
 
-  if (!json_parser_load_from_data (parser, contents, (gssize)len, &local_error))
+  if (!json_parser_load_from_data (parser, contents, (gssize) len, &local_error))
     {
       g_set_error (error, MD_ERROR, MD_ERROR_FAILED,
                    "QEMU runtime record %s is corrupt: %s (remove it if no QEMU runs for it)", path,
@@ -840,8 +840,8 @@ runtime_parse (const char *path, const char *contents, gsize len, GError **error
 
   record = g_new0 (MdQemuRuntime, 1);
   record->name = g_strdup (json_object_get_string_member_with_default (obj, "name", NULL));
-  record->pid = (GPid)json_object_get_int_member_with_default (obj, "pid", 0);
-  record->start_time = (guint64)json_object_get_int_member_with_default (obj, "start-time", 0);
+  record->pid = (GPid) json_object_get_int_member_with_default (obj, "pid", 0);
+  record->start_time = (guint64) json_object_get_int_member_with_default (obj, "start-time", 0);
   record->uuid = g_strdup (json_object_get_string_member_with_default (obj, "uuid", NULL));
   record->qmp_path = g_strdup (json_object_get_string_member_with_default (obj, "qmp", NULL));
   record->log_path = g_strdup (json_object_get_string_member_with_default (obj, "log", NULL));
@@ -888,8 +888,8 @@ md_qemu_runtime_read (const char *runtime_dir, const char *name, GError **error)
 static int
 compare_records (gconstpointer a, gconstpointer b)
 {
-  const MdQemuRuntime *ra = *(MdQemuRuntime *const *)a;
-  const MdQemuRuntime *rb = *(MdQemuRuntime *const *)b;
+  const MdQemuRuntime *ra = *(MdQemuRuntime *const *) a;
+  const MdQemuRuntime *rb = *(MdQemuRuntime *const *) b;
 
   return g_strcmp0 (ra->name, rb->name);
 }
@@ -897,8 +897,8 @@ compare_records (gconstpointer a, gconstpointer b)
 GPtrArray *
 md_qemu_runtime_list (const char *runtime_dir, GError **error)
 {
-  g_autoptr (GPtrArray) records
-      = g_ptr_array_new_with_free_func ((GDestroyNotify)md_qemu_runtime_free);
+  g_autoptr (GPtrArray) records =
+      g_ptr_array_new_with_free_func ((GDestroyNotify) md_qemu_runtime_free);
   g_autoptr (GDir) dir = NULL;
   g_autoptr (GError) local_error = NULL;
   const char *entry;

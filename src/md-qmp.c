@@ -155,7 +155,7 @@ pending_complete (Pending *p, JsonNode *result, GError *error)
   if (error != NULL)
     g_task_return_error (task, error);
   else
-    g_task_return_pointer (task, result, (GDestroyNotify)json_node_unref);
+    g_task_return_pointer (task, result, (GDestroyNotify) json_node_unref);
 }
 
 static void
@@ -391,12 +391,12 @@ handle_reply (MdQmp *self, JsonObject *message)
 
   if (error_node != NULL)
     {
-      JsonObject *err
-          = JSON_NODE_HOLDS_OBJECT (error_node) ? json_node_get_object (error_node) : NULL;
-      const char *desc
-          = err != NULL ? json_object_get_string_member_with_default (err, "desc", NULL) : NULL;
-      const char *klass
-          = err != NULL ? json_object_get_string_member_with_default (err, "class", NULL) : NULL;
+      JsonObject *err =
+          JSON_NODE_HOLDS_OBJECT (error_node) ? json_node_get_object (error_node) : NULL;
+      const char *desc =
+          err != NULL ? json_object_get_string_member_with_default (err, "desc", NULL) : NULL;
+      const char *klass =
+          err != NULL ? json_object_get_string_member_with_default (err, "class", NULL) : NULL;
 
       pending_complete (p, NULL,
                         g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED, "QEMU: %s (%s, command '%s')",
@@ -425,7 +425,7 @@ dispatch_line (MdQmp *self, const char *line, gsize len)
     return;
 
   parser = json_parser_new_immutable ();
-  if (!json_parser_load_from_data (parser, line, (gssize)len, &error))
+  if (!json_parser_load_from_data (parser, line, (gssize) len, &error))
     {
       g_autofree char *what = g_strdup_printf ("unparsable message (%s)", error->message);
 
@@ -468,7 +468,7 @@ process_buffer (MdQmp *self)
           self->scan_pos = self->rbuf->len;
           break;
         }
-      line_len = (gsize)(nl - (base + start));
+      line_len = (gsize) (nl - (base + start));
       if (line_len > self->max_message_size)
         {
           g_autofree char *what = g_strdup_printf (
@@ -477,7 +477,7 @@ process_buffer (MdQmp *self)
           protocol_error (self, what);
           return;
         }
-      dispatch_line (self, (const char *)base + start, line_len);
+      dispatch_line (self, (const char *) base + start, line_len);
       start += line_len + 1;
       self->scan_pos = start;
     }
@@ -528,7 +528,7 @@ on_read (GObject *source, GAsyncResult *res, gpointer user_data)
                       TRUE);
   else
     {
-      g_byte_array_append (self->rbuf, reader->buf, (guint)n);
+      g_byte_array_append (self->rbuf, reader->buf, (guint) n);
       process_buffer (self);
     }
 
@@ -922,7 +922,7 @@ md_qmp_connect_full_async (const char *socket_path, const char *log_path, guint 
   data->timeout_ms = timeout_ms;
   data->client = g_socket_client_new ();
   data->address = g_unix_socket_address_new (socket_path);
-  g_task_set_task_data (task, data, (GDestroyNotify)connect_data_free);
+  g_task_set_task_data (task, data, (GDestroyNotify) connect_data_free);
 
   data->deadline_source = g_timeout_source_new (timeout_ms);
   g_source_set_callback (data->deadline_source, on_connect_deadline, g_object_ref (task),
@@ -998,11 +998,11 @@ md_qmp_get_qemu_version (MdQmp *self, guint *major, guint *minor, guint *micro)
   if (version != NULL && json_object_has_member (version, "qemu"))
     qemu = json_object_get_object_member (version, "qemu");
   if (major != NULL)
-    *major = qemu ? (guint)json_object_get_int_member_with_default (qemu, "major", 0) : 0;
+    *major = qemu ? (guint) json_object_get_int_member_with_default (qemu, "major", 0) : 0;
   if (minor != NULL)
-    *minor = qemu ? (guint)json_object_get_int_member_with_default (qemu, "minor", 0) : 0;
+    *minor = qemu ? (guint) json_object_get_int_member_with_default (qemu, "minor", 0) : 0;
   if (micro != NULL)
-    *micro = qemu ? (guint)json_object_get_int_member_with_default (qemu, "micro", 0) : 0;
+    *micro = qemu ? (guint) json_object_get_int_member_with_default (qemu, "micro", 0) : 0;
 }
 
 void
@@ -1082,13 +1082,13 @@ md_qmp_class_init (MdQmpClass *klass)
   object_class->dispose = md_qmp_dispose;
   object_class->finalize = md_qmp_finalize;
 
-  signals[SIGNAL_EVENT]
-      = g_signal_new ("event", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_DETAILED, 0,
-                      NULL, NULL, NULL, G_TYPE_NONE, 3, G_TYPE_STRING | G_SIGNAL_TYPE_STATIC_SCOPE,
-                      JSON_TYPE_OBJECT | G_SIGNAL_TYPE_STATIC_SCOPE, G_TYPE_INT64);
-  signals[SIGNAL_CLOSED]
-      = g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
-                      G_TYPE_NONE, 1, G_TYPE_ERROR | G_SIGNAL_TYPE_STATIC_SCOPE);
+  signals[SIGNAL_EVENT] =
+      g_signal_new ("event", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST | G_SIGNAL_DETAILED, 0,
+                    NULL, NULL, NULL, G_TYPE_NONE, 3, G_TYPE_STRING | G_SIGNAL_TYPE_STATIC_SCOPE,
+                    JSON_TYPE_OBJECT | G_SIGNAL_TYPE_STATIC_SCOPE, G_TYPE_INT64);
+  signals[SIGNAL_CLOSED] =
+      g_signal_new ("closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                    G_TYPE_NONE, 1, G_TYPE_ERROR | G_SIGNAL_TYPE_STATIC_SCOPE);
 }
 
 static void
