@@ -214,6 +214,17 @@ on_authorize_method (GDBusInterfaceSkeleton *skeleton, GDBusMethodInvocation *in
 
   if (polkit_authorization_result_get_is_authorized (result))
     {
+      /* Who started a migration decides later who may control it; learn
+       * it here, off the main loop. */
+      if (g_str_equal (action, MD_ACTION_MIGRATE))
+        {
+          g_autoptr (PolkitUnixUser) user =
+              (PolkitUnixUser *) polkit_system_bus_name_get_user_sync (
+                  POLKIT_SYSTEM_BUS_NAME (subject), NULL, NULL);
+          if (user != NULL)
+            g_object_set_data (G_OBJECT (invocation), MD_AUTH_CALLER_UID_KEY,
+                               GUINT_TO_POINTER ((guint) polkit_unix_user_get_uid (user) + 1));
+        }
       g_debug ("authorized %s to call %s.%s on %s (%s)", sender, interface, method, object_path,
                action);
       return TRUE;

@@ -17,6 +17,9 @@ G_BEGIN_DECLS
 #define MD_ACTION_OPEN "open"
 #define MD_ACTION_CONTROL "control"
 
+/* Set on an authorized Migrate invocation: the caller's uid + 1. */
+#define MD_AUTH_CALLER_UID_KEY "md-caller-uid"
+
 #define MD_TYPE_AUTH (md_auth_get_type ())
 G_DECLARE_FINAL_TYPE (MdAuth, md_auth, MD, AUTH, GObject)
 

@@ -6,6 +6,8 @@
 #include "md-auth.h"
 #include "md-error.h"
 #include "md-manager.h"
+#include "md-migration-dest.h"
+#include "md-peer.h"
 
 struct _MdDaemon
 {
@@ -15,6 +17,8 @@ struct _MdDaemon
   GDBusConnection *connection;
   MdAuth *auth;
   MdManager *manager;
+  MdPeerListener *listener;
+  MdMigrationDest *dest;
   guint name_id;
   GBusNameOwnerFlags name_flags;
   gboolean name_acquired;
@@ -49,6 +53,10 @@ md_daemon_dispose (GObject *object)
   self->name_id = 0;
   if (self->manager != NULL)
     md_manager_unexport (self->manager);
+  g_clear_pointer (&self->dest, md_migration_dest_free);
+  if (self->listener != NULL)
+    md_peer_listener_stop (self->listener);
+  g_clear_object (&self->listener);
   g_clear_object (&self->manager);
   g_clear_object (&self->auth);
   g_clear_object (&self->connection);
@@ -123,6 +131,36 @@ on_name_lost (GDBusConnection *connection, const char *name, gpointer user_data)
     }
 }
 
+/* The peer port: incoming migrations. Off when listen-address is empty. */
+static gboolean
+start_peer_listener (MdDaemon *self, GError **error)
+{
+  const MdConfig *config = self->config;
+  g_autofree char *address = NULL;
+
+  if (config->listen_address == NULL || *config->listen_address == '\0')
+    return TRUE;
+  self->listener = md_peer_listener_new (md_manager_get_peer_tls_config (self->manager), error);
+  if (self->listener == NULL)
+    {
+      g_prefix_error (error, "cannot start the peer listener (incoming migrations; set "
+                             "[daemon] listen-address= to turn it off): ");
+      return FALSE;
+    }
+  if (!md_peer_listener_listen (self->listener, config->listen_address, config->peer_port, error))
+    {
+      g_prefix_error (error, "cannot listen on %s port %u for peers: ", config->listen_address,
+                      config->peer_port);
+      return FALSE;
+    }
+  self->dest = md_migration_dest_new (self->manager, self->listener);
+  address =
+      g_strdup_printf ("%s:%u", config->listen_address, md_peer_listener_get_port (self->listener));
+  md_dbus_manager1_set_peer_address (MD_DBUS_MANAGER1 (self->manager), address);
+  g_message ("listening for peers on %s", address);
+  return TRUE;
+}
+
 static void
 on_manager_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -132,6 +170,7 @@ on_manager_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   if (self->done)
     return;
   if (!md_manager_load_finish (MD_MANAGER (source), result, &error)
+      || !start_peer_listener (self, &error)
       || !md_manager_export (self->manager, self->connection, &error))
     {
       g_printerr ("migrationd: %s\n", error->message);

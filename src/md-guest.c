@@ -5,6 +5,7 @@
 #include "md-guest.h"
 #include "md-error.h"
 #include "md-manager.h"
+#include "md-migration-source.h"
 #include "md-options.h"
 #include "md-qemu-argv.h"
 #include "md-qemu-caps.h"
@@ -36,6 +37,9 @@ struct _MdGuest
   guint shutdown_timeout_id;
   /* Set when we asked QEMU to go away, so its exit is not a crash. */
   gboolean stop_requested;
+  /* QEMU waits for an incoming migration: a daemon restart must kill it,
+   * since the migration it belongs to died with the old daemon. */
+  gboolean incoming;
 };
 
 enum
@@ -142,6 +146,7 @@ write_runtime_record (MdGuest *self)
 
   json_object_set_string_member (extra, "xml", xml);
   json_object_set_boolean_member (extra, "persistent", self->persistent);
+  json_object_set_boolean_member (extra, "incoming", self->incoming);
   if (!md_qemu_runtime_write (config->runtime_dir, name, md_qemu_process_get_pid (self->proc),
                               self->live->uuid, self->qmp_path, self->log_path, extra, &error))
     g_warning ("guest %s: cannot record the running QEMU (a daemon restart would lose "
@@ -174,6 +179,8 @@ release_process (MdGuest *self, MdGuestState final_state)
     g_unlink (self->qmp_path);
   g_clear_pointer (&self->live, md_domain_free);
   self->stop_requested = FALSE;
+  self->incoming = FALSE;
+  md_dbus_guest1_set_migration (MD_DBUS_GUEST1 (self), "/");
   set_state (self, final_state);
 }
 
@@ -288,6 +295,7 @@ on_qmp_event (MdQmp *qmp, const char *name, JsonObject *data, gint64 timestamp, 
 typedef struct
 {
   gboolean paused;
+  gboolean incoming;
 } StartData;
 
 static void
@@ -356,6 +364,13 @@ on_start_qmp (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   attach_qmp (self, qmp);
   write_runtime_record (self);
+  if (data->incoming)
+    {
+      set_state (self, MD_GUEST_STATE_MIGRATING_IN);
+      self->busy = NULL;
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
   if (data->paused)
     {
       set_state (self, MD_GUEST_STATE_PAUSED);
@@ -372,10 +387,29 @@ log_dir (MdGuest *self)
   return g_build_filename (md_manager_get_config (self->manager)->state_dir, "log", NULL);
 }
 
+static void start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incoming,
+                            GCancellable *cancellable, GAsyncReadyCallback callback,
+                            gpointer user_data);
+
 void
 md_guest_start_async (MdGuest *self, gboolean paused, GCancellable *cancellable,
                       GAsyncReadyCallback callback, gpointer user_data)
 {
+  start_internal (self, NULL, paused, FALSE, cancellable, callback, user_data);
+}
+
+void
+md_guest_start_incoming_async (MdGuest *self, MdDomain *live, GCancellable *cancellable,
+                               GAsyncReadyCallback callback, gpointer user_data)
+{
+  start_internal (self, live, TRUE, TRUE, cancellable, callback, user_data);
+}
+
+static void
+start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incoming,
+                GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr (MdDomain) owned_live = live;
   g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
   const MdConfig *config = md_manager_get_config (self->manager);
   const MdQemuCaps *caps = md_manager_get_qemu_caps (self->manager);
@@ -391,6 +425,7 @@ md_guest_start_async (MdGuest *self, gboolean paused, GCancellable *cancellable,
   const char *accel;
 
   data->paused = paused;
+  data->incoming = incoming;
   g_task_set_task_data (task, data, g_free);
   g_task_set_source_tag (task, md_guest_start_async);
 
@@ -429,7 +464,9 @@ md_guest_start_async (MdGuest *self, gboolean paused, GCancellable *cancellable,
   self->log_path = g_strdup_printf ("%s/%s.log", logs, name);
   g_unlink (self->qmp_path);
 
-  self->live = md_domain_copy (self->def);
+  self->live = owned_live != NULL ? g_steal_pointer (&owned_live) : md_domain_copy (self->def);
+  self->incoming = incoming;
+  opts.incoming_defer = incoming;
   opts.qemu_binary = self->live->emulator != NULL ? NULL : config->qemu_binary;
   opts.accel = accel;
   opts.machine = self->live->os.machine;
@@ -544,6 +581,21 @@ md_guest_reattach_async (MdGuest *self, MdQemuRuntime *record, GCancellable *can
       if (record->qmp_path != NULL)
         g_unlink (record->qmp_path);
       g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+  if (json_object_get_boolean_member_with_default (record->extra, "incoming", FALSE))
+    {
+      /* The migration this QEMU waited for died with the previous daemon;
+       * the guest runs on the source, so this copy must go. */
+      g_message ("guest %s: killing QEMU pid %d, prepared for an incoming migration that ended "
+                 "with the previous daemon",
+                 record->name, record->pid);
+      md_qemu_process_kill_async (proc, 1000, NULL, NULL, NULL);
+      if (record->qmp_path != NULL)
+        g_unlink (record->qmp_path);
+      g_task_return_new_error (task, MD_ERROR, MD_ERROR_CANCELLED,
+                               "incoming migration of %s was interrupted by a daemon restart",
+                               record->name);
       return;
     }
   self->live = g_steal_pointer (&live);
@@ -917,7 +969,32 @@ static gboolean
 handle_migrate (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, const char *destination,
                 GVariant *options)
 {
-  return not_yet (invocation, "Migrate");
+  MdGuest *self = MD_GUEST (object);
+  guint uid_plus_one =
+      GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (invocation), MD_AUTH_CALLER_UID_KEY));
+  g_autoptr (MdMigration) migration = NULL;
+  GError *error = NULL;
+
+  if (self->busy != NULL)
+    {
+      g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_INVALID_STATE,
+                                             "cannot migrate guest %s: it is busy (%s)",
+                                             self->def->name, self->busy);
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  if (g_strcmp0 (md_dbus_guest1_get_migration (object), "/") != 0)
+    {
+      g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_INVALID_STATE,
+                                             "guest %s is already migrating (%s)", self->def->name,
+                                             md_dbus_guest1_get_migration (object));
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  migration = md_migration_source_start (self->manager, self, destination, options,
+                                         uid_plus_one > 0 ? uid_plus_one - 1 : 0, &error);
+  if (migration == NULL)
+    return return_gerror (invocation, error);
+  md_dbus_guest1_complete_migrate (object, invocation, md_migration_get_object_path (migration));
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
 static gboolean
@@ -1078,6 +1155,29 @@ md_guest_set_definition (MdGuest *self, MdDomain *def)
   md_domain_free (self->def);
   self->def = def;
   sync_properties (self);
+}
+
+void
+md_guest_begin_migration (MdGuest *self, const char *migration_path, gboolean incoming)
+{
+  md_dbus_guest1_set_migration (MD_DBUS_GUEST1 (self), migration_path);
+  set_state (self, incoming ? MD_GUEST_STATE_MIGRATING_IN : MD_GUEST_STATE_MIGRATING_OUT);
+}
+
+void
+md_guest_end_migration (MdGuest *self, gboolean running)
+{
+  md_dbus_guest1_set_migration (MD_DBUS_GUEST1 (self), "/");
+  if (self->incoming)
+    {
+      self->incoming = FALSE;
+      if (self->proc != NULL)
+        write_runtime_record (self);
+    }
+  if (self->proc != NULL)
+    set_state (self, running ? MD_GUEST_STATE_RUNNING : MD_GUEST_STATE_PAUSED);
+  else
+    sync_properties (self);
 }
 
 MdQmp *

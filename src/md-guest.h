@@ -54,6 +54,17 @@ void md_guest_start_async (MdGuest *self, gboolean paused, GCancellable *cancell
                            GAsyncReadyCallback callback, gpointer user_data);
 gboolean md_guest_start_finish (MdGuest *self, GAsyncResult *result, GError **error);
 
+/* Start QEMU with -incoming defer for a migration to this host, with the
+ * definition @live (taken); the guest is migrating-in afterwards. */
+void md_guest_start_incoming_async (MdGuest *self, MdDomain *live, GCancellable *cancellable,
+                                    GAsyncReadyCallback callback, gpointer user_data);
+
+/* Migration bookkeeping: the Migration property and migrating-in/out
+ * state while a migration runs; afterwards running or paused (QEMU still
+ * there) as the caller observed. */
+void md_guest_begin_migration (MdGuest *self, const char *migration_path, gboolean incoming);
+void md_guest_end_migration (MdGuest *self, gboolean running);
+
 /* Adopt a QEMU left running by an earlier daemon instance. */
 void md_guest_reattach_async (MdGuest *self, MdQemuRuntime *record, GCancellable *cancellable,
                               GAsyncReadyCallback callback, gpointer user_data);

@@ -18,7 +18,11 @@ struct _MdManager
   MdAuth *auth;
   GDBusObjectManagerServer *object_manager;
   MdQemuCaps *caps;
-  GHashTable *guests; /* name -> MdGuest */
+  GHashTable *guests;    /* name -> MdGuest */
+  GPtrArray *migrations; /* MdMigration, oldest first */
+  guint next_migration;
+  MdPeerTlsConfig peer_tls;
+  char *host_uuid;
 };
 
 static void md_manager_iface_init (MdDbusManager1Iface *iface);
@@ -53,8 +57,8 @@ definition_path (MdManager *self, const char *name)
   return g_build_filename (self->config->state_dir, MD_GUESTS_SUBDIR, file, NULL);
 }
 
-static gboolean
-save_definition (MdManager *self, const MdDomain *def, GError **error)
+gboolean
+md_manager_save_definition (MdManager *self, const MdDomain *def, GError **error)
 {
   g_autofree char *dir = g_build_filename (self->config->state_dir, MD_GUESTS_SUBDIR, NULL);
   g_autofree char *path = definition_path (self, def->name);
@@ -95,8 +99,8 @@ md_manager_find_guest (MdManager *self, const char *name_or_uuid)
 
 static void on_guest_stopped (MdGuest *guest, MdManager *self);
 
-static void
-add_guest (MdManager *self, MdGuest *guest)
+void
+md_manager_add_guest (MdManager *self, MdGuest *guest)
 {
   g_autoptr (MdDbusObjectSkeleton) object = NULL;
 
@@ -107,8 +111,8 @@ add_guest (MdManager *self, MdGuest *guest)
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
 }
 
-static void
-remove_guest (MdManager *self, MdGuest *guest)
+void
+md_manager_remove_guest (MdManager *self, MdGuest *guest)
 {
   g_autoptr (MdGuest) keep = g_object_ref (guest);
 
@@ -122,14 +126,14 @@ on_guest_stopped (MdGuest *guest, MdManager *self)
 {
   /* A transient guest exists only while it runs. */
   if (!md_guest_is_persistent (guest))
-    remove_guest (self, guest);
+    md_manager_remove_guest (self, guest);
 }
 
 /* Parses and completes a definition for this host: the machine type is
  * resolved once, here, and recorded so it stays stable across QEMU
  * upgrades and migrations. */
-static MdDomain *
-prepare_definition (MdManager *self, const char *xml, GError **error)
+MdDomain *
+md_manager_prepare_definition (MdManager *self, const char *xml, GError **error)
 {
   g_autoptr (MdDomain) def = md_domain_parse (xml, error);
   g_autofree char *machine = NULL;
@@ -185,8 +189,9 @@ handle_define_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
   MdGuest *existing = NULL;
 
   if (!md_options_check (options, define_options, "DefineGuest", &error)
-      || (def = prepare_definition (self, xml, &error)) == NULL
-      || !check_identity (self, def, &existing, &error) || !save_definition (self, def, &error))
+      || (def = md_manager_prepare_definition (self, xml, &error)) == NULL
+      || !check_identity (self, def, &existing, &error)
+      || !md_manager_save_definition (self, def, &error))
     return return_gerror (invocation, error);
 
   if (existing != NULL)
@@ -197,7 +202,7 @@ handle_define_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
   else
     {
       g_autoptr (MdGuest) guest = md_guest_new (self, g_steal_pointer (&def), TRUE);
-      add_guest (self, guest);
+      md_manager_add_guest (self, guest);
       existing = guest;
     }
   g_message ("defined guest %s (%s)", md_guest_get_name (existing), md_guest_get_uuid (existing));
@@ -217,7 +222,7 @@ on_create_started (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       if (!md_guest_is_persistent (guest) && !md_guest_is_active (guest)
           && md_manager_find_guest (self, md_guest_get_name (guest)) == guest)
-        remove_guest (self, guest);
+        md_manager_remove_guest (self, guest);
       return_gerror (invocation, error);
       return;
     }
@@ -236,7 +241,7 @@ handle_create_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
   MdGuest *existing = NULL;
 
   if (!md_options_check (options, create_options, "CreateGuest", &error)
-      || (def = prepare_definition (self, xml, &error)) == NULL
+      || (def = md_manager_prepare_definition (self, xml, &error)) == NULL
       || !check_identity (self, def, &existing, &error))
     return return_gerror (invocation, error);
   if (existing != NULL)
@@ -250,16 +255,29 @@ handle_create_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
       return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
   guest = md_guest_new (self, g_steal_pointer (&def), FALSE);
-  add_guest (self, guest);
+  md_manager_add_guest (self, guest);
   md_guest_start_async (guest, md_options_get_boolean (options, "start-paused", FALSE), NULL,
                         on_create_started, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
 gboolean
+md_manager_delete_definition (MdManager *self, const char *name, GError **error)
+{
+  g_autofree char *path = definition_path (self, name);
+
+  if (g_unlink (path) < 0 && errno != ENOENT)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "host %s: cannot remove %s: %s",
+                   self->config->host_name, path, g_strerror (errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
 md_manager_undefine_guest (MdManager *self, MdGuest *guest, GError **error)
 {
-  g_autofree char *path = definition_path (self, md_guest_get_name (guest));
 
   if (!md_guest_is_persistent (guest))
     {
@@ -269,17 +287,13 @@ md_manager_undefine_guest (MdManager *self, MdGuest *guest, GError **error)
                    self->config->host_name, md_guest_get_name (guest));
       return FALSE;
     }
-  if (g_unlink (path) < 0 && errno != ENOENT)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "host %s: cannot remove %s: %s",
-                   self->config->host_name, path, g_strerror (errno));
-      return FALSE;
-    }
+  if (!md_manager_delete_definition (self, md_guest_get_name (guest), error))
+    return FALSE;
   g_message ("undefined guest %s", md_guest_get_name (guest));
   if (md_guest_is_active (guest))
     md_guest_set_persistent (guest, FALSE); /* as libvirt: it runs on, transient */
   else
-    remove_guest (self, guest);
+    md_manager_remove_guest (self, guest);
   return TRUE;
 }
 
@@ -327,10 +341,47 @@ handle_lookup_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation,
 static gboolean
 handle_list_migrations (MdDbusManager1 *object, GDBusMethodInvocation *invocation)
 {
-  const char *none[] = { NULL };
+  MdManager *self = MD_MANAGER (object);
+  g_autoptr (GPtrArray) paths = g_ptr_array_new ();
 
-  md_dbus_manager1_complete_list_migrations (object, invocation, none);
+  for (guint i = 0; i < self->migrations->len; i++)
+    g_ptr_array_add (
+        paths, (gpointer) md_migration_get_object_path (g_ptr_array_index (self->migrations, i)));
+  g_ptr_array_add (paths, NULL);
+  md_dbus_manager1_complete_list_migrations (object, invocation,
+                                             (const char *const *) paths->pdata);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+guint
+md_manager_next_migration_number (MdManager *self)
+{
+  return ++self->next_migration;
+}
+
+void
+md_manager_add_migration (MdManager *self, MdMigration *migration)
+{
+  g_autoptr (MdDbusObjectSkeleton) object =
+      md_dbus_object_skeleton_new (md_migration_get_object_path (migration));
+
+  md_dbus_object_skeleton_set_migration1 (object, MD_DBUS_MIGRATION1 (migration));
+  g_ptr_array_add (self->migrations, g_object_ref (migration));
+  g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
+}
+
+void
+md_manager_forget_migration (MdManager *self, MdMigration *migration)
+{
+  g_dbus_object_manager_server_unexport (self->object_manager,
+                                         md_migration_get_object_path (migration));
+  g_ptr_array_remove (self->migrations, migration);
+}
+
+const MdPeerTlsConfig *
+md_manager_get_peer_tls_config (MdManager *self)
+{
+  return &self->peer_tls;
 }
 
 static gboolean
@@ -382,6 +433,8 @@ md_manager_finalize (GObject *object)
   MdManager *self = MD_MANAGER (object);
 
   g_clear_pointer (&self->guests, g_hash_table_unref);
+  g_clear_pointer (&self->migrations, g_ptr_array_unref);
+  g_free (self->host_uuid);
   g_clear_object (&self->object_manager);
   g_clear_object (&self->auth);
   g_clear_pointer (&self->caps, md_qemu_caps_free);
@@ -398,17 +451,25 @@ static void
 md_manager_init (MdManager *self)
 {
   self->guests = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
+  self->migrations = g_ptr_array_new_with_free_func (g_object_unref);
 }
 
 MdManager *
 md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
 {
   MdManager *self = g_object_new (MD_TYPE_MANAGER, NULL);
-  const char *capabilities[] = { "guests", NULL };
+  const char *capabilities[] = { "guests",   "live-migration", "offline-migration", "tls",
+                                 "postcopy", "auto-converge",  "multifd",           NULL };
   g_autofree char *peer_address = NULL;
 
   self->config = config;
   self->auth = g_object_ref (auth);
+  self->host_uuid = g_strdup (host_uuid);
+  self->peer_tls.tls_dir = config->tls_dir;
+  self->peer_tls.allowed_dns = (const char *const *) config->allowed_dns;
+  self->peer_tls.host_uuid = self->host_uuid;
+  self->peer_tls.host_name = config->host_name;
+  self->peer_tls.handshake_timeout = config->handshake_timeout;
   self->object_manager = g_dbus_object_manager_server_new (MD_MANAGER_PATH);
 
   md_dbus_manager1_set_version (MD_DBUS_MANAGER1 (self), PACKAGE_VERSION);
@@ -507,7 +568,7 @@ load_definitions (MdManager *self)
         }
       {
         g_autoptr (MdGuest) guest = md_guest_new (self, g_steal_pointer (&def), TRUE);
-        add_guest (self, guest);
+        md_manager_add_guest (self, guest);
       }
     }
 }
@@ -528,7 +589,7 @@ on_reattached (GObject *source, GAsyncResult *result, gpointer user_data)
                  md_guest_get_name (guest), error->message);
       md_qemu_runtime_remove (self->config->runtime_dir, md_guest_get_name (guest), NULL);
       if (!md_guest_is_persistent (guest))
-        remove_guest (self, guest);
+        md_manager_remove_guest (self, guest);
     }
   reattach_next (task);
 }
@@ -565,7 +626,7 @@ reattach_next (GTask *task)
           return;
         }
       transient = md_guest_new (self, g_steal_pointer (&def), FALSE);
-      add_guest (self, transient);
+      md_manager_add_guest (self, transient);
       guest = transient;
     }
   md_guest_reattach_async (guest, record, g_task_get_cancellable (task), on_reattached,

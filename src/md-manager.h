@@ -5,6 +5,8 @@
 #include "md-config.h"
 #include "md-dbus-generated.h"
 #include "md-guest.h"
+#include "md-migration.h"
+#include "md-peer.h"
 #include "md-qemu-caps.h"
 
 G_BEGIN_DECLS
@@ -35,6 +37,23 @@ MdAuth *md_manager_get_auth (MdManager *self);
 const MdQemuCaps *md_manager_get_qemu_caps (MdManager *self);
 
 MdGuest *md_manager_find_guest (MdManager *self, const char *name_or_uuid);
+
+/* Registry operations the migration engines use. */
+void md_manager_add_guest (MdManager *self, MdGuest *guest);
+void md_manager_remove_guest (MdManager *self, MdGuest *guest);
+gboolean md_manager_save_definition (MdManager *self, const MdDomain *def, GError **error);
+gboolean md_manager_delete_definition (MdManager *self, const char *name, GError **error);
+/* Parses @xml and resolves its machine type against this host's QEMU. */
+MdDomain *md_manager_prepare_definition (MdManager *self, const char *xml, GError **error);
+
+/* Migrations: numbered objects below /org/migrationd/migration. */
+guint md_manager_next_migration_number (MdManager *self);
+void md_manager_add_migration (MdManager *self, MdMigration *migration);
+/* Unexports a finished migration (its keep time ran out). */
+void md_manager_forget_migration (MdManager *self, MdMigration *migration);
+
+/* The TLS identity this host uses towards peers. */
+const MdPeerTlsConfig *md_manager_get_peer_tls_config (MdManager *self);
 
 /* Guest1.Undefine: removes the persistent definition; a running guest
  * becomes transient, a running transient one is refused. */
