@@ -647,7 +647,9 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
   if (disks != NULL && copy_storage == NULL)
     return ctl_usage_error (ctx, _ ("--disk selects disks for --copy-storage; give that too"));
 
-  if (offline || no_live)
+  if (offline)
+    g_variant_builder_add (&options, "{sv}", "offline", g_variant_new_boolean (TRUE));
+  if (no_live)
     g_variant_builder_add (&options, "{sv}", "live", g_variant_new_boolean (FALSE));
   if (no_tls)
     g_variant_builder_add (&options, "{sv}", "tls", g_variant_new_boolean (FALSE));
