@@ -10,6 +10,8 @@
 #include "md-migration-dest.h"
 #include "md-error.h"
 #include "md-options.h"
+#include "md-qemu-argv.h"
+#include "md-storage.h"
 
 #include <errno.h>
 
@@ -39,6 +41,11 @@ typedef struct
   GVariant *options;
   MdDomain *def;
   char *uri;
+  char *address;        /* where QEMU and the NBD server listen */
+  GVariant *disks_info; /* disks the source mirrors to us (aa{sv}) */
+  GStrv created;        /* target images we made: removed on failure */
+  guint16 nbd_port;
+  guint exports_added;
   char *tls_object;
   gboolean offline;
   gboolean prepared;
@@ -67,6 +74,9 @@ incoming_free (Incoming *in)
   g_clear_pointer (&in->def, md_domain_free);
   g_clear_error (&in->abort_error);
   g_free (in->uri);
+  g_free (in->address);
+  g_clear_pointer (&in->disks_info, g_variant_unref);
+  g_strfreev (in->created);
   g_free (in->tls_object);
   g_free (in->id);
   g_free (in);
@@ -90,6 +100,8 @@ on_incoming_killed (GObject *source, GAsyncResult *result, gpointer user_data)
 
   if (!md_guest_destroy_finish (MD_GUEST (source), result, &error))
     g_warning ("incoming migration %s: killing the prepared QEMU: %s", in->id, error->message);
+  /* Only now, with QEMU gone, nothing writes to them any more. */
+  md_storage_remove ((const char *const *) in->created);
   g_hash_table_remove (in->dest->incoming, in->id);
 }
 
@@ -112,6 +124,7 @@ incoming_abort (Incoming *in, const GError *error)
     }
   if (in->guest != NULL)
     md_guest_end_migration (in->guest, FALSE);
+  md_storage_remove ((const char *const *) in->created);
   g_hash_table_remove (in->dest->incoming, in->id);
 }
 
@@ -176,6 +189,11 @@ prepare_succeeded (Incoming *in)
     }
   if (in->uri != NULL)
     g_variant_builder_add (&result, "{sv}", "migration-uri", g_variant_new_string (in->uri));
+  if (in->nbd_port != 0)
+    {
+      g_variant_builder_add (&result, "{sv}", "nbd-address", g_variant_new_string (in->address));
+      g_variant_builder_add (&result, "{sv}", "nbd-port", g_variant_new_uint16 (in->nbd_port));
+    }
   g_variant_builder_add (&result, "{sv}", "tls-hostname",
                          g_variant_new_string (host_name (in->dest)));
   md_dbus_peer1_complete_prepare (NULL, invocation, g_variant_builder_end (&result));
@@ -222,8 +240,126 @@ in_qmp (Incoming *in, const char *command, JsonObject *args, InStep next)
     json_object_unref (args);
 }
 
+static gboolean pick_port (MdMigrationDest *dest, const char *address, guint16 wanted,
+                           guint16 *port, GError **error);
+
+static const MdDomainDisk *
+disk_of (Incoming *in, GVariant *info)
+{
+  const char *target = NULL;
+
+  g_variant_lookup (info, "target", "&s", &target);
+  for (guint i = 0; target != NULL && i < in->def->disks->len; i++)
+    {
+      const MdDomainDisk *disk = g_ptr_array_index (in->def->disks, i);
+      if (g_str_equal (disk->target, target))
+        return disk;
+    }
+  return NULL;
+}
+
+static void after_exports (Incoming *in, GError *error);
+
+static void
+add_next_export (Incoming *in, GError *error)
+{
+  g_autoptr (GVariant) info = NULL;
+  const MdDomainDisk *disk;
+  g_autofree char *node = NULL;
+  g_autofree char *id = NULL;
+  JsonObject *args;
+
+  if (error != NULL || in->exports_added == g_variant_n_children (in->disks_info))
+    {
+      after_exports (in, error);
+      return;
+    }
+  info = g_variant_get_child_value (in->disks_info, in->exports_added++);
+  disk = disk_of (in, info);
+  if (disk == NULL)
+    {
+      after_exports (in, g_error_new (MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                                      "a disk to copy is not in the destination definition"));
+      return;
+    }
+  node = md_qemu_disk_node_name (disk, TRUE);
+  id = g_strdup_printf ("md-export-%s", disk->target);
+  args = json_object_new ();
+  json_object_set_string_member (args, "type", "nbd");
+  json_object_set_string_member (args, "id", id);
+  json_object_set_string_member (args, "node-name", node);
+  json_object_set_string_member (args, "name", disk->target);
+  json_object_set_boolean_member (args, "writable", TRUE);
+  in_qmp (in, "block-export-add", args, add_next_export);
+}
+
+static void
+after_nbd_server (Incoming *in, GError *error)
+{
+  if (error != NULL)
+    {
+      g_prefix_error (&error, "starting the NBD server on %s:%u: ", in->address, in->nbd_port);
+      prepare_failed (in, error);
+      return;
+    }
+  add_next_export (in, NULL);
+}
+
+/* Disks the source copies arrive over NBD: a server on our address (TLS
+ * when the migration uses it), one writable export per disk, named by
+ * its target. */
+static void
+start_nbd_server (Incoming *in)
+{
+  GError *error = NULL;
+  g_autofree char *port = NULL;
+  const char *wanted = md_options_get_string (in->options, "nbd-address");
+  JsonObject *args, *addr, *data;
+
+  if (wanted != NULL)
+    {
+      g_free (in->address);
+      in->address = g_strdup (wanted);
+    }
+  if (!pick_port (in->dest, in->address, md_options_get_uint16 (in->options, "nbd-port", 0),
+                  &in->nbd_port, &error))
+    {
+      g_prefix_error (&error, "option 'nbd-port': ");
+      prepare_failed (in, error);
+      return;
+    }
+  port = g_strdup_printf ("%u", in->nbd_port);
+  data = json_object_new ();
+  json_object_set_string_member (data, "host", in->address);
+  json_object_set_string_member (data, "port", port);
+  addr = json_object_new ();
+  json_object_set_string_member (addr, "type", "inet");
+  json_object_set_object_member (addr, "data", data);
+  args = json_object_new ();
+  json_object_set_object_member (args, "addr", addr);
+  if (in->tls_object != NULL)
+    json_object_set_string_member (args, "tls-creds", in->tls_object);
+  in_qmp (in, "nbd-server-start", args, after_nbd_server);
+}
+
 static void
 after_incoming_started (Incoming *in, GError *error)
+{
+  if (error != NULL)
+    {
+      prepare_failed (in, error);
+      return;
+    }
+  if (in->disks_info != NULL && g_variant_n_children (in->disks_info) > 0)
+    {
+      start_nbd_server (in);
+      return;
+    }
+  after_exports (in, NULL);
+}
+
+static void
+after_exports (Incoming *in, GError *error)
 {
   if (error != NULL)
     {
@@ -389,6 +525,47 @@ pick_port (MdMigrationDest *dest, const char *address, guint16 wanted, guint16 *
   return FALSE;
 }
 
+static void
+start_incoming_qemu (Incoming *in)
+{
+  MdManager *manager = in->dest->manager;
+  MdGuest *existing = md_manager_find_guest (manager, in->def->name);
+
+  if (existing != NULL)
+    in->guest = g_object_ref (existing);
+  else
+    {
+      /* Transient until Finish decides, per the persist table. */
+      in->guest = md_guest_new (manager, md_domain_copy (in->def), FALSE);
+      in->guest_created = TRUE;
+      md_manager_add_guest (manager, in->guest);
+    }
+  md_dbus_migration1_set_guest (MD_DBUS_MIGRATION1 (in->migration),
+                                md_guest_get_object_path (in->guest));
+  md_guest_start_incoming_async (in->guest, md_domain_copy (in->def), NULL,
+                                 on_incoming_qemu_started, in);
+}
+
+static void
+on_targets_created (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Incoming *in = user_data;
+  GError *error = NULL;
+
+  in->created = md_storage_create_targets_finish (result, &error);
+  if (in->created == NULL)
+    {
+      prepare_failed (in, error);
+      return;
+    }
+  if (in->abort_error != NULL)
+    {
+      prepare_succeeded (in); /* reports the abort and cleans up */
+      return;
+    }
+  start_incoming_qemu (in);
+}
+
 static gboolean
 on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
                    GDBusMethodInvocation *invocation, const char *id, const char *xml,
@@ -401,6 +578,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   MdGuest *by_name, *by_uuid;
   const char *source_host = md_options_get_string (options, "source-host");
   const char *wanted_address = md_options_get_string (options, "migration-address");
+  g_autoptr (GVariant) disks_info = NULL;
   guint16 port = 0;
   Incoming *in;
 
@@ -448,9 +626,18 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       return TRUE;
     }
 
+  disks_info = g_variant_lookup_value (options, "disks-info", G_VARIANT_TYPE ("aa{sv}"));
+  if (!md_storage_check_shared (def, disks_info, host_name (dest), &error))
+    {
+      g_prefix_error (&error, "host %s, phase prepare: ", host_name (dest));
+      return_gerror (invocation, error);
+      return TRUE;
+    }
+
   in = g_new0 (Incoming, 1);
   in->dest = dest;
   in->id = g_strdup (id);
+  in->disks_info = g_steal_pointer (&disks_info);
   in->conn = g_object_ref (conn);
   in->options = g_variant_ref (options);
   in->offline = md_options_get_boolean (options, "offline", FALSE);
@@ -487,20 +674,16 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
     }
   in->uri = strchr (address, ':') != NULL ? g_strdup_printf ("tcp:[%s]:%u", address, port)
                                           : g_strdup_printf ("tcp:%s:%u", address, port);
+  in->address = g_steal_pointer (&address);
 
-  if (by_name != NULL)
-    in->guest = g_object_ref (by_name);
-  else
+  if (in->disks_info != NULL && g_variant_n_children (in->disks_info) > 0)
     {
-      /* Transient until Finish decides, per the persist table. */
-      in->guest = md_guest_new (manager, md_domain_copy (in->def), FALSE);
-      in->guest_created = TRUE;
-      md_manager_add_guest (manager, in->guest);
+      md_migration_set_phase (in->migration, "prepare");
+      md_storage_create_targets_async (in->def, in->disks_info, host_name (dest), NULL,
+                                       on_targets_created, in);
+      return TRUE;
     }
-  md_dbus_migration1_set_guest (MD_DBUS_MIGRATION1 (in->migration),
-                                md_guest_get_object_path (in->guest));
-  md_guest_start_incoming_async (in->guest, md_domain_copy (in->def), NULL,
-                                 on_incoming_qemu_started, in);
+  start_incoming_qemu (in);
   return TRUE;
 }
 
@@ -547,6 +730,7 @@ finish_reply (Incoming *in, gboolean running)
   if (!apply_persist_table (in, &error))
     md_migration_add_error_detail (in->migration, error);
   md_guest_end_migration (in->guest, running);
+  g_clear_pointer (&in->created, g_strfreev); /* the guest's disks now */
   in->ended = TRUE;
   md_migration_complete (in->migration, NULL, 0);
   g_variant_builder_init (&result, G_VARIANT_TYPE_VARDICT);
@@ -584,6 +768,60 @@ after_cont (Incoming *in, GError *error)
 static void finish_wait (Incoming *in);
 
 static void
+resume_or_stay_paused (Incoming *in, GError *error)
+{
+  if (error != NULL)
+    {
+      /* The source already dropped its NBD client; a failure to stop our
+       * server is a leak to report, not a reason to lose the guest. */
+      g_warning ("incoming migration %s: stopping the NBD server: %s", in->id, error->message);
+      g_error_free (error);
+    }
+  if (md_options_get_boolean (in->options, "paused-on-destination", FALSE))
+    finish_reply (in, FALSE);
+  else
+    in_qmp (in, "cont", NULL, after_cont);
+}
+
+static void
+on_export_deleted (Incoming *in, GError *error)
+{
+  if (error != NULL)
+    {
+      g_warning ("incoming migration %s: removing an NBD export: %s", in->id, error->message);
+      g_error_free (error);
+    }
+  if (--in->exports_added == 0)
+    in_qmp (in, "nbd-server-stop", NULL, resume_or_stay_paused);
+}
+
+/* The disks arrived (the source has cancelled its mirrors and dropped
+ * its NBD nodes): the exports and the server go before the guest runs. */
+static void
+stop_exports (Incoming *in)
+{
+  guint n = in->exports_added;
+
+  if (n == 0)
+    {
+      resume_or_stay_paused (in, NULL);
+      return;
+    }
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr (GVariant) info = g_variant_get_child_value (in->disks_info, i);
+      const char *target = NULL;
+      g_autofree char *id = NULL;
+      JsonObject *args = json_object_new ();
+
+      g_variant_lookup (info, "target", "&s", &target);
+      id = g_strdup_printf ("md-export-%s", target);
+      json_object_set_string_member (args, "id", id);
+      in_qmp (in, "block-export-del", args, on_export_deleted);
+    }
+}
+
+static void
 on_dest_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   Incoming *in = user_data;
@@ -599,10 +837,7 @@ on_dest_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data
   status = json_object_get_string_member_with_default (json_node_get_object (node), "status", "");
   if (g_str_equal (status, "completed") || g_str_equal (status, "postcopy-active"))
     {
-      if (md_options_get_boolean (in->options, "paused-on-destination", FALSE))
-        finish_reply (in, FALSE);
-      else
-        in_qmp (in, "cont", NULL, after_cont);
+      stop_exports (in);
       return;
     }
   if (g_str_equal (status, "failed") || g_str_equal (status, "cancelled")

@@ -11,6 +11,7 @@
 #include "md-error.h"
 #include "md-options.h"
 #include "md-qemu-argv.h"
+#include "md-storage.h"
 
 #define POLL_INTERVAL_MS 250
 /* QEMU 7.2 caps migration at 128 MiB/s unless told otherwise; "unlimited"
@@ -59,6 +60,18 @@ typedef struct
   MdDomain *dest_def;
   char *tls_object; /* id of our tls-creds object in QEMU, or NULL */
 
+  MdStorageCopyMode storage_mode;
+  GPtrArray *plan;      /* MdDomainDisk* to copy, borrowed from the live definition */
+  GVariant *disks_info; /* what the peer needs to create their targets */
+  char *nbd_host;       /* the peer's NBD server */
+  guint16 nbd_port;
+  guint mirrors_added; /* NBD client nodes + mirror jobs made so far */
+  gboolean mirrors_ready;
+  guint64 disk_total;
+  guint64 disk_processed;
+  guint64 disk_rate;
+  gint64 disk_sample_time;
+
   gboolean offline;
   gboolean was_running;
   gboolean src_persistent;
@@ -96,6 +109,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SourceRef, source_unref)
 
 static void source_fail (Source *src, GError *error);
 static void source_poll (Source *src);
+static void source_stop_mirrors (Source *src);
+static void set_capabilities (Source *src, GError *error);
+static guint64 member_uint (JsonObject *obj, const char *name);
 
 static const char *
 host_name (Source *src)
@@ -126,6 +142,9 @@ source_free (Source *src)
   g_clear_object (&src->migration);
   g_clear_pointer (&src->options, g_variant_unref);
   g_clear_pointer (&src->dest_def, md_domain_free);
+  g_clear_pointer (&src->plan, g_ptr_array_unref);
+  g_clear_pointer (&src->disks_info, g_variant_unref);
+  g_free (src->nbd_host);
   g_free (src->destination);
   g_free (src->migration_id);
   g_free (src->tls_object);
@@ -320,11 +339,14 @@ on_peer_finish_failed (GObject *source, GAsyncResult *result, gpointer user_data
     source_resume_here (src);
 }
 
+static void cancel_mirrors (Source *src);
+
 static void
 on_migrate_cancelled (Source *src, GError *error)
 {
   ignore_result (src, error);
   src->qemu_migrating = FALSE;
+  cancel_mirrors (src);
   if (src->peer != NULL && !md_peer_connection_is_closed (src->peer))
     {
       GVariantBuilder opts;
@@ -454,6 +476,9 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
       member_uint (ram, "dirty-pages-rate") * MAX (member_uint (ram, "page-size"), 4096);
   stats.iteration = member_uint (ram, "dirty-sync-count");
   stats.expected_downtime = member_uint (info, "expected-downtime");
+  stats.disk_total = src->disk_total;
+  stats.disk_processed = src->disk_processed;
+  stats.disk_remaining = src->disk_total - MIN (src->disk_processed, src->disk_total);
   md_migration_update_stats (src->migration, &stats);
   md_migration_set_statistic (src->migration, "qemu-status", g_variant_new_string (status));
   if (ram != NULL)
@@ -478,6 +503,8 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
       g_clear_handle_id (&src->abort_id, g_source_remove);
       if (src->peer_resumed)
         source_confirm_success (src); /* post-copy: the peer already runs it */
+      else if (src->mirrors_added > 0)
+        source_stop_mirrors (src);
       else
         source_finish_on_peer (src);
     }
@@ -666,6 +693,323 @@ set_capabilities (Source *src, GError *error)
             set_parameters);
 }
 
+/* ---- Perform: disks mirrored over NBD ------------------------------------------ */
+
+static char *
+nbd_node_name (const MdDomainDisk *disk)
+{
+  return g_strdup_printf ("md-nbd-%s", disk->target);
+}
+
+static char *
+mirror_job_name (const MdDomainDisk *disk)
+{
+  return g_strdup_printf ("md-mirror-%s", disk->target);
+}
+
+static void on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static void
+poll_block_jobs (Source *src)
+{
+  MdQmp *qmp = md_guest_get_qmp (src->guest);
+
+  if (qmp == NULL)
+    {
+      source_fail (src, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
+                                     "host %s, phase %s: QEMU of guest %s died", host_name (src),
+                                     phase (src), md_guest_get_name (src->guest)));
+      return;
+    }
+  if (g_object_get_data (G_OBJECT (src->migration), "md-poll-pending") != NULL)
+    return;
+  g_object_set_data (G_OBJECT (src->migration), "md-poll-pending", GINT_TO_POINTER (1));
+  md_qmp_execute_async (qmp, "query-block-jobs", NULL, NULL, on_block_jobs, source_ref (src));
+}
+
+static gboolean
+on_block_poll_timer (gpointer user_data)
+{
+  poll_block_jobs (user_data);
+  return G_SOURCE_CONTINUE;
+}
+
+/* Our jobs in a query-block-jobs reply: counts them, sums their progress,
+ * and tells whether all are ready. */
+static guint
+scan_jobs (Source *src, JsonArray *jobs, guint64 *total, guint64 *done, gboolean *all_ready,
+           GError **error)
+{
+  guint n = 0;
+
+  *total = *done = 0;
+  *all_ready = TRUE;
+  for (guint i = 0; i < json_array_get_length (jobs); i++)
+    {
+      JsonObject *job = json_array_get_object_element (jobs, i);
+      const char *device = json_object_get_string_member_with_default (job, "device", "");
+      const char *status = json_object_get_string_member_with_default (job, "status", "");
+
+      if (!g_str_has_prefix (device, "md-mirror-"))
+        continue;
+      n++;
+      *total += member_uint (job, "len");
+      *done += member_uint (job, "offset");
+      if (!json_object_get_boolean_member_with_default (job, "ready", FALSE))
+        *all_ready = FALSE;
+      if ((g_str_equal (status, "concluded") || g_str_equal (status, "aborting"))
+          && json_object_has_member (job, "error") && error != NULL && *error == NULL)
+        g_set_error (error, MD_ERROR, MD_ERROR_STORAGE_FAILED,
+                     "disk %s: mirroring to the NBD export on host %s failed: %s",
+                     device + strlen ("md-mirror-"), peer_name (src),
+                     json_object_get_string_member (job, "error"));
+    }
+  return n;
+}
+
+static void
+on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+  MdMigrationStats stats = { 0 };
+  gboolean all_ready;
+  guint64 total, done;
+  guint n;
+  gint64 now = g_get_monotonic_time ();
+
+  g_object_set_data (G_OBJECT (src->migration), "md-poll-pending", NULL);
+  if (src->done || src->finishing || src->mirrors_ready)
+    return;
+  if (node == NULL)
+    {
+      g_prefix_error (&error, "host %s, phase mirror-disks: ", host_name (src));
+      source_fail (src, g_steal_pointer (&error));
+      return;
+    }
+  n = scan_jobs (src, json_node_get_array (node), &total, &done, &all_ready, &error);
+  if (error != NULL || n < src->plan->len)
+    {
+      if (error == NULL)
+        error = g_error_new (MD_ERROR, MD_ERROR_STORAGE_FAILED,
+                             "host %s, phase mirror-disks: a disk mirror to host %s stopped "
+                             "(the destination QEMU or its NBD server went away?)",
+                             host_name (src), peer_name (src));
+      source_fail (src, g_steal_pointer (&error));
+      return;
+    }
+  if (src->disk_sample_time > 0 && now > src->disk_sample_time && done >= src->disk_processed)
+    src->disk_rate = (guint64) ((double) (done - src->disk_processed) * G_USEC_PER_SEC
+                                / (double) (now - src->disk_sample_time));
+  src->disk_sample_time = now;
+  src->disk_total = total;
+  src->disk_processed = done;
+  stats.disk_total = total;
+  stats.disk_processed = done;
+  stats.disk_remaining = total - MIN (done, total);
+  stats.disk_rate = src->disk_rate;
+  md_migration_update_stats (src->migration, &stats);
+  if (!all_ready)
+    return;
+  /* Every disk is in sync and stays so (writes go to both sides): now
+   * the memory. */
+  src->mirrors_ready = TRUE;
+  g_clear_handle_id (&src->poll_id, g_source_remove);
+  set_capabilities (src, NULL);
+}
+
+static void add_next_mirror (Source *src, GError *error);
+
+static void
+on_mirror_started (Source *src, GError *error)
+{
+  if (error != NULL)
+    {
+      const MdDomainDisk *disk = g_ptr_array_index (src->plan, src->mirrors_added - 1);
+      g_prefix_error (&error, "host %s, phase mirror-disks: disk %s: ", host_name (src),
+                      disk->target);
+      source_fail (src, error);
+      return;
+    }
+  add_next_mirror (src, NULL);
+}
+
+static void
+on_nbd_node_added (Source *src, GError *error)
+{
+  const MdDomainDisk *disk = g_ptr_array_index (src->plan, src->mirrors_added - 1);
+  g_autofree char *device = md_qemu_disk_node_name (disk, TRUE);
+  g_autofree char *target = nbd_node_name (disk);
+  g_autofree char *job = mirror_job_name (disk);
+  JsonObject *args;
+
+  if (error != NULL)
+    {
+      g_prefix_error (&error,
+                      "host %s, phase mirror-disks: disk %s: connecting to the NBD "
+                      "export on host %s: ",
+                      host_name (src), disk->target, peer_name (src));
+      source_fail (src, error);
+      return;
+    }
+  args = json_args ();
+  json_object_set_string_member (args, "job-id", job);
+  json_object_set_string_member (args, "device", device);
+  json_object_set_string_member (args, "target", target);
+  json_object_set_string_member (args, "sync",
+                                 src->storage_mode == MD_STORAGE_COPY_INCREMENTAL ? "top" : "full");
+  qmp_step (src, "blockdev-mirror", args, on_mirror_started);
+}
+
+static void
+add_next_mirror (Source *src, GError *error)
+{
+  const MdDomainDisk *disk;
+  g_autofree char *node = NULL;
+  g_autofree char *port = NULL;
+  JsonObject *args, *server;
+
+  if (error != NULL)
+    {
+      source_fail (src, error);
+      return;
+    }
+  if (src->finishing)
+    return;
+  if (src->mirrors_added == src->plan->len)
+    {
+      src->poll_id = g_timeout_add (POLL_INTERVAL_MS, on_block_poll_timer, src);
+      poll_block_jobs (src);
+      return;
+    }
+  disk = g_ptr_array_index (src->plan, src->mirrors_added++);
+  node = nbd_node_name (disk);
+  port = g_strdup_printf ("%u", src->nbd_port);
+  server = json_object_new ();
+  json_object_set_string_member (server, "type", "inet");
+  json_object_set_string_member (server, "host", src->nbd_host);
+  json_object_set_string_member (server, "port", port);
+  args = json_args ();
+  json_object_set_string_member (args, "driver", "nbd");
+  json_object_set_string_member (args, "node-name", node);
+  json_object_set_object_member (args, "server", server);
+  json_object_set_string_member (args, "export", disk->target);
+  if (src->tls_object != NULL)
+    {
+      json_object_set_string_member (args, "tls-creds", src->tls_object);
+      json_object_set_string_member (args, "tls-hostname",
+                                     md_peer_connection_get_host_name (src->peer));
+    }
+  qmp_step (src, "blockdev-add", args, on_nbd_node_added);
+}
+
+static void
+start_mirrors (Source *src, GError *error)
+{
+  if (error != NULL || src->plan == NULL || src->plan->len == 0)
+    {
+      set_capabilities (src, error);
+      return;
+    }
+  md_migration_set_phase (src->migration, "mirror-disks");
+  md_migration_set_running_state (src->migration, "running");
+  add_next_mirror (src, NULL);
+}
+
+/* After RAM: cancel each mirror (a cancel once READY leaves the target a
+ * consistent copy), wait for the jobs to go, then drop the NBD client
+ * nodes before the peer stops its NBD server. */
+static void on_mirrors_gone (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static void
+check_mirrors_gone (Source *src)
+{
+  MdQmp *qmp = md_guest_get_qmp (src->guest);
+
+  if (qmp == NULL)
+    {
+      source_fail (src, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
+                                     "host %s: QEMU of guest %s died while its disk mirrors "
+                                     "were being completed",
+                                     host_name (src), md_guest_get_name (src->guest)));
+      return;
+    }
+  md_qmp_execute_async (qmp, "query-block-jobs", NULL, NULL, on_mirrors_gone, source_ref (src));
+}
+
+static void
+delete_nbd_nodes (Source *src)
+{
+  for (guint i = 0; i < src->mirrors_added; i++)
+    {
+      JsonObject *args = json_args ();
+      g_autofree char *node = nbd_node_name (g_ptr_array_index (src->plan, i));
+
+      json_object_set_string_member (args, "node-name", node);
+      qmp_step (src, "blockdev-del", args, ignore_result);
+    }
+  src->mirrors_added = 0;
+}
+
+static void
+on_mirrors_gone (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+  guint64 total, done;
+  gboolean ready;
+
+  if (src->done || src->finishing)
+    return;
+  if (node == NULL)
+    {
+      source_fail (src, g_steal_pointer (&error));
+      return;
+    }
+  if (scan_jobs (src, json_node_get_array (node), &total, &done, &ready, NULL) > 0)
+    {
+      g_timeout_add_once (50, (GSourceOnceFunc) check_mirrors_gone, src);
+      return;
+    }
+  delete_nbd_nodes (src);
+  source_finish_on_peer (src);
+}
+
+static void
+source_stop_mirrors (Source *src)
+{
+  md_migration_set_phase (src->migration, "finish");
+  for (guint i = 0; i < src->mirrors_added; i++)
+    {
+      JsonObject *args = json_args ();
+      g_autofree char *job = mirror_job_name (g_ptr_array_index (src->plan, i));
+
+      json_object_set_string_member (args, "device", job);
+      qmp_step (src, "block-job-cancel", args, ignore_result);
+    }
+  check_mirrors_gone (src);
+}
+
+/* Failure path: stop the mirrors at once; the peer removes its images. */
+static void
+cancel_mirrors (Source *src)
+{
+  if (src->mirrors_added == 0 || md_guest_get_qmp (src->guest) == NULL)
+    return;
+  for (guint i = 0; i < src->mirrors_added; i++)
+    {
+      JsonObject *args = json_args ();
+      g_autofree char *job = mirror_job_name (g_ptr_array_index (src->plan, i));
+
+      json_object_set_string_member (args, "device", job);
+      json_object_set_boolean_member (args, "force", TRUE);
+      qmp_step (src, "block-job-cancel", args, ignore_result);
+    }
+  delete_nbd_nodes (src);
+}
+
 static void
 add_tls_object (Source *src, GError *error)
 {
@@ -673,7 +1017,7 @@ add_tls_object (Source *src, GError *error)
 
   if (error != NULL || !md_options_get_boolean (src->options, "tls", TRUE))
     {
-      set_capabilities (src, error);
+      start_mirrors (src, error);
       return;
     }
   /* QEMU reads the same PKI the daemons use (tls-creds-x509 layout). */
@@ -685,7 +1029,7 @@ add_tls_object (Source *src, GError *error)
   json_object_set_string_member (args, "dir", md_manager_get_config (src->manager)->tls_dir);
   json_object_set_string_member (args, "endpoint", "client");
   json_object_set_boolean_member (args, "verify-peer", TRUE);
-  qmp_step (src, "object-add", args, set_capabilities);
+  qmp_step (src, "object-add", args, start_mirrors);
 }
 
 static void
@@ -728,6 +1072,16 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
   if (src->finishing)
     return;
   g_variant_lookup (out, "migration-uri", "&s", &uri);
+  g_variant_lookup (out, "nbd-address", "s", &src->nbd_host);
+  g_variant_lookup (out, "nbd-port", "q", &src->nbd_port);
+  if (src->plan->len > 0 && (src->nbd_host == NULL || src->nbd_port == 0))
+    {
+      source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
+                                     "host %s, phase prepare: the peer offered no NBD server "
+                                     "for the disks to copy",
+                                     peer_name (src)));
+      return;
+    }
   if (g_variant_lookup (out, "migration", "&o", &incoming))
     md_migration_set_statistic (src->migration, "peer-migration", g_variant_new_string (incoming));
   if (src->offline)
@@ -776,7 +1130,40 @@ prepare_options (Source *src)
                          g_variant_new_string (md_migration_get_object_path (src->migration)));
   if (src->offline)
     g_variant_builder_add (&builder, "{sv}", "offline", g_variant_new_boolean (TRUE));
+  if (src->disks_info != NULL)
+    g_variant_builder_add (&builder, "{sv}", "disks-info", src->disks_info);
   return g_variant_builder_end (&builder);
+}
+
+static void
+source_prepare (Source *src)
+{
+  g_autofree char *xml = md_domain_format (src->dest_def);
+
+  md_dbus_peer1_call_prepare (md_peer_connection_get_proxy (src->peer), src->migration_id, xml,
+                              prepare_options (src), src->cancellable, on_peer_prepared,
+                              source_ref (src));
+}
+
+static void
+on_block_nodes (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+
+  if (src->done || src->finishing)
+    return;
+  if (node != NULL)
+    src->disks_info = md_storage_describe (src->plan, node, src->storage_mode, &error);
+  if (src->disks_info == NULL)
+    {
+      g_prefix_error (&error, "host %s, phase begin: ", host_name (src));
+      source_fail (src, g_steal_pointer (&error));
+      return;
+    }
+  g_variant_ref_sink (src->disks_info);
+  source_prepare (src);
 }
 
 static void
@@ -784,7 +1171,6 @@ on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr (SourceRef) src = user_data;
   g_autoptr (GError) error = NULL;
-  g_autofree char *xml = NULL;
   g_autofree char *peer_label = NULL;
 
   src->peer = md_peer_connect_finish (result, &error);
@@ -804,10 +1190,15 @@ on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
                                 md_peer_connection_get_address (src->peer));
   md_migration_set_peer (src->migration, peer_label);
   src->peer_closed_id = g_signal_connect (src->peer, "closed", G_CALLBACK (on_peer_closed), src);
-  xml = md_domain_format (src->dest_def);
-  md_dbus_peer1_call_prepare (md_peer_connection_get_proxy (src->peer), src->migration_id, xml,
-                              prepare_options (src), src->cancellable, on_peer_prepared,
-                              source_ref (src));
+  if (src->plan->len > 0)
+    {
+      g_autoptr (JsonObject) args = json_args ();
+      json_object_set_boolean_member (args, "flat", TRUE);
+      md_qmp_execute_async (md_guest_get_qmp (src->guest), "query-named-block-nodes", args, NULL,
+                            on_block_nodes, source_ref (src));
+      return;
+    }
+  source_prepare (src);
 }
 
 /* ---- controls ------------------------------------------------------------------ */
@@ -918,9 +1309,10 @@ static gboolean
 validate_options (GVariant *options, GError **error)
 {
   const char *compression = md_options_get_string (options, "compression");
-  const char *copy_storage = md_options_get_string (options, "copy-storage");
+  MdStorageCopyMode mode;
 
-  if (!md_options_check (options, md_migration_option_specs, "Migrate", error))
+  if (!md_options_check (options, md_migration_option_specs, "Migrate", error)
+      || !md_storage_parse_mode (md_options_get_string (options, "copy-storage"), &mode, error))
     return FALSE;
   if (compression != NULL && !g_str_equal (compression, "none")
       && !g_str_equal (compression, "zlib") && !g_str_equal (compression, "zstd"))
@@ -935,14 +1327,6 @@ validate_options (GVariant *options, GError **error)
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
                    "option 'compression' needs 'parallel-connections' (QEMU compresses multifd "
                    "streams only)");
-      return FALSE;
-    }
-  if (copy_storage != NULL && !g_str_equal (copy_storage, "none"))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
-                   "option 'copy-storage=%s' is not supported by this version of migrationd; "
-                   "disks must be on storage both hosts share",
-                   copy_storage);
       return FALSE;
     }
   if (md_options_get_uint64 (options, "max-downtime", 1) == 0)
@@ -1036,6 +1420,8 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
   g_autofree char *resolved = NULL;
   g_autoptr (MdDomain) dest_def = NULL;
   MdGuestState state = md_guest_get_state (guest);
+  MdStorageCopyMode storage_mode = MD_STORAGE_COPY_NONE;
+  g_autoptr (GPtrArray) plan = NULL;
   gboolean offline;
   Source *src;
 
@@ -1070,6 +1456,24 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
   dest_def = build_destination_definition (manager, guest, options, error);
   if (dest_def == NULL)
     return NULL;
+  md_storage_parse_mode (md_options_get_string (options, "copy-storage"), &storage_mode, NULL);
+  {
+    g_autofree const char **targets = NULL;
+    g_variant_lookup (options, "disks", "^a&s", &targets);
+    plan = md_storage_plan (md_guest_get_live_definition (guest) != NULL
+                                ? md_guest_get_live_definition (guest)
+                                : md_guest_get_definition (guest),
+                            storage_mode, targets, error);
+    if (plan == NULL)
+      return NULL;
+  }
+  if (offline && plan->len > 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
+                   "copying the disks of a shut-off guest (offline + copy-storage) is not "
+                   "supported by this version of migrationd");
+      return NULL;
+    }
 
   src = g_new0 (Source, 1);
   src->manager = manager;
@@ -1079,6 +1483,8 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
   src->dest_def = g_steal_pointer (&dest_def);
   src->cancellable = g_cancellable_new ();
   src->offline = offline;
+  src->storage_mode = storage_mode;
+  src->plan = g_steal_pointer (&plan);
   src->was_running = state == MD_GUEST_STATE_RUNNING;
   src->src_persistent = md_guest_is_persistent (guest);
   src->migration =
