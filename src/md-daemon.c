@@ -154,6 +154,7 @@ start_peer_listener (MdDaemon *self, GError **error)
       return FALSE;
     }
   self->dest = md_migration_dest_new (self->manager, self->listener);
+  md_manager_set_listener (self->manager, self->listener);
   address =
       g_strdup_printf ("%s:%u", config->listen_address, md_peer_listener_get_port (self->listener));
   md_dbus_manager1_set_peer_address (MD_DBUS_MANAGER1 (self->manager), address);

@@ -6,6 +6,7 @@
 #include "md-error.h"
 
 #include "md-options.h"
+#include "md-trust.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -23,21 +24,14 @@ struct _MdManager
   guint next_migration;
   MdPeerTlsConfig peer_tls;
   char *host_uuid;
+  MdTrust *trust;
+  MdPeerListener *listener; /* not owned; NULL when not listening */
 };
 
 static void md_manager_iface_init (MdDbusManager1Iface *iface);
 
 G_DEFINE_FINAL_TYPE_WITH_CODE (MdManager, md_manager, MD_DBUS_TYPE_MANAGER1_SKELETON,
                                G_IMPLEMENT_INTERFACE (MD_DBUS_TYPE_MANAGER1, md_manager_iface_init))
-
-static gboolean
-return_not_supported (GDBusMethodInvocation *invocation, const char *what)
-{
-  g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
-                                         "%s is not supported by this version of migrationd (%s)",
-                                         what, PACKAGE_VERSION);
-  return G_DBUS_METHOD_INVOCATION_HANDLED;
-}
 
 static gboolean
 return_gerror (GDBusMethodInvocation *invocation, GError *error)
@@ -388,12 +382,13 @@ static gboolean
 handle_list_peers (MdDbusManager1 *object, GDBusMethodInvocation *invocation)
 {
   MdManager *self = MD_MANAGER (object);
+  g_autoptr (GPtrArray) peers = md_trust_list (self->trust);
   GVariantBuilder builder;
 
   g_variant_builder_init (&builder, G_VARIANT_TYPE ("a(sss)"));
-  for (guint i = 0; i < self->config->peers->len; i++)
+  for (guint i = 0; i < peers->len; i++)
     {
-      const MdConfigPeer *peer = g_ptr_array_index (self->config->peers, i);
+      const MdConfigPeer *peer = g_ptr_array_index (peers, i);
       g_variant_builder_add (&builder, "(sss)", peer->name, peer->address,
                              peer->dn != NULL ? peer->dn : "");
     }
@@ -401,17 +396,56 @@ handle_list_peers (MdDbusManager1 *object, GDBusMethodInvocation *invocation)
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+static void
+apply_allowed_dns (MdManager *self)
+{
+  self->peer_tls.allowed_dns = md_trust_allowed_dns (self->trust);
+  if (self->listener != NULL)
+    md_peer_listener_set_allowed_dns (self->listener, self->peer_tls.allowed_dns);
+}
+
+static const MdOptionSpec add_peer_options[] = { { NULL, NULL } };
+
 static gboolean
 handle_add_peer (MdDbusManager1 *object, GDBusMethodInvocation *invocation, const char *name,
                  const char *address, const char *dn, GVariant *options)
 {
-  return return_not_supported (invocation, "AddPeer");
+  MdManager *self = MD_MANAGER (object);
+  GError *error = NULL;
+
+  if (!md_options_check (options, add_peer_options, "AddPeer", &error)
+      || !md_trust_add (self->trust, name, address, dn, &error))
+    return return_gerror (invocation, error);
+  apply_allowed_dns (self);
+  g_message ("trusting peer %s at %s (%s)", name, address, dn);
+  md_dbus_manager1_complete_add_peer (object, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
 static gboolean
 handle_remove_peer (MdDbusManager1 *object, GDBusMethodInvocation *invocation, const char *name)
 {
-  return return_not_supported (invocation, "RemovePeer");
+  MdManager *self = MD_MANAGER (object);
+  GError *error = NULL;
+
+  if (!md_trust_remove (self->trust, name, &error))
+    return return_gerror (invocation, error);
+  apply_allowed_dns (self);
+  g_message ("no longer trusting peer %s", name);
+  md_dbus_manager1_complete_remove_peer (object, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+const MdConfigPeer *
+md_manager_find_peer (MdManager *self, const char *name)
+{
+  return md_trust_find (self->trust, name);
+}
+
+void
+md_manager_set_listener (MdManager *self, MdPeerListener *listener)
+{
+  self->listener = listener;
 }
 
 static void
@@ -435,6 +469,7 @@ md_manager_finalize (GObject *object)
   g_clear_pointer (&self->guests, g_hash_table_unref);
   g_clear_pointer (&self->migrations, g_ptr_array_unref);
   g_free (self->host_uuid);
+  g_clear_pointer (&self->trust, md_trust_free);
   g_clear_object (&self->object_manager);
   g_clear_object (&self->auth);
   g_clear_pointer (&self->caps, md_qemu_caps_free);
@@ -466,7 +501,8 @@ md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
   self->auth = g_object_ref (auth);
   self->host_uuid = g_strdup (host_uuid);
   self->peer_tls.tls_dir = config->tls_dir;
-  self->peer_tls.allowed_dns = (const char *const *) config->allowed_dns;
+  self->trust = md_trust_new (config, config->state_dir);
+  self->peer_tls.allowed_dns = md_trust_allowed_dns (self->trust);
   self->peer_tls.host_uuid = self->host_uuid;
   self->peer_tls.host_name = config->host_name;
   self->peer_tls.handshake_timeout = config->handshake_timeout;

@@ -52,6 +52,11 @@ void md_manager_add_migration (MdManager *self, MdMigration *migration);
 /* Unexports a finished migration (its keep time ran out). */
 void md_manager_forget_migration (MdManager *self, MdMigration *migration);
 
+/* A trusted peer by name (migrationd.conf or AddPeer), or NULL. */
+const MdConfigPeer *md_manager_find_peer (MdManager *self, const char *name);
+/* The listener whose allow-list follows AddPeer/RemovePeer. */
+void md_manager_set_listener (MdManager *self, MdPeerListener *listener);
+
 /* The TLS identity this host uses towards peers. */
 const MdPeerTlsConfig *md_manager_get_peer_tls_config (MdManager *self);
 

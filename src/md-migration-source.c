@@ -1343,7 +1343,7 @@ validate_options (GVariant *options, GError **error)
 static char *
 resolve_destination (MdManager *manager, const char *destination, GError **error)
 {
-  const MdConfigPeer *peer = md_config_find_peer (md_manager_get_config (manager), destination);
+  const MdConfigPeer *peer = md_manager_find_peer (manager, destination);
   g_autoptr (GNetworkAddress) address = NULL;
   g_autoptr (GError) local_error = NULL;
 

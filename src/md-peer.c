@@ -1286,6 +1286,24 @@ md_peer_listener_new (const MdPeerTlsConfig *cfg, GError **error)
   return g_steal_pointer (&self);
 }
 
+void
+md_peer_listener_set_allowed_dns (MdPeerListener *self, const char *const *allowed_dns)
+{
+  g_autoptr (GStrvBuilder) dns = g_strv_builder_new ();
+
+  g_return_if_fail (MD_IS_PEER_LISTENER (self));
+  for (guint i = 0; allowed_dns != NULL && allowed_dns[i] != NULL; i++)
+    {
+      g_autofree char *norm = md_peer_normalize_dn (allowed_dns[i]);
+      g_strv_builder_add (dns, norm);
+    }
+  /* Only the main context reads the list, so a swap is enough; a
+   * handshake under way is judged by the list when its certificate
+   * arrives. */
+  g_strfreev (self->cfg->allowed_dns);
+  self->cfg->allowed_dns = g_strv_builder_end (dns);
+}
+
 gboolean
 md_peer_listener_listen (MdPeerListener *self, const char *address, guint16 port, GError **error)
 {

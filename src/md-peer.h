@@ -85,6 +85,8 @@ gboolean md_peer_listener_listen (MdPeerListener *self, const char *address, gui
                                   GError **error);
 /* The port of the last successful listen(), 0 before. */
 guint16 md_peer_listener_get_port (MdPeerListener *self);
+/* Replaces the DNs allowed to connect (Manager1.AddPeer/RemovePeer). */
+void md_peer_listener_set_allowed_dns (MdPeerListener *self, const char *const *allowed_dns);
 /* Stops accepting and drops handshakes in progress (each holds a reference
  * on the listener until it ends); established connections stay until the
  * listener is disposed, which closes them. */

@@ -192,6 +192,67 @@ for _method in MANAGER_GATES:
     setattr(ManagerGate, "test_allowed_%s" % _method, lambda self, m=_method: self.check_allowed(m))
 
 
+class Peers(harness.MigrationdTestCase):
+    """Trusted peers added over D-Bus: validated, persisted, removable."""
+
+    def setUp(self):
+        super().setUp()
+        self.polkitd.set_allowed(harness.ACTIONS)
+
+    def peers(self, client):
+        return client.call(MANAGER_PATH, MANAGER_IFACE, "ListPeers", reply="(a(sss))")[0]
+
+    def add(self, client, name, address, dn):
+        return client.call(MANAGER_PATH, MANAGER_IFACE, "AddPeer", "(sssa{sv})", (name, address, dn, {}))
+
+    def test_add_list_persist_remove(self):
+        daemon = self.start_daemon(config="[daemon]\nhost-name=hostA\nlisten-address=\n"
+                                          "[peer conf]\naddress=192.0.2.9\ndn=CN=conf,O=migrationd\n")
+        client = self.client()
+        self.add(client, "hostB", "192.0.2.2:49200", "CN=hostB,O=migrationd")
+        expected = [("conf", "192.0.2.9", "CN=conf,O=migrationd"),
+                    ("hostB", "192.0.2.2:49200", "CN=hostB,O=migrationd")]
+        self.assertEqual(self.peers(client), expected)
+        with open(os.path.join(daemon.state_dir, "peers.conf")) as f:
+            self.assertIn("CN=hostB,O=migrationd", f.read())
+        self.assertEqual(daemon.terminate(), 0)
+        daemon.start()
+        client = self.client()
+        self.assertEqual(self.peers(client), expected)
+        # A peer from the configuration file is not removable over D-Bus.
+        message = self.assertDBusError("org.migrationd.Error.InvalidState", client.call, MANAGER_PATH,
+                                       MANAGER_IFACE, "RemovePeer", "(s)", ("conf",))
+        self.assertIn("migrationd.conf", message)
+        client.call(MANAGER_PATH, MANAGER_IFACE, "RemovePeer", "(s)", ("hostB",))
+        self.assertEqual(self.peers(client), expected[:1])
+        self.assertDBusError("org.migrationd.Error.NotFound", client.call, MANAGER_PATH, MANAGER_IFACE,
+                             "RemovePeer", "(s)", ("hostB",))
+
+    def test_bad_peers_are_refused_and_change_nothing(self):
+        daemon = self.start_daemon()
+        client = self.client()
+        self.add(client, "hostB", "192.0.2.2", "CN=hostB,O=migrationd")
+        before = (self.peers(client), snapshot(daemon.state_dir))
+        cases = [
+            (("bad name", "192.0.2.3", "CN=x"), "org.migrationd.Error.InvalidArgument", "bad name"),
+            (("", "192.0.2.3", "CN=x"), "org.migrationd.Error.InvalidArgument", "name"),
+            (("hostC", "192.0.2.3:99999", "CN=x"), "org.migrationd.Error.InvalidArgument", "99999"),
+            (("hostC", "", "CN=x"), "org.migrationd.Error.InvalidArgument", "empty"),
+            (("hostC", "192.0.2.3", "not a dn"), "org.migrationd.Error.InvalidArgument", "not a dn"),
+            (("hostB", "192.0.2.3", "CN=hostC"), "org.migrationd.Error.AlreadyExists", "hostB"),
+        ]
+        for args, error, fragment in cases:
+            with self.subTest(args=args):
+                message = self.assertDBusError(error, self.add, client, *args)
+                self.assertIn(fragment, message)
+                self.assertEqual((self.peers(client), snapshot(daemon.state_dir)), before)
+        message = self.assertDBusError("org.migrationd.Error.InvalidArgument", client.call, MANAGER_PATH,
+                                       MANAGER_IFACE, "AddPeer", "(sssa{sv})",
+                                       ("hostC", "192.0.2.3", "CN=hostC", {"persist": GLib.Variant("b", True)}))
+        self.assertIn("persist", message)
+        self.assertEqual((self.peers(client), snapshot(daemon.state_dir)), before)
+
+
 class RealPolkit(harness.MigrationdTestCase):
     """The real polkitd: a rules file grants 'nobody' guest management and
     nothing to 'daemon'; root is always authorized."""
