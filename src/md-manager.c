@@ -690,7 +690,7 @@ on_caps_probed (GObject *source, GAsyncResult *result, gpointer user_data)
       g_warning ("cannot list running guests in %s: %s", self->config->runtime_dir, error->message);
       data->records = g_ptr_array_new ();
     }
-  reattach_next (g_steal_pointer (&task));
+  reattach_next (task);
 }
 
 void
