@@ -11,6 +11,7 @@
 #include "md-error.h"
 #include "md-options.h"
 #include "md-qemu-argv.h"
+#include "md-nbd-server.h"
 #include "md-storage.h"
 
 #include <errno.h>
@@ -46,6 +47,7 @@ typedef struct
   GStrv created;        /* target images we made: removed on failure */
   guint16 nbd_port;
   guint exports_added;
+  MdNbdServer *nbd_server; /* offline copies: qemu-storage-daemon */
   char *tls_object;
   gboolean offline;
   gboolean prepared;
@@ -77,6 +79,7 @@ incoming_free (Incoming *in)
   g_free (in->address);
   g_clear_pointer (&in->disks_info, g_variant_unref);
   g_strfreev (in->created);
+  g_clear_pointer (&in->nbd_server, md_nbd_server_free);
   g_free (in->tls_object);
   g_free (in->id);
   g_free (in);
@@ -115,6 +118,7 @@ incoming_abort (Incoming *in, const GError *error)
     return;
   in->ended = TRUE;
   g_message ("incoming migration %s of %s aborted: %s", in->id, in->def->name, error->message);
+  g_clear_pointer (&in->nbd_server, md_nbd_server_free);
   if (in->migration != NULL)
     md_migration_complete (in->migration, error, 0);
   if (in->guest != NULL && md_guest_is_active (in->guest))
@@ -191,8 +195,21 @@ prepare_succeeded (Incoming *in)
     g_variant_builder_add (&result, "{sv}", "migration-uri", g_variant_new_string (in->uri));
   if (in->nbd_port != 0)
     {
+      g_autoptr (GPtrArray) fresh = g_ptr_array_new ();
+
+      /* Images we just made read as zeros: the copier may skip zeros. */
+      for (guint i = 0; in->created != NULL && in->created[i] != NULL; i++)
+        for (guint d = 0; d < in->def->disks->len; d++)
+          {
+            const MdDomainDisk *disk = g_ptr_array_index (in->def->disks, d);
+            if (g_strcmp0 (disk->source, in->created[i]) == 0)
+              g_ptr_array_add (fresh, disk->target);
+          }
+      g_ptr_array_add (fresh, NULL);
       g_variant_builder_add (&result, "{sv}", "nbd-address", g_variant_new_string (in->address));
       g_variant_builder_add (&result, "{sv}", "nbd-port", g_variant_new_uint16 (in->nbd_port));
+      g_variant_builder_add (&result, "{sv}", "fresh-targets",
+                             g_variant_new_strv ((const char *const *) fresh->pdata, -1));
     }
   g_variant_builder_add (&result, "{sv}", "tls-hostname",
                          g_variant_new_string (host_name (in->dest)));
@@ -547,6 +564,79 @@ start_incoming_qemu (Incoming *in)
 }
 
 static void
+on_offline_server_started (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Incoming *in = user_data;
+  GError *error = NULL;
+
+  in->nbd_server = md_nbd_server_start_finish (result, &error);
+  if (in->nbd_server == NULL)
+    {
+      prepare_failed (in, error);
+      return;
+    }
+  prepare_succeeded (in);
+}
+
+/* A shut-off guest's disks arrive through a qemu-storage-daemon serving
+ * the new images writable over NBD (TLS when the migration uses it). */
+static void
+start_offline_server (Incoming *in)
+{
+  g_autoptr (GPtrArray) targets = g_ptr_array_new ();
+  g_autoptr (GPtrArray) paths = g_ptr_array_new ();
+  g_autoptr (GPtrArray) formats = g_ptr_array_new ();
+  g_autofree char *id = g_strdup_printf (
+      "incoming-%s", strrchr (md_migration_get_object_path (in->migration), '/') + 1);
+  const char *wanted = md_options_get_string (in->options, "nbd-address");
+  MdNbdServerOptions options = { 0 };
+  GError *error = NULL;
+
+  if (wanted != NULL)
+    {
+      g_free (in->address);
+      in->address = g_strdup (wanted);
+    }
+  if (!pick_port (in->dest, in->address, md_options_get_uint16 (in->options, "nbd-port", 0),
+                  &in->nbd_port, &error))
+    {
+      g_prefix_error (&error, "option 'nbd-port': ");
+      prepare_failed (in, error);
+      return;
+    }
+  for (gsize i = 0; i < g_variant_n_children (in->disks_info); i++)
+    {
+      g_autoptr (GVariant) info = g_variant_get_child_value (in->disks_info, i);
+      const MdDomainDisk *disk = disk_of (in, info);
+      if (disk == NULL)
+        {
+          prepare_failed (in, g_error_new (MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                                           "a disk to copy is not in the destination "
+                                           "definition"));
+          return;
+        }
+      g_ptr_array_add (targets, disk->target);
+      g_ptr_array_add (paths, disk->source);
+      g_ptr_array_add (formats, (gpointer) md_domain_disk_format_to_string (disk->format));
+    }
+  g_ptr_array_add (targets, NULL);
+  g_ptr_array_add (paths, NULL);
+  g_ptr_array_add (formats, NULL);
+  options.runtime_dir = md_manager_get_config (in->dest->manager)->runtime_dir;
+  options.id = id;
+  options.targets = (const char *const *) targets->pdata;
+  options.paths = (const char *const *) paths->pdata;
+  options.formats = (const char *const *) formats->pdata;
+  options.writable = TRUE;
+  options.host = in->address;
+  options.port = in->nbd_port;
+  options.tls_dir = md_options_get_boolean (in->options, "tls", TRUE)
+                        ? md_manager_get_config (in->dest->manager)->tls_dir
+                        : NULL;
+  md_nbd_server_start_async (&options, NULL, on_offline_server_started, in);
+}
+
+static void
 on_targets_created (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   Incoming *in = user_data;
@@ -563,7 +653,10 @@ on_targets_created (GObject *source, GAsyncResult *result, gpointer user_data)
       prepare_succeeded (in); /* reports the abort and cleans up */
       return;
     }
-  start_incoming_qemu (in);
+  if (in->offline)
+    start_offline_server (in);
+  else
+    start_incoming_qemu (in);
 }
 
 static gboolean
@@ -654,7 +747,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   md_migration_set_phase (in->migration, "prepare");
   md_manager_add_migration (manager, in->migration);
 
-  if (in->offline)
+  if (in->offline && (in->disks_info == NULL || g_variant_n_children (in->disks_info) == 0))
     {
       prepare_succeeded (in);
       return TRUE;
@@ -886,6 +979,21 @@ finish_offline (Incoming *in)
   finish_reply (in, FALSE);
 }
 
+static void
+on_offline_server_stopped (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Incoming *in = user_data;
+  GError *error = NULL;
+
+  /* A clean exit flushed the images; anything else and they are suspect. */
+  if (!md_nbd_server_stop_finish (result, &error))
+    {
+      finish_failed (in, error);
+      return;
+    }
+  finish_offline (in);
+}
+
 static gboolean
 on_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
                   GDBusMethodInvocation *invocation, const char *id, gboolean success,
@@ -936,6 +1044,11 @@ on_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
     }
   in->finish_invocation = invocation;
   md_migration_set_phase (in->migration, "finish");
+  if (in->offline && in->nbd_server != NULL)
+    {
+      md_nbd_server_stop_async (g_steal_pointer (&in->nbd_server), on_offline_server_stopped, in);
+      return TRUE;
+    }
   if (in->offline)
     {
       finish_offline (in);

@@ -11,6 +11,7 @@
 #include "md-error.h"
 #include "md-options.h"
 #include "md-qemu-argv.h"
+#include "md-offline-copy.h"
 #include "md-storage.h"
 
 #define POLL_INTERVAL_MS 250
@@ -64,6 +65,7 @@ typedef struct
   GPtrArray *plan;      /* MdDomainDisk* to copy, borrowed from the live definition */
   GVariant *disks_info; /* what the peer needs to create their targets */
   char *nbd_host;       /* the peer's NBD server */
+  GStrv fresh_targets;  /* the peer created these images: all zero */
   guint16 nbd_port;
   guint mirrors_added; /* NBD client nodes + mirror jobs made so far */
   gboolean mirrors_ready;
@@ -110,6 +112,7 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SourceRef, source_unref)
 static void source_fail (Source *src, GError *error);
 static void source_poll (Source *src);
 static void source_stop_mirrors (Source *src);
+static void source_copy_offline (Source *src);
 static void set_capabilities (Source *src, GError *error);
 static guint64 member_uint (JsonObject *obj, const char *name);
 
@@ -145,6 +148,7 @@ source_free (Source *src)
   g_clear_pointer (&src->plan, g_ptr_array_unref);
   g_clear_pointer (&src->disks_info, g_variant_unref);
   g_free (src->nbd_host);
+  g_strfreev (src->fresh_targets);
   g_free (src->destination);
   g_free (src->migration_id);
   g_free (src->tls_object);
@@ -1074,6 +1078,7 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
   g_variant_lookup (out, "migration-uri", "&s", &uri);
   g_variant_lookup (out, "nbd-address", "s", &src->nbd_host);
   g_variant_lookup (out, "nbd-port", "q", &src->nbd_port);
+  g_variant_lookup (out, "fresh-targets", "^as", &src->fresh_targets);
   if (src->plan->len > 0 && (src->nbd_host == NULL || src->nbd_port == 0))
     {
       source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
@@ -1086,7 +1091,10 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
     md_migration_set_statistic (src->migration, "peer-migration", g_variant_new_string (incoming));
   if (src->offline)
     {
-      source_finish_on_peer (src);
+      if (src->plan->len > 0)
+        source_copy_offline (src);
+      else
+        source_finish_on_peer (src);
       return;
     }
   if (uri == NULL)
@@ -1135,6 +1143,105 @@ prepare_options (Source *src)
   return g_variant_builder_end (&builder);
 }
 
+/* ---- offline: the disks of a shut-off guest, copied with libnbd ---------------- */
+
+static void
+on_offline_progress (guint64 done, guint64 total, gpointer user_data)
+{
+  Source *src = user_data;
+  MdMigrationStats stats = { 0 };
+  gint64 now = g_get_monotonic_time ();
+
+  if (src->done || src->finishing)
+    return;
+  if (src->disk_sample_time > 0 && now > src->disk_sample_time + G_USEC_PER_SEC / 4
+      && done >= src->disk_processed)
+    {
+      src->disk_rate = (guint64) ((double) (done - src->disk_processed) * G_USEC_PER_SEC
+                                  / (double) (now - src->disk_sample_time));
+      src->disk_sample_time = now;
+      src->disk_processed = done;
+    }
+  else if (src->disk_sample_time == 0)
+    src->disk_sample_time = now;
+  src->disk_total = total;
+  stats.disk_total = total;
+  stats.disk_processed = done;
+  stats.disk_remaining = total - MIN (done, total);
+  stats.disk_rate = src->disk_rate;
+  md_migration_update_stats (src->migration, &stats);
+}
+
+static void
+on_offline_copied (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  guint64 copied = 0;
+
+  if (!md_offline_copy_finish (result, &copied, &error))
+    {
+      if (!src->done)
+        {
+          g_prefix_error (&error, "host %s, phase copy-disks: ", host_name (src));
+          source_fail (src, g_steal_pointer (&error));
+        }
+      return;
+    }
+  if (src->done || src->finishing)
+    return;
+  md_migration_set_statistic (src->migration, "disk-bytes-copied", g_variant_new_uint64 (copied));
+  on_offline_progress (src->disk_total, src->disk_total, src);
+  source_finish_on_peer (src);
+}
+
+static void
+source_copy_offline (Source *src)
+{
+  g_autoptr (GPtrArray) targets = g_ptr_array_new ();
+  g_autoptr (GPtrArray) paths = g_ptr_array_new ();
+  g_autoptr (GPtrArray) formats = g_ptr_array_new ();
+  g_autofree char *id = g_strdup_printf (
+      "migration-%s", strrchr (md_migration_get_object_path (src->migration), '/') + 1);
+  MdOfflineCopyOptions options = { 0 };
+  guint64 total = 0;
+
+  for (guint i = 0; i < src->plan->len; i++)
+    {
+      const MdDomainDisk *disk = g_ptr_array_index (src->plan, i);
+      g_autoptr (GVariant) info = g_variant_get_child_value (src->disks_info, i);
+      guint64 size = 0;
+
+      g_variant_lookup (info, "virtual-size", "t", &size);
+      total += size;
+      g_ptr_array_add (targets, disk->target);
+      g_ptr_array_add (paths, disk->source);
+      g_ptr_array_add (formats, (gpointer) md_domain_disk_format_to_string (disk->format));
+    }
+  g_ptr_array_add (targets, NULL);
+  g_ptr_array_add (paths, NULL);
+  g_ptr_array_add (formats, NULL);
+  md_migration_set_phase (src->migration, "copy-disks");
+  src->disk_total = total;
+  options.runtime_dir = md_manager_get_config (src->manager)->runtime_dir;
+  options.id = id;
+  options.targets = (const char *const *) targets->pdata;
+  options.paths = (const char *const *) paths->pdata;
+  options.formats = (const char *const *) formats->pdata;
+  options.dest_host = src->nbd_host;
+  options.dest_port = src->nbd_port;
+  options.tls_dir = md_options_get_boolean (src->options, "tls", TRUE)
+                        ? md_manager_get_config (src->manager)->tls_dir
+                        : NULL;
+  options.fresh_targets = (const char *const *) src->fresh_targets;
+  options.verify = md_options_get_boolean (src->options, "verify", FALSE);
+  options.total_bytes = total;
+  options.source_host_name = host_name (src);
+  options.dest_host_name = peer_name (src);
+  md_offline_copy_async (&options, on_offline_progress, src, src->cancellable, on_offline_copied,
+                         source_ref (src));
+}
+
 static void
 source_prepare (Source *src)
 {
@@ -1150,11 +1257,14 @@ on_block_nodes (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr (SourceRef) src = user_data;
   g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+  g_autoptr (JsonNode) node =
+      src->offline ? NULL : md_qmp_execute_finish (MD_QMP (source), result, &error);
 
   if (src->done || src->finishing)
     return;
-  if (node != NULL)
+  if (src->offline)
+    src->disks_info = md_storage_describe_offline_finish (result, &error);
+  else if (node != NULL)
     src->disks_info = md_storage_describe (src->plan, node, src->storage_mode, &error);
   if (src->disks_info == NULL)
     {
@@ -1190,6 +1300,12 @@ on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
                                 md_peer_connection_get_address (src->peer));
   md_migration_set_peer (src->migration, peer_label);
   src->peer_closed_id = g_signal_connect (src->peer, "closed", G_CALLBACK (on_peer_closed), src);
+  if (src->plan->len > 0 && src->offline)
+    {
+      md_storage_describe_offline_async (src->plan, src->storage_mode, src->cancellable,
+                                         on_block_nodes, source_ref (src));
+      return;
+    }
   if (src->plan->len > 0)
     {
       g_autoptr (JsonObject) args = json_args ();
@@ -1467,13 +1583,6 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
     if (plan == NULL)
       return NULL;
   }
-  if (offline && plan->len > 0)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
-                   "copying the disks of a shut-off guest (offline + copy-storage) is not "
-                   "supported by this version of migrationd");
-      return NULL;
-    }
 
   src = g_new0 (Source, 1);
   src->manager = manager;

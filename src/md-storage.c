@@ -171,6 +171,132 @@ md_storage_describe (GPtrArray *plan, JsonNode *named_block_nodes, MdStorageCopy
   return g_variant_builder_end (&builder);
 }
 
+typedef struct
+{
+  GPtrArray *plan; /* borrowed elements */
+  MdStorageCopyMode mode;
+  guint index;
+  GVariantBuilder builder;
+} DescribeData;
+
+static void
+describe_data_free (DescribeData *data)
+{
+  g_ptr_array_unref (data->plan);
+  g_variant_builder_clear (&data->builder);
+  g_free (data);
+}
+
+static void describe_next (GTask *task);
+
+static void
+on_image_info (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  DescribeData *data = g_task_get_task_data (task);
+  const MdDomainDisk *disk = g_ptr_array_index (data->plan, data->index);
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *info;
+  GVariantBuilder entry;
+  const char *backing;
+
+  if (!g_subprocess_communicate_utf8_finish (G_SUBPROCESS (source), result, &out, &err, &error)
+      || !g_subprocess_get_successful (G_SUBPROCESS (source))
+      || !json_parser_load_from_data (parser, out ? out : "", -1, NULL)
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    {
+      g_task_return_new_error (task, MD_ERROR, MD_ERROR_STORAGE_FAILED,
+                               "disk %s: cannot read the image %s: %s", disk->target, disk->source,
+                               error ? error->message
+                               : err ? g_strstrip (err)
+                                     : "qemu-img info failed");
+      return;
+    }
+  info = json_node_get_object (json_parser_get_root (parser));
+  backing = json_object_get_string_member_with_default (info, "backing-filename", NULL);
+  g_variant_builder_init (&entry, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&entry, "{sv}", "target", g_variant_new_string (disk->target));
+  g_variant_builder_add (&entry, "{sv}", "path", g_variant_new_string (disk->source));
+  g_variant_builder_add (&entry, "{sv}", "format",
+                         g_variant_new_string (md_domain_disk_format_to_string (disk->format)));
+  g_variant_builder_add (&entry, "{sv}", "virtual-size",
+                         g_variant_new_uint64 ((guint64) json_object_get_int_member_with_default (
+                             info, "virtual-size", 0)));
+  if (data->mode == MD_STORAGE_COPY_INCREMENTAL)
+    {
+      if (backing == NULL)
+        {
+          g_variant_builder_clear (&entry);
+          g_task_return_new_error (task, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                                   "copy-storage=incremental: disk %s (%s) has no backing file; "
+                                   "use copy-storage=all",
+                                   disk->target, disk->source);
+          return;
+        }
+      g_variant_builder_add (&entry, "{sv}", "backing", g_variant_new_string (backing));
+      g_variant_builder_add (&entry, "{sv}", "backing-format",
+                             g_variant_new_string (json_object_get_string_member_with_default (
+                                 info, "backing-filename-format", "raw")));
+    }
+  g_variant_builder_add_value (&data->builder, g_variant_builder_end (&entry));
+  data->index++;
+  describe_next (g_steal_pointer (&task));
+}
+
+static void
+describe_next (GTask *task)
+{
+  DescribeData *data = g_task_get_task_data (task);
+  const MdDomainDisk *disk;
+  g_autoptr (GSubprocess) proc = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (data->index == data->plan->len)
+    {
+      g_task_return_pointer (task, g_variant_ref_sink (g_variant_builder_end (&data->builder)),
+                             (GDestroyNotify) g_variant_unref);
+      g_object_unref (task);
+      return;
+    }
+  disk = g_ptr_array_index (data->plan, data->index);
+  proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE, &error,
+                           "qemu-img", "info", "--output=json", "-f",
+                           md_domain_disk_format_to_string (disk->format), disk->source, NULL);
+  if (proc == NULL)
+    {
+      g_task_return_new_error (task, MD_ERROR, MD_ERROR_STORAGE_FAILED, "cannot run qemu-img: %s",
+                               error->message);
+      g_object_unref (task);
+      return;
+    }
+  g_subprocess_communicate_utf8_async (proc, NULL, g_task_get_cancellable (task), on_image_info,
+                                       task);
+}
+
+void
+md_storage_describe_offline_async (GPtrArray *plan, MdStorageCopyMode mode,
+                                   GCancellable *cancellable, GAsyncReadyCallback callback,
+                                   gpointer user_data)
+{
+  GTask *task = g_task_new (NULL, cancellable, callback, user_data);
+  DescribeData *data = g_new0 (DescribeData, 1);
+
+  data->plan = g_ptr_array_ref (plan);
+  data->mode = mode;
+  g_variant_builder_init (&data->builder, G_VARIANT_TYPE ("aa{sv}"));
+  g_task_set_task_data (task, data, (GDestroyNotify) describe_data_free);
+  describe_next (task);
+}
+
+GVariant *
+md_storage_describe_offline_finish (GAsyncResult *result, GError **error)
+{
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
 static const MdDomainDisk *
 disk_by_target (const MdDomain *def, const char *target)
 {

@@ -36,6 +36,13 @@ GPtrArray *md_storage_plan (const MdDomain *def, MdStorageCopyMode mode, const c
 GVariant *md_storage_describe (GPtrArray *plan, JsonNode *named_block_nodes, MdStorageCopyMode mode,
                                GError **error);
 
+/* The same description for a shut-off guest, from `qemu-img info` of each
+ * planned disk's image (run without blocking). */
+void md_storage_describe_offline_async (GPtrArray *plan, MdStorageCopyMode mode,
+                                        GCancellable *cancellable, GAsyncReadyCallback callback,
+                                        gpointer user_data);
+GVariant *md_storage_describe_offline_finish (GAsyncResult *result, GError **error);
+
 /* Destination: every disk of @def with an image that is not in
  * @disks_info must exist at the same path here (shared storage), else
  * MD_ERROR_STORAGE_FAILED naming the disk and suggesting copy-storage. */
