@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "md-migration-dest.h"
+#include "md-migration-source.h"
 #include "md-error.h"
 #include "md-options.h"
 #include "md-qemu-argv.h"
@@ -15,8 +16,6 @@
 #include "md-storage.h"
 
 #include <errno.h>
-
-JsonObject *md_migration_capabilities_args (GVariant *options);
 
 #define FINISH_WAIT_MS 60000
 #define FINISH_POLL_MS 100

@@ -11,10 +11,8 @@
 #include "md-error.h"
 #include "md-options.h"
 #include "md-qemu-argv.h"
-#include "md-offline-copy.h"
-#include "md-storage.h"
+#include "md-migration-source-private.h"
 
-#define POLL_INTERVAL_MS 250
 /* QEMU 7.2 caps migration at 128 MiB/s unless told otherwise; "unlimited"
  * is this much (bytes/s), as libvirt does. */
 #define UNLIMITED_BANDWIDTH (G_GUINT64_CONSTANT (1) << 40)
@@ -46,94 +44,42 @@ const MdOptionSpec md_migration_option_specs[] = {
   { NULL, NULL },
 };
 
-typedef struct
-{
-  MdManager *manager;
-  MdGuest *guest;
-  MdMigration *migration;
-  GVariant *options;
-  char *destination;
-  char *migration_id;
-
-  MdPeerConnection *peer;
-  gulong peer_closed_id;
-  GCancellable *cancellable;
-  MdDomain *dest_def;
-  char *tls_object; /* id of our tls-creds object in QEMU, or NULL */
-
-  MdStorageCopyMode storage_mode;
-  GPtrArray *plan;      /* MdDomainDisk* to copy, borrowed from the live definition */
-  GVariant *disks_info; /* what the peer needs to create their targets */
-  char *nbd_host;       /* the peer's NBD server */
-  GStrv fresh_targets;  /* the peer created these images: all zero */
-  guint16 nbd_port;
-  guint mirrors_added; /* NBD client nodes + mirror jobs made so far */
-  gboolean mirrors_ready;
-  guint64 disk_total;
-  guint64 disk_processed;
-  guint64 disk_rate;
-  gint64 disk_sample_time;
-
-  gboolean offline;
-  gboolean was_running;
-  gboolean src_persistent;
-  gboolean qemu_migrating; /* "migrate" was issued and not yet over */
-  gboolean postcopy_started;
-  gboolean peer_resumed; /* Finish succeeded: the guest runs there */
-  gboolean finishing;    /* the failure path is under way */
-  guint poll_id;
-  guint abort_id;
-  guint64 downtime;
-  GError *error; /* the first error */
-  gboolean done;
-  gint refs; /* one for the run, one per pending callback */
-} Source;
-
-typedef Source SourceRef;
-
-static Source *
-source_ref (Source *src)
-{
-  src->refs++;
-  return src;
-}
-
-static void source_free (Source *src);
-
-static void
-source_unref (Source *src)
-{
-  if (--src->refs == 0)
-    source_free (src);
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (SourceRef, source_unref)
-
-static void source_fail (Source *src, GError *error);
 static void source_poll (Source *src);
-static void source_stop_mirrors (Source *src);
-static void source_copy_offline (Source *src);
-static void set_capabilities (Source *src, GError *error);
-static guint64 member_uint (JsonObject *obj, const char *name);
 
-static const char *
-host_name (Source *src)
+const char *
+source_host_name (Source *src)
 {
   return md_manager_get_config (src->manager)->host_name;
 }
 
-static const char *
-peer_name (Source *src)
+const char *
+source_peer_name (Source *src)
 {
   if (src->peer != NULL && md_peer_connection_get_host_name (src->peer) != NULL)
     return md_peer_connection_get_host_name (src->peer);
   return src->destination;
 }
 
-static const char *
-phase (Source *src)
+const char *
+source_phase (Source *src)
 {
   return md_dbus_migration1_get_phase (MD_DBUS_MIGRATION1 (src->migration));
+}
+
+static void source_free (Source *src);
+
+Source *
+source_ref (Source *src)
+{
+  src->refs++;
+  return src;
+}
+
+void
+source_unref (Source *src)
+{
+  if (--src->refs == 0)
+    source_free (src);
 }
 
 static void
@@ -156,14 +102,13 @@ source_free (Source *src)
   g_free (src);
 }
 
-static JsonObject *
-json_args (void)
+JsonObject *
+source_json_args (void)
 {
   return json_object_new ();
 }
 
 /* Commands whose answer only matters as success or failure. */
-typedef void (*StepFunc) (Source *src, GError *error);
 
 typedef struct
 {
@@ -186,8 +131,8 @@ on_step_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_free (step);
 }
 
-static void
-qmp_step (Source *src, const char *command, JsonObject *args, StepFunc next)
+void
+source_qmp_step (Source *src, const char *command, JsonObject *args, StepFunc next)
 {
   MdQmp *qmp = md_guest_get_qmp (src->guest);
   Step *step;
@@ -195,7 +140,7 @@ qmp_step (Source *src, const char *command, JsonObject *args, StepFunc next)
   if (qmp == NULL)
     {
       next (src, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED, "QEMU of guest %s is gone on host %s",
-                              md_guest_get_name (src->guest), host_name (src)));
+                              md_guest_get_name (src->guest), source_host_name (src)));
       if (args != NULL)
         json_object_unref (args);
       return;
@@ -208,8 +153,8 @@ qmp_step (Source *src, const char *command, JsonObject *args, StepFunc next)
     json_object_unref (args);
 }
 
-static void
-ignore_result (Source *src, GError *error)
+void
+source_ignore_result (Source *src, GError *error)
 {
   if (error != NULL)
     {
@@ -288,7 +233,7 @@ on_resumed_after_failure (Source *src, GError *error)
       g_prefix_error (&error,
                       "host %s: could not resume guest %s after the failed migration "
                       "(it is paused here; resume it with Guest1.Resume): ",
-                      host_name (src), md_guest_get_name (src->guest));
+                      source_host_name (src), md_guest_get_name (src->guest));
       md_migration_add_error_detail (src->migration, error);
       g_error_free (error);
       md_guest_end_migration (src->guest, FALSE);
@@ -304,9 +249,9 @@ source_resume_here (Source *src)
   md_migration_set_phase (src->migration, "confirm");
   if (src->tls_object != NULL && md_guest_get_qmp (src->guest) != NULL)
     {
-      JsonObject *args = json_args ();
+      JsonObject *args = source_json_args ();
       json_object_set_string_member (args, "id", src->tls_object);
-      qmp_step (src, "object-del", args, ignore_result);
+      source_qmp_step (src, "object-del", args, source_ignore_result);
     }
   if (src->offline || !md_guest_is_active (src->guest))
     {
@@ -315,7 +260,7 @@ source_resume_here (Source *src)
       return;
     }
   if (src->was_running)
-    qmp_step (src, "cont", NULL, on_resumed_after_failure);
+    source_qmp_step (src, "cont", NULL, on_resumed_after_failure);
   else
     {
       md_guest_end_migration (src->guest, FALSE);
@@ -336,21 +281,19 @@ on_peer_finish_failed (GObject *source, GAsyncResult *result, gpointer user_data
       /* Not fatal for the guest: the peer kills what it prepared when the
        * connection drops anyway (autokill). */
       g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_PEER_FAILED);
-      g_prefix_error (&converted, "host %s: Finish (cleanup) failed: ", peer_name (src));
+      g_prefix_error (&converted, "host %s: Finish (cleanup) failed: ", source_peer_name (src));
       md_migration_add_error_detail (src->migration, converted);
     }
   if (!src->done)
     source_resume_here (src);
 }
 
-static void cancel_mirrors (Source *src);
-
 static void
 on_migrate_cancelled (Source *src, GError *error)
 {
-  ignore_result (src, error);
+  source_ignore_result (src, error);
   src->qemu_migrating = FALSE;
-  cancel_mirrors (src);
+  source_cancel_mirrors (src);
   if (src->peer != NULL && !md_peer_connection_is_closed (src->peer))
     {
       GVariantBuilder opts;
@@ -372,7 +315,7 @@ on_migrate_cancelled (Source *src, GError *error)
 
 /* The failure path, whatever the phase: stop QEMU's migration, have the
  * peer remove what it prepared, resume the guest here. */
-static void
+void
 source_fail (Source *src, GError *error)
 {
   if (src->error == NULL)
@@ -399,7 +342,7 @@ source_fail (Source *src, GError *error)
       return;
     }
   if (src->qemu_migrating)
-    qmp_step (src, "migrate_cancel", NULL, on_migrate_cancelled);
+    source_qmp_step (src, "migrate_cancel", NULL, on_migrate_cancelled);
   else
     on_migrate_cancelled (src, NULL);
 }
@@ -418,7 +361,7 @@ on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
   if (!md_dbus_peer1_call_finish_finish (MD_DBUS_PEER1 (source), &out, result, &error))
     {
       GError *converted = md_error_convert (error, MD_ERROR_PEER_FAILED);
-      g_prefix_error (&converted, "host %s, phase finish: ", peer_name (src));
+      g_prefix_error (&converted, "host %s, phase finish: ", source_peer_name (src));
       source_fail (src, converted);
       return;
     }
@@ -428,7 +371,7 @@ on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
   source_confirm_success (src);
 }
 
-static void
+void
 source_finish_on_peer (Source *src)
 {
   md_migration_set_phase (src->migration, "finish");
@@ -439,8 +382,8 @@ source_finish_on_peer (Source *src)
 
 /* ---- Perform: following QEMU ---------------------------------------------- */
 
-static guint64
-member_uint (JsonObject *obj, const char *name)
+guint64
+source_member_uint (JsonObject *obj, const char *name)
 {
   if (obj == NULL || !json_object_has_member (obj, name))
     return 0;
@@ -462,24 +405,24 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
     return;
   if (node == NULL)
     {
-      g_prefix_error (&error, "host %s, phase perform: ", host_name (src));
+      g_prefix_error (&error, "host %s, phase perform: ", source_host_name (src));
       source_fail (src, g_steal_pointer (&error));
       return;
     }
   info = json_node_get_object (node);
   status = json_object_get_string_member_with_default (info, "status", "");
   ram = json_object_has_member (info, "ram") ? json_object_get_object_member (info, "ram") : NULL;
-  stats.memory_total = member_uint (ram, "total");
-  stats.memory_processed = member_uint (ram, "transferred");
-  stats.memory_remaining = member_uint (ram, "remaining");
+  stats.memory_total = source_member_uint (ram, "total");
+  stats.memory_processed = source_member_uint (ram, "transferred");
+  stats.memory_remaining = source_member_uint (ram, "remaining");
   stats.rate = (guint64) ((ram != NULL && json_object_has_member (ram, "mbps")
                                ? json_object_get_double_member (ram, "mbps")
                                : 0)
                           * 1000000 / 8);
-  stats.dirty_rate =
-      member_uint (ram, "dirty-pages-rate") * MAX (member_uint (ram, "page-size"), 4096);
-  stats.iteration = member_uint (ram, "dirty-sync-count");
-  stats.expected_downtime = member_uint (info, "expected-downtime");
+  stats.dirty_rate = source_member_uint (ram, "dirty-pages-rate")
+                     * MAX (source_member_uint (ram, "page-size"), 4096);
+  stats.iteration = source_member_uint (ram, "dirty-sync-count");
+  stats.expected_downtime = source_member_uint (info, "expected-downtime");
   stats.disk_total = src->disk_total;
   stats.disk_processed = src->disk_processed;
   stats.disk_remaining = src->disk_total - MIN (src->disk_processed, src->disk_total);
@@ -488,21 +431,22 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
   if (ram != NULL)
     {
       md_migration_set_statistic (src->migration, "pages-duplicate",
-                                  g_variant_new_uint64 (member_uint (ram, "duplicate")));
+                                  g_variant_new_uint64 (source_member_uint (ram, "duplicate")));
       md_migration_set_statistic (src->migration, "pages-normal",
-                                  g_variant_new_uint64 (member_uint (ram, "normal")));
-      md_migration_set_statistic (src->migration, "postcopy-requests",
-                                  g_variant_new_uint64 (member_uint (ram, "postcopy-requests")));
+                                  g_variant_new_uint64 (source_member_uint (ram, "normal")));
+      md_migration_set_statistic (
+          src->migration, "postcopy-requests",
+          g_variant_new_uint64 (source_member_uint (ram, "postcopy-requests")));
     }
 
   if (g_str_equal (status, "completed"))
     {
       src->qemu_migrating = FALSE;
-      src->downtime = member_uint (info, "downtime");
+      src->downtime = source_member_uint (info, "downtime");
       md_migration_set_statistic (src->migration, "qemu-total-time-ms",
-                                  g_variant_new_uint64 (member_uint (info, "total-time")));
+                                  g_variant_new_uint64 (source_member_uint (info, "total-time")));
       md_migration_set_statistic (src->migration, "qemu-setup-time-ms",
-                                  g_variant_new_uint64 (member_uint (info, "setup-time")));
+                                  g_variant_new_uint64 (source_member_uint (info, "setup-time")));
       g_clear_handle_id (&src->poll_id, g_source_remove);
       g_clear_handle_id (&src->abort_id, g_source_remove);
       if (src->peer_resumed)
@@ -533,7 +477,8 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
                                      g_str_equal (status, "cancelled") ? MD_ERROR_CANCELLED
                                                                        : MD_ERROR_QEMU_FAILED,
                                      "host %s, phase perform: QEMU's migration %s%s%s",
-                                     host_name (src), status, desc ? ": " : "", desc ? desc : ""));
+                                     source_host_name (src), status, desc ? ": " : "",
+                                     desc ? desc : ""));
     }
 }
 
@@ -544,9 +489,10 @@ source_poll (Source *src)
 
   if (qmp == NULL)
     {
-      source_fail (src, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
-                                     "host %s, phase %s: QEMU of guest %s died", host_name (src),
-                                     phase (src), md_guest_get_name (src->guest)));
+      source_fail (src,
+                   g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
+                                "host %s, phase %s: QEMU of guest %s died", source_host_name (src),
+                                source_phase (src), md_guest_get_name (src->guest)));
       return;
     }
   /* One query at a time: a slow QEMU must not pile them up. */
@@ -577,7 +523,7 @@ on_abort_timer (gpointer user_data)
                             " B/s, transfer rate %" G_GUINT64_FORMAT
                             " B/s); the guest keeps running here. Try auto-converge, "
                             "postcopy, a higher bandwidth or a longer max-downtime",
-                            host_name (src), md_guest_get_name (src->guest), seconds,
+                            source_host_name (src), md_guest_get_name (src->guest), seconds,
                             md_dbus_migration1_get_dirty_rate (MD_DBUS_MIGRATION1 (src->migration)),
                             md_dbus_migration1_get_rate (MD_DBUS_MIGRATION1 (src->migration))));
   return G_SOURCE_REMOVE;
@@ -590,7 +536,7 @@ on_migrate_started (Source *src, GError *error)
 
   if (error != NULL)
     {
-      g_prefix_error (&error, "host %s, phase perform: ", host_name (src));
+      g_prefix_error (&error, "host %s, phase perform: ", source_host_name (src));
       source_fail (src, error);
       return;
     }
@@ -611,16 +557,16 @@ start_migrate (Source *src, GError *error)
 
   if (error != NULL)
     {
-      g_prefix_error (&error, "host %s, phase perform: setting up QEMU: ", host_name (src));
+      g_prefix_error (&error, "host %s, phase perform: setting up QEMU: ", source_host_name (src));
       source_fail (src, error);
       return;
     }
   if (src->finishing)
     return;
-  args = json_args ();
+  args = source_json_args ();
   json_object_set_string_member (args, "uri",
                                  g_object_get_data (G_OBJECT (src->migration), "md-migration-uri"));
-  qmp_step (src, "migrate", args, on_migrate_started);
+  source_qmp_step (src, "migrate", args, on_migrate_started);
 }
 
 static void
@@ -636,7 +582,7 @@ set_parameters (Source *src, GError *error)
       start_migrate (src, error);
       return;
     }
-  args = json_args ();
+  args = source_json_args ();
   json_object_set_int_member (args, "max-bandwidth",
                               (gint64) (bandwidth > 0 ? bandwidth : UNLIMITED_BANDWIDTH));
   if (md_options_get_uint64 (src->options, "max-downtime", 0) > 0)
@@ -650,13 +596,11 @@ set_parameters (Source *src, GError *error)
   if (compression != NULL && channels > 0)
     json_object_set_string_member (args, "multifd-compression", compression);
   md_migration_set_bandwidth_property (src->migration, bandwidth);
-  qmp_step (src, "migrate-set-parameters", args, start_migrate);
+  source_qmp_step (src, "migrate-set-parameters", args, start_migrate);
 }
 
 /* Every capability is set explicitly, on or off: QEMU keeps them from an
  * earlier attempt, and both ends must agree. */
-JsonObject *md_migration_capabilities_args (GVariant *options);
-
 JsonObject *
 md_migration_capabilities_args (GVariant *options)
 {
@@ -685,333 +629,16 @@ md_migration_capabilities_args (GVariant *options)
   return args;
 }
 
-static void
-set_capabilities (Source *src, GError *error)
+void
+source_set_capabilities (Source *src, GError *error)
 {
   if (error != NULL)
     {
       start_migrate (src, error);
       return;
     }
-  qmp_step (src, "migrate-set-capabilities", md_migration_capabilities_args (src->options),
-            set_parameters);
-}
-
-/* ---- Perform: disks mirrored over NBD ------------------------------------------ */
-
-static char *
-nbd_node_name (const MdDomainDisk *disk)
-{
-  return g_strdup_printf ("md-nbd-%s", disk->target);
-}
-
-static char *
-mirror_job_name (const MdDomainDisk *disk)
-{
-  return g_strdup_printf ("md-mirror-%s", disk->target);
-}
-
-static void on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data);
-
-static void
-poll_block_jobs (Source *src)
-{
-  MdQmp *qmp = md_guest_get_qmp (src->guest);
-
-  if (qmp == NULL)
-    {
-      source_fail (src, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
-                                     "host %s, phase %s: QEMU of guest %s died", host_name (src),
-                                     phase (src), md_guest_get_name (src->guest)));
-      return;
-    }
-  if (g_object_get_data (G_OBJECT (src->migration), "md-poll-pending") != NULL)
-    return;
-  g_object_set_data (G_OBJECT (src->migration), "md-poll-pending", GINT_TO_POINTER (1));
-  md_qmp_execute_async (qmp, "query-block-jobs", NULL, NULL, on_block_jobs, source_ref (src));
-}
-
-static gboolean
-on_block_poll_timer (gpointer user_data)
-{
-  poll_block_jobs (user_data);
-  return G_SOURCE_CONTINUE;
-}
-
-/* Our jobs in a query-block-jobs reply: counts them, sums their progress,
- * and tells whether all are ready. */
-static guint
-scan_jobs (Source *src, JsonArray *jobs, guint64 *total, guint64 *done, gboolean *all_ready,
-           GError **error)
-{
-  guint n = 0;
-
-  *total = *done = 0;
-  *all_ready = TRUE;
-  for (guint i = 0; i < json_array_get_length (jobs); i++)
-    {
-      JsonObject *job = json_array_get_object_element (jobs, i);
-      const char *device = json_object_get_string_member_with_default (job, "device", "");
-      const char *status = json_object_get_string_member_with_default (job, "status", "");
-
-      if (!g_str_has_prefix (device, "md-mirror-"))
-        continue;
-      n++;
-      *total += member_uint (job, "len");
-      *done += member_uint (job, "offset");
-      if (!json_object_get_boolean_member_with_default (job, "ready", FALSE))
-        *all_ready = FALSE;
-      if ((g_str_equal (status, "concluded") || g_str_equal (status, "aborting"))
-          && json_object_has_member (job, "error") && error != NULL && *error == NULL)
-        g_set_error (error, MD_ERROR, MD_ERROR_STORAGE_FAILED,
-                     "disk %s: mirroring to the NBD export on host %s failed: %s",
-                     device + strlen ("md-mirror-"), peer_name (src),
-                     json_object_get_string_member (job, "error"));
-    }
-  return n;
-}
-
-static void
-on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (SourceRef) src = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
-  MdMigrationStats stats = { 0 };
-  gboolean all_ready;
-  guint64 total, done;
-  guint n;
-  gint64 now = g_get_monotonic_time ();
-
-  g_object_set_data (G_OBJECT (src->migration), "md-poll-pending", NULL);
-  if (src->done || src->finishing || src->mirrors_ready)
-    return;
-  if (node == NULL)
-    {
-      g_prefix_error (&error, "host %s, phase mirror-disks: ", host_name (src));
-      source_fail (src, g_steal_pointer (&error));
-      return;
-    }
-  n = scan_jobs (src, json_node_get_array (node), &total, &done, &all_ready, &error);
-  if (error != NULL || n < src->plan->len)
-    {
-      if (error == NULL)
-        error = g_error_new (MD_ERROR, MD_ERROR_STORAGE_FAILED,
-                             "host %s, phase mirror-disks: a disk mirror to host %s stopped "
-                             "(the destination QEMU or its NBD server went away?)",
-                             host_name (src), peer_name (src));
-      source_fail (src, g_steal_pointer (&error));
-      return;
-    }
-  if (src->disk_sample_time > 0 && now > src->disk_sample_time && done >= src->disk_processed)
-    src->disk_rate = (guint64) ((double) (done - src->disk_processed) * G_USEC_PER_SEC
-                                / (double) (now - src->disk_sample_time));
-  src->disk_sample_time = now;
-  src->disk_total = total;
-  src->disk_processed = done;
-  stats.disk_total = total;
-  stats.disk_processed = done;
-  stats.disk_remaining = total - MIN (done, total);
-  stats.disk_rate = src->disk_rate;
-  md_migration_update_stats (src->migration, &stats);
-  if (!all_ready)
-    return;
-  /* Every disk is in sync and stays so (writes go to both sides): now
-   * the memory. */
-  src->mirrors_ready = TRUE;
-  g_clear_handle_id (&src->poll_id, g_source_remove);
-  set_capabilities (src, NULL);
-}
-
-static void add_next_mirror (Source *src, GError *error);
-
-static void
-on_mirror_started (Source *src, GError *error)
-{
-  if (error != NULL)
-    {
-      const MdDomainDisk *disk = g_ptr_array_index (src->plan, src->mirrors_added - 1);
-      g_prefix_error (&error, "host %s, phase mirror-disks: disk %s: ", host_name (src),
-                      disk->target);
-      source_fail (src, error);
-      return;
-    }
-  add_next_mirror (src, NULL);
-}
-
-static void
-on_nbd_node_added (Source *src, GError *error)
-{
-  const MdDomainDisk *disk = g_ptr_array_index (src->plan, src->mirrors_added - 1);
-  g_autofree char *device = md_qemu_disk_node_name (disk, TRUE);
-  g_autofree char *target = nbd_node_name (disk);
-  g_autofree char *job = mirror_job_name (disk);
-  JsonObject *args;
-
-  if (error != NULL)
-    {
-      g_prefix_error (&error,
-                      "host %s, phase mirror-disks: disk %s: connecting to the NBD "
-                      "export on host %s: ",
-                      host_name (src), disk->target, peer_name (src));
-      source_fail (src, error);
-      return;
-    }
-  args = json_args ();
-  json_object_set_string_member (args, "job-id", job);
-  json_object_set_string_member (args, "device", device);
-  json_object_set_string_member (args, "target", target);
-  json_object_set_string_member (args, "sync",
-                                 src->storage_mode == MD_STORAGE_COPY_INCREMENTAL ? "top" : "full");
-  qmp_step (src, "blockdev-mirror", args, on_mirror_started);
-}
-
-static void
-add_next_mirror (Source *src, GError *error)
-{
-  const MdDomainDisk *disk;
-  g_autofree char *node = NULL;
-  g_autofree char *port = NULL;
-  JsonObject *args, *server;
-
-  if (error != NULL)
-    {
-      source_fail (src, error);
-      return;
-    }
-  if (src->finishing)
-    return;
-  if (src->mirrors_added == src->plan->len)
-    {
-      src->poll_id = g_timeout_add (POLL_INTERVAL_MS, on_block_poll_timer, src);
-      poll_block_jobs (src);
-      return;
-    }
-  disk = g_ptr_array_index (src->plan, src->mirrors_added++);
-  node = nbd_node_name (disk);
-  port = g_strdup_printf ("%u", src->nbd_port);
-  server = json_object_new ();
-  json_object_set_string_member (server, "type", "inet");
-  json_object_set_string_member (server, "host", src->nbd_host);
-  json_object_set_string_member (server, "port", port);
-  args = json_args ();
-  json_object_set_string_member (args, "driver", "nbd");
-  json_object_set_string_member (args, "node-name", node);
-  json_object_set_object_member (args, "server", server);
-  json_object_set_string_member (args, "export", disk->target);
-  if (src->tls_object != NULL)
-    {
-      json_object_set_string_member (args, "tls-creds", src->tls_object);
-      json_object_set_string_member (args, "tls-hostname",
-                                     md_peer_connection_get_host_name (src->peer));
-    }
-  qmp_step (src, "blockdev-add", args, on_nbd_node_added);
-}
-
-static void
-start_mirrors (Source *src, GError *error)
-{
-  if (error != NULL || src->plan == NULL || src->plan->len == 0)
-    {
-      set_capabilities (src, error);
-      return;
-    }
-  md_migration_set_phase (src->migration, "mirror-disks");
-  md_migration_set_running_state (src->migration, "running");
-  add_next_mirror (src, NULL);
-}
-
-/* After RAM: cancel each mirror (a cancel once READY leaves the target a
- * consistent copy), wait for the jobs to go, then drop the NBD client
- * nodes before the peer stops its NBD server. */
-static void on_mirrors_gone (GObject *source, GAsyncResult *result, gpointer user_data);
-
-static void
-check_mirrors_gone (Source *src)
-{
-  MdQmp *qmp = md_guest_get_qmp (src->guest);
-
-  if (qmp == NULL)
-    {
-      source_fail (src, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
-                                     "host %s: QEMU of guest %s died while its disk mirrors "
-                                     "were being completed",
-                                     host_name (src), md_guest_get_name (src->guest)));
-      return;
-    }
-  md_qmp_execute_async (qmp, "query-block-jobs", NULL, NULL, on_mirrors_gone, source_ref (src));
-}
-
-static void
-delete_nbd_nodes (Source *src)
-{
-  for (guint i = 0; i < src->mirrors_added; i++)
-    {
-      JsonObject *args = json_args ();
-      g_autofree char *node = nbd_node_name (g_ptr_array_index (src->plan, i));
-
-      json_object_set_string_member (args, "node-name", node);
-      qmp_step (src, "blockdev-del", args, ignore_result);
-    }
-  src->mirrors_added = 0;
-}
-
-static void
-on_mirrors_gone (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (SourceRef) src = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
-  guint64 total, done;
-  gboolean ready;
-
-  if (src->done || src->finishing)
-    return;
-  if (node == NULL)
-    {
-      source_fail (src, g_steal_pointer (&error));
-      return;
-    }
-  if (scan_jobs (src, json_node_get_array (node), &total, &done, &ready, NULL) > 0)
-    {
-      g_timeout_add_once (50, (GSourceOnceFunc) check_mirrors_gone, src);
-      return;
-    }
-  delete_nbd_nodes (src);
-  source_finish_on_peer (src);
-}
-
-static void
-source_stop_mirrors (Source *src)
-{
-  md_migration_set_phase (src->migration, "finish");
-  for (guint i = 0; i < src->mirrors_added; i++)
-    {
-      JsonObject *args = json_args ();
-      g_autofree char *job = mirror_job_name (g_ptr_array_index (src->plan, i));
-
-      json_object_set_string_member (args, "device", job);
-      qmp_step (src, "block-job-cancel", args, ignore_result);
-    }
-  check_mirrors_gone (src);
-}
-
-/* Failure path: stop the mirrors at once; the peer removes its images. */
-static void
-cancel_mirrors (Source *src)
-{
-  if (src->mirrors_added == 0 || md_guest_get_qmp (src->guest) == NULL)
-    return;
-  for (guint i = 0; i < src->mirrors_added; i++)
-    {
-      JsonObject *args = json_args ();
-      g_autofree char *job = mirror_job_name (g_ptr_array_index (src->plan, i));
-
-      json_object_set_string_member (args, "device", job);
-      json_object_set_boolean_member (args, "force", TRUE);
-      qmp_step (src, "block-job-cancel", args, ignore_result);
-    }
-  delete_nbd_nodes (src);
+  source_qmp_step (src, "migrate-set-capabilities", md_migration_capabilities_args (src->options),
+                   set_parameters);
 }
 
 static void
@@ -1021,19 +648,19 @@ add_tls_object (Source *src, GError *error)
 
   if (error != NULL || !md_options_get_boolean (src->options, "tls", TRUE))
     {
-      start_mirrors (src, error);
+      source_start_mirrors (src, error);
       return;
     }
   /* QEMU reads the same PKI the daemons use (tls-creds-x509 layout). */
   src->tls_object = g_strdup_printf (
       "md-tls-%s", strrchr (md_migration_get_object_path (src->migration), '/') + 1);
-  args = json_args ();
+  args = source_json_args ();
   json_object_set_string_member (args, "qom-type", "tls-creds-x509");
   json_object_set_string_member (args, "id", src->tls_object);
   json_object_set_string_member (args, "dir", md_manager_get_config (src->manager)->tls_dir);
   json_object_set_string_member (args, "endpoint", "client");
   json_object_set_boolean_member (args, "verify-peer", TRUE);
-  qmp_step (src, "object-add", args, start_mirrors);
+  source_qmp_step (src, "object-add", args, source_start_mirrors);
 }
 
 static void
@@ -1042,7 +669,7 @@ source_perform (Source *src, const char *uri)
   md_migration_set_phase (src->migration, "perform");
   g_object_set_data_full (G_OBJECT (src->migration), "md-migration-uri", g_strdup (uri), g_free);
   if (!md_options_get_boolean (src->options, "live", TRUE) && src->was_running)
-    qmp_step (src, "stop", NULL, add_tls_object);
+    source_qmp_step (src, "stop", NULL, add_tls_object);
   else
     add_tls_object (src, NULL);
 }
@@ -1069,7 +696,7 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
           source_fail (src, converted);
           return;
         }
-      g_prefix_error (&converted, "host %s, phase prepare: ", peer_name (src));
+      g_prefix_error (&converted, "host %s, phase prepare: ", source_peer_name (src));
       source_fail (src, converted);
       return;
     }
@@ -1084,7 +711,7 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
       source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
                                      "host %s, phase prepare: the peer offered no NBD server "
                                      "for the disks to copy",
-                                     peer_name (src)));
+                                     source_peer_name (src)));
       return;
     }
   if (g_variant_lookup (out, "migration", "&o", &incoming))
@@ -1101,7 +728,7 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
                                      "host %s, phase prepare: the peer gave no migration URI",
-                                     peer_name (src)));
+                                     source_peer_name (src)));
       return;
     }
   source_perform (src, uri);
@@ -1112,10 +739,11 @@ on_peer_closed (MdPeerConnection *peer, Source *src)
 {
   if (src->peer_resumed && !src->postcopy_started)
     return;
-  source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
-                                 "host %s: lost the connection to the migrationd of host %s in "
-                                 "phase %s; the guest keeps running here",
-                                 host_name (src), peer_name (src), phase (src)));
+  source_fail (src,
+               g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
+                            "host %s: lost the connection to the migrationd of host %s in "
+                            "phase %s; the guest keeps running here",
+                            source_host_name (src), source_peer_name (src), source_phase (src)));
 }
 
 static GVariant *
@@ -1133,7 +761,8 @@ prepare_options (Source *src)
       g_variant_builder_add (&builder, "{sv}", key, value);
   g_variant_builder_add (&builder, "{sv}", "source-persistent",
                          g_variant_new_boolean (src->src_persistent));
-  g_variant_builder_add (&builder, "{sv}", "source-host", g_variant_new_string (host_name (src)));
+  g_variant_builder_add (&builder, "{sv}", "source-host",
+                         g_variant_new_string (source_host_name (src)));
   g_variant_builder_add (&builder, "{sv}", "source-migration",
                          g_variant_new_string (md_migration_get_object_path (src->migration)));
   if (src->offline)
@@ -1141,105 +770,6 @@ prepare_options (Source *src)
   if (src->disks_info != NULL)
     g_variant_builder_add (&builder, "{sv}", "disks-info", src->disks_info);
   return g_variant_builder_end (&builder);
-}
-
-/* ---- offline: the disks of a shut-off guest, copied with libnbd ---------------- */
-
-static void
-on_offline_progress (guint64 done, guint64 total, gpointer user_data)
-{
-  Source *src = user_data;
-  MdMigrationStats stats = { 0 };
-  gint64 now = g_get_monotonic_time ();
-
-  if (src->done || src->finishing)
-    return;
-  if (src->disk_sample_time > 0 && now > src->disk_sample_time + G_USEC_PER_SEC / 4
-      && done >= src->disk_processed)
-    {
-      src->disk_rate = (guint64) ((double) (done - src->disk_processed) * G_USEC_PER_SEC
-                                  / (double) (now - src->disk_sample_time));
-      src->disk_sample_time = now;
-      src->disk_processed = done;
-    }
-  else if (src->disk_sample_time == 0)
-    src->disk_sample_time = now;
-  src->disk_total = total;
-  stats.disk_total = total;
-  stats.disk_processed = done;
-  stats.disk_remaining = total - MIN (done, total);
-  stats.disk_rate = src->disk_rate;
-  md_migration_update_stats (src->migration, &stats);
-}
-
-static void
-on_offline_copied (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (SourceRef) src = user_data;
-  g_autoptr (GError) error = NULL;
-  guint64 copied = 0;
-
-  if (!md_offline_copy_finish (result, &copied, &error))
-    {
-      if (!src->done)
-        {
-          g_prefix_error (&error, "host %s, phase copy-disks: ", host_name (src));
-          source_fail (src, g_steal_pointer (&error));
-        }
-      return;
-    }
-  if (src->done || src->finishing)
-    return;
-  md_migration_set_statistic (src->migration, "disk-bytes-copied", g_variant_new_uint64 (copied));
-  on_offline_progress (src->disk_total, src->disk_total, src);
-  source_finish_on_peer (src);
-}
-
-static void
-source_copy_offline (Source *src)
-{
-  g_autoptr (GPtrArray) targets = g_ptr_array_new ();
-  g_autoptr (GPtrArray) paths = g_ptr_array_new ();
-  g_autoptr (GPtrArray) formats = g_ptr_array_new ();
-  g_autofree char *id = g_strdup_printf (
-      "migration-%s", strrchr (md_migration_get_object_path (src->migration), '/') + 1);
-  MdOfflineCopyOptions options = { 0 };
-  guint64 total = 0;
-
-  for (guint i = 0; i < src->plan->len; i++)
-    {
-      const MdDomainDisk *disk = g_ptr_array_index (src->plan, i);
-      g_autoptr (GVariant) info = g_variant_get_child_value (src->disks_info, i);
-      guint64 size = 0;
-
-      g_variant_lookup (info, "virtual-size", "t", &size);
-      total += size;
-      g_ptr_array_add (targets, disk->target);
-      g_ptr_array_add (paths, disk->source);
-      g_ptr_array_add (formats, (gpointer) md_domain_disk_format_to_string (disk->format));
-    }
-  g_ptr_array_add (targets, NULL);
-  g_ptr_array_add (paths, NULL);
-  g_ptr_array_add (formats, NULL);
-  md_migration_set_phase (src->migration, "copy-disks");
-  src->disk_total = total;
-  options.runtime_dir = md_manager_get_config (src->manager)->runtime_dir;
-  options.id = id;
-  options.targets = (const char *const *) targets->pdata;
-  options.paths = (const char *const *) paths->pdata;
-  options.formats = (const char *const *) formats->pdata;
-  options.dest_host = src->nbd_host;
-  options.dest_port = src->nbd_port;
-  options.tls_dir = md_options_get_boolean (src->options, "tls", TRUE)
-                        ? md_manager_get_config (src->manager)->tls_dir
-                        : NULL;
-  options.fresh_targets = (const char *const *) src->fresh_targets;
-  options.verify = md_options_get_boolean (src->options, "verify", FALSE);
-  options.total_bytes = total;
-  options.source_host_name = host_name (src);
-  options.dest_host_name = peer_name (src);
-  md_offline_copy_async (&options, on_offline_progress, src, src->cancellable, on_offline_copied,
-                         source_ref (src));
 }
 
 static void
@@ -1268,7 +798,7 @@ on_block_nodes (GObject *source, GAsyncResult *result, gpointer user_data)
     src->disks_info = md_storage_describe (src->plan, node, src->storage_mode, &error);
   if (src->disks_info == NULL)
     {
-      g_prefix_error (&error, "host %s, phase begin: ", host_name (src));
+      g_prefix_error (&error, "host %s, phase begin: ", source_host_name (src));
       source_fail (src, g_steal_pointer (&error));
       return;
     }
@@ -1289,7 +819,8 @@ on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
   if (src->peer == NULL)
     {
       GError *converted = md_error_convert (error, MD_ERROR_PEER_FAILED);
-      g_prefix_error (&converted, "host %s, phase prepare: connecting to %s: ", host_name (src),
+      g_prefix_error (&converted,
+                      "host %s, phase prepare: connecting to %s: ", source_host_name (src),
                       src->destination);
       source_fail (src, converted);
       return;
@@ -1308,7 +839,7 @@ on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   if (src->plan->len > 0)
     {
-      g_autoptr (JsonObject) args = json_args ();
+      g_autoptr (JsonObject) args = source_json_args ();
       json_object_set_boolean_member (args, "flat", TRUE);
       md_qmp_execute_async (md_guest_get_qmp (src->guest), "query-named-block-nodes", args, NULL,
                             on_block_nodes, source_ref (src));
@@ -1328,14 +859,14 @@ control_cancel (gpointer engine, GError **error)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
                    "migration of %s can no longer be cancelled: the guest already runs on %s",
-                   md_guest_get_name (src->guest), peer_name (src));
+                   md_guest_get_name (src->guest), source_peer_name (src));
       return FALSE;
     }
   source_fail (src, g_error_new (MD_ERROR, MD_ERROR_CANCELLED,
                                  "migration of %s to %s was cancelled in phase %s; the guest "
                                  "keeps running on host %s",
-                                 md_guest_get_name (src->guest), peer_name (src), phase (src),
-                                 host_name (src)));
+                                 md_guest_get_name (src->guest), source_peer_name (src),
+                                 source_phase (src), source_host_name (src)));
   return TRUE;
 }
 
@@ -1405,7 +936,7 @@ control_start_postcopy (gpointer engine, GError **error)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
                    "migration of %s is not in phase perform (it is in %s)",
-                   md_guest_get_name (src->guest), phase (src));
+                   md_guest_get_name (src->guest), source_phase (src));
       return FALSE;
     }
   md_qmp_execute_async (qmp, "migrate-start-postcopy", NULL, NULL, on_param_set, NULL);

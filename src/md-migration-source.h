@@ -18,4 +18,8 @@ extern const MdOptionSpec md_migration_option_specs[];
 MdMigration *md_migration_source_start (MdManager *manager, MdGuest *guest, const char *destination,
                                         GVariant *options, guint owner_uid, GError **error);
 
+/* The migrate-set-capabilities arguments for @options; both ends of a
+ * migration set the same ones. */
+JsonObject *md_migration_capabilities_args (GVariant *options);
+
 G_END_DECLS
