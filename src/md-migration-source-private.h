@@ -80,5 +80,6 @@ void source_start_mirrors (Source *src, GError *error);
 void source_stop_mirrors (Source *src);
 void source_cancel_mirrors (Source *src);
 void source_copy_offline (Source *src);
+void source_set_mirror_speed (Source *src, guint64 bytes_per_second);
 
 G_END_DECLS

@@ -131,6 +131,7 @@ on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
    * the memory. */
   src->mirrors_ready = TRUE;
   g_clear_handle_id (&src->poll_id, g_source_remove);
+  md_migration_set_phase (src->migration, "perform");
   source_set_capabilities (src, NULL);
 }
 
@@ -174,6 +175,10 @@ on_nbd_node_added (Source *src, GError *error)
   json_object_set_string_member (args, "target", target);
   json_object_set_string_member (args, "sync",
                                  src->storage_mode == MD_STORAGE_COPY_INCREMENTAL ? "top" : "full");
+  /* The bandwidth limit covers the disks too, as in libvirt. */
+  if (md_options_get_uint64 (src->options, "bandwidth", 0) > 0)
+    json_object_set_int_member (args, "speed",
+                                (gint64) md_options_get_uint64 (src->options, "bandwidth", 0));
   source_qmp_step (src, "blockdev-mirror", args, on_mirror_started);
 }
 
@@ -422,4 +427,19 @@ source_copy_offline (Source *src)
   options.dest_host_name = source_peer_name (src);
   md_offline_copy_async (&options, on_offline_progress, src, src->cancellable, on_offline_copied,
                          source_ref (src));
+}
+
+/* SetBandwidth mid-flight: the mirrors follow the new limit (0: none). */
+void
+source_set_mirror_speed (Source *src, guint64 bytes_per_second)
+{
+  for (guint i = 0; i < src->mirrors_added && md_guest_get_qmp (src->guest) != NULL; i++)
+    {
+      JsonObject *args = source_json_args ();
+      g_autofree char *job = mirror_job_name (g_ptr_array_index (src->plan, i));
+
+      json_object_set_string_member (args, "device", job);
+      json_object_set_int_member (args, "speed", (gint64) bytes_per_second);
+      source_qmp_step (src, "block-job-set-speed", args, source_ignore_result);
+    }
 }

@@ -666,7 +666,9 @@ add_tls_object (Source *src, GError *error)
 static void
 source_perform (Source *src, const char *uri)
 {
-  md_migration_set_phase (src->migration, "perform");
+  /* Disks first: RAM moves only once every mirror is in sync. */
+  md_migration_set_phase (src->migration,
+                          src->plan != NULL && src->plan->len > 0 ? "mirror-disks" : "perform");
   g_object_set_data_full (G_OBJECT (src->migration), "md-migration-uri", g_strdup (uri), g_free);
   if (!md_options_get_boolean (src->options, "live", TRUE) && src->was_running)
     source_qmp_step (src, "stop", NULL, add_tls_object);
@@ -904,6 +906,7 @@ control_set_bandwidth (gpointer engine, guint64 bps, GError **error)
 
   if (!set_live_parameter (src, "max-bandwidth", bps > 0 ? bps : UNLIMITED_BANDWIDTH, error))
     return FALSE;
+  source_set_mirror_speed (src, bps);
   md_migration_set_bandwidth_property (src->migration, bps);
   return TRUE;
 }
