@@ -131,7 +131,6 @@ on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
    * the memory. */
   src->mirrors_ready = TRUE;
   g_clear_handle_id (&src->poll_id, g_source_remove);
-  md_migration_set_phase (src->migration, "perform");
   source_set_capabilities (src, NULL);
 }
 

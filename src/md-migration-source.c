@@ -543,6 +543,7 @@ on_migrate_started (Source *src, GError *error)
   if (src->finishing)
     return;
   src->qemu_migrating = TRUE;
+  md_migration_set_phase (src->migration, "perform");
   md_migration_set_running_state (src->migration, "running");
   src->poll_id = g_timeout_add (POLL_INTERVAL_MS, on_poll_timer, src);
   abort_after = md_options_get_uint32 (src->options, "abort-after", 0);
@@ -666,9 +667,10 @@ add_tls_object (Source *src, GError *error)
 static void
 source_perform (Source *src, const char *uri)
 {
-  /* Disks first: RAM moves only once every mirror is in sync. */
-  md_migration_set_phase (src->migration,
-                          src->plan != NULL && src->plan->len > 0 ? "mirror-disks" : "perform");
+  /* Disks first: RAM moves only once every mirror is in sync. Phase
+   * perform starts when QEMU's migration does. */
+  if (src->plan != NULL && src->plan->len > 0)
+    md_migration_set_phase (src->migration, "mirror-disks");
   g_object_set_data_full (G_OBJECT (src->migration), "md-migration-uri", g_strdup (uri), g_free);
   if (!md_options_get_boolean (src->options, "live", TRUE) && src->was_running)
     source_qmp_step (src, "stop", NULL, add_tls_object);
@@ -938,7 +940,9 @@ control_start_postcopy (gpointer engine, GError **error)
   if (!src->qemu_migrating || qmp == NULL || src->postcopy_started)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "migration of %s is not in phase perform (it is in %s)",
+                   src->postcopy_started
+                       ? "migration of %s is already in post-copy (phase %s)"
+                       : "migration of %s has no memory transfer under way to switch (phase %s)",
                    md_guest_get_name (src->guest), source_phase (src));
       return FALSE;
     }
@@ -1139,6 +1143,8 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
                        md_migration_get_object_path (src->migration));
   md_migration_set_max_downtime_property (src->migration,
                                           md_options_get_uint64 (options, "max-downtime", 300));
+  md_migration_set_bandwidth_property (src->migration,
+                                       md_options_get_uint64 (options, "bandwidth", 0));
   md_migration_set_control (src->migration, &source_control, src);
   md_manager_add_migration (manager, src->migration);
   md_guest_begin_migration (guest, md_migration_get_object_path (src->migration), FALSE);
