@@ -46,6 +46,9 @@ typedef struct
   gboolean peer_resumed; /* Finish succeeded: the guest runs there */
   gboolean finishing;    /* the failure path is under way */
   guint poll_id;
+  MdQmp *event_qmp; /* MIGRATION events trigger an immediate poll */
+  gulong event_id;
+  gboolean asked_again;
   guint abort_id;
   guint64 downtime;
   GError *error; /* the first error */

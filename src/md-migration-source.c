@@ -173,6 +173,9 @@ source_done (Source *src)
   if (src->done)
     return;
   src->done = TRUE;
+  if (src->event_qmp != NULL)
+    g_clear_signal_handler (&src->event_id, src->event_qmp);
+  g_clear_object (&src->event_qmp);
   g_clear_handle_id (&src->poll_id, g_source_remove);
   g_clear_handle_id (&src->abort_id, g_source_remove);
   if (src->peer != NULL && src->peer_closed_id != 0)
@@ -439,6 +442,15 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
           g_variant_new_uint64 (source_member_uint (ram, "postcopy-requests")));
     }
 
+  if (g_str_equal (status, "completed") && source_member_uint (info, "total-time") == 0
+      && !src->asked_again)
+    {
+      /* QEMU 7.2 may say completed a moment before it fills in its final
+       * figures; ask once more for them. */
+      src->asked_again = TRUE;
+      source_poll (src);
+      return;
+    }
   if (g_str_equal (status, "completed"))
     {
       src->qemu_migrating = FALSE;
@@ -543,6 +555,10 @@ on_migrate_started (Source *src, GError *error)
   if (src->finishing)
     return;
   src->qemu_migrating = TRUE;
+  /* QEMU says when its status changes; the timer is for progress only. */
+  src->event_qmp = g_object_ref (md_guest_get_qmp (src->guest));
+  src->event_id =
+      g_signal_connect_swapped (src->event_qmp, "event::MIGRATION", G_CALLBACK (source_poll), src);
   md_migration_set_phase (src->migration, "perform");
   md_migration_set_running_state (src->migration, "running");
   src->poll_id = g_timeout_add (POLL_INTERVAL_MS, on_poll_timer, src);
