@@ -82,8 +82,15 @@ md_error_convert (const GError *error, MdError fallback)
 {
   g_return_val_if_fail (error != NULL, NULL);
 
+  /* A remote error with one of our names already carries our code (the
+   * domain is registered) but also GDBus's "GDBus.Error:name: " prefix,
+   * which users must not see. */
   if (error->domain == MD_ERROR)
-    return g_error_copy (error);
+    {
+      GError *copy = g_error_copy (error);
+      g_dbus_error_strip_remote_error (copy);
+      return copy;
+    }
 
   /* A remote error whose name is ours maps back to its code; this is how
    * errors from the peer daemon keep their identity. */

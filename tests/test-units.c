@@ -1,0 +1,237 @@
+/* Unit tests of the small modules: error domain, configuration, the polkit
+ * table, option checking and trusted peers. */
+#include "config.h"
+
+#include "md-auth.h"
+#include "md-config.h"
+#include "md-dbus-generated.h"
+#include "md-error.h"
+#include "md-options.h"
+#include "md-trust.h"
+
+#include <glib/gstdio.h>
+
+static void
+test_error_names (void)
+{
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+
+  for (int code = 0; code < MD_ERROR_N_CODES; code++)
+    {
+      const char *name = md_error_code_to_dbus_name (code);
+      g_autoptr (GError) error = g_error_new_literal (MD_ERROR, code, "boom");
+      g_autofree char *remote = NULL;
+
+      g_assert_nonnull (name);
+      g_assert_true (g_str_has_prefix (name, "org.migrationd.Error."));
+      g_assert_false (g_hash_table_contains (seen, name));
+      g_hash_table_add (seen, (gpointer) name);
+      /* Registered with GDBus: the name travels and comes back as the code. */
+      remote = g_dbus_error_encode_gerror (error);
+      g_assert_cmpstr (remote, ==, name);
+    }
+}
+
+static void
+test_error_convert (void)
+{
+  g_autoptr (GError) io = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_TIMED_OUT, "slow");
+  g_autoptr (GError) io_md = md_error_convert (io, MD_ERROR_FAILED);
+  g_autoptr (GError) remote =
+      g_dbus_error_new_for_dbus_error ("org.migrationd.Error.PeerFailed", "host B went away");
+  g_autoptr (GError) remote_md = md_error_convert (remote, MD_ERROR_FAILED);
+  g_autoptr (GError) foreign = g_dbus_error_new_for_dbus_error ("com.example.Error.Odd", "strange");
+  g_autoptr (GError) foreign_md = md_error_convert (foreign, MD_ERROR_QEMU_FAILED);
+  g_autoptr (GError) kf = g_error_new_literal (G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE, "bad");
+  g_autoptr (GError) kf_md = md_error_convert (kf, MD_ERROR_FAILED);
+
+  g_assert_error (io_md, MD_ERROR, MD_ERROR_TIMEOUT);
+  g_assert_cmpstr (io_md->message, ==, "slow");
+  g_assert_error (remote_md, MD_ERROR, MD_ERROR_PEER_FAILED);
+  g_assert_cmpstr (remote_md->message, ==, "host B went away");
+  g_assert_error (foreign_md, MD_ERROR, MD_ERROR_QEMU_FAILED);
+  g_assert_nonnull (strstr (foreign_md->message, "com.example.Error.Odd"));
+  g_assert_error (kf_md, MD_ERROR, MD_ERROR_CONFIG);
+}
+
+static char *
+write_config (const char *text)
+{
+  g_autoptr (GError) error = NULL;
+  char *path = NULL;
+  int fd = g_file_open_tmp ("md-config-XXXXXX.conf", &path, &error);
+
+  g_assert_no_error (error);
+  g_assert_true (g_file_set_contents (path, text, -1, &error));
+  g_assert_no_error (error);
+  close (fd);
+  return path;
+}
+
+static void
+test_config_defaults_and_values (void)
+{
+  g_autofree char *path = write_config ("[daemon]\nhost-name=alpha\npeer-port=50000\n"
+                                        "migration-port-min=50010\nmigration-port-max=50020\n"
+                                        "[tls]\nallowed-dns=CN=b,O=x; CN=c,O=x ;\n"
+                                        "[peer beta]\naddress=192.0.2.2:50000\ndn=CN=b,O=x\n");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MdConfig) config = md_config_load (path, &error);
+  g_autoptr (MdConfig) defaults = md_config_new_default ();
+
+  g_assert_no_error (error);
+  g_assert_cmpstr (config->host_name, ==, "alpha");
+  g_assert_cmpuint (config->peer_port, ==, 50000);
+  g_assert_cmpuint (config->migration_port_min, ==, 50010);
+  g_assert_cmpuint (g_strv_length (config->allowed_dns), ==, 2);
+  g_assert_cmpstr (config->allowed_dns[1], ==, "CN=c,O=x");
+  g_assert_nonnull (md_config_find_peer (config, "beta"));
+  g_assert_null (md_config_find_peer (config, "gamma"));
+  g_assert_cmpuint (defaults->peer_port, ==, 49200);
+  g_assert_cmpuint (defaults->migration_port_min, ==, 49152);
+  g_assert_cmpuint (defaults->migration_port_max, ==, 49215);
+  g_unlink (path);
+}
+
+static void
+test_config_errors (void)
+{
+  const struct
+  {
+    const char *text;
+    const char *fragment;
+  } cases[] = {
+    { "[daemon]\nfrobnicate=1\n", "unknown key 'frobnicate'" },
+    { "[demon]\nhost-name=a\n", "unknown group [demon]" },
+    { "[daemon]\npeer-port=0\n", "peer-port" },
+    { "[daemon]\npeer-port=abc\n", "'abc'" },
+    { "[daemon]\nmigration-port-min=60000\nmigration-port-max=50000\n", "above" },
+    { "[daemon]\naccelerator=xen\n", "accelerator" },
+    { "[peer a:b]\naddress=x\n", "one word" },
+    { "[peer beta]\ndn=CN=b\n", "missing key 'address'" },
+    { "not a key file", "cannot read configuration" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *path = write_config (cases[i].text);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (MdConfig) config = md_config_load (path, &error);
+
+      g_assert_null (config);
+      g_assert_error (error, MD_ERROR, MD_ERROR_CONFIG);
+      if (strstr (error->message, cases[i].fragment) == NULL)
+        g_error ("case %u: '%s' does not mention '%s'", i, error->message, cases[i].fragment);
+      g_assert_nonnull (strstr (error->message, path));
+      g_unlink (path);
+    }
+}
+
+/* Deny by default means a method nobody put in the table is unusable:
+ * every method of every bus interface must have an entry. */
+static void
+test_auth_table_is_complete (void)
+{
+  GDBusInterfaceInfo *infos[] = {
+    md_dbus_manager1_interface_info (),
+    md_dbus_guest1_interface_info (),
+    md_dbus_migration1_interface_info (),
+  };
+  const char *changing[] = { "DefineGuest",    "CreateGuest",   "AddPeer",  "RemovePeer",
+                             "Start",          "Shutdown",      "Destroy",  "Pause",
+                             "Resume",         "Reset",         "Undefine", "Migrate",
+                             "Save",           "Restore",       "Cancel",   "SetBandwidth",
+                             "SetMaxDowntime", "StartPostcopy", NULL };
+
+  for (guint i = 0; i < G_N_ELEMENTS (infos); i++)
+    for (guint m = 0; infos[i]->methods[m] != NULL; m++)
+      {
+        const char *method = infos[i]->methods[m]->name;
+        const char *action = md_auth_lookup_action (infos[i]->name, method);
+
+        if (action == NULL)
+          g_error ("%s.%s has no polkit table entry", infos[i]->name, method);
+        /* Changing methods never open; reading ones never gated. */
+        g_assert_cmpint (g_strv_contains (changing, method), !=,
+                         g_str_equal (action, MD_ACTION_OPEN));
+      }
+  g_assert_null (md_auth_lookup_action ("org.migrationd.Peer1", "Prepare"));
+  g_assert_null (md_auth_lookup_action ("org.freedesktop.DBus.Properties", "Set"));
+  g_assert_cmpstr (md_auth_lookup_action ("org.migrationd.Guest1", "Migrate"), ==,
+                   MD_ACTION_MIGRATE);
+}
+
+static void
+test_options (void)
+{
+  const MdOptionSpec specs[] = { { "start-paused", "b" }, { "timeout", "u" }, { NULL, NULL } };
+  g_autoptr (GVariant) good =
+      g_variant_ref_sink (g_variant_new_parsed ("{'start-paused': <true>, 'timeout': <uint32 5>}"));
+  g_autoptr (GVariant) unknown =
+      g_variant_ref_sink (g_variant_new_parsed ("{'start-pasued': <true>}"));
+  g_autoptr (GVariant) wrong = g_variant_ref_sink (g_variant_new_parsed ("{'timeout': <'5'>}"));
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (md_options_check (good, specs, "Start", &error));
+  g_assert_no_error (error);
+  g_assert_true (md_options_get_boolean (good, "start-paused", FALSE));
+  g_assert_cmpuint (md_options_get_uint32 (good, "timeout", 0), ==, 5);
+  g_assert_cmpuint (md_options_get_uint32 (good, "missing", 7), ==, 7);
+  g_assert_false (md_options_check (unknown, specs, "Start", &error));
+  g_assert_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "start-pasued"));
+  g_clear_error (&error);
+  g_assert_false (md_options_check (wrong, specs, "Start", &error));
+  g_assert_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "'timeout'"));
+}
+
+static void
+test_trust (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("md-trust-XXXXXX", &error);
+  g_autoptr (MdConfig) config = md_config_new_default ();
+  g_autoptr (MdTrust) trust = NULL;
+  g_autoptr (MdTrust) again = NULL;
+  g_autofree char *peers_conf = NULL;
+
+  g_assert_no_error (error);
+  g_strfreev (config->allowed_dns);
+  config->allowed_dns = g_strsplit ("CN=static,O=x", ";", -1);
+  trust = md_trust_new (config, dir);
+  g_assert_cmpuint (g_strv_length ((char **) md_trust_allowed_dns (trust)), ==, 1);
+  g_assert_true (md_trust_add (trust, "beta", "192.0.2.2", "CN=beta,O=x", &error));
+  g_assert_no_error (error);
+  g_assert_true (g_strv_contains (md_trust_allowed_dns (trust), "CN=beta,O=x"));
+  g_assert_false (md_trust_add (trust, "beta", "192.0.2.3", "CN=c", &error));
+  g_assert_error (error, MD_ERROR, MD_ERROR_ALREADY_EXISTS);
+  g_clear_error (&error);
+  g_assert_false (md_trust_add (trust, "gamma", "192.0.2.3:0", "CN=c", &error));
+  g_assert_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  /* Persisted: a new instance sees it. */
+  again = md_trust_new (config, dir);
+  g_assert_nonnull (md_trust_find (again, "beta"));
+  g_assert_true (md_trust_remove (trust, "beta", &error));
+  g_assert_false (g_strv_contains (md_trust_allowed_dns (trust), "CN=beta,O=x"));
+  g_assert_false (md_trust_remove (trust, "beta", &error));
+  g_assert_error (error, MD_ERROR, MD_ERROR_NOT_FOUND);
+  peers_conf = g_build_filename (dir, "peers.conf", NULL);
+  g_unlink (peers_conf);
+  g_rmdir (dir);
+}
+
+int
+main (int argc, char *argv[])
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/error/names", test_error_names);
+  g_test_add_func ("/error/convert", test_error_convert);
+  g_test_add_func ("/config/values", test_config_defaults_and_values);
+  g_test_add_func ("/config/errors", test_config_errors);
+  g_test_add_func ("/auth/table-complete", test_auth_table_is_complete);
+  g_test_add_func ("/options/check", test_options);
+  g_test_add_func ("/trust/add-remove", test_trust);
+  return g_test_run ();
+}
