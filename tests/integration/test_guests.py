@@ -303,7 +303,7 @@ GUEST_GATES = {
     "Resume": ("(a{sv})", ({},), True),
     "Reset": ("(a{sv})", ({},), True),
     "Undefine": ("(a{sv})", ({},), False),
-    "Migrate": ("(sa{sv})", ("192.0.2.1", {}), True),
+    "Migrate": ("(sa{sv})", ("127.0.0.1:1", {}), True),  # nothing listens: refused at once
     "Save": ("(sa{sv})", ("/nonexistent/save.state", {}), True),
     "Restore": ("(sa{sv})", ("/nonexistent/save.state", {}), False),
 }
