@@ -35,6 +35,7 @@ struct _MdGuest
   /* Shutdown waits for QEMU to go away, or for its own timeout. */
   GTask *shutdown_task;
   guint shutdown_timeout_id;
+  guint shutdown_timeout; /* seconds, for the message */
   /* Set when we asked QEMU to go away, so its exit is not a crash. */
   gboolean stop_requested;
   /* QEMU waits for an incoming migration: a daemon restart must kill it,
@@ -858,7 +859,7 @@ static gboolean
 on_shutdown_timeout (gpointer user_data)
 {
   MdGuest *self = user_data;
-  guint timeout = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (self), "md-shutdown-timeout"));
+  guint timeout = self->shutdown_timeout;
 
   self->shutdown_timeout_id = 0;
   self->busy = NULL;
@@ -920,7 +921,7 @@ handle_shutdown (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVaria
     }
   self->busy = "shutting down";
   self->shutdown_task = g_task_new (self, NULL, on_shutdown_done, invocation);
-  g_object_set_data (G_OBJECT (self), "md-shutdown-timeout", GUINT_TO_POINTER (timeout));
+  self->shutdown_timeout = timeout;
   self->shutdown_timeout_id = g_timeout_add_seconds (timeout, on_shutdown_timeout, self);
   md_qmp_execute_async (self->qmp, "system_powerdown", NULL, NULL, on_powerdown_sent,
                         g_object_ref (self));

@@ -46,7 +46,9 @@ typedef struct
   gboolean peer_resumed; /* Finish succeeded: the guest runs there */
   gboolean finishing;    /* the failure path is under way */
   guint poll_id;
-  MdQmp *event_qmp; /* MIGRATION events trigger an immediate poll */
+  gboolean poll_pending; /* one query-migrate/query-block-jobs at a time */
+  char *uri;             /* where the peer's QEMU listens */
+  MdQmp *event_qmp;      /* MIGRATION events trigger an immediate poll */
   gulong event_id;
   gboolean asked_again;
   guint abort_id;

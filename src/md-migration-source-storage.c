@@ -36,9 +36,9 @@ poll_block_jobs (Source *src)
                                 source_phase (src), md_guest_get_name (src->guest)));
       return;
     }
-  if (g_object_get_data (G_OBJECT (src->migration), "md-poll-pending") != NULL)
+  if (src->poll_pending)
     return;
-  g_object_set_data (G_OBJECT (src->migration), "md-poll-pending", GINT_TO_POINTER (1));
+  src->poll_pending = TRUE;
   md_qmp_execute_async (qmp, "query-block-jobs", NULL, NULL, on_block_jobs, source_ref (src));
 }
 
@@ -94,7 +94,7 @@ on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
   guint n;
   gint64 now = g_get_monotonic_time ();
 
-  g_object_set_data (G_OBJECT (src->migration), "md-poll-pending", NULL);
+  src->poll_pending = FALSE;
   if (src->done || src->finishing || src->mirrors_ready)
     return;
   if (node == NULL)

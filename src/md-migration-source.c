@@ -94,6 +94,7 @@ source_free (Source *src)
   g_clear_pointer (&src->plan, g_ptr_array_unref);
   g_clear_pointer (&src->disks_info, g_variant_unref);
   g_free (src->nbd_host);
+  g_free (src->uri);
   g_strfreev (src->fresh_targets);
   g_free (src->destination);
   g_free (src->migration_id);
@@ -403,7 +404,7 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
   const char *status;
   MdMigrationStats stats = { 0 };
 
-  g_object_set_data (G_OBJECT (src->migration), "md-poll-pending", NULL);
+  src->poll_pending = FALSE;
   if (src->done || src->finishing || src->error != NULL)
     return;
   if (node == NULL)
@@ -508,9 +509,9 @@ source_poll (Source *src)
       return;
     }
   /* One query at a time: a slow QEMU must not pile them up. */
-  if (g_object_get_data (G_OBJECT (src->migration), "md-poll-pending") != NULL)
+  if (src->poll_pending)
     return;
-  g_object_set_data (G_OBJECT (src->migration), "md-poll-pending", GINT_TO_POINTER (1));
+  src->poll_pending = TRUE;
   md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_query_migrate, source_ref (src));
 }
 
@@ -581,8 +582,7 @@ start_migrate (Source *src, GError *error)
   if (src->finishing)
     return;
   args = source_json_args ();
-  json_object_set_string_member (args, "uri",
-                                 g_object_get_data (G_OBJECT (src->migration), "md-migration-uri"));
+  json_object_set_string_member (args, "uri", src->uri);
   source_qmp_step (src, "migrate", args, on_migrate_started);
 }
 
@@ -687,7 +687,8 @@ source_perform (Source *src, const char *uri)
    * perform starts when QEMU's migration does. */
   if (src->plan != NULL && src->plan->len > 0)
     md_migration_set_phase (src->migration, "mirror-disks");
-  g_object_set_data_full (G_OBJECT (src->migration), "md-migration-uri", g_strdup (uri), g_free);
+  g_free (src->uri);
+  src->uri = g_strdup (uri);
   if (!md_options_get_boolean (src->options, "live", TRUE) && src->was_running)
     source_qmp_step (src, "stop", NULL, add_tls_object);
   else
