@@ -161,3 +161,13 @@ md_error_set_gnutls (GError **error, int gnutls_rc, const char *what)
   g_set_error (error, MD_ERROR, MD_ERROR_TLS_FAILED, "%s: %s (gnutls %s)", what,
                gnutls_strerror (gnutls_rc), gnutls_strerror_name (gnutls_rc));
 }
+
+gboolean
+md_error_return (GDBusMethodInvocation *invocation, GError *error)
+{
+  g_autoptr (GError) owned = error;
+  g_autoptr (GError) converted = md_error_convert (owned, MD_ERROR_FAILED);
+
+  g_dbus_method_invocation_return_gerror (invocation, converted);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}

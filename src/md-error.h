@@ -43,6 +43,11 @@ const char *md_error_code_to_dbus_name (MdError code);
  * @fallback is the code used when nothing more specific fits. */
 GError *md_error_convert (const GError *error, MdError fallback);
 
+/* Answers @invocation with @error (taken), converted to MD_ERROR so the
+ * caller sees one of our D-Bus names. Returns
+ * G_DBUS_METHOD_INVOCATION_HANDLED, for use as a handler's return. */
+gboolean md_error_return (GDBusMethodInvocation *invocation, GError *error);
+
 /* Prefix @error's message with a context string, e.g. "host B, Prepare: ". */
 void md_error_prefix (GError **error, const char *format, ...) G_GNUC_PRINTF (2, 3);
 

@@ -671,16 +671,6 @@ static const MdOptionSpec shutdown_options[] = { { "timeout", "u" }, { NULL, NUL
 static const MdOptionSpec getxml_options[] = { { "inactive", "b" }, { NULL, NULL } };
 
 static gboolean
-return_gerror (GDBusMethodInvocation *invocation, GError *error)
-{
-  g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_FAILED);
-
-  g_dbus_method_invocation_return_gerror (invocation, converted);
-  g_error_free (error);
-  return G_DBUS_METHOD_INVOCATION_HANDLED;
-}
-
-static gboolean
 check_options (GDBusMethodInvocation *invocation, GVariant *options, const MdOptionSpec *specs,
                const char *method)
 {
@@ -688,7 +678,7 @@ check_options (GDBusMethodInvocation *invocation, GVariant *options, const MdOpt
 
   if (md_options_check (options, specs, method, &error))
     return TRUE;
-  return_gerror (invocation, error);
+  md_error_return (invocation, error);
   return FALSE;
 }
 
@@ -719,7 +709,7 @@ on_start_done (GObject *source, GAsyncResult *result, gpointer user_data)
   GError *error = NULL;
 
   if (!md_guest_start_finish (MD_GUEST (source), result, &error))
-    return_gerror (invocation, error);
+    md_error_return (invocation, error);
   else
     md_dbus_guest1_complete_start (MD_DBUS_GUEST1 (source), invocation);
 }
@@ -758,7 +748,7 @@ on_simple_done (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       g_prefix_error (&error, "host %s: cannot %s guest %s: ", host_name (call->guest), call->what,
                       call->guest->def->name);
-      return_gerror (call->invocation, error);
+      md_error_return (call->invocation, error);
     }
   else
     call->complete (MD_DBUS_GUEST1 (call->guest), call->invocation);
@@ -830,7 +820,7 @@ on_destroy_done (GObject *source, GAsyncResult *result, gpointer user_data)
   GError *error = NULL;
 
   if (!md_guest_destroy_finish (MD_GUEST (source), result, &error))
-    return_gerror (invocation, error);
+    md_error_return (invocation, error);
   else
     md_dbus_guest1_complete_destroy (MD_DBUS_GUEST1 (source), invocation);
 }
@@ -879,7 +869,7 @@ on_shutdown_done (GObject *source, GAsyncResult *result, gpointer user_data)
   GError *error = NULL;
 
   if (!g_task_propagate_boolean (G_TASK (result), &error))
-    return_gerror (invocation, error);
+    md_error_return (invocation, error);
   else
     md_dbus_guest1_complete_shutdown (MD_DBUS_GUEST1 (source), invocation);
 }
@@ -937,7 +927,7 @@ handle_undefine (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVaria
   if (!check_options (invocation, options, no_options, "Undefine"))
     return G_DBUS_METHOD_INVOCATION_HANDLED;
   if (!md_manager_undefine_guest (self->manager, self, &error))
-    return return_gerror (invocation, error);
+    return md_error_return (invocation, error);
   md_dbus_guest1_complete_undefine (object, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
@@ -993,7 +983,7 @@ handle_migrate (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, const c
   migration = md_migration_source_start (self->manager, self, destination, options,
                                          uid_plus_one > 0 ? uid_plus_one - 1 : 0, &error);
   if (migration == NULL)
-    return return_gerror (invocation, error);
+    return md_error_return (invocation, error);
   md_dbus_guest1_complete_migrate (object, invocation, md_migration_get_object_path (migration));
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }

@@ -33,16 +33,6 @@ static void md_manager_iface_init (MdDbusManager1Iface *iface);
 G_DEFINE_FINAL_TYPE_WITH_CODE (MdManager, md_manager, MD_DBUS_TYPE_MANAGER1_SKELETON,
                                G_IMPLEMENT_INTERFACE (MD_DBUS_TYPE_MANAGER1, md_manager_iface_init))
 
-static gboolean
-return_gerror (GDBusMethodInvocation *invocation, GError *error)
-{
-  g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_FAILED);
-
-  g_dbus_method_invocation_return_gerror (invocation, converted);
-  g_error_free (error);
-  return G_DBUS_METHOD_INVOCATION_HANDLED;
-}
-
 static char *
 definition_path (MdManager *self, const char *name)
 {
@@ -186,7 +176,7 @@ handle_define_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
       || (def = md_manager_prepare_definition (self, xml, &error)) == NULL
       || !check_identity (self, def, &existing, &error)
       || !md_manager_save_definition (self, def, &error))
-    return return_gerror (invocation, error);
+    return md_error_return (invocation, error);
 
   if (existing != NULL)
     {
@@ -217,7 +207,7 @@ on_create_started (GObject *source, GAsyncResult *result, gpointer user_data)
       if (!md_guest_is_persistent (guest) && !md_guest_is_active (guest)
           && md_manager_find_guest (self, md_guest_get_name (guest)) == guest)
         md_manager_remove_guest (self, guest);
-      return_gerror (invocation, error);
+      md_error_return (invocation, error);
       return;
     }
   md_dbus_manager1_complete_create_guest (MD_DBUS_MANAGER1 (self), invocation,
@@ -237,7 +227,7 @@ handle_create_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
   if (!md_options_check (options, create_options, "CreateGuest", &error)
       || (def = md_manager_prepare_definition (self, xml, &error)) == NULL
       || !check_identity (self, def, &existing, &error))
-    return return_gerror (invocation, error);
+    return md_error_return (invocation, error);
   if (existing != NULL)
     {
       /* libvirt's create on a defined guest starts it; we keep the two
@@ -415,7 +405,7 @@ handle_add_peer (MdDbusManager1 *object, GDBusMethodInvocation *invocation, cons
 
   if (!md_options_check (options, add_peer_options, "AddPeer", &error)
       || !md_trust_add (self->trust, name, address, dn, &error))
-    return return_gerror (invocation, error);
+    return md_error_return (invocation, error);
   apply_allowed_dns (self);
   g_message ("trusting peer %s at %s (%s)", name, address, dn);
   md_dbus_manager1_complete_add_peer (object, invocation);
@@ -429,7 +419,7 @@ handle_remove_peer (MdDbusManager1 *object, GDBusMethodInvocation *invocation, c
   GError *error = NULL;
 
   if (!md_trust_remove (self->trust, name, &error))
-    return return_gerror (invocation, error);
+    return md_error_return (invocation, error);
   apply_allowed_dns (self);
   g_message ("no longer trusting peer %s", name);
   md_dbus_manager1_complete_remove_peer (object, invocation);

@@ -84,14 +84,6 @@ incoming_free (Incoming *in)
   g_free (in);
 }
 
-static void
-return_gerror (GDBusMethodInvocation *invocation, const GError *error)
-{
-  g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_FAILED);
-
-  g_dbus_method_invocation_return_gerror (invocation, converted);
-}
-
 /* ---- failure: remove what Prepare made -------------------------------- */
 
 static void
@@ -162,7 +154,7 @@ prepare_failed (Incoming *in, GError *error)
   GDBusMethodInvocation *invocation = g_steal_pointer (&in->prepare_invocation);
 
   g_prefix_error (&error, "host %s, phase prepare: ", host_name (in->dest));
-  return_gerror (invocation, error);
+  md_error_return (invocation, g_error_copy (error));
   incoming_abort (in, error);
   g_error_free (error);
 }
@@ -685,7 +677,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   if (def == NULL)
     {
       g_prefix_error (&error, "host %s, phase prepare: the guest definition: ", host_name (dest));
-      return_gerror (invocation, error);
+      md_error_return (invocation, g_steal_pointer (&error));
       return TRUE;
     }
   by_name = md_manager_find_guest (manager, def->name);
@@ -722,7 +714,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   if (!md_storage_check_shared (def, disks_info, host_name (dest), &error))
     {
       g_prefix_error (&error, "host %s, phase prepare: ", host_name (dest));
-      return_gerror (invocation, error);
+      md_error_return (invocation, g_steal_pointer (&error));
       return TRUE;
     }
 
@@ -841,7 +833,7 @@ finish_failed (Incoming *in, GError *error)
   GDBusMethodInvocation *invocation = g_steal_pointer (&in->finish_invocation);
 
   g_prefix_error (&error, "host %s, phase finish: ", host_name (in->dest));
-  return_gerror (invocation, error);
+  md_error_return (invocation, g_error_copy (error));
   incoming_abort (in, error);
   g_error_free (error);
 }

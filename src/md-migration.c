@@ -125,16 +125,6 @@ md_migration_set_statistic (MdMigration *self, const char *key, GVariant *value)
 }
 
 static gboolean
-return_gerror (GDBusMethodInvocation *invocation, GError *error)
-{
-  g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_FAILED);
-
-  g_dbus_method_invocation_return_gerror (invocation, converted);
-  g_error_free (error);
-  return G_DBUS_METHOD_INVOCATION_HANDLED;
-}
-
-static gboolean
 check_controllable (MdMigration *self, GDBusMethodInvocation *invocation, const char *what)
 {
   if (self->finished)
@@ -173,7 +163,7 @@ handle_cancel (MdDbusMigration1 *object, GDBusMethodInvocation *invocation, GVar
   if (!check_controllable (self, invocation, "cancel"))
     return G_DBUS_METHOD_INVOCATION_HANDLED;
   if (!self->control->cancel (self->engine, &error))
-    return return_gerror (invocation, error);
+    return md_error_return (invocation, error);
   md_dbus_migration1_complete_cancel (object, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
@@ -187,7 +177,7 @@ handle_set_bandwidth (MdDbusMigration1 *object, GDBusMethodInvocation *invocatio
   if (!check_controllable (self, invocation, "tune"))
     return G_DBUS_METHOD_INVOCATION_HANDLED;
   if (!self->control->set_bandwidth (self->engine, bps, &error))
-    return return_gerror (invocation, error);
+    return md_error_return (invocation, error);
   md_dbus_migration1_complete_set_bandwidth (object, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
@@ -207,7 +197,7 @@ handle_set_max_downtime (MdDbusMigration1 *object, GDBusMethodInvocation *invoca
   if (!check_controllable (self, invocation, "tune"))
     return G_DBUS_METHOD_INVOCATION_HANDLED;
   if (!self->control->set_max_downtime (self->engine, ms, &error))
-    return return_gerror (invocation, error);
+    return md_error_return (invocation, error);
   md_dbus_migration1_complete_set_max_downtime (object, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
@@ -228,7 +218,7 @@ handle_start_postcopy (MdDbusMigration1 *object, GDBusMethodInvocation *invocati
   if (!check_controllable (self, invocation, "switch to post-copy"))
     return G_DBUS_METHOD_INVOCATION_HANDLED;
   if (!self->control->start_postcopy (self->engine, &error))
-    return return_gerror (invocation, error);
+    return md_error_return (invocation, error);
   md_dbus_migration1_complete_start_postcopy (object, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
@@ -410,6 +400,8 @@ md_migration_add_error_detail (MdMigration *self, const GError *error)
       self->error = g_error_copy (error);
       return;
     }
+  if (g_str_equal (error->message, self->error->message))
+    return; /* the first error again (source_fail() recorded it already) */
   g_string_append_printf (self->detail, "\nthen: %s", error->message);
 }
 

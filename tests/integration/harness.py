@@ -74,6 +74,18 @@ def wait_until(predicate, timeout=30.0, interval=0.05, what="condition"):
     raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
 
 
+def snapshot(directory):
+    """Every file under @directory with its content, to show that nothing
+    changed."""
+    result = {}
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                result[os.path.relpath(path, directory)] = f.read()
+    return result
+
+
 class Scratch:
     """A scratch directory of the test's own, removed at the end."""
 

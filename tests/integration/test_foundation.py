@@ -19,15 +19,6 @@ GUEST_XML = """<domain type='qemu'>
 </domain>"""
 
 
-def snapshot(directory):
-    """Every file under @directory with its content, to show nothing changed."""
-    result = {}
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                result[os.path.relpath(path, directory)] = f.read()
-    return result
 
 
 class Foundation(harness.MigrationdTestCase):
@@ -160,7 +151,7 @@ class ManagerGate(harness.MigrationdTestCase):
     def state(self, daemon, client):
         guests = client.call(MANAGER_PATH, MANAGER_IFACE, "ListGuests", reply="(ao)")
         peers = client.call(MANAGER_PATH, MANAGER_IFACE, "ListPeers", reply="(a(sss))")
-        return snapshot(daemon.state_dir), snapshot(daemon.runtime_dir), guests, peers
+        return harness.snapshot(daemon.state_dir), harness.snapshot(daemon.runtime_dir), guests, peers
 
     def check_denied(self, method):
         signature, args, action = MANAGER_GATES[method]
@@ -232,7 +223,7 @@ class Peers(harness.MigrationdTestCase):
         daemon = self.start_daemon()
         client = self.client()
         self.add(client, "hostB", "192.0.2.2", "CN=hostB,O=migrationd")
-        before = (self.peers(client), snapshot(daemon.state_dir))
+        before = (self.peers(client), harness.snapshot(daemon.state_dir))
         cases = [
             (("bad name", "192.0.2.3", "CN=x"), "org.migrationd.Error.InvalidArgument", "bad name"),
             (("", "192.0.2.3", "CN=x"), "org.migrationd.Error.InvalidArgument", "name"),
@@ -245,12 +236,12 @@ class Peers(harness.MigrationdTestCase):
             with self.subTest(args=args):
                 message = self.assertDBusError(error, self.add, client, *args)
                 self.assertIn(fragment, message)
-                self.assertEqual((self.peers(client), snapshot(daemon.state_dir)), before)
+                self.assertEqual((self.peers(client), harness.snapshot(daemon.state_dir)), before)
         message = self.assertDBusError("org.migrationd.Error.InvalidArgument", client.call, MANAGER_PATH,
                                        MANAGER_IFACE, "AddPeer", "(sssa{sv})",
                                        ("hostC", "192.0.2.3", "CN=hostC", {"persist": GLib.Variant("b", True)}))
         self.assertIn("persist", message)
-        self.assertEqual((self.peers(client), snapshot(daemon.state_dir)), before)
+        self.assertEqual((self.peers(client), harness.snapshot(daemon.state_dir)), before)
 
 
 class RealPolkit(harness.MigrationdTestCase):

@@ -13,14 +13,6 @@ import harness  # noqa: E402
 from harness import GUEST_IFACE, MANAGER_IFACE, MANAGER_PATH, GLib  # noqa: E402
 
 
-def snapshot(directory):
-    result = {}
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                result[os.path.relpath(path, directory)] = f.read()
-    return result
 
 
 class GuestTestCase(harness.MigrationdTestCase):
@@ -237,12 +229,12 @@ class BadDefinitions(GuestTestCase):
     def check_rejected(self, xml, error_name, *fragments):
         daemon = self.start_daemon()
         client = self.client()
-        before = snapshot(daemon.state_dir)
+        before = harness.snapshot(daemon.state_dir)
         message = self.assertDBusError(error_name, client.call, MANAGER_PATH, MANAGER_IFACE, "DefineGuest",
                                        "(sa{sv})", (xml, {}), "(o)")
         for fragment in fragments:
             self.assertIn(fragment, message)
-        self.assertEqual(snapshot(daemon.state_dir), before)
+        self.assertEqual(harness.snapshot(daemon.state_dir), before)
         self.assertEqual(client.call(MANAGER_PATH, MANAGER_IFACE, "ListGuests", reply="(ao)")[0], [])
         return message
 
@@ -277,12 +269,12 @@ class BadDefinitions(GuestTestCase):
         client = self.client()
         first = harness.TestGuest(self.scratch, "dup")
         client.call(MANAGER_PATH, MANAGER_IFACE, "DefineGuest", "(sa{sv})", (first.xml, {}), "(o)")
-        before = snapshot(daemon.state_dir)
+        before = harness.snapshot(daemon.state_dir)
         # Same name, another UUID (none given: a new one is generated).
         message = self.assertDBusError("org.migrationd.Error.AlreadyExists", client.call, MANAGER_PATH,
                                        MANAGER_IFACE, "DefineGuest", "(sa{sv})", (first.xml, {}), "(o)")
         self.assertIn("dup", message)
-        self.assertEqual(snapshot(daemon.state_dir), before)
+        self.assertEqual(harness.snapshot(daemon.state_dir), before)
         self.assertEqual(len(client.call(MANAGER_PATH, MANAGER_IFACE, "ListGuests", reply="(ao)")[0]), 1)
 
     def test_unknown_option(self):
@@ -324,7 +316,7 @@ class GuestGate(GuestTestCase):
         return daemon, client, path, signature, args
 
     def observe(self, daemon, client, path):
-        return (snapshot(os.path.join(daemon.state_dir, "guests")),
+        return (harness.snapshot(os.path.join(daemon.state_dir, "guests")),
                 client.get_all(path, GUEST_IFACE),
                 sorted(harness.qemu_pids_in(self.scratch.path)))
 
