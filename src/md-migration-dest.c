@@ -52,6 +52,7 @@ typedef struct
   gboolean prepared;
   gboolean ended;
   GError *abort_error; /* set when Abort/Finish(false) came during Prepare */
+  gulong stopped_id;   /* the prepared QEMU went away before Finish */
   GDBusMethodInvocation *prepare_invocation;
   GDBusMethodInvocation *finish_invocation;
   gint64 finish_deadline;
@@ -68,6 +69,8 @@ incoming_free (Incoming *in)
 {
   if (in->conn != NULL && in->closed_id != 0)
     g_signal_handler_disconnect (in->conn, in->closed_id);
+  if (in->guest != NULL && in->stopped_id != 0)
+    g_signal_handler_disconnect (in->guest, in->stopped_id);
   g_clear_object (&in->conn);
   g_clear_object (&in->guest);
   g_clear_object (&in->migration);
@@ -121,6 +124,39 @@ incoming_abort (Incoming *in, const GError *error)
     md_guest_end_migration (in->guest, FALSE);
   md_storage_remove ((const char *const *) in->created);
   g_hash_table_remove (in->dest->incoming, in->id);
+}
+
+/* Tells the source at once, rather than letting it find out from a
+ * broken stream (or never, if its QEMU waits on a dead NBD server). */
+static void
+notify_source_aborted (Incoming *in, const GError *error)
+{
+  g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_FAILED);
+  GDBusConnection *dbus = md_peer_connection_get_dbus (in->conn);
+
+  if (md_peer_connection_is_closed (in->conn))
+    return;
+  g_dbus_connection_emit_signal (dbus, NULL, MD_PEER_OBJECT_PATH, "org.migrationd.Peer1", "Aborted",
+                                 g_variant_new ("(sss)", in->id,
+                                                md_error_code_to_dbus_name (converted->code),
+                                                converted->message),
+                                 NULL);
+}
+
+static void
+on_incoming_qemu_stopped (MdGuest *guest, Incoming *in)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tail = NULL;
+
+  if (in->ended || in->finish_invocation != NULL || in->prepare_invocation != NULL)
+    return;
+  error = g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
+                       "host %s: the destination QEMU of %s exited during the migration; "
+                       "removed what Prepare made (see its log on host %s)",
+                       host_name (in->dest), in->def->name, host_name (in->dest));
+  notify_source_aborted (in, error);
+  incoming_abort (in, error);
 }
 
 static void
@@ -444,6 +480,8 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
       return;
     }
   md_guest_begin_migration (in->guest, md_migration_get_object_path (in->migration), TRUE);
+  in->stopped_id =
+      g_signal_connect (in->guest, "stopped", G_CALLBACK (on_incoming_qemu_stopped), in);
   if (!md_options_get_boolean (in->options, "tls", TRUE))
     {
       after_tls_object (in, NULL);
@@ -992,6 +1030,12 @@ on_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
 {
   Incoming *in = g_hash_table_lookup (dest->incoming, id);
 
+  if ((in == NULL || in->ended) && !success)
+    {
+      /* Already gone (we aborted it ourselves): the cleanup is done. */
+      md_dbus_peer1_complete_finish (NULL, invocation, g_variant_new ("a{sv}", NULL));
+      return TRUE;
+    }
   if (in == NULL || in->ended)
     {
       g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_NOT_FOUND,

@@ -21,6 +21,7 @@ typedef struct
 
   MdPeerConnection *peer;
   gulong peer_closed_id;
+  gulong peer_aborted_id;
   GCancellable *cancellable;
   MdDomain *dest_def;
   char *tls_object; /* id of our tls-creds object in QEMU, or NULL */

@@ -181,6 +181,8 @@ source_done (Source *src)
   g_clear_handle_id (&src->abort_id, g_source_remove);
   if (src->peer != NULL && src->peer_closed_id != 0)
     g_clear_signal_handler (&src->peer_closed_id, src->peer);
+  if (src->peer != NULL && src->peer_aborted_id != 0)
+    g_clear_signal_handler (&src->peer_aborted_id, md_peer_connection_get_proxy (src->peer));
   if (src->peer != NULL)
     md_peer_connection_close (src->peer);
   md_migration_set_control (src->migration, NULL, NULL);
@@ -756,6 +758,18 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 static void
+on_peer_aborted (MdDbusPeer1 *proxy, const char *id, const char *name, const char *message,
+                 Source *src)
+{
+  g_autoptr (GError) remote = NULL;
+
+  if (g_strcmp0 (id, src->migration_id) != 0 || src->peer_resumed)
+    return;
+  remote = g_dbus_error_new_for_dbus_error (name, message);
+  source_fail (src, md_error_convert (remote, MD_ERROR_PEER_FAILED));
+}
+
+static void
 on_peer_closed (MdPeerConnection *peer, Source *src)
 {
   if (src->peer_resumed && !src->postcopy_started)
@@ -852,6 +866,8 @@ on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
                                 md_peer_connection_get_address (src->peer));
   md_migration_set_peer (src->migration, peer_label);
   src->peer_closed_id = g_signal_connect (src->peer, "closed", G_CALLBACK (on_peer_closed), src);
+  src->peer_aborted_id = g_signal_connect (md_peer_connection_get_proxy (src->peer), "aborted",
+                                           G_CALLBACK (on_peer_aborted), src);
   if (src->plan->len > 0 && src->offline)
     {
       md_storage_describe_offline_async (src->plan, src->storage_mode, src->cancellable,
