@@ -434,6 +434,9 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
   stats.disk_remaining = src->disk_total - MIN (src->disk_processed, src->disk_total);
   md_migration_update_stats (src->migration, &stats);
   md_migration_set_statistic (src->migration, "qemu-status", g_variant_new_string (status));
+  md_migration_set_statistic (
+      src->migration, "cpu-throttle-percentage",
+      g_variant_new_uint64 (source_member_uint (info, "cpu-throttle-percentage")));
   if (ram != NULL)
     {
       md_migration_set_statistic (src->migration, "pages-duplicate",
@@ -536,11 +539,14 @@ on_abort_timer (gpointer user_data)
                             "host %s, phase perform: migration of %s did not converge "
                             "within abort-after=%u s (guest dirty rate %" G_GUINT64_FORMAT
                             " B/s, transfer rate %" G_GUINT64_FORMAT
-                            " B/s); the guest keeps running here. Try auto-converge, "
-                            "postcopy, a higher bandwidth or a longer max-downtime",
+                            " B/s); the guest keeps running here. Try %s",
                             source_host_name (src), md_guest_get_name (src->guest), seconds,
                             md_dbus_migration1_get_dirty_rate (MD_DBUS_MIGRATION1 (src->migration)),
-                            md_dbus_migration1_get_rate (MD_DBUS_MIGRATION1 (src->migration))));
+                            md_dbus_migration1_get_rate (MD_DBUS_MIGRATION1 (src->migration)),
+                            md_options_get_boolean (src->options, "auto-converge", FALSE)
+                                ? "postcopy, a higher bandwidth or a longer max-downtime"
+                                : "auto-converge, postcopy, a higher bandwidth or a longer "
+                                  "max-downtime"));
   return G_SOURCE_REMOVE;
 }
 

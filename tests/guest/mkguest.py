@@ -7,7 +7,8 @@ the checksum the guest will report, on the host and independently of it.
 
 The guest reads a config block at image offset 512 (see README.md):
   0  magic "MDCF"     4  mode (1 = fill-verify, 2 = dirty)
-  8  start MiB       12  size MiB      16  seed         (all u32 LE)
+  8  start MiB       12  size MiB      16  seed
+ 20  pace (dirty mode: busy-loop turns after each page; 0 = none)  (all u32 LE)
 Options that are not given keep the value in the base image. The output is
 always padded to 1 MiB because SeaBIOS does not boot a 512-byte disk.
 
@@ -23,7 +24,7 @@ import tempfile
 import zlib
 
 CFG_OFFSET = 512
-CFG_FORMAT = "<4sIIII"
+CFG_FORMAT = "<4sIIIII"
 CFG_MAGIC = b"MDCF"
 MODES = {"fill": 1, "dirty": 2}
 MODE_NAMES = {v: k for k, v in MODES.items()}
@@ -102,11 +103,11 @@ def read_config(image):
     if len(raw) != struct.calcsize(CFG_FORMAT):
         raise SystemExit(f"mkguest: {image}: too short to hold a config block "
                          f"at offset {CFG_OFFSET}; is it the built testguest image?")
-    magic, mode, start, size, seed = struct.unpack(CFG_FORMAT, raw)
+    magic, mode, start, size, seed, pace = struct.unpack(CFG_FORMAT, raw)
     if magic != CFG_MAGIC:
         raise SystemExit(f"mkguest: {image}: no MDCF config block at offset "
                          f"{CFG_OFFSET}; pass the testguest.img from the build dir")
-    return {"mode": mode, "start": start, "size": size, "seed": seed}
+    return {"mode": mode, "start": start, "size": size, "seed": seed, "pace": pace}
 
 
 def write_image(base, out, cfg):
@@ -119,7 +120,7 @@ def write_image(base, out, cfg):
         raise SystemExit(f"mkguest: {base}: no boot signature at offset 510")
     data += b"\x00" * (IMAGE_SIZE - len(data))
     struct.pack_into(CFG_FORMAT, data, CFG_OFFSET, CFG_MAGIC, cfg["mode"],
-                     cfg["start"], cfg["size"], cfg["seed"])
+                     cfg["start"], cfg["size"], cfg["seed"], cfg.get("pace", 0))
     # Write then rename, so a reader (or a build) never sees half an image.
     outdir = os.path.dirname(os.path.abspath(out))
     fd, tmp = tempfile.mkstemp(prefix=".mkguest-", dir=outdir)
@@ -157,6 +158,8 @@ def main(argv=None):
     p.add_argument("--start-mib", type=mib, help="range start (default 2)")
     p.add_argument("--size-mib", type=mib, help="range length (default 16)")
     p.add_argument("--seed", type=u32)
+    p.add_argument("--pace", type=u32,
+                   help="dirty mode: CPU work between page writes, so CPU throttling slows it")
     p.add_argument("--print-sum", action="store_true",
                    help="print the 8-hex-digit sum a fill guest reports "
                         "(for --base's config, or the options), then exit")
@@ -190,6 +193,8 @@ def main(argv=None):
         cfg["size"] = args.size_mib
     if args.seed is not None:
         cfg["seed"] = args.seed
+    if args.pace is not None:
+        cfg["pace"] = args.pace
     if cfg["start"] + cfg["size"] > 4095:
         p.error("the range must end below 4095 MiB")
     write_image(args.base, args.out, cfg)

@@ -148,6 +148,7 @@ cfg_mode:	.long	MODE_FILL
 cfg_start:	.long	2		# MiB
 cfg_size:	.long	16		# MiB
 cfg_seed:	.long	1
+cfg_pace:	.long	0		# dirty mode: busy-loop turns after each page
 	.org	1024
 
 # ---------------------------------------------------------------------------
@@ -273,7 +274,15 @@ dirty_round:
 	movl	range_lo, %edi
 	movl	range_hi, %ecx
 1:	movl	%edx, (%edi)		# a new value every round: really dirty
-	addl	$4096, %edi
+	# Optional pacing: CPU work between pages makes the dirty rate follow
+	# the CPU time the guest gets, as a real workload's does, so CPU
+	# throttling (auto-converge) can slow it down.
+	movl	cfg_pace, %eax
+2:	testl	%eax, %eax
+	jz	3f
+	decl	%eax
+	jmp	2b
+3:	addl	$4096, %edi
 	cmpl	%ecx, %edi
 	jb	1b
 	# Report about once a second, not every N rounds: round speed varies

@@ -427,9 +427,10 @@ GUEST_XML = """<domain type='qemu'>
 """
 
 
-def make_guest_image(path, mode="fill", size_mib=16, seed=1, start_mib=2):
+def make_guest_image(path, mode="fill", size_mib=16, seed=1, start_mib=2, pace=0):
     subprocess.run([sys.executable, MKGUEST, "--base", TESTGUEST_IMG, "--out", path, "--mode", mode,
-                    "--size-mib", str(size_mib), "--start-mib", str(start_mib), "--seed", str(seed)],
+                    "--size-mib", str(size_mib), "--start-mib", str(start_mib), "--seed", str(seed),
+                    "--pace", str(pace)],
                    check=True)
     return path
 
@@ -444,9 +445,9 @@ def expected_sum(size_mib, seed, start_mib=2):
 class TestGuest:
     """A test guest's files in the scratch directory and its definition."""
 
-    def __init__(self, scratch, name, mode="fill", size_mib=16, seed=1, memory=64):
+    def __init__(self, scratch, name, mode="fill", size_mib=16, seed=1, memory=64, pace=0):
         self.name = name
-        self.image = make_guest_image(scratch.join(name + ".img"), mode, size_mib, seed)
+        self.image = make_guest_image(scratch.join(name + ".img"), mode, size_mib, seed, pace=pace)
         self.serial = scratch.join(name + "-serial.log")
         self.size_mib = size_mib
         self.seed = seed
