@@ -1066,6 +1066,26 @@ resolve_destination (MdManager *manager, const char *destination, GError **error
   return g_strdup (destination);
 }
 
+/* The cheap part of refusing to migrate to ourselves, before any TLS: our
+ * own listen address (or name, or loopback) and peer port. The peer's
+ * host UUID check in Hello catches every other way of reaching us. */
+static gboolean
+is_this_host (MdManager *manager, const char *destination)
+{
+  const MdConfig *config = md_manager_get_config (manager);
+  g_autoptr (GSocketConnectable) parsed =
+      g_network_address_parse (destination, MD_DEFAULT_PEER_PORT, NULL);
+  const char *host;
+
+  if (parsed == NULL
+      || g_network_address_get_port (G_NETWORK_ADDRESS (parsed)) != config->peer_port)
+    return FALSE;
+  host = g_network_address_get_hostname (G_NETWORK_ADDRESS (parsed));
+  return g_strcmp0 (host, config->listen_address) == 0 || g_strcmp0 (host, config->host_name) == 0
+         || g_strcmp0 (host, "localhost") == 0 || g_str_has_prefix (host, "127.")
+         || g_strcmp0 (host, "::1") == 0;
+}
+
 static MdDomain *
 build_destination_definition (MdManager *manager, MdGuest *guest, GVariant *options, GError **error)
 {
@@ -1146,6 +1166,14 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
   resolved = resolve_destination (manager, destination, error);
   if (resolved == NULL)
     return NULL;
+  if (is_this_host (manager, resolved))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                   "refusing to migrate to itself: destination '%s' is host %s's own peer "
+                   "port; give another host",
+                   destination, config->host_name);
+      return NULL;
+    }
   dest_def = build_destination_definition (manager, guest, options, error);
   if (dest_def == NULL)
     return NULL;

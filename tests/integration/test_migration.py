@@ -452,17 +452,21 @@ class SelfMigration(MigrationTestCase):
     start_hosts = False
 
     def test_migrating_to_itself_is_refused(self):
-        # A cluster-wide allow-list that includes hostA itself, so the TLS
-        # handshake passes and the host UUIDs decide.
+        # A cluster-wide allow-list that includes hostA itself, so that
+        # only migrationd's own checks stand in the way. Its own peer
+        # address is refused at once, before any TLS; reaching itself by
+        # another way is refused by the host UUIDs in Hello (test-peer's
+        # same-uuid case).
         hosts = self.make_hosts(start=False)
         self.a.allowed_dns = [hosts.tls.dns["hostA"], hosts.tls.dns["hostB"]]
         hosts.start()
         guest = self.guest("self", size_mib=8)
         self.start_on_a(guest)
-        error_name, message, _path = self.migrate_and_fail("self", dest=self.a.peer_address)
-        self.assertEqual(error_name, "org.migrationd.Error.InvalidArgument", message)
+        message = self.assertDBusError("org.migrationd.Error.InvalidArgument", self.hosts.migrate, "self",
+                                       dest=self.a.peer_address)
         self.assertIn("itself", message)
         self.assertIn("hostA", message)
+        self.assertEqual(self.migration_list(self.client_a), [])
         self.assert_runs_on_a(guest)
         self.assertEqual(len(self.a.qemu_pids()), 1)
         self.assert_nothing_on_b("self")
