@@ -72,6 +72,9 @@ void source_ignore_result (Source *src, GError *error);
 JsonObject *source_json_args (void);
 guint64 source_member_uint (JsonObject *obj, const char *name);
 
+/* query-migrate / query-block-jobs: at most one in flight. */
+void source_query (Source *src, const char *command, GAsyncReadyCallback callback);
+
 const char *source_host_name (Source *src);
 const char *source_peer_name (Source *src);
 const char *source_phase (Source *src);

@@ -26,20 +26,7 @@ static void on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_
 static void
 poll_block_jobs (Source *src)
 {
-  MdQmp *qmp = md_guest_get_qmp (src->guest);
-
-  if (qmp == NULL)
-    {
-      source_fail (src,
-                   g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
-                                "host %s, phase %s: QEMU of guest %s died", source_host_name (src),
-                                source_phase (src), md_guest_get_name (src->guest)));
-      return;
-    }
-  if (src->poll_pending)
-    return;
-  src->poll_pending = TRUE;
-  md_qmp_execute_async (qmp, "query-block-jobs", NULL, NULL, on_block_jobs, source_ref (src));
+  source_query (src, "query-block-jobs", on_block_jobs);
 }
 
 static gboolean

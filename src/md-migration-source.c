@@ -500,8 +500,9 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
     }
 }
 
-static void
-source_poll (Source *src)
+/* One status query at a time: a slow QEMU must not pile them up. */
+void
+source_query (Source *src, const char *command, GAsyncReadyCallback callback)
 {
   MdQmp *qmp = md_guest_get_qmp (src->guest);
 
@@ -513,11 +514,16 @@ source_poll (Source *src)
                                 source_phase (src), md_guest_get_name (src->guest)));
       return;
     }
-  /* One query at a time: a slow QEMU must not pile them up. */
   if (src->poll_pending)
     return;
   src->poll_pending = TRUE;
-  md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_query_migrate, source_ref (src));
+  md_qmp_execute_async (qmp, command, NULL, NULL, callback, source_ref (src));
+}
+
+static void
+source_poll (Source *src)
+{
+  source_query (src, "query-migrate", on_query_migrate);
 }
 
 static gboolean

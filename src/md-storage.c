@@ -357,16 +357,16 @@ md_storage_check_shared (const MdDomain *def, GVariant *disks_info, const char *
 
 typedef struct
 {
-  GPtrArray *todo;    /* GStrv argv of each qemu-img create still to run */
-  GPtrArray *paths;   /* path each argv creates, same order */
-  GPtrArray *created; /* char* created so far */
+  GPtrArray *pending_argv; /* GStrv argv of each qemu-img create still to run */
+  GPtrArray *paths;        /* path each argv creates, same order */
+  GPtrArray *created;      /* char* created so far */
   char *host;
 } CreateData;
 
 static void
 create_data_free (CreateData *data)
 {
-  g_ptr_array_unref (data->todo);
+  g_ptr_array_unref (data->pending_argv);
   g_ptr_array_unref (data->paths);
   g_ptr_array_unref (data->created);
   g_free (data->host);
@@ -409,14 +409,14 @@ create_next (GTask *task)
   g_autoptr (GSubprocess) proc = NULL;
   g_autoptr (GError) error = NULL;
 
-  if (data->todo->len == 0)
+  if (data->pending_argv->len == 0)
     {
       g_ptr_array_add (data->created, NULL);
       g_task_return_pointer (task, g_ptr_array_steal (data->created, NULL),
                              (GDestroyNotify) g_strfreev);
       return;
     }
-  argv = g_ptr_array_steal_index (data->todo, 0);
+  argv = g_ptr_array_steal_index (data->pending_argv, 0);
   proc = g_subprocess_newv ((const char *const *) argv,
                             G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
                             &error);
@@ -442,7 +442,7 @@ md_storage_create_targets_async (const MdDomain *def, GVariant *disks_info, cons
   GVariantIter iter;
   GVariant *info;
 
-  data->todo = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
+  data->pending_argv = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
   data->paths = g_ptr_array_new_with_free_func (g_free);
   data->created = g_ptr_array_new_with_free_func (g_free);
   data->host = g_strdup (host);
@@ -493,7 +493,7 @@ md_storage_create_targets_async (const MdDomain *def, GVariant *disks_info, cons
       g_ptr_array_add (argv, g_strdup (disk->source));
       g_ptr_array_add (argv, g_strdup_printf ("%" G_GUINT64_FORMAT, size));
       g_ptr_array_add (argv, NULL);
-      g_ptr_array_add (data->todo, g_ptr_array_steal (argv, NULL));
+      g_ptr_array_add (data->pending_argv, g_ptr_array_steal (argv, NULL));
       g_ptr_array_add (data->paths, g_strdup (disk->source));
     }
   create_next (g_steal_pointer (&task));
