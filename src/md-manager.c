@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <glib/gstdio.h>
+#include <signal.h>
 
 struct _MdManager
 {
@@ -599,6 +600,42 @@ load_definitions (MdManager *self)
     }
 }
 
+/* A qemu-storage-daemon of an offline copy that a crash of the previous
+ * daemon interrupted: nothing can resume that copy, so it goes. Found by
+ * its QMP socket in our runtime directory (a /proc scan at start-up). */
+static void
+kill_stale_nbd_servers (MdManager *self)
+{
+  g_autoptr (GDir) proc = g_dir_open ("/proc", 0, NULL);
+  g_autofree char *marker = g_strdup_printf ("path=%s/", self->config->runtime_dir);
+  const char *entry;
+
+  while (proc != NULL && (entry = g_dir_read_name (proc)) != NULL)
+    {
+      g_autofree char *path = NULL;
+      g_autofree char *cmdline = NULL;
+      gsize length = 0;
+      guint64 pid;
+
+      if (!g_ascii_string_to_unsigned (entry, 10, 1, G_MAXINT, &pid, NULL))
+        continue;
+      path = g_strdup_printf ("/proc/%s/cmdline", entry);
+      if (!g_file_get_contents (path, &cmdline, &length, NULL) || length == 0)
+        continue;
+      for (gsize i = 0; i + 1 < length; i++)
+        if (cmdline[i] == '\0')
+          cmdline[i] = ' ';
+      if (g_str_has_prefix (cmdline, "qemu-storage-daemon ") && strstr (cmdline, marker) != NULL
+          && strstr (cmdline, "-nbd.qmp") != NULL)
+        {
+          g_message ("killing qemu-storage-daemon pid %" G_GUINT64_FORMAT
+                     ", left by an offline disk copy the previous daemon did not finish",
+                     pid);
+          kill ((pid_t) pid, SIGTERM);
+        }
+    }
+}
+
 static void reattach_next (GTask *task);
 
 static void
@@ -674,6 +711,7 @@ on_caps_probed (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   load_definitions (self);
+  kill_stale_nbd_servers (self);
   data->records = md_qemu_runtime_list (self->config->runtime_dir, &error);
   if (data->records == NULL)
     {

@@ -223,6 +223,23 @@ class Survival(GuestTestCase):
         self.assertEqual(os.listdir(daemon.runtime_dir), [])
 
 
+    def test_stale_offline_copy_server_is_killed_at_start(self):
+        """A qemu-storage-daemon of an offline copy interrupted by a daemon
+        crash cannot be resumed; the next daemon removes it."""
+        daemon = self.start_daemon()
+        self.assertEqual(daemon.terminate(), 0)
+        import subprocess
+        qmp = os.path.join(daemon.runtime_dir, "migration-7-nbd.qmp")
+        stale = subprocess.Popen(["qemu-storage-daemon", "--chardev",
+                                  "socket,id=qmp,path=%s,server=on,wait=off" % qmp, "--monitor", "chardev=qmp"],
+                                 start_new_session=True)
+        self.addCleanup(lambda: stale.poll() is None and stale.kill())
+        harness.wait_until(lambda: os.path.exists(qmp), what="the stale server's socket")
+        daemon.start()
+        stale.wait(30)
+        self.assertIn("left by an offline disk copy", daemon.read_log())
+
+
 class BadDefinitions(GuestTestCase):
     """Each bad definition: a named error, and nothing written."""
 
