@@ -179,7 +179,12 @@ class Storage(twohosts.TwoHostsTestCase):
             "copy-storage": "all", "disks": ["vdb"], "bandwidth": 4 * MIB,
             "destination-xml": self.destination_xml(path, disk_a, disk_b)})
         self.hosts.wait_property(self.client_a, migration, "Phase", lambda p: p == "mirror-disks")
-        harness.wait_until(lambda: os.path.exists(disk_b), what="B's target image")
+        # Mid-mirror: data is flowing (4 MiB/s of 48 MiB leaves seconds).
+        # Killing B's QEMU while A's QEMU is still connecting its NBD client
+        # once left A's QEMU silent inside blockdev-add (not understood;
+        # see the issue note), a different case from this one.
+        self.hosts.wait_property(self.client_a, migration, "DiskProcessed", lambda d: d > 0)
+        self.assertTrue(os.path.exists(disk_b))
         for pid in self.b.qemu_pids():
             os.kill(pid, 9)
         success, name, message = self.hosts.wait_completed(self.client_a, migration)
