@@ -93,20 +93,26 @@ print_unreachable_hint (CtlContext *ctx)
                    "migrationd'.\n"));
 }
 
-int
-ctl_connect (CtlContext *ctx)
+gboolean
+ctl_open_bus (CtlContext *ctx, GError **error)
 {
-  g_autoptr (GError) error = NULL;
-
   if (ctx->address != NULL)
     ctx->bus = g_dbus_connection_new_for_address_sync (
         ctx->address,
         G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT
             | G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
-        NULL, NULL, &error);
+        NULL, NULL, error);
   else
-    ctx->bus = g_bus_get_sync (G_BUS_TYPE_SYSTEM, NULL, &error);
-  if (ctx->bus == NULL)
+    ctx->bus = g_bus_get_sync (G_BUS_TYPE_SYSTEM, NULL, error);
+  return ctx->bus != NULL;
+}
+
+int
+ctl_connect (CtlContext *ctx)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!ctl_open_bus (ctx, &error))
     {
       g_printerr (_ ("migrationctl: cannot connect to %s: %s\n"), bus_description (ctx),
                   error->message);

@@ -47,6 +47,10 @@ GOptionEntry *ctl_global_entries (CtlContext *ctx);
 gboolean ctl_parse_options (CtlContext *ctx, int *argc, char ***argv, const char *parameter_string,
                             const char *summary, const GOptionEntry *entries);
 
+/* Connect to the bus of --address or --system, nothing more (the silent
+ * completion helpers use it directly). */
+gboolean ctl_open_bus (CtlContext *ctx, GError **error);
+
 /* Connect to the bus and make the Manager1 proxy; on failure prints why
  * and returns the exit code (3 when the daemon is not reachable). */
 int ctl_connect (CtlContext *ctx);

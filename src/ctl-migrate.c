@@ -916,15 +916,7 @@ ctl_cmd_complete_migrations (CtlContext *ctx, int argc, char **argv)
 
   if (!ctl_parse_options (ctx, &argc, &argv, NULL, NULL, NULL))
     return CTL_EXIT_USAGE;
-  if (ctx->address != NULL)
-    ctx->bus = g_dbus_connection_new_for_address_sync (
-        ctx->address,
-        G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT
-            | G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
-        NULL, NULL, NULL);
-  else
-    ctx->bus = g_bus_get_sync (G_BUS_TYPE_SYSTEM, NULL, NULL);
-  if (ctx->bus == NULL)
+  if (!ctl_open_bus (ctx, NULL))
     return CTL_EXIT_UNREACHABLE;
   reply = g_dbus_connection_call_sync (
       ctx->bus, MD_BUS_NAME, "/org/migrationd", "org.migrationd.Manager1", "ListMigrations", NULL,

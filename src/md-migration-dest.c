@@ -184,15 +184,23 @@ on_connection_closed (MdPeerConnection *conn, Incoming *in)
 
 /* ---- Prepare -------------------------------------------------------------- */
 
+/* A Peer1 call of this migration failed in @phase: answer it with @error
+ * (taken) and remove what Prepare made. */
 static void
-prepare_failed (Incoming *in, GError *error)
+call_failed (Incoming *in, GDBusMethodInvocation **pending, const char *phase, GError *error)
 {
-  GDBusMethodInvocation *invocation = g_steal_pointer (&in->prepare_invocation);
+  GDBusMethodInvocation *invocation = g_steal_pointer (pending);
 
-  g_prefix_error (&error, "host %s, phase prepare: ", host_name (in->dest));
+  g_prefix_error (&error, "host %s, phase %s: ", host_name (in->dest), phase);
   md_error_return (invocation, g_error_copy (error));
   incoming_abort (in, error);
   g_error_free (error);
+}
+
+static void
+prepare_failed (Incoming *in, GError *error)
+{
+  call_failed (in, &in->prepare_invocation, "prepare", error);
 }
 
 static void
@@ -868,12 +876,7 @@ finish_reply (Incoming *in, gboolean running)
 static void
 finish_failed (Incoming *in, GError *error)
 {
-  GDBusMethodInvocation *invocation = g_steal_pointer (&in->finish_invocation);
-
-  g_prefix_error (&error, "host %s, phase finish: ", host_name (in->dest));
-  md_error_return (invocation, g_error_copy (error));
-  incoming_abort (in, error);
-  g_error_free (error);
+  call_failed (in, &in->finish_invocation, "finish", error);
 }
 
 static void

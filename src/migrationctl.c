@@ -276,15 +276,7 @@ cmd_complete_guests (CtlContext *ctx, int argc, char **argv)
   if (!ctl_parse_options (ctx, &argc, &argv, NULL, NULL, NULL))
     return CTL_EXIT_USAGE;
   /* Completion must stay silent, even when the daemon is down. */
-  if (ctx->address != NULL)
-    ctx->bus = g_dbus_connection_new_for_address_sync (
-        ctx->address,
-        G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT
-            | G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
-        NULL, NULL, NULL);
-  else
-    ctx->bus = g_bus_get_sync (G_BUS_TYPE_SYSTEM, NULL, NULL);
-  if (ctx->bus == NULL)
+  if (!ctl_open_bus (ctx, NULL))
     return CTL_EXIT_UNREACHABLE;
   ctx->manager = md_dbus_manager1_proxy_new_sync (
       ctx->bus, G_DBUS_PROXY_FLAGS_DO_NOT_AUTO_START | G_DBUS_PROXY_FLAGS_DO_NOT_LOAD_PROPERTIES,
