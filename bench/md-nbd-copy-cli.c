@@ -6,7 +6,7 @@
  * On success prints one line of key=value statistics to stdout. */
 #include "config.h"
 
-#include "md-nbd-copy.h"
+#include "storage/md-nbd-copy.h"
 
 #include <glib-unix.h>
 #include <signal.h>

@@ -9,9 +9,9 @@
  * (TCG) and checked over QMP. */
 #include "config.h"
 
-#include "md-domain.h"
-#include "md-error.h"
-#include "md-qemu-argv.h"
+#include "domain/md-domain.h"
+#include "common/md-error.h"
+#include "qemu/md-qemu-argv.h"
 
 #include <gio/gio.h>
 #include <gio/gunixsocketaddress.h>

@@ -2,8 +2,8 @@
  * qemu-nbd and qemu-storage-daemon serving images made at test time. */
 #include "config.h"
 
-#include "md-error.h"
-#include "md-nbd-copy.h"
+#include "common/md-error.h"
+#include "storage/md-nbd-copy.h"
 
 #include <errno.h>
 #include <fcntl.h>

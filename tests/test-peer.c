@@ -2,8 +2,8 @@
  * data/migrationd-tls-setup (path in $MD_TLS_SETUP). */
 #include "config.h"
 
-#include "md-error.h"
-#include "md-peer.h"
+#include "common/md-error.h"
+#include "peer/md-peer.h"
 
 #include <glib/gstdio.h>
 #include <string.h>

@@ -2,9 +2,9 @@
  * QEMU (TCG, no guest code: started with -S). */
 #include "config.h"
 
-#include "md-error.h"
-#include "md-qemu.h"
-#include "md-qmp.h"
+#include "common/md-error.h"
+#include "qemu/md-qemu.h"
+#include "qemu/md-qmp.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>

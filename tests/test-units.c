@@ -2,12 +2,12 @@
  * table, option checking and trusted peers. */
 #include "config.h"
 
-#include "md-auth.h"
-#include "md-config.h"
+#include "daemon/md-auth.h"
+#include "common/md-config.h"
 #include "md-dbus-generated.h"
-#include "md-error.h"
-#include "md-options.h"
-#include "md-trust.h"
+#include "common/md-error.h"
+#include "common/md-options.h"
+#include "peer/md-trust.h"
 
 #include <glib/gstdio.h>
 

@@ -1,0 +1,236 @@
+/* migrationd: the daemon — connects to the bus, owns org.migrationd and
+ * ties the modules together. */
+#include "config.h"
+
+#include "md-daemon.h"
+#include "md-auth.h"
+#include "common/md-error.h"
+#include "md-manager.h"
+#include "migration/md-migration-dest.h"
+#include "peer/md-peer.h"
+
+struct _MdDaemon
+{
+  GObject parent_instance;
+
+  MdConfig *config;
+  GDBusConnection *connection;
+  MdAuth *auth;
+  MdManager *manager;
+  MdPeerListener *listener;
+  MdMigrationDest *dest;
+  guint name_id;
+  GBusNameOwnerFlags name_flags;
+  gboolean name_acquired;
+  gboolean done;
+};
+
+enum
+{
+  SIGNAL_DONE,
+  N_SIGNALS
+};
+static guint signals[N_SIGNALS];
+
+G_DEFINE_FINAL_TYPE (MdDaemon, md_daemon, G_TYPE_OBJECT)
+
+static void
+emit_done (MdDaemon *self, int status)
+{
+  if (self->done)
+    return;
+  self->done = TRUE;
+  g_signal_emit (self, signals[SIGNAL_DONE], 0, status);
+}
+
+static void
+md_daemon_dispose (GObject *object)
+{
+  MdDaemon *self = MD_DAEMON (object);
+
+  if (self->name_id != 0)
+    g_bus_unown_name (self->name_id);
+  self->name_id = 0;
+  if (self->manager != NULL)
+    md_manager_unexport (self->manager);
+  g_clear_pointer (&self->dest, md_migration_dest_free);
+  if (self->listener != NULL)
+    md_peer_listener_stop (self->listener);
+  g_clear_object (&self->listener);
+  g_clear_object (&self->manager);
+  g_clear_object (&self->auth);
+  g_clear_object (&self->connection);
+  G_OBJECT_CLASS (md_daemon_parent_class)->dispose (object);
+}
+
+static void
+md_daemon_finalize (GObject *object)
+{
+  MdDaemon *self = MD_DAEMON (object);
+
+  md_config_free (self->config);
+  G_OBJECT_CLASS (md_daemon_parent_class)->finalize (object);
+}
+
+static void
+md_daemon_class_init (MdDaemonClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = md_daemon_dispose;
+  object_class->finalize = md_daemon_finalize;
+
+  signals[SIGNAL_DONE] = g_signal_new ("done", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                       NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_INT);
+}
+
+static void
+md_daemon_init (MdDaemon *self)
+{
+}
+
+MdDaemon *
+md_daemon_new (MdConfig *config)
+{
+  MdDaemon *self = g_object_new (MD_TYPE_DAEMON, NULL);
+
+  self->config = config;
+  return self;
+}
+
+static void
+on_name_acquired (GDBusConnection *connection, const char *name, gpointer user_data)
+{
+  MdDaemon *self = user_data;
+
+  self->name_acquired = TRUE;
+  g_message ("migrationd %s on host %s owns %s", PACKAGE_VERSION, self->config->host_name, name);
+}
+
+static void
+on_name_lost (GDBusConnection *connection, const char *name, gpointer user_data)
+{
+  MdDaemon *self = user_data;
+
+  if (connection == NULL)
+    {
+      g_printerr ("migrationd: lost the connection to the bus\n");
+      emit_done (self, 1);
+    }
+  else if (!self->name_acquired)
+    {
+      g_printerr ("migrationd: %s is already owned by another migrationd on this bus; "
+                  "stop it or start this one with --replace\n",
+                  name);
+      emit_done (self, 1);
+    }
+  else
+    {
+      g_message ("%s was taken over by another instance (--replace); exiting", name);
+      emit_done (self, 0);
+    }
+}
+
+/* The peer port: incoming migrations. Off when listen-address is empty. */
+static gboolean
+start_peer_listener (MdDaemon *self, GError **error)
+{
+  const MdConfig *config = self->config;
+  g_autofree char *address = NULL;
+
+  if (config->listen_address == NULL || *config->listen_address == '\0')
+    return TRUE;
+  self->listener = md_peer_listener_new (md_manager_get_peer_tls_config (self->manager), error);
+  if (self->listener == NULL)
+    {
+      g_prefix_error (error, "cannot start the peer listener (incoming migrations; set "
+                             "[daemon] listen-address= to turn it off): ");
+      return FALSE;
+    }
+  if (!md_peer_listener_listen (self->listener, config->listen_address, config->peer_port, error))
+    {
+      g_prefix_error (error, "cannot listen on %s port %u for peers: ", config->listen_address,
+                      config->peer_port);
+      return FALSE;
+    }
+  self->dest = md_migration_dest_new (self->manager, self->listener);
+  md_manager_set_listener (self->manager, self->listener);
+  address =
+      g_strdup_printf ("%s:%u", config->listen_address, md_peer_listener_get_port (self->listener));
+  md_dbus_manager1_set_peer_address (MD_DBUS_MANAGER1 (self->manager), address);
+  g_message ("listening for peers on %s", address);
+  return TRUE;
+}
+
+static void
+on_manager_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (MdDaemon) self = user_data;
+  g_autoptr (GError) error = NULL;
+
+  if (self->done)
+    return;
+  if (!md_manager_load_finish (MD_MANAGER (source), result, &error)
+      || !start_peer_listener (self, &error)
+      || !md_manager_export (self->manager, self->connection, &error))
+    {
+      g_printerr ("migrationd: %s\n", error->message);
+      emit_done (self, 1);
+      return;
+    }
+  self->name_id = g_bus_own_name_on_connection (self->connection, MD_BUS_NAME, self->name_flags,
+                                                on_name_acquired, on_name_lost, self, NULL);
+}
+
+gboolean
+md_daemon_start (MdDaemon *self, const MdDaemonOptions *options, GError **error)
+{
+  g_autoptr (GError) local_error = NULL;
+  g_autofree char *host_uuid = NULL;
+  GBusNameOwnerFlags flags =
+      G_BUS_NAME_OWNER_FLAGS_ALLOW_REPLACEMENT | G_BUS_NAME_OWNER_FLAGS_DO_NOT_QUEUE;
+
+  host_uuid = md_manager_load_host_uuid (self->config->state_dir, error);
+  if (host_uuid == NULL)
+    return FALSE;
+
+  /* Before the main loop runs, so a synchronous connect stalls nothing. */
+  if (options->bus_address != NULL)
+    self->connection = g_dbus_connection_new_for_address_sync (
+        options->bus_address,
+        G_DBUS_CONNECTION_FLAGS_AUTHENTICATION_CLIENT
+            | G_DBUS_CONNECTION_FLAGS_MESSAGE_BUS_CONNECTION,
+        NULL, NULL, &local_error);
+  else
+    self->connection = g_bus_get_sync (G_BUS_TYPE_SYSTEM, NULL, &local_error);
+  if (self->connection == NULL)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "cannot connect to the %s bus%s%s: %s",
+                   options->bus_address != NULL ? "given" : "system",
+                   options->bus_address != NULL ? " " : "",
+                   options->bus_address != NULL ? options->bus_address : "", local_error->message);
+      return FALSE;
+    }
+  g_dbus_connection_set_exit_on_close (self->connection, FALSE);
+
+  self->auth = md_auth_new ();
+  self->manager = md_manager_new (self->config, self->auth, host_uuid);
+  self->name_flags = flags | (options->replace ? G_BUS_NAME_OWNER_FLAGS_REPLACE : 0);
+
+  /* The name is taken only once every guest is known, so no client sees
+   * a half-loaded host. */
+  md_manager_load_async (self->manager, NULL, on_manager_loaded, g_object_ref (self));
+  return TRUE;
+}
+
+void
+md_daemon_stop (MdDaemon *self)
+{
+  /* Release the name first so a successor can take it at once. */
+  if (self->name_id != 0)
+    g_bus_unown_name (self->name_id);
+  self->name_id = 0;
+  if (self->connection != NULL)
+    g_dbus_connection_flush_sync (self->connection, NULL, NULL);
+  emit_done (self, 0);
+}

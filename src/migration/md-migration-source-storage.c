@@ -1,0 +1,431 @@
+/* migrationd: the storage half of an outgoing migration — disks mirrored
+ * over NBD while the guest runs, or copied with libnbd when it is off. */
+#include "config.h"
+
+#include "md-migration-source-private.h"
+#include "common/md-error.h"
+#include "common/md-options.h"
+#include "qemu/md-qemu-argv.h"
+
+/* ---- Perform: disks mirrored over NBD ------------------------------------------ */
+
+static char *
+nbd_node_name (const MdDomainDisk *disk)
+{
+  return g_strdup_printf ("md-nbd-%s", disk->target);
+}
+
+static char *
+mirror_job_name (const MdDomainDisk *disk)
+{
+  return g_strdup_printf ("md-mirror-%s", disk->target);
+}
+
+static void on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static void
+poll_block_jobs (Source *src)
+{
+  source_query (src, "query-block-jobs", on_block_jobs);
+}
+
+static gboolean
+on_block_poll_timer (gpointer user_data)
+{
+  poll_block_jobs (user_data);
+  return G_SOURCE_CONTINUE;
+}
+
+/* Our jobs in a query-block-jobs reply: counts them, sums their progress,
+ * and tells whether all are ready. */
+static guint
+scan_jobs (Source *src, JsonArray *jobs, guint64 *total, guint64 *done, gboolean *all_ready,
+           GError **error)
+{
+  guint n = 0;
+
+  *total = *done = 0;
+  *all_ready = TRUE;
+  for (guint i = 0; i < json_array_get_length (jobs); i++)
+    {
+      JsonObject *job = json_array_get_object_element (jobs, i);
+      const char *device = json_object_get_string_member_with_default (job, "device", "");
+      const char *status = json_object_get_string_member_with_default (job, "status", "");
+
+      if (!g_str_has_prefix (device, "md-mirror-"))
+        continue;
+      n++;
+      *total += source_member_uint (job, "len");
+      *done += source_member_uint (job, "offset");
+      if (!json_object_get_boolean_member_with_default (job, "ready", FALSE))
+        *all_ready = FALSE;
+      if ((g_str_equal (status, "concluded") || g_str_equal (status, "aborting"))
+          && json_object_has_member (job, "error") && error != NULL && *error == NULL)
+        g_set_error (error, MD_ERROR, MD_ERROR_STORAGE_FAILED,
+                     "disk %s: mirroring to the NBD export on host %s failed: %s",
+                     device + strlen ("md-mirror-"), source_peer_name (src),
+                     json_object_get_string_member (job, "error"));
+    }
+  return n;
+}
+
+static void
+on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+  MdMigrationStats stats = { 0 };
+  gboolean all_ready;
+  guint64 total, done;
+  guint n;
+  gint64 now = g_get_monotonic_time ();
+
+  src->poll_pending = FALSE;
+  if (src->done || src->finishing || src->mirrors_ready)
+    return;
+  if (node == NULL)
+    {
+      g_prefix_error (&error, "host %s, phase mirror-disks: ", source_host_name (src));
+      source_fail (src, g_steal_pointer (&error));
+      return;
+    }
+  n = scan_jobs (src, json_node_get_array (node), &total, &done, &all_ready, &error);
+  if (error != NULL || n < src->plan->len)
+    {
+      if (error == NULL)
+        error = g_error_new (MD_ERROR, MD_ERROR_STORAGE_FAILED,
+                             "host %s, phase mirror-disks: a disk mirror to host %s stopped "
+                             "(the destination QEMU or its NBD server went away?)",
+                             source_host_name (src), source_peer_name (src));
+      source_fail (src, g_steal_pointer (&error));
+      return;
+    }
+  if (src->disk_sample_time > 0 && now > src->disk_sample_time && done >= src->disk_processed)
+    src->disk_rate = (guint64) ((double) (done - src->disk_processed) * G_USEC_PER_SEC
+                                / (double) (now - src->disk_sample_time));
+  src->disk_sample_time = now;
+  src->disk_total = total;
+  src->disk_processed = done;
+  stats.disk_total = total;
+  stats.disk_processed = done;
+  stats.disk_remaining = total - MIN (done, total);
+  stats.disk_rate = src->disk_rate;
+  md_migration_update_stats (src->migration, &stats);
+  if (!all_ready)
+    return;
+  /* Every disk is in sync and stays so (writes go to both sides): now
+   * the memory. */
+  src->mirrors_ready = TRUE;
+  g_clear_handle_id (&src->poll_id, g_source_remove);
+  source_set_capabilities (src, NULL);
+}
+
+static void add_next_mirror (Source *src, GError *error);
+
+static void
+on_mirror_started (Source *src, GError *error)
+{
+  if (error != NULL)
+    {
+      const MdDomainDisk *disk = g_ptr_array_index (src->plan, src->mirrors_added - 1);
+      g_prefix_error (&error, "host %s, phase mirror-disks: disk %s: ", source_host_name (src),
+                      disk->target);
+      source_fail (src, error);
+      return;
+    }
+  add_next_mirror (src, NULL);
+}
+
+static void
+on_nbd_node_added (Source *src, GError *error)
+{
+  const MdDomainDisk *disk = g_ptr_array_index (src->plan, src->mirrors_added - 1);
+  g_autofree char *device = md_qemu_disk_node_name (disk, TRUE);
+  g_autofree char *target = nbd_node_name (disk);
+  g_autofree char *job = mirror_job_name (disk);
+  JsonObject *args;
+
+  if (error != NULL)
+    {
+      g_prefix_error (&error,
+                      "host %s, phase mirror-disks: disk %s: connecting to the NBD "
+                      "export on host %s: ",
+                      source_host_name (src), disk->target, source_peer_name (src));
+      source_fail (src, error);
+      return;
+    }
+  args = source_json_args ();
+  json_object_set_string_member (args, "job-id", job);
+  json_object_set_string_member (args, "device", device);
+  json_object_set_string_member (args, "target", target);
+  json_object_set_string_member (args, "sync",
+                                 src->storage_mode == MD_STORAGE_COPY_INCREMENTAL ? "top" : "full");
+  /* The bandwidth limit covers the disks too, as in libvirt. */
+  if (md_options_get_uint64 (src->options, "bandwidth", 0) > 0)
+    json_object_set_int_member (args, "speed",
+                                (gint64) md_options_get_uint64 (src->options, "bandwidth", 0));
+  source_qmp_step (src, "blockdev-mirror", args, on_mirror_started);
+}
+
+static void
+add_next_mirror (Source *src, GError *error)
+{
+  const MdDomainDisk *disk;
+  g_autofree char *node = NULL;
+  g_autofree char *port = NULL;
+  JsonObject *args, *server;
+
+  if (error != NULL)
+    {
+      source_fail (src, error);
+      return;
+    }
+  if (src->finishing)
+    return;
+  if (src->mirrors_added == src->plan->len)
+    {
+      src->poll_id = g_timeout_add (POLL_INTERVAL_MS, on_block_poll_timer, src);
+      poll_block_jobs (src);
+      return;
+    }
+  disk = g_ptr_array_index (src->plan, src->mirrors_added++);
+  node = nbd_node_name (disk);
+  port = g_strdup_printf ("%u", src->nbd_port);
+  server = json_object_new ();
+  json_object_set_string_member (server, "type", "inet");
+  json_object_set_string_member (server, "host", src->nbd_host);
+  json_object_set_string_member (server, "port", port);
+  args = source_json_args ();
+  json_object_set_string_member (args, "driver", "nbd");
+  json_object_set_string_member (args, "node-name", node);
+  json_object_set_object_member (args, "server", server);
+  json_object_set_string_member (args, "export", disk->target);
+  if (src->tls_object != NULL)
+    {
+      json_object_set_string_member (args, "tls-creds", src->tls_object);
+      json_object_set_string_member (args, "tls-hostname",
+                                     md_peer_connection_get_host_name (src->peer));
+    }
+  source_qmp_step (src, "blockdev-add", args, on_nbd_node_added);
+}
+
+void
+source_start_mirrors (Source *src, GError *error)
+{
+  if (error != NULL || src->plan == NULL || src->plan->len == 0)
+    {
+      source_set_capabilities (src, error);
+      return;
+    }
+  md_migration_set_phase (src->migration, "mirror-disks");
+  md_migration_set_running_state (src->migration, "running");
+  add_next_mirror (src, NULL);
+}
+
+/* After RAM: cancel each mirror (a cancel once READY leaves the target a
+ * consistent copy), wait for the jobs to go, then drop the NBD client
+ * nodes before the peer stops its NBD server. */
+static void on_mirrors_gone (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static void
+check_mirrors_gone (Source *src)
+{
+  MdQmp *qmp = md_guest_get_qmp (src->guest);
+
+  if (qmp == NULL)
+    {
+      source_fail (src, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
+                                     "host %s: QEMU of guest %s died while its disk mirrors "
+                                     "were being completed",
+                                     source_host_name (src), md_guest_get_name (src->guest)));
+      return;
+    }
+  md_qmp_execute_async (qmp, "query-block-jobs", NULL, NULL, on_mirrors_gone, source_ref (src));
+}
+
+static void
+delete_nbd_nodes (Source *src)
+{
+  for (guint i = 0; i < src->mirrors_added; i++)
+    {
+      JsonObject *args = source_json_args ();
+      g_autofree char *node = nbd_node_name (g_ptr_array_index (src->plan, i));
+
+      json_object_set_string_member (args, "node-name", node);
+      source_qmp_step (src, "blockdev-del", args, source_ignore_result);
+    }
+  src->mirrors_added = 0;
+}
+
+static void
+on_mirrors_gone (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+  guint64 total, done;
+  gboolean ready;
+
+  if (src->done || src->finishing)
+    return;
+  if (node == NULL)
+    {
+      source_fail (src, g_steal_pointer (&error));
+      return;
+    }
+  if (scan_jobs (src, json_node_get_array (node), &total, &done, &ready, NULL) > 0)
+    {
+      g_timeout_add_once (50, (GSourceOnceFunc) check_mirrors_gone, src);
+      return;
+    }
+  delete_nbd_nodes (src);
+  source_finish_on_peer (src);
+}
+
+void
+source_stop_mirrors (Source *src)
+{
+  md_migration_set_phase (src->migration, "finish");
+  for (guint i = 0; i < src->mirrors_added; i++)
+    {
+      JsonObject *args = source_json_args ();
+      g_autofree char *job = mirror_job_name (g_ptr_array_index (src->plan, i));
+
+      json_object_set_string_member (args, "device", job);
+      source_qmp_step (src, "block-job-cancel", args, source_ignore_result);
+    }
+  check_mirrors_gone (src);
+}
+
+/* Failure path: stop the mirrors at once; the peer removes its images. */
+void
+source_cancel_mirrors (Source *src)
+{
+  if (src->mirrors_added == 0 || md_guest_get_qmp (src->guest) == NULL)
+    return;
+  for (guint i = 0; i < src->mirrors_added; i++)
+    {
+      JsonObject *args = source_json_args ();
+      g_autofree char *job = mirror_job_name (g_ptr_array_index (src->plan, i));
+
+      json_object_set_string_member (args, "device", job);
+      json_object_set_boolean_member (args, "force", TRUE);
+      source_qmp_step (src, "block-job-cancel", args, source_ignore_result);
+    }
+  delete_nbd_nodes (src);
+}
+
+/* ---- offline: the disks of a shut-off guest, copied with libnbd ---------------- */
+
+static void
+on_offline_progress (guint64 done, guint64 total, gpointer user_data)
+{
+  Source *src = user_data;
+  MdMigrationStats stats = { 0 };
+  gint64 now = g_get_monotonic_time ();
+
+  if (src->done || src->finishing)
+    return;
+  if (src->disk_sample_time > 0 && now > src->disk_sample_time + G_USEC_PER_SEC / 4
+      && done >= src->disk_processed)
+    {
+      src->disk_rate = (guint64) ((double) (done - src->disk_processed) * G_USEC_PER_SEC
+                                  / (double) (now - src->disk_sample_time));
+      src->disk_sample_time = now;
+      src->disk_processed = done;
+    }
+  else if (src->disk_sample_time == 0)
+    src->disk_sample_time = now;
+  src->disk_total = total;
+  stats.disk_total = total;
+  stats.disk_processed = done;
+  stats.disk_remaining = total - MIN (done, total);
+  stats.disk_rate = src->disk_rate;
+  md_migration_update_stats (src->migration, &stats);
+}
+
+static void
+on_offline_copied (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  guint64 copied = 0;
+
+  if (!md_offline_copy_finish (result, &copied, &error))
+    {
+      if (!src->done)
+        {
+          g_prefix_error (&error, "host %s, phase copy-disks: ", source_host_name (src));
+          source_fail (src, g_steal_pointer (&error));
+        }
+      return;
+    }
+  if (src->done || src->finishing)
+    return;
+  md_migration_set_statistic (src->migration, "disk-bytes-copied", g_variant_new_uint64 (copied));
+  on_offline_progress (src->disk_total, src->disk_total, src);
+  source_finish_on_peer (src);
+}
+
+void
+source_copy_offline (Source *src)
+{
+  g_autoptr (GPtrArray) targets = g_ptr_array_new ();
+  g_autoptr (GPtrArray) paths = g_ptr_array_new ();
+  g_autoptr (GPtrArray) formats = g_ptr_array_new ();
+  g_autofree char *id = g_strdup_printf (
+      "migration-%s", strrchr (md_migration_get_object_path (src->migration), '/') + 1);
+  MdOfflineCopyOptions options = { 0 };
+  guint64 total = 0;
+
+  for (guint i = 0; i < src->plan->len; i++)
+    {
+      const MdDomainDisk *disk = g_ptr_array_index (src->plan, i);
+      g_autoptr (GVariant) info = g_variant_get_child_value (src->disks_info, i);
+      guint64 size = 0;
+
+      g_variant_lookup (info, "virtual-size", "t", &size);
+      total += size;
+      g_ptr_array_add (targets, disk->target);
+      g_ptr_array_add (paths, disk->source);
+      g_ptr_array_add (formats, (gpointer) md_domain_disk_format_to_string (disk->format));
+    }
+  g_ptr_array_add (targets, NULL);
+  g_ptr_array_add (paths, NULL);
+  g_ptr_array_add (formats, NULL);
+  md_migration_set_phase (src->migration, "copy-disks");
+  src->disk_total = total;
+  options.runtime_dir = md_manager_get_config (src->manager)->runtime_dir;
+  options.id = id;
+  options.targets = (const char *const *) targets->pdata;
+  options.paths = (const char *const *) paths->pdata;
+  options.formats = (const char *const *) formats->pdata;
+  options.dest_host = src->nbd_host;
+  options.dest_port = src->nbd_port;
+  options.tls_dir = md_options_get_boolean (src->options, "tls", TRUE)
+                        ? md_manager_get_config (src->manager)->tls_dir
+                        : NULL;
+  options.fresh_targets = (const char *const *) src->fresh_targets;
+  options.verify = md_options_get_boolean (src->options, "verify", FALSE);
+  options.total_bytes = total;
+  options.source_host_name = source_host_name (src);
+  options.dest_host_name = source_peer_name (src);
+  md_offline_copy_async (&options, on_offline_progress, src, src->cancellable, on_offline_copied,
+                         source_ref (src));
+}
+
+/* SetBandwidth mid-flight: the mirrors follow the new limit (0: none). */
+void
+source_set_mirror_speed (Source *src, guint64 bytes_per_second)
+{
+  for (guint i = 0; i < src->mirrors_added && md_guest_get_qmp (src->guest) != NULL; i++)
+    {
+      JsonObject *args = source_json_args ();
+      g_autofree char *job = mirror_job_name (g_ptr_array_index (src->plan, i));
+
+      json_object_set_string_member (args, "device", job);
+      json_object_set_int_member (args, "speed", (gint64) bytes_per_second);
+      source_qmp_step (src, "block-job-set-speed", args, source_ignore_result);
+    }
+}

@@ -1,0 +1,900 @@
+/* migrationd: QEMU command line from a guest definition; machine list. */
+#include "config.h"
+
+#include "md-qemu-argv.h"
+#include "common/md-error.h"
+
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+typedef struct
+{
+  const MdDomain *dom;
+  const MdQemuArgvOptions *opts;
+  GPtrArray *argv;
+  gboolean q35;
+  gboolean kvm;
+} Builder;
+
+static void
+add (Builder *b, const char *arg)
+{
+  g_ptr_array_add (b->argv, g_strdup (arg));
+}
+
+static void G_GNUC_PRINTF (2, 3) addf (Builder *b, const char *format, ...)
+{
+  va_list ap;
+
+  va_start (ap, format);
+  g_ptr_array_add (b->argv, g_strdup_vprintf (format, ap));
+  va_end (ap);
+}
+
+static void
+add2 (Builder *b, const char *opt, char *value)
+{
+  add (b, opt);
+  g_ptr_array_add (b->argv, value);
+}
+
+/* QemuOpts values: a ',' is written as ",,". */
+static char *
+qo (const char *value)
+{
+  GString *s = g_string_new (NULL);
+
+  for (const char *p = value; p && *p; p++)
+    {
+      if (*p == ',')
+        g_string_append_c (s, ',');
+      g_string_append_c (s, *p);
+    }
+  return g_string_free (s, FALSE);
+}
+
+static gboolean G_GNUC_PRINTF (3, 4) fail (GError **error, int code, const char *format, ...)
+{
+  va_list ap;
+  g_autofree char *msg = NULL;
+
+  va_start (ap, format);
+  msg = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  g_set_error_literal (error, MD_ERROR, code, msg);
+  return FALSE;
+}
+
+static const MdDomainController *
+controller (const MdDomain *dom, MdDomainControllerType type, guint index)
+{
+  for (guint i = 0; i < dom->controllers->len; i++)
+    {
+      const MdDomainController *c = dom->controllers->pdata[i];
+
+      if (c->type == type && c->index == index)
+        return c;
+    }
+  return NULL;
+}
+
+/* ",bus=pci.0,addr=0x3" for a PCI address. */
+static char *
+pci_suffix (Builder *b, const MdDomainAddress *a, GError **error)
+{
+  const MdDomainController *bus = controller (b->dom, MD_DOMAIN_CONTROLLER_PCI, a->bus);
+  GString *s;
+
+  if (a->type != MD_DOMAIN_ADDRESS_PCI)
+    {
+      fail (error, MD_ERROR_INVALID_ARGUMENT,
+            "device without a PCI address (run md_domain_assign_addresses first)");
+      return NULL;
+    }
+  if (!bus || !bus->alias)
+    {
+      fail (error, MD_ERROR_INVALID_ARGUMENT, "PCI bus %u has no controller", a->bus);
+      return NULL;
+    }
+  s = g_string_new (NULL);
+  g_string_append_printf (s, ",bus=%s,addr=0x%x", bus->alias, a->slot);
+  if (a->function)
+    g_string_append_printf (s, ".0x%x", a->function);
+  if (a->multifunction)
+    g_string_append (s, ",multifunction=on");
+  return g_string_free (s, FALSE);
+}
+
+static gboolean
+add_pci_device (Builder *b, const char *props, const MdDomainAddress *a, GError **error)
+{
+  g_autofree char *suffix = pci_suffix (b, a, error);
+
+  if (!suffix)
+    return FALSE;
+  add (b, "-device");
+  addf (b, "%s%s", props, suffix);
+  return TRUE;
+}
+
+/* ---- machine, cpu, memory ---- */
+
+static gboolean
+add_machine_cpu (Builder *b, const char *machine, GError **error)
+{
+  const MdDomain *dom = b->dom;
+  GString *m = g_string_new (NULL);
+  GString *cpu = NULL;
+  g_autofree char *mesc = qo (machine);
+  guint sockets, dies, cores, threads;
+
+  g_string_append_printf (m, "%s,accel=%s,usb=off,dump-guest-core=off", mesc,
+                          b->kvm ? "kvm" : "tcg");
+  if (!dom->acpi)
+    g_string_append (m, ",acpi=off");
+  if (dom->vmport == MD_DOMAIN_TRISTATE_ON)
+    g_string_append (m, ",vmport=on");
+  else if (dom->vmport == MD_DOMAIN_TRISTATE_OFF)
+    g_string_append (m, ",vmport=off");
+  for (guint i = 0; i < dom->timers->len; i++)
+    {
+      MdDomainTimer *t = dom->timers->pdata[i];
+
+      if (strcmp (t->name, "hpet") == 0 && t->present != MD_DOMAIN_TRISTATE_DEFAULT)
+        g_string_append_printf (m, ",hpet=%s", t->present == MD_DOMAIN_TRISTATE_ON ? "on" : "off");
+    }
+  add2 (b, "-machine", g_string_free (m, FALSE));
+
+  switch (dom->cpu.mode)
+    {
+    case MD_DOMAIN_CPU_MODE_HOST_PASSTHROUGH:
+      if (!b->kvm)
+        return fail (error, MD_ERROR_NOT_SUPPORTED,
+                     "guest '%s': cpu mode 'host-passthrough' needs KVM, this host runs TCG; use "
+                     "mode='custom' with a named model",
+                     dom->name);
+      cpu = g_string_new ("host");
+      break;
+    case MD_DOMAIN_CPU_MODE_HOST_MODEL:
+      /* Without libvirt's CPU model expansion the closest QEMU has. */
+      cpu = g_string_new (b->kvm ? "host" : "max");
+      break;
+    case MD_DOMAIN_CPU_MODE_CUSTOM:
+      {
+        g_autofree char *model = qo (dom->cpu.model);
+
+        cpu = g_string_new (model);
+        break;
+      }
+    case MD_DOMAIN_CPU_MODE_NONE:
+    default:
+      break;
+    }
+  if (cpu)
+    {
+      for (guint i = 0; i < dom->cpu.features->len; i++)
+        {
+          MdDomainCpuFeature *f = dom->cpu.features->pdata[i];
+          g_autofree char *name = qo (f->name);
+
+          g_string_append_printf (cpu, ",%s=%s", name,
+                                  f->policy == MD_DOMAIN_CPU_FEATURE_REQUIRE ? "on" : "off");
+        }
+      add2 (b, "-cpu", g_string_free (cpu, FALSE));
+    }
+
+  add (b, "-m");
+  /* Rounded up to whole MiB, as libvirt aligns x86 guest memory. */
+  addf (b, "size=%" G_GUINT64_FORMAT "M", (dom->memory + 1024 * 1024 - 1) / (1024 * 1024));
+
+  if (dom->cpu.sockets || dom->cpu.dies || dom->cpu.cores || dom->cpu.threads)
+    {
+      sockets = MAX (dom->cpu.sockets, 1);
+      dies = MAX (dom->cpu.dies, 1);
+      cores = MAX (dom->cpu.cores, 1);
+      threads = MAX (dom->cpu.threads, 1);
+    }
+  else
+    {
+      sockets = dom->vcpus;
+      dies = cores = threads = 1;
+    }
+  add (b, "-smp");
+  if (dom->cpu.dies)
+    addf (b, "%u,maxcpus=%u,sockets=%u,dies=%u,cores=%u,threads=%u", dom->vcpus_current, dom->vcpus,
+          sockets, dies, cores, threads);
+  else
+    addf (b, "%u,maxcpus=%u,sockets=%u,cores=%u,threads=%u", dom->vcpus_current, dom->vcpus,
+          sockets, cores, threads);
+  return TRUE;
+}
+
+/* ---- controllers ---- */
+
+static gboolean
+add_controllers (Builder *b, GError **error)
+{
+  for (guint i = 0; i < b->dom->controllers->len; i++)
+    {
+      const MdDomainController *c = b->dom->controllers->pdata[i];
+      g_autofree char *props = NULL;
+
+      switch (c->type)
+        {
+        case MD_DOMAIN_CONTROLLER_PCI:
+          if (c->index == 0)
+            continue;
+          props = g_strdup_printf ("pcie-root-port,port=0x%x,chassis=%u,id=%s",
+                                   c->address.slot << 3 | c->address.function, c->index, c->alias);
+          break;
+        case MD_DOMAIN_CONTROLLER_IDE:
+          continue; /* part of the PIIX3 */
+        case MD_DOMAIN_CONTROLLER_SATA:
+          if (b->q35 && c->index == 0)
+            continue; /* ich9 built-in */
+          props = g_strdup_printf ("ahci,id=%s", c->alias);
+          break;
+        case MD_DOMAIN_CONTROLLER_SCSI:
+          props = g_strdup_printf ("virtio-scsi-pci,id=%s", c->alias);
+          break;
+        case MD_DOMAIN_CONTROLLER_USB:
+          if (g_strcmp0 (c->model, "none") == 0)
+            continue;
+          props = g_strdup_printf (
+              "%s,id=%s", g_strcmp0 (c->model, "qemu-xhci") == 0 ? "qemu-xhci" : "piix3-usb-uhci",
+              c->alias);
+          break;
+        case MD_DOMAIN_CONTROLLER_VIRTIO_SERIAL:
+        default:
+          props = g_strdup_printf ("virtio-serial-pci,id=%s", c->alias);
+          break;
+        }
+      if (!add_pci_device (b, props, &c->address, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- boot order ---- */
+
+/* Per-device bootindex: explicit <boot order> wins; else <os><boot dev>
+ * entries in order give bootindex 1, 2, ... to the first disk, the first
+ * cdrom and the first interface ("hd" when the list is empty). */
+static guint
+boot_index (Builder *b, gconstpointer device)
+{
+  const MdDomain *dom = b->dom;
+  GPtrArray *devs = dom->os.boot_devs;
+  guint n = devs->len ? devs->len : 1;
+
+  for (guint i = 0; i < dom->disks->len; i++)
+    if (((MdDomainDisk *) dom->disks->pdata[i])->boot_order)
+      goto explicit;
+  for (guint i = 0; i < dom->interfaces->len; i++)
+    if (((MdDomainInterface *) dom->interfaces->pdata[i])->boot_order)
+      goto explicit;
+  if (dom->os.kernel)
+    return 0;
+  for (guint i = 0; i < n; i++)
+    {
+      const char *dev = devs->len ? devs->pdata[i] : "hd";
+      gconstpointer first = NULL;
+
+      if (strcmp (dev, "network") == 0)
+        first = dom->interfaces->len ? dom->interfaces->pdata[0] : NULL;
+      else
+        for (guint j = 0; j < dom->disks->len && !first; j++)
+          {
+            MdDomainDisk *d = dom->disks->pdata[j];
+
+            if ((d->device == MD_DOMAIN_DISK_DEVICE_CDROM) == (strcmp (dev, "cdrom") == 0))
+              first = d;
+          }
+      if (first == device)
+        return i + 1;
+    }
+  return 0;
+
+  explicit : for (guint i = 0; i < dom->disks->len;
+                  i++) if (dom->disks->pdata[i] == device) return ((MdDomainDisk *) device)
+                 ->boot_order;
+  for (guint i = 0; i < dom->interfaces->len; i++)
+    if (dom->interfaces->pdata[i] == device)
+      return ((MdDomainInterface *) device)->boot_order;
+  return 0;
+}
+
+/* ---- disks ---- */
+
+char *
+md_qemu_disk_node_name (const MdDomainDisk *disk, gboolean format_node)
+{
+  return g_strdup_printf ("%s-%s", disk->alias, format_node ? "format" : "storage");
+}
+
+static void
+json_cache (JsonBuilder *jb, MdDomainDiskCache cache)
+{
+  gboolean direct, no_flush;
+
+  if (cache == MD_DOMAIN_DISK_CACHE_DEFAULT)
+    return;
+  direct = cache == MD_DOMAIN_DISK_CACHE_NONE || cache == MD_DOMAIN_DISK_CACHE_DIRECTSYNC;
+  no_flush = cache == MD_DOMAIN_DISK_CACHE_UNSAFE;
+  json_builder_set_member_name (jb, "cache");
+  json_builder_begin_object (jb);
+  json_builder_set_member_name (jb, "direct");
+  json_builder_add_boolean_value (jb, direct);
+  json_builder_set_member_name (jb, "no-flush");
+  json_builder_add_boolean_value (jb, no_flush);
+  json_builder_end_object (jb);
+}
+
+static char *
+json_finish (JsonBuilder *jb)
+{
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (JsonNode) root = json_builder_get_root (jb);
+
+  json_generator_set_root (gen, root);
+  return json_generator_to_data (gen, NULL);
+}
+
+static void
+add_blockdevs (Builder *b, const MdDomainDisk *d)
+{
+  static const char *const aio[] = { NULL, "native", "threads", "io_uring" };
+  g_autoptr (JsonBuilder) jb = json_builder_new ();
+  g_autoptr (JsonBuilder) jf = json_builder_new ();
+  g_autofree char *storage = md_qemu_disk_node_name (d, FALSE);
+  g_autofree char *format = md_qemu_disk_node_name (d, TRUE);
+  const char *driver = d->type == MD_DOMAIN_DISK_TYPE_FILE        ? "file"
+                       : d->device == MD_DOMAIN_DISK_DEVICE_CDROM ? "host_cdrom"
+                                                                  : "host_device";
+
+  json_builder_begin_object (jb);
+  json_builder_set_member_name (jb, "driver");
+  json_builder_add_string_value (jb, driver);
+  json_builder_set_member_name (jb, "filename");
+  json_builder_add_string_value (jb, d->source);
+  json_builder_set_member_name (jb, "node-name");
+  json_builder_add_string_value (jb, storage);
+  if (d->io)
+    {
+      json_builder_set_member_name (jb, "aio");
+      json_builder_add_string_value (jb, aio[d->io]);
+    }
+  json_builder_set_member_name (jb, "auto-read-only");
+  json_builder_add_boolean_value (jb, TRUE);
+  if (d->discard)
+    {
+      json_builder_set_member_name (jb, "discard");
+      json_builder_add_string_value (jb, d->discard == MD_DOMAIN_DISK_DISCARD_UNMAP ? "unmap"
+                                                                                    : "ignore");
+    }
+  json_cache (jb, d->cache);
+  json_builder_end_object (jb);
+  add2 (b, "-blockdev", json_finish (jb));
+
+  json_builder_begin_object (jf);
+  json_builder_set_member_name (jf, "node-name");
+  json_builder_add_string_value (jf, format);
+  json_builder_set_member_name (jf, "read-only");
+  json_builder_add_boolean_value (jf, d->readonly);
+  if (d->discard)
+    {
+      json_builder_set_member_name (jf, "discard");
+      json_builder_add_string_value (jf, d->discard == MD_DOMAIN_DISK_DISCARD_UNMAP ? "unmap"
+                                                                                    : "ignore");
+    }
+  json_cache (jf, d->cache);
+  json_builder_set_member_name (jf, "driver");
+  json_builder_add_string_value (jf, md_domain_disk_format_to_string (d->format));
+  json_builder_set_member_name (jf, "file");
+  json_builder_add_string_value (jf, storage);
+  json_builder_end_object (jf);
+  add2 (b, "-blockdev", json_finish (jf));
+}
+
+static gboolean
+add_disk (Builder *b, const MdDomainDisk *d, GError **error)
+{
+  gboolean cd = d->device == MD_DOMAIN_DISK_DEVICE_CDROM;
+  const MdDomainAddress *a = &d->address;
+  GString *dev = g_string_new (NULL);
+  g_autofree char *props = NULL;
+  guint bootindex = boot_index (b, d);
+
+  if (d->readonly && !cd && d->bus != MD_DOMAIN_DISK_BUS_VIRTIO)
+    {
+      g_string_free (dev, TRUE);
+      return fail (error, MD_ERROR_NOT_SUPPORTED,
+                   "disk %s: read-only disks on bus %s are not supported by QEMU; use bus "
+                   "virtio or a cdrom",
+                   d->target, md_domain_disk_bus_to_string (d->bus));
+    }
+  if (d->source)
+    add_blockdevs (b, d);
+
+  switch (d->bus)
+    {
+    case MD_DOMAIN_DISK_BUS_VIRTIO:
+      g_string_append (dev, "virtio-blk-pci");
+      break;
+    case MD_DOMAIN_DISK_BUS_IDE:
+      g_string_append_printf (dev, "%s,bus=ide.%u,unit=%u", cd ? "ide-cd" : "ide-hd", a->drive_bus,
+                              a->unit);
+      break;
+    case MD_DOMAIN_DISK_BUS_SATA:
+      {
+        const MdDomainController *c = controller (b->dom, MD_DOMAIN_CONTROLLER_SATA, a->controller);
+
+        if (!c)
+          goto no_controller;
+        g_string_append_printf (dev, "%s,bus=%s.%u", cd ? "ide-cd" : "ide-hd", c->alias, a->unit);
+        break;
+      }
+    case MD_DOMAIN_DISK_BUS_SCSI:
+    default:
+      {
+        const MdDomainController *c = controller (b->dom, MD_DOMAIN_CONTROLLER_SCSI, a->controller);
+
+        if (!c)
+          goto no_controller;
+        g_string_append_printf (dev, "%s,bus=%s.0,channel=0,scsi-id=%u,lun=%u",
+                                cd ? "scsi-cd" : "scsi-hd", c->alias, a->target, a->unit);
+        break;
+      }
+    }
+  if (d->source)
+    g_string_append_printf (dev, ",drive=%s-format", d->alias);
+  g_string_append_printf (dev, ",id=%s", d->alias);
+  if (bootindex)
+    g_string_append_printf (dev, ",bootindex=%u", bootindex);
+  if (d->serial)
+    {
+      g_autofree char *serial = qo (d->serial);
+
+      g_string_append_printf (dev, ",serial=%s", serial);
+    }
+  if (d->cache == MD_DOMAIN_DISK_CACHE_WRITETHROUGH || d->cache == MD_DOMAIN_DISK_CACHE_DIRECTSYNC)
+    g_string_append (dev, ",write-cache=off");
+  else if (d->cache != MD_DOMAIN_DISK_CACHE_DEFAULT)
+    g_string_append (dev, ",write-cache=on");
+  if (d->shareable)
+    g_string_append (dev, ",share-rw=on");
+  props = g_string_free (dev, FALSE);
+  if (d->bus == MD_DOMAIN_DISK_BUS_VIRTIO)
+    return add_pci_device (b, props, a, error);
+  add2 (b, "-device", g_steal_pointer (&props));
+  return TRUE;
+
+no_controller:
+  g_string_free (dev, TRUE);
+  return fail (error, MD_ERROR_INVALID_ARGUMENT, "disk %s: its controller %u does not exist",
+               d->target, a->controller);
+}
+
+/* ---- network, serial, input, graphics, video, balloon, rng ---- */
+
+static gboolean
+add_interfaces (Builder *b, GError **error)
+{
+  static const char *const devices[][2] = {
+    { "virtio", "virtio-net-pci" },
+    { "e1000", "e1000" },
+    { "e1000e", "e1000e" },
+    { "rtl8139", "rtl8139" },
+  };
+
+  for (guint i = 0; i < b->dom->interfaces->len; i++)
+    {
+      const MdDomainInterface *n = b->dom->interfaces->pdata[i];
+      const char *model = NULL;
+      g_autofree char *props = NULL;
+      g_autofree char *br = NULL;
+      guint bootindex = boot_index (b, n);
+
+      switch (n->type)
+        {
+        case MD_DOMAIN_INTERFACE_USER:
+          add2 (b, "-netdev", g_strdup_printf ("user,id=host%s", n->alias));
+          break;
+        case MD_DOMAIN_INTERFACE_BRIDGE:
+          br = qo (n->source);
+          add2 (b, "-netdev", g_strdup_printf ("bridge,br=%s,id=host%s", br, n->alias));
+          break;
+        case MD_DOMAIN_INTERFACE_NETWORK:
+        default:
+          return fail (error, MD_ERROR_NOT_SUPPORTED,
+                       "interface %s: type 'network' (network '%s') needs libvirt's network "
+                       "driver; use <interface type='bridge'> with the network's bridge",
+                       n->alias, n->source);
+        }
+      for (guint j = 0; j < G_N_ELEMENTS (devices); j++)
+        if (g_strcmp0 (n->model, devices[j][0]) == 0)
+          model = devices[j][1];
+      if (!model)
+        return fail (error, MD_ERROR_NOT_SUPPORTED, "interface %s: model '%s'", n->alias, n->model);
+      if (bootindex)
+        props = g_strdup_printf ("%s,netdev=host%s,id=%s,mac=%s,bootindex=%u", model, n->alias,
+                                 n->alias, n->mac, bootindex);
+      else
+        props =
+            g_strdup_printf ("%s,netdev=host%s,id=%s,mac=%s", model, n->alias, n->alias, n->mac);
+      if (!add_pci_device (b, props, &n->address, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+add_serials (Builder *b)
+{
+  const MdDomain *dom = b->dom;
+  const MdQemuArgvOptions *o = b->opts;
+  gsize n_paths = o->serial_paths ? g_strv_length ((char **) o->serial_paths) : 0;
+
+  for (guint i = 0; i < dom->serials->len; i++)
+    {
+      const MdDomainChardev *c = dom->serials->pdata[i];
+      GString *chr = g_string_new (NULL);
+
+      if (c->type == MD_DOMAIN_CHARDEV_FILE)
+        {
+          const char *path = i < n_paths && o->serial_paths[i] && *o->serial_paths[i]
+                                 ? o->serial_paths[i]
+                                 : c->path;
+          g_autofree char *p = qo (path);
+
+          g_string_append_printf (chr, "file,id=char%s,path=%s,append=on", c->alias, p);
+        }
+      else
+        {
+          g_string_append_printf (chr, "pty,id=char%s", c->alias);
+          if (o->serial_log_dir)
+            {
+              g_autofree char *file = g_strdup_printf ("%s-%s.log", dom->name, c->alias);
+              g_autofree char *path = g_build_filename (o->serial_log_dir, file, NULL);
+              g_autofree char *p = qo (path);
+
+              g_string_append_printf (chr, ",logfile=%s,logappend=on", p);
+            }
+        }
+      add2 (b, "-chardev", g_string_free (chr, FALSE));
+      add2 (b, "-device",
+            g_strdup_printf ("isa-serial,chardev=char%s,id=%s,index=%u", c->alias, c->alias,
+                             c->port));
+    }
+}
+
+static gboolean
+add_inputs (Builder *b, GError **error)
+{
+  for (guint i = 0; i < b->dom->inputs->len; i++)
+    {
+      const MdDomainInput *in = b->dom->inputs->pdata[i];
+      const char *kind = strcmp (in->type, "tablet") == 0  ? "tablet"
+                         : strcmp (in->type, "mouse") == 0 ? "mouse"
+                                                           : "kbd";
+
+      if (strcmp (in->bus, "ps2") == 0)
+        continue; /* the i8042 of pc and q35 */
+      if (strcmp (in->bus, "usb") == 0)
+        {
+          const MdDomainController *usb = controller (b->dom, MD_DOMAIN_CONTROLLER_USB, 0);
+
+          if (!usb)
+            return fail (error, MD_ERROR_INVALID_ARGUMENT, "input %s needs a USB controller",
+                         in->alias);
+          add2 (b, "-device",
+                g_strdup_printf ("usb-%s,id=%s,bus=%s.0,port=%u", kind, in->alias, usb->alias,
+                                 in->address.usb_port));
+        }
+      else
+        {
+          g_autofree char *props = g_strdup_printf (
+              "virtio-%s-pci,id=%s", strcmp (kind, "kbd") == 0 ? "keyboard" : kind, in->alias);
+
+          if (!add_pci_device (b, props, &in->address, error))
+            return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+add_graphics (Builder *b, GError **error)
+{
+  const MdQemuArgvOptions *o = b->opts;
+
+  for (guint i = 0; i < b->dom->graphics->len; i++)
+    {
+      const MdDomainGraphics *g = b->dom->graphics->pdata[i];
+      int port = i < o->n_graphics_ports && o->graphics_ports[i] > 0 ? o->graphics_ports[i]
+                 : g->autoport                                       ? -1
+                                                                     : g->port;
+      const char *listen = g->listen ? g->listen : "127.0.0.1";
+      gboolean v6 = strchr (listen, ':') != NULL;
+
+      if (g->type == MD_DOMAIN_GRAPHICS_VNC)
+        {
+          GString *s = g_string_new (NULL);
+
+          if (port >= 0 && port < 5900)
+            {
+              g_string_free (s, TRUE);
+              return fail (error, MD_ERROR_INVALID_ARGUMENT,
+                           "graphics vnc: port %d is below 5900 (VNC display 0)", port);
+            }
+          g_string_append_printf (s, v6 ? "[%s]:%d" : "%s:%d", listen, port >= 0 ? port - 5900 : 0);
+          if (port < 0)
+            g_string_append (s, ",to=100");
+          if (g->passwd)
+            g_string_append (s, ",password=on");
+          add2 (b, "-vnc", g_string_free (s, FALSE));
+        }
+      else
+        {
+          g_autofree char *addr = qo (listen);
+
+          if (port <= 0)
+            return fail (error, MD_ERROR_INVALID_ARGUMENT,
+                         "graphics spice: autoport needs a port allocated by the caller "
+                         "(MdQemuArgvOptions.graphics_ports)");
+          add2 (b, "-spice",
+                g_strdup_printf ("port=%d,addr=%s%s", port, addr,
+                                 g->passwd ? "" : ",disable-ticketing=on"));
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+add_videos (Builder *b, GError **error)
+{
+  for (guint i = 0; i < b->dom->videos->len; i++)
+    {
+      const MdDomainVideo *v = b->dom->videos->pdata[i];
+      gboolean primary = i == 0;
+      GString *s = g_string_new (NULL);
+      g_autofree char *props = NULL;
+
+      if (strcmp (v->model, "none") == 0)
+        {
+          g_string_free (s, TRUE);
+          continue;
+        }
+      if (strcmp (v->model, "vga") == 0)
+        g_string_append (s, "VGA");
+      else if (strcmp (v->model, "cirrus") == 0)
+        g_string_append (s, "cirrus-vga");
+      else if (strcmp (v->model, "virtio") == 0)
+        g_string_append (s, primary ? "virtio-vga" : "virtio-gpu-pci");
+      else if (strcmp (v->model, "qxl") == 0)
+        g_string_append (s, primary ? "qxl-vga" : "qxl");
+      else
+        g_string_append (s, "bochs-display");
+      g_string_append_printf (s, ",id=%s", v->alias);
+      if (v->vram && strcmp (v->model, "virtio") != 0)
+        g_string_append_printf (s, ",vgamem_mb=%u", MAX (v->vram / 1024, 1));
+      if (v->heads && (strcmp (v->model, "virtio") == 0 || strcmp (v->model, "qxl") == 0))
+        g_string_append_printf (s, ",max_outputs=%u", v->heads);
+      props = g_string_free (s, FALSE);
+      if (!add_pci_device (b, props, &v->address, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+add_balloon_rng (Builder *b, GError **error)
+{
+  const MdDomainMemballoon *m = b->dom->memballoon;
+
+  if (m && strcmp (m->model, "none") != 0)
+    {
+      g_autofree char *props = g_strdup_printf ("virtio-balloon-pci,id=%s", m->alias);
+
+      if (!add_pci_device (b, props, &m->address, error))
+        return FALSE;
+    }
+  for (guint i = 0; i < b->dom->rngs->len; i++)
+    {
+      const MdDomainRng *r = b->dom->rngs->pdata[i];
+      g_autofree char *file = qo (r->backend);
+      g_autofree char *props =
+          g_strdup_printf ("virtio-rng-pci,rng=obj%s,id=%s", r->alias, r->alias);
+
+      add2 (b, "-object", g_strdup_printf ("rng-random,id=obj%s,filename=%s", r->alias, file));
+      if (!add_pci_device (b, props, &r->address, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+GStrv
+md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError **error)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  Builder b = { dom, opts, argv, FALSE, TRUE };
+  const char *machine;
+  gboolean needs_spawn = FALSE;
+
+  g_return_val_if_fail (dom != NULL && opts != NULL, NULL);
+  if (!opts->qmp_socket || !g_path_is_absolute (opts->qmp_socket))
+    {
+      fail (error, MD_ERROR_INVALID_ARGUMENT,
+            "guest '%s': QEMU command line needs an absolute QMP socket path", dom->name);
+      return NULL;
+    }
+  if (opts->accel && strcmp (opts->accel, "kvm") != 0 && strcmp (opts->accel, "tcg") != 0)
+    {
+      fail (error, MD_ERROR_INVALID_ARGUMENT, "accelerator '%s' (use kvm or tcg)", opts->accel);
+      return NULL;
+    }
+  b.kvm = !opts->accel || strcmp (opts->accel, "kvm") == 0;
+  machine = opts->machine ? opts->machine : dom->os.machine ? dom->os.machine : "pc";
+  b.q35 = md_domain_machine_is_q35 (machine);
+  if (b.q35 != md_domain_machine_is_q35 (dom->os.machine))
+    {
+      fail (error, MD_ERROR_INVALID_ARGUMENT,
+            "guest '%s': machine '%s' and the definition's '%s' are not the same family", dom->name,
+            machine, dom->os.machine ? dom->os.machine : "pc");
+      return NULL;
+    }
+
+  add (&b, opts->qemu_binary ? opts->qemu_binary
+           : dom->emulator   ? dom->emulator
+                             : "qemu-system-x86_64");
+  add2 (&b, "-name", g_strdup_printf ("guest=%s,debug-threads=on", dom->name));
+  add (&b, "-S");
+  add (&b, "-no-user-config");
+  add (&b, "-nodefaults");
+  if (!add_machine_cpu (&b, machine, error))
+    return NULL;
+  add2 (&b, "-uuid", g_strdup (dom->uuid));
+  {
+    g_autofree char *qmp = qo (opts->qmp_socket);
+
+    add2 (&b, "-chardev",
+          g_strdup_printf ("socket,id=charmonitor,path=%s,server=on,wait=off", qmp));
+  }
+  add2 (&b, "-mon", g_strdup ("chardev=charmonitor,id=monitor,mode=control"));
+  {
+    gboolean slew = FALSE;
+
+    for (guint i = 0; i < dom->timers->len; i++)
+      {
+        MdDomainTimer *t = dom->timers->pdata[i];
+
+        if (strcmp (t->name, "rtc") == 0 && g_strcmp0 (t->tickpolicy, "catchup") == 0)
+          slew = TRUE;
+        if (strcmp (t->name, "pit") == 0 && t->tickpolicy && b.kvm)
+          add2 (&b, "-global", g_strdup_printf ("kvm-pit.lost_tick_policy=%s", t->tickpolicy));
+      }
+    add2 (&b, "-rtc",
+          g_strdup_printf ("base=%s%s",
+                           dom->clock_offset == MD_DOMAIN_CLOCK_LOCALTIME ? "localtime" : "utc",
+                           slew ? ",driftfix=slew" : ""));
+  }
+  add (&b, "-no-shutdown");
+  if (dom->on_reboot == MD_DOMAIN_LIFECYCLE_DESTROY)
+    add (&b, "-no-reboot");
+  add2 (&b, "-boot", g_strdup ("strict=on"));
+  if (dom->os.kernel)
+    add2 (&b, "-kernel", g_strdup (dom->os.kernel));
+  if (dom->os.initrd)
+    add2 (&b, "-initrd", g_strdup (dom->os.initrd));
+  if (dom->os.cmdline)
+    add2 (&b, "-append", g_strdup (dom->os.cmdline));
+
+  if (!add_controllers (&b, error))
+    return NULL;
+  for (guint i = 0; i < dom->disks->len; i++)
+    if (!add_disk (&b, dom->disks->pdata[i], error))
+      return NULL;
+  if (!add_interfaces (&b, error))
+    return NULL;
+  add_serials (&b);
+  if (!add_inputs (&b, error) || !add_graphics (&b, error))
+    return NULL;
+  add2 (&b, "-display", g_strdup ("none"));
+  if (!add_videos (&b, error) || !add_balloon_rng (&b, error))
+    return NULL;
+
+  if (opts->runtime_dir)
+    {
+      g_autofree char *file = g_strdup_printf ("%s.pid", dom->name);
+
+      add2 (&b, "-pidfile", g_build_filename (opts->runtime_dir, file, NULL));
+    }
+  if (opts->incoming_defer)
+    add2 (&b, "-incoming", g_strdup ("defer"));
+  for (guint i = 0; i < dom->interfaces->len; i++)
+    needs_spawn |=
+        ((MdDomainInterface *) dom->interfaces->pdata[i])->type == MD_DOMAIN_INTERFACE_BRIDGE;
+  if (opts->sandbox)
+    add2 (&b, "-sandbox",
+          g_strdup_printf ("on,obsolete=deny,elevateprivileges=deny,spawn=%s,"
+                           "resourcecontrol=deny",
+                           needs_spawn ? "allow" : "deny"));
+  add2 (&b, "-msg", g_strdup ("timestamp=on"));
+
+  g_ptr_array_add (argv, NULL);
+  return (GStrv) g_ptr_array_free (g_steal_pointer (&argv), FALSE);
+}
+
+/* ---- -machine help ---- */
+
+GPtrArray *
+md_qemu_parse_machine_help (const char *output, GError **error)
+{
+  g_autoptr (GPtrArray) types =
+      g_ptr_array_new_with_free_func ((GDestroyNotify) md_domain_machine_type_free);
+  g_auto (GStrv) lines = g_strsplit (output ? output : "", "\n", -1);
+  g_autoptr (GPtrArray) aliases = g_ptr_array_new_with_free_func (g_free); /* alias, target */
+  gboolean header = FALSE;
+
+  for (guint i = 0; lines[i]; i++)
+    {
+      char *line = g_strchomp (lines[i]);
+      const char *sp, *desc;
+      const char *of;
+      MdDomainMachineType *t;
+
+      if (g_str_has_prefix (line, "Supported machines are:"))
+        {
+          header = TRUE;
+          continue;
+        }
+      if (!header || !*line)
+        continue;
+      sp = strchr (line, ' ');
+      if (!sp || line[0] == ' ')
+        {
+          fail (error, MD_ERROR_QEMU_FAILED,
+                "cannot parse line %u of 'qemu -machine help' output: '%s'", i + 1, line);
+          return NULL;
+        }
+      desc = sp;
+      while (*desc == ' ')
+        desc++;
+      t = g_new0 (MdDomainMachineType, 1);
+      t->name = g_strndup (line, sp - line);
+      t->is_default = strstr (desc, "(default)") != NULL;
+      t->deprecated = strstr (desc, "(deprecated)") != NULL;
+      if ((of = strstr (desc, "(alias of ")) != NULL)
+        {
+          const char *end = strchr (of, ')');
+
+          g_ptr_array_add (aliases, g_strdup (t->name));
+          g_ptr_array_add (aliases,
+                           g_strndup (of + 10, end ? end - of - 10 : (long) strlen (of + 10)));
+          g_ptr_array_add (aliases, g_strdup (t->is_default ? "1" : "0"));
+          md_domain_machine_type_free (t);
+          continue;
+        }
+      t->description = g_strdup (desc);
+      g_ptr_array_add (types, t);
+    }
+  if (!header || types->len == 0)
+    {
+      fail (error, MD_ERROR_QEMU_FAILED,
+            "'qemu -machine help' printed no machine list (expected 'Supported machines are:')");
+      return NULL;
+    }
+  for (guint i = 0; i + 2 < aliases->len; i += 3)
+    for (guint j = 0; j < types->len; j++)
+      {
+        MdDomainMachineType *t = types->pdata[j];
+
+        if (strcmp (t->name, aliases->pdata[i + 1]) == 0)
+          {
+            g_free (t->alias);
+            t->alias = g_strdup (aliases->pdata[i]);
+            t->is_default |= strcmp (aliases->pdata[i + 2], "1") == 0;
+          }
+      }
+  return g_steal_pointer (&types);
+}
