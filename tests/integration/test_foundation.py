@@ -282,7 +282,7 @@ except harness.GLib.Error as e:
         self.start_daemon()
 
     def call_as(self, user):
-        code = self.CALLER % {"dir": os.path.dirname(os.path.abspath(__file__)),
+        code = self.CALLER % {"dir": harness.importable_copy(self.scratch),
                               "address": self.bus.address, "xml": GUEST_XML}
         argv = ["setpriv", "--reuid=" + user, "--regid=nogroup", "--clear-groups",
                 sys.executable, "-c", code]
