@@ -130,10 +130,12 @@
     /* ---- guests ---- */
 
     function guestAction(proxy, method) {
-        const args = method === "Shutdown" ? [{ timeout: cockpit.variant("u", 60) }] : [{}];
-        return callChanging(proxy.path, GUEST, method, args, "a{sv}")
+        /* Shutdown waits for the guest as long as the daemon's configured
+         * shutdown-timeout, then reports a guest that ignored the request. */
+        showPageError("");
+        return callChanging(proxy.path, GUEST, method, [{}], "a{sv}")
                 .catch(ex => showPageError(cockpit.format(_("Cannot $0 $1: $2"),
-                                                          method.toLowerCase(), proxy.Name,
+                                                          method === "Shutdown" ? _("shut down") : _("start"), proxy.Name,
                                                           errorText(ex))));
     }
 
@@ -445,6 +447,7 @@
         guests.wait(renderGuests);
         migrations.wait(renderMigrations);
 
+        document.getElementById("page-error").addEventListener("click", () => showPageError(""));
         document.getElementById("migrate-form").addEventListener("submit", submitMigrate);
         document.getElementById("migrate-cancel").addEventListener("click",
                                                                    () => document.getElementById("migrate-dialog").close());

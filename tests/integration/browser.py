@@ -138,7 +138,7 @@ class CockpitWs:
 class Chromium:
     """Headless Chromium and one DevTools protocol connection to its page."""
 
-    def __init__(self, scratch, width=1280, height=1000):
+    def __init__(self, scratch, width=1280, height=1100):
         self.profile = scratch.join("chromium-profile")
         os.makedirs(self.profile, exist_ok=True)
         self.log = open(scratch.join("chromium.log"), "w")

@@ -42,8 +42,18 @@ def js(value):
 
 class CockpitPage(twohosts.TwoHostsTestCase):
 
+    start_hosts = False
+
     def setUp(self):
         super().setUp()
+        hosts = self.make_hosts(start=False)
+        # A short shutdown-timeout: the test guest ignores ACPI power-down,
+        # so the page's Shut down shows the daemon's Timeout error soon.
+        self.b.start_daemon()
+        self.a.start_daemon("\n[daemon]\nshutdown-timeout=3\n")
+        harness.wait_until(lambda: hosts.client_a.get_property(MANAGER_PATH, MANAGER_IFACE, "PeerAddress")
+                           and hosts.client_b.get_property(MANAGER_PATH, MANAGER_IFACE, "PeerAddress"),
+                           timeout=10, what="both peer listeners")
         # hostA trusts hostB by name, so the dialog's ListPeers offers it.
         self.client_a.call(MANAGER_PATH, MANAGER_IFACE, "AddPeer", "(sssa{sv})",
                            ("hostB", self.b.peer_address, self.hosts.tls.dns["hostB"], {}))
@@ -100,12 +110,31 @@ class CockpitPage(twohosts.TwoHostsTestCase):
         b = self.browser
         first = harness.TestGuest(self.scratch, "web1", mode="fill", size_mib=16, memory=64)
         second = harness.TestGuest(self.scratch, "web2", mode="dirty", size_mib=16, memory=128, seed=2)
+        third = harness.TestGuest(self.scratch, "web3", mode="fill", size_mib=4, memory=64, seed=3)
         for guest in (first, second):
             self.hosts.define_and_start_on_a(guest)
+        self.hosts.define(self.client_a, third.xml)
         for guest in (first, second):
             guest.wait_serial(r"MDGUEST (VERIFY pass=\d+ .* ok|DIRTY round=[1-9])", timeout=60)
 
         self.log_in()
+        # Start and Shut down from the guest list.
+        b.wait_js("%s && %s.querySelector('.state').textContent === 'shut-off'"
+                  % (self.guest_row("web3"), self.guest_row("web3")), what="web3 listed as shut off")
+        b.eval("%s.querySelector('button.start').click(), true" % self.guest_row("web3"))
+        b.wait_js("%s.querySelector('.state').textContent === 'running'" % self.guest_row("web3"),
+                  timeout=60, what="web3 running after Start on the page")
+        self.assertEqual(self.hosts.guest_state(self.client_a, "web3"), "running")
+        third.wait_serial("MDGUEST READY", timeout=60)
+        b.eval("%s.querySelector('button.shutdown').click(), true" % self.guest_row("web3"))
+        shown = b.wait_js("document.getElementById('page-error').textContent.includes("
+                          "'org.migrationd.Error.Timeout') && document.getElementById('page-error').textContent",
+                          timeout=30, what="the page to report the ignored power-down")
+        self.assertIn("Cannot shut down web3: org.migrationd.Error.Timeout: ", shown)
+        self.assertIn("keeps running", shown)
+        self.assertEqual(self.hosts.guest_state(self.client_a, "web3"), "running")
+        b.eval("document.getElementById('page-error').click(), true")
+        self.assertTrue(b.eval("document.getElementById('page-error').hidden"))
         b.wait_js("%s && %s.querySelector('.state').textContent === 'running'"
                   % (self.guest_row("web1"), self.guest_row("web1")), what="web1 listed as running")
         caps = b.eval("Array.from(document.querySelectorAll('#migrate-form [data-cap]'))"
@@ -153,7 +182,7 @@ class CockpitPage(twohosts.TwoHostsTestCase):
         self.assertEqual(self.hosts.guest_state(self.client_a, "web2"), "running")
         harness.wait_until(lambda: not self.hosts.guest_exists(self.client_b, "web2"), timeout=20,
                            what="no web2 on hostB")
-        self.assertEqual(len(self.a.qemu_pids()), 1, "hostA keeps exactly web2's QEMU")
+        self.assertEqual(len(self.a.qemu_pids()), 2, "hostA keeps exactly web2's and web3's QEMUs")
         exceptions = [line for line in b.console if line.startswith("exception")]
         self.assertEqual(exceptions, [])
 
