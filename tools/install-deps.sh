@@ -11,6 +11,8 @@ MD_PACKAGES=(
   # The Cockpit page's browser test: cockpit-ws and the bridge, headless
   # Chromium, the DevTools protocol from Python; passwd makes its user.
   cockpit-ws cockpit-bridge chromium python3-websocket passwd
+  # logrotate checks the installed configuration (tests/check-install.sh).
+  logrotate
 )
 
 install_deps () {
