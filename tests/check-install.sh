@@ -300,6 +300,11 @@ if [ -f "$dest$logrotate_conf" ]; then
 	fi
 fi
 
+# Man pages, one per program and one for the configuration file.
+for page in man1/migrationctl.1 man8/migrationd.8 man5/migrationd.conf.5 man1/migrationd-tls-setup.1; do
+	need "${MD_MANDIR:-$MD_PREFIX/share/man}/$page"
+done
+
 # The Cockpit page: every file, and a manifest Cockpit can parse.
 cockpit_dir="$MD_DATADIR/cockpit/migrationd"
 for f in manifest.json index.html migrationd.js migrationd.css; do

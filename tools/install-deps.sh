@@ -13,6 +13,8 @@ MD_PACKAGES=(
   cockpit-ws cockpit-bridge chromium python3-websocket passwd
   # logrotate checks the installed configuration (tests/check-install.sh).
   logrotate
+  # Man pages: scdoc builds them, man -l checks them.
+  scdoc man-db
 )
 
 install_deps () {
