@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "md-guest.h"
+#include "md-machined.h"
 #include "common/md-error.h"
 #include "md-manager.h"
 #include "migration/md-migration-source.h"
@@ -494,6 +495,8 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
       return;
     }
   attach_process (self, proc);
+  md_machined_register (g_dbus_interface_skeleton_get_connection (G_DBUS_INTERFACE_SKELETON (self)),
+                        self->def->name, self->def->uuid, md_qemu_process_get_pid (proc));
   md_qmp_connect_full_async (self->qmp_path, self->log_path, 30000, cancellable, on_start_qmp,
                              g_steal_pointer (&task));
 }
