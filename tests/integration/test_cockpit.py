@@ -67,6 +67,13 @@ class CockpitPage(twohosts.TwoHostsTestCase):
         self.browser = browser.Chromium(self.scratch)
         self.addCleanup(self.browser.stop)
 
+    def polkit_checks(self):
+        """Arguments of every CheckAuthorization hostA's mock polkitd got."""
+        reply = self.a.bus.connection.call_sync(
+            "org.freedesktop.PolicyKit1", "/org/freedesktop/PolicyKit1/Authority", "org.freedesktop.DBus.Mock",
+            "GetCalls", None, None, harness.Gio.DBusCallFlags.NONE, 5000, None)
+        return [args for _stamp, method, args in reply.unpack()[0] if method == "CheckAuthorization"]
+
     def guest_row(self, name):
         return "document.querySelector('#guests tr[data-guest=%s]')" % js(name)
 
@@ -144,6 +151,10 @@ class CockpitPage(twohosts.TwoHostsTestCase):
 
         # 1. A live migration from the page, followed to 100 %.
         path = self.open_dialog_and_migrate("web1")
+        # The page allows interactive authorization, so a polkit that needs a
+        # password asks through Cockpit's agent (flag 1: AllowUserInteraction).
+        checks = [args for args in self.polkit_checks() if args[1] == "org.migrationd.migrate"]
+        self.assertEqual([flags for _subject, _action, _details, flags, _cancel in checks], [1])
         b.wait_js("%s && %s.classList.contains('ended')" % (self.card(path), self.card(path)), timeout=90,
                   what="the first migration to end on the page\n" + self.hosts.logs())
         final = b.eval("({label: %s.querySelector('.label').textContent, state: %s.querySelector('.state')"
