@@ -641,6 +641,12 @@ printf '%s\n' "${COMPREPLY[@]}"
             self.assertRegex(out, r'\n  %s\b' % re.escape(command))
         for option in ('--json', '--quiet', '--version', '--no-ask-password'):
             self.assertIn(option, out)
+        rc, out, err = self.ctl('help', '--json')
+        doc = self.assert_one_json_line(out)
+        names = [c['name'] for c in doc['commands']]
+        self.assertIn('migrate', names)
+        self.assertNotIn('__complete-guests', names)
+        self.assertEqual(set(doc['commands'][0]), {'name', 'arguments', 'summary'})
 
     def assert_one_json_line(self, text):
         self.assertTrue(text.endswith('\n') and text.count('\n') == 1, repr(text))

@@ -25,6 +25,7 @@ typedef struct
 
 static const CtlCommand *find_command (const char *name);
 static void print_commands (void);
+static int print_commands_json (void);
 
 /* Read FILE ("-" for stdin) into a string, reporting failures. */
 static char *
@@ -781,6 +782,8 @@ cmd_help (CtlContext *ctx, int argc, char **argv)
       /* --help prints the command's usage and exits 0. */
       return cmd->func (ctx, 2, help_argv);
     }
+  if (ctx->json)
+    return print_commands_json ();
   g_print (_ ("Usage: migrationctl [--system | --address ADDRESS] [--json] [--quiet] "
               "[--no-ask-password] COMMAND ...\n\n"
               "Control migrationd, the live migration daemon for QEMU guests.\n\n"));
@@ -857,6 +860,35 @@ commands_text (void)
       g_string_append_printf (text, "  %-32s %s\n", left, _ (commands[i].summary));
     }
   return g_string_free (text, FALSE);
+}
+
+/* help --json: {"commands":[{"name","arguments","summary"}]} */
+static int
+print_commands_json (void)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "commands");
+  json_builder_begin_array (b);
+  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
+    {
+      if (commands[i].summary == NULL)
+        continue;
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, commands[i].name);
+      json_builder_set_member_name (b, "arguments");
+      json_builder_add_string_value (b, commands[i].args);
+      json_builder_set_member_name (b, "summary");
+      json_builder_add_string_value (b, _ (commands[i].summary));
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  ctl_print_json (root, TRUE);
+  return CTL_EXIT_OK;
 }
 
 static void
