@@ -772,6 +772,10 @@ cmd_remove_peer (CtlContext *ctx, int argc, char **argv)
 static int
 cmd_help (CtlContext *ctx, int argc, char **argv)
 {
+  /* Global options (--json) may follow "help" too. */
+  if (!ctl_parse_options (ctx, &argc, &argv, N_ ("[COMMAND]"),
+                          N_ ("Show the commands, or a command's options."), NULL))
+    return CTL_EXIT_USAGE;
   if (argc > 1)
     {
       const CtlCommand *cmd = find_command (argv[1]);
