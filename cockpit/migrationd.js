@@ -312,7 +312,13 @@
     function extraOptionInput(name, type) {
         const id = "extra-" + name;
         if (type === "b") {
-            return el("label", {}, [el("input", { type: "checkbox", id, "data-option": name }), " " + name]);
+            /* Three states: the daemon's default may be true (tls), so an
+             * unticked box must not pretend to mean "no". */
+            return el("label", {}, [name, el("select", { id, "data-option": name }, [
+                el("option", { value: "", text: _("default") }),
+                el("option", { value: "true", text: _("yes") }),
+                el("option", { value: "false", text: _("no") }),
+            ])]);
         }
         const input = el("input", {
             type: type === "s" || type === "as" ? "text" : "number",
@@ -351,6 +357,11 @@
         document.getElementById("migrate-error").hidden = true;
         document.getElementById("opt-live").checked = !offline;
         document.getElementById("opt-live").disabled = offline;
+        /* A shut-off guest moves no memory: no post-copy, no throttling. */
+        for (const name of ["postcopy", "auto-converge"]) {
+            document.getElementById("opt-" + name).checked = false;
+            document.getElementById("opt-" + name).closest("label").classList.toggle("offline-hidden", offline);
+        }
         renderOptionControls();
         select.replaceChildren();
         client.call(ROOT, MANAGER, "ListPeers", [])
@@ -390,8 +401,8 @@
         for (const input of document.querySelectorAll("#migrate-extra [data-option]")) {
             const name = input.getAttribute("data-option");
             const type = OPTION_TYPES[name];
-            if (type === "b" && input.checked)
-                options[name] = cockpit.variant("b", true);
+            if (type === "b" && input.value)
+                options[name] = cockpit.variant("b", input.value === "true");
             else if (type === "s" && input.value)
                 options[name] = cockpit.variant("s", input.value);
             else if (type === "as" && input.value)
