@@ -7,6 +7,7 @@
 #include "common/md-error.h"
 #include "md-manager.h"
 #include "migration/md-migration-dest.h"
+#include "migration/md-migration-recover.h"
 #include "peer/md-peer.h"
 
 struct _MdDaemon
@@ -178,6 +179,9 @@ on_manager_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
       emit_done (self, 1);
       return;
     }
+  /* Before anyone can start a migration: what the previous daemon left
+   * open is resolved first (Migrate and Prepare wait for it). */
+  md_migration_recover_start (self->manager);
   self->name_id = g_bus_own_name_on_connection (self->connection, MD_BUS_NAME, self->name_flags,
                                                 on_name_acquired, on_name_lost, self, NULL);
 }

@@ -523,7 +523,9 @@ on_reattach_status (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   status = json_object_get_string_member_with_default (json_node_get_object (node), "status", "");
-  if (g_str_equal (status, "running"))
+  if (self->incoming)
+    set_state (self, MD_GUEST_STATE_MIGRATING_IN);
+  else if (g_str_equal (status, "running"))
     set_state (self, MD_GUEST_STATE_RUNNING);
   else if (g_str_equal (status, "guest-panicked"))
     set_state (self, MD_GUEST_STATE_CRASHED);
@@ -584,21 +586,10 @@ md_guest_reattach_async (MdGuest *self, MdQemuRuntime *record, GCancellable *can
       g_task_return_error (task, g_steal_pointer (&error));
       return;
     }
-  if (json_object_get_boolean_member_with_default (record->extra, "incoming", FALSE))
-    {
-      /* The migration this QEMU waited for died with the previous daemon;
-       * the guest runs on the source, so this copy must go. */
-      g_message ("guest %s: killing QEMU pid %d, prepared for an incoming migration that ended "
-                 "with the previous daemon",
-                 record->name, record->pid);
-      md_qemu_process_kill_async (proc, 1000, NULL, NULL, NULL);
-      if (record->qmp_path != NULL)
-        g_unlink (record->qmp_path);
-      g_task_return_new_error (task, MD_ERROR, MD_ERROR_CANCELLED,
-                               "incoming migration of %s was interrupted by a daemon restart",
-                               record->name);
-      return;
-    }
+  /* A QEMU prepared for an incoming migration is adopted as migrating-in:
+   * the migration journal (md-migration-recover.c) decides whether it
+   * holds the guest (after the switch-over) or must go (before it). */
+  self->incoming = json_object_get_boolean_member_with_default (record->extra, "incoming", FALSE);
   self->live = g_steal_pointer (&live);
   g_free (self->qmp_path);
   self->qmp_path = g_strdup (record->qmp_path);

@@ -27,6 +27,7 @@ struct _MdManager
   char *host_uuid;
   MdTrust *trust;
   MdPeerListener *listener; /* not owned; NULL when not listening */
+  guint recovering;         /* journal records still being resolved */
 };
 
 static void md_manager_iface_init (MdDbusManager1Iface *iface);
@@ -342,6 +343,27 @@ guint
 md_manager_next_migration_number (MdManager *self)
 {
   return ++self->next_migration;
+}
+
+GList *
+md_manager_list_guests (MdManager *self)
+{
+  return g_hash_table_get_values (self->guests);
+}
+
+gboolean
+md_manager_is_recovering (MdManager *self)
+{
+  return self->recovering > 0;
+}
+
+void
+md_manager_hold_recovery (MdManager *self, gboolean hold)
+{
+  if (hold)
+    self->recovering++;
+  else if (self->recovering > 0)
+    self->recovering--;
 }
 
 void

@@ -49,6 +49,12 @@ MdDomain *md_manager_prepare_definition (MdManager *self, const char *xml, GErro
 /* Migrations: numbered objects below /org/migrationd/migration. */
 guint md_manager_next_migration_number (MdManager *self);
 void md_manager_add_migration (MdManager *self, MdMigration *migration);
+/* Every guest (container owned by the caller, guests borrowed). */
+GList *md_manager_list_guests (MdManager *self);
+/* While migrations a previous daemon left open are being resolved
+ * (md-migration-recover.c), new ones are refused. */
+gboolean md_manager_is_recovering (MdManager *self);
+void md_manager_hold_recovery (MdManager *self, gboolean hold);
 /* Unexports a finished migration (its keep time ran out). */
 void md_manager_forget_migration (MdManager *self, MdMigration *migration);
 

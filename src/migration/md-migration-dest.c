@@ -8,6 +8,8 @@
 #include "config.h"
 
 #include "md-migration-dest.h"
+#include "md-migration-machine.h"
+#include "md-migration-qemu.h"
 #include "md-migration-source.h"
 #include "common/md-error.h"
 #include "common/md-options.h"
@@ -18,20 +20,27 @@
 #include <errno.h>
 
 #define FINISH_WAIT_MS 60000
-#define FINISH_POLL_MS 100
 
 struct _MdMigrationDest
 {
   MdManager *manager;
   MdPeerListener *listener;
   GHashTable *incoming; /* migration id -> Incoming */
-  gulong handler_ids[4];
+  gulong handler_ids[5];
 };
 
+/* One incoming migration: a reference-counted box (g_rc_box); the
+ * table of open migrations holds one reference, every pending QMP
+ * command, QEMU start, storage call and timer another. */
 typedef struct
 {
   MdMigrationDest *dest;
+  MdMachine *machine; /* phases, authority, journal */
   char *id;
+  char *tag;        /* unique prefix of our names inside QEMU */
+  MdQmp *event_qmp; /* QEMU's MIGRATION events */
+  gulong event_id;
+  guint finish_timeout_id;
   MdPeerConnection *conn;
   gulong closed_id;
   MdGuest *guest;
@@ -55,8 +64,26 @@ typedef struct
   gulong stopped_id;   /* the prepared QEMU went away before Finish */
   GDBusMethodInvocation *prepare_invocation;
   GDBusMethodInvocation *finish_invocation;
-  gint64 finish_deadline;
+  gboolean finishing; /* Finish (or its adoption after a lost source) runs */
 } Incoming;
+
+typedef Incoming IncomingRef;
+
+static Incoming *
+incoming_ref (Incoming *in)
+{
+  return g_rc_box_acquire (in);
+}
+
+static void incoming_clear (Incoming *in);
+
+static void
+incoming_unref (Incoming *in)
+{
+  g_rc_box_release_full (in, (GDestroyNotify) incoming_clear);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (IncomingRef, incoming_unref)
 
 static const char *
 host_name (MdMigrationDest *dest)
@@ -65,8 +92,29 @@ host_name (MdMigrationDest *dest)
 }
 
 static void
-incoming_free (Incoming *in)
+incoming_stop_events (Incoming *in)
 {
+  if (in->event_qmp != NULL)
+    g_clear_signal_handler (&in->event_id, in->event_qmp);
+  g_clear_object (&in->event_qmp);
+  g_clear_handle_id (&in->finish_timeout_id, g_source_remove);
+}
+
+/* The migration is over here: the table lets go of it, and @outcome
+ * ("running", "aborted") stays in the journal for a source that asks. */
+static void
+incoming_end (Incoming *in, const char *outcome)
+{
+  incoming_stop_events (in);
+  if (in->machine != NULL)
+    md_machine_end (in->machine, outcome, FALSE);
+  g_hash_table_remove (in->dest->incoming, in->id);
+}
+
+static void
+incoming_clear (Incoming *in)
+{
+  incoming_stop_events (in);
   if (in->conn != NULL && in->closed_id != 0)
     g_signal_handler_disconnect (in->conn, in->closed_id);
   if (in->guest != NULL && in->stopped_id != 0)
@@ -84,7 +132,8 @@ incoming_free (Incoming *in)
   g_clear_pointer (&in->nbd_server, md_nbd_server_free);
   g_free (in->tls_object);
   g_free (in->id);
-  g_free (in);
+  g_free (in->tag);
+  g_clear_pointer (&in->machine, md_machine_free);
 }
 
 /* ---- failure: remove what Prepare made -------------------------------- */
@@ -92,14 +141,14 @@ incoming_free (Incoming *in)
 static void
 on_incoming_killed (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  Incoming *in = user_data;
+  g_autoptr (IncomingRef) in = user_data;
   g_autoptr (GError) error = NULL;
 
   if (!md_guest_destroy_finish (MD_GUEST (source), result, &error))
     g_warning ("incoming migration %s: killing the prepared QEMU: %s", in->id, error->message);
   /* Only now, with QEMU gone, nothing writes to them any more. */
   md_storage_remove ((const char *const *) in->created);
-  g_hash_table_remove (in->dest->incoming, in->id);
+  incoming_end (in, "aborted");
 }
 
 /* Ends an incoming migration that failed: its Migration1 records @error,
@@ -110,6 +159,20 @@ incoming_abort (Incoming *in, const GError *error)
 {
   if (in->ended)
     return;
+  if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE)
+    {
+      /* The guest is (partly) here now: nothing kills this copy because
+       * of a failure; it is left as it is and says so. */
+      g_autoptr (GError) attention = g_error_new (
+          MD_ERROR, MD_ERROR_FAILED, "%s; host %s holds the guest (%s) and left its QEMU as it is",
+          error->message, host_name (in->dest),
+          md_authority_to_string (md_machine_get_authority (in->machine)));
+      in->ended = TRUE;
+      if (in->migration != NULL)
+        md_migration_set_needs_attention (in->migration, attention);
+      incoming_end (in, "running");
+      return;
+    }
   in->ended = TRUE;
   g_message ("incoming migration %s of %s aborted: %s", in->id, in->def->name, error->message);
   g_clear_pointer (&in->nbd_server, md_nbd_server_free);
@@ -117,13 +180,13 @@ incoming_abort (Incoming *in, const GError *error)
     md_migration_complete (in->migration, error, 0);
   if (in->guest != NULL && md_guest_is_active (in->guest))
     {
-      md_guest_destroy_async (in->guest, on_incoming_killed, in);
+      md_guest_destroy_async (in->guest, on_incoming_killed, incoming_ref (in));
       return;
     }
   if (in->guest != NULL)
     md_guest_end_migration (in->guest, FALSE);
   md_storage_remove ((const char *const *) in->created);
-  g_hash_table_remove (in->dest->incoming, in->id);
+  incoming_end (in, "aborted");
 }
 
 /* Tells the source at once, rather than letting it find out from a
@@ -159,6 +222,8 @@ on_incoming_qemu_stopped (MdGuest *guest, Incoming *in)
   incoming_abort (in, error);
 }
 
+static void adopt_after_lost_source (Incoming *in);
+
 static void
 on_connection_closed (MdPeerConnection *conn, Incoming *in)
 {
@@ -166,8 +231,16 @@ on_connection_closed (MdPeerConnection *conn, Incoming *in)
 
   /* A Finish under way runs to its end: it resumes the guest here (the
    * source already gave it up) or aborts by itself. */
-  if (in->ended || in->finish_invocation != NULL)
+  if (in->ended || in->finishing)
     return;
+  if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE)
+    {
+      /* Postcopy: the source QEMU can never run this guest again, and
+       * keeps serving its pages without its daemon. This copy is the
+       * only one that can go on. */
+      adopt_after_lost_source (in);
+      return;
+    }
   error = g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
                        "host %s: the connection to source host %s dropped before Finish; "
                        "removed what Prepare made (the guest stays on the source)",
@@ -223,7 +296,7 @@ prepare_succeeded (Incoming *in)
       g_variant_builder_add (
           &result, "{sv}", "migration",
           g_variant_new_object_path (md_migration_get_object_path (in->migration)));
-      md_migration_set_phase (in->migration, "perform");
+      md_machine_advance (in->machine, MD_PHASE_PERFORM);
       md_migration_set_running_state (in->migration, "running");
     }
   if (in->uri != NULL)
@@ -259,37 +332,41 @@ typedef struct
   InStep next;
 } InStepData;
 
-static void
-on_in_step (GObject *source, GAsyncResult *result, gpointer user_data)
+static gpointer
+step_ref (gpointer data)
 {
-  InStepData *data = user_data;
-  GError *error = NULL;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
-
-  data->next (data->in, error);
-  g_free (data);
+  return data;
 }
 
 static void
+step_free (gpointer data)
+{
+  InStepData *step = data;
+
+  incoming_unref (step->in);
+  g_free (step);
+}
+
+static void
+on_in_step (gpointer owner, GError *error)
+{
+  InStepData *step = owner;
+
+  step->next (step->in, error);
+}
+
+/* The shared step runner (md-migration-qemu.h), holding a reference. */
+static void
 in_qmp (Incoming *in, const char *command, JsonObject *args, InStep next)
 {
-  MdQmp *qmp = md_guest_get_qmp (in->guest);
-  InStepData *data;
+  InStepData *step = g_new0 (InStepData, 1);
+  g_autofree char *gone = g_strdup_printf ("host %s: the prepared QEMU of %s died",
+                                           host_name (in->dest), in->def->name);
 
-  if (qmp == NULL)
-    {
-      next (in, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED, "the prepared QEMU of %s died",
-                             in->def->name));
-      if (args != NULL)
-        json_object_unref (args);
-      return;
-    }
-  data = g_new0 (InStepData, 1);
-  data->in = in;
-  data->next = next;
-  md_qmp_execute_async (qmp, command, args, NULL, on_in_step, data);
-  if (args != NULL)
-    json_object_unref (args);
+  step->in = incoming_ref (in);
+  step->next = next;
+  md_migration_qemu_step (in->guest != NULL ? md_guest_get_qmp (in->guest) : NULL, command, args,
+                          step, step_ref, step_free, on_in_step, gone);
 }
 
 static gboolean pick_port (MdMigrationDest *dest, const char *address, guint16 wanted,
@@ -440,22 +517,14 @@ after_parameters (Incoming *in, GError *error)
 static void
 after_capabilities (Incoming *in, GError *error)
 {
-  JsonObject *args;
-  guint32 channels = md_options_get_uint32 (in->options, "parallel-connections", 0);
-  const char *compression = md_options_get_string (in->options, "compression");
-
   if (error != NULL)
     {
       prepare_failed (in, error);
       return;
     }
-  args = json_object_new ();
-  json_object_set_string_member (args, "tls-creds", in->tls_object ? in->tls_object : "");
-  if (channels > 0)
-    json_object_set_int_member (args, "multifd-channels", channels);
-  if (compression != NULL && channels > 0)
-    json_object_set_string_member (args, "multifd-compression", compression);
-  in_qmp (in, "migrate-set-parameters", args, after_parameters);
+  in_qmp (in, "migrate-set-parameters",
+          md_migration_qemu_parameters (in->options, FALSE, in->tls_object, NULL),
+          after_parameters);
 }
 
 static void
@@ -466,16 +535,35 @@ after_tls_object (Incoming *in, GError *error)
       prepare_failed (in, error);
       return;
     }
-  in_qmp (in, "migrate-set-capabilities", md_migration_capabilities_args (in->options),
+  in_qmp (in, "migrate-set-capabilities", md_migration_qemu_capabilities (in->options),
           after_capabilities);
+}
+
+/* QEMU says its incoming migration moved on: postcopy means this copy
+ * now holds part of the guest, and nothing may kill it alone. */
+static void
+on_incoming_migration_event (MdQmp *qmp, const char *name, JsonObject *data, gint64 timestamp,
+                             Incoming *in)
+{
+  const char *status = json_object_get_string_member_with_default (data, "status", "");
+
+  if (in->ended || in->machine == NULL)
+    return;
+  if (g_str_equal (status, "postcopy-active"))
+    {
+      if (md_machine_get_phase (in->machine) == MD_PHASE_PERFORM)
+        md_machine_advance (in->machine, MD_PHASE_POSTCOPY);
+      if (md_machine_get_authority (in->machine) == MD_AUTHORITY_SOURCE)
+        md_machine_set_authority (in->machine, MD_AUTHORITY_SPLIT);
+      md_migration_set_running_state (in->migration, "postcopy");
+    }
 }
 
 static void
 on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  Incoming *in = user_data;
+  g_autoptr (IncomingRef) in = user_data;
   GError *error = NULL;
-  JsonObject *args;
 
   if (!md_guest_start_finish (MD_GUEST (source), result, &error))
     {
@@ -490,19 +578,26 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
   md_guest_begin_migration (in->guest, md_migration_get_object_path (in->migration), TRUE);
   in->stopped_id =
       g_signal_connect (in->guest, "stopped", G_CALLBACK (on_incoming_qemu_stopped), in);
+  if (md_guest_get_process (in->guest) != NULL)
+    md_journal_set_int (md_machine_get_journal (in->machine), "qemu-pid",
+                        md_qemu_process_get_pid (md_guest_get_process (in->guest)));
+  md_journal_set_string (md_machine_get_journal (in->machine), "guest", in->def->name);
+  in->event_qmp = g_object_ref (md_guest_get_qmp (in->guest));
+  in->event_id = g_signal_connect (in->event_qmp, "event::MIGRATION",
+                                   G_CALLBACK (on_incoming_migration_event), in);
   if (!md_options_get_boolean (in->options, "tls", TRUE))
     {
+      md_machine_commit (in->machine);
       after_tls_object (in, NULL);
       return;
     }
-  in->tls_object = g_strdup ("md-tls-incoming");
-  args = json_object_new ();
-  json_object_set_string_member (args, "qom-type", "tls-creds-x509");
-  json_object_set_string_member (args, "id", in->tls_object);
-  json_object_set_string_member (args, "dir", md_manager_get_config (in->dest->manager)->tls_dir);
-  json_object_set_string_member (args, "endpoint", "server");
-  json_object_set_boolean_member (args, "verify-peer", TRUE);
-  in_qmp (in, "object-add", args, after_tls_object);
+  in->tls_object = g_strdup_printf ("md-tls-in-%s", in->tag);
+  md_journal_list_add (md_machine_get_journal (in->machine), "qemu-objects", in->tls_object);
+  md_machine_commit (in->machine);
+  in_qmp (in, "object-add",
+          md_migration_qemu_tls_object (in->tls_object,
+                                        md_manager_get_config (in->dest->manager)->tls_dir, TRUE),
+          after_tls_object);
 }
 
 /* The address the source reached us on: QEMU listens there too, unless
@@ -597,13 +692,13 @@ start_incoming_qemu (Incoming *in)
   md_dbus_migration1_set_guest (MD_DBUS_MIGRATION1 (in->migration),
                                 md_guest_get_object_path (in->guest));
   md_guest_start_incoming_async (in->guest, md_domain_copy (in->def), NULL,
-                                 on_incoming_qemu_started, in);
+                                 on_incoming_qemu_started, incoming_ref (in));
 }
 
 static void
 on_offline_server_started (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  Incoming *in = user_data;
+  g_autoptr (IncomingRef) in = user_data;
   GError *error = NULL;
 
   in->nbd_server = md_nbd_server_start_finish (result, &error);
@@ -670,13 +765,13 @@ start_offline_server (Incoming *in)
   options.tls_dir = md_options_get_boolean (in->options, "tls", TRUE)
                         ? md_manager_get_config (in->dest->manager)->tls_dir
                         : NULL;
-  md_nbd_server_start_async (&options, NULL, on_offline_server_started, in);
+  md_nbd_server_start_async (&options, NULL, on_offline_server_started, incoming_ref (in));
 }
 
 static void
 on_targets_created (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  Incoming *in = user_data;
+  g_autoptr (IncomingRef) in = user_data;
   GError *error = NULL;
 
   in->created = md_storage_create_targets_finish (result, &error);
@@ -685,6 +780,10 @@ on_targets_created (GObject *source, GAsyncResult *result, gpointer user_data)
       prepare_failed (in, error);
       return;
     }
+  /* Before anything writes to them: a restarted daemon removes them. */
+  for (guint i = 0; in->created[i] != NULL; i++)
+    md_journal_list_add (md_machine_get_journal (in->machine), "images", in->created[i]);
+  md_machine_commit (in->machine);
   if (in->abort_error != NULL)
     {
       prepare_succeeded (in); /* reports the abort and cleans up */
@@ -712,6 +811,15 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   guint16 port = 0;
   Incoming *in;
 
+  if (md_manager_is_recovering (manager))
+    {
+      g_dbus_method_invocation_return_error (
+          invocation, MD_ERROR, MD_ERROR_INVALID_STATE,
+          "host %s is still resolving migrations its previous daemon left open; try again in "
+          "a moment",
+          host_name (dest));
+      return TRUE;
+    }
   if (g_hash_table_contains (dest->incoming, id))
     {
       g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
@@ -764,9 +872,10 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       return TRUE;
     }
 
-  in = g_new0 (Incoming, 1);
+  in = g_rc_box_new0 (Incoming);
   in->dest = dest;
   in->id = g_strdup (id);
+  in->tag = md_migration_qemu_new_tag ();
   in->disks_info = g_steal_pointer (&disks_info);
   in->conn = g_object_ref (conn);
   in->options = g_variant_ref (options);
@@ -781,7 +890,15 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       manager, md_manager_next_migration_number (manager), MD_MIGRATION_INCOMING,
       by_name != NULL ? md_guest_get_object_path (by_name) : "/", in->def->name,
       source_host != NULL ? source_host : md_peer_connection_get_host_name (conn), 0, options);
-  md_migration_set_phase (in->migration, "prepare");
+  in->machine = md_machine_new (
+      MD_MIGRATION_INCOMING, in, in->migration,
+      md_journal_new (md_manager_get_config (manager)->state_dir, in->id, "incoming"));
+  md_journal_set_string (md_machine_get_journal (in->machine), "guest", in->def->name);
+  md_journal_set_string (md_machine_get_journal (in->machine), "guest-uuid", in->def->uuid);
+  md_journal_set_int (md_machine_get_journal (in->machine), "guest-created", by_name == NULL);
+  md_journal_set_int (md_machine_get_journal (in->machine), "paused-on-destination",
+                      md_options_get_boolean (options, "paused-on-destination", FALSE));
+  md_machine_advance (in->machine, MD_PHASE_PREPARE);
   md_manager_add_migration (manager, in->migration);
 
   if (in->offline && (in->disks_info == NULL || g_variant_n_children (in->disks_info) == 0))
@@ -808,9 +925,8 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
 
   if (in->disks_info != NULL && g_variant_n_children (in->disks_info) > 0)
     {
-      md_migration_set_phase (in->migration, "prepare");
       md_storage_create_targets_async (in->def, in->disks_info, host_name (dest), NULL,
-                                       on_targets_created, in);
+                                       on_targets_created, incoming_ref (in));
       return TRUE;
     }
   start_incoming_qemu (in);
@@ -863,19 +979,33 @@ finish_reply (Incoming *in, gboolean running)
   g_clear_pointer (&in->created, g_strfreev); /* the guest's disks now */
   in->ended = TRUE;
   md_migration_complete (in->migration, NULL, 0);
+  g_message ("incoming migration %s: %s now runs on host %s", in->id, in->def->name,
+             host_name (in->dest));
+  if (invocation == NULL)
+    {
+      /* Adopted after the source went away: nobody to answer. */
+      incoming_end (in, "running");
+      return;
+    }
   g_variant_builder_init (&result, G_VARIANT_TYPE_VARDICT);
   g_variant_builder_add (&result, "{sv}", "xml", g_variant_new_string (xml));
   g_variant_builder_add (&result, "{sv}", "persisted",
                          g_variant_new_boolean (md_guest_is_persistent (in->guest)));
   md_dbus_peer1_complete_finish (NULL, invocation, g_variant_builder_end (&result));
-  g_message ("incoming migration %s: %s now runs on host %s", in->id, in->def->name,
-             host_name (in->dest));
-  g_hash_table_remove (in->dest->incoming, in->id);
+  incoming_end (in, "running");
 }
 
 static void
 finish_failed (Incoming *in, GError *error)
 {
+  incoming_stop_events (in);
+  if (in->finish_invocation == NULL)
+    {
+      g_prefix_error (&error, "host %s, phase finish: ", host_name (in->dest));
+      incoming_abort (in, error);
+      g_error_free (error);
+      return;
+    }
   call_failed (in, &in->finish_invocation, "finish", error);
 }
 
@@ -902,6 +1032,9 @@ resume_or_stay_paused (Incoming *in, GError *error)
       g_warning ("incoming migration %s: stopping the NBD server: %s", in->id, error->message);
       g_error_free (error);
     }
+  /* Write-ahead: from here on the guest is this copy, whatever happens to
+   * either daemon; a source that asks is told so. */
+  md_machine_set_authority (in->machine, MD_AUTHORITY_DESTINATION);
   if (md_options_get_boolean (in->options, "paused-on-destination", FALSE))
     finish_reply (in, FALSE);
   else
@@ -946,37 +1079,68 @@ stop_exports (Incoming *in)
     }
 }
 
+/* QEMU's incoming status decides: completed (precopy) or postcopy-active
+ * (the rest follows on demand) lets the guest run here. */
+static void
+finish_on_status (Incoming *in, const char *status)
+{
+  if (in->ended || in->event_qmp == NULL)
+    return;
+  if (g_str_equal (status, "completed") || g_str_equal (status, "postcopy-active"))
+    {
+      if (g_str_equal (status, "postcopy-active"))
+        md_machine_set_authority (in->machine, MD_AUTHORITY_SPLIT);
+      incoming_stop_events (in);
+      stop_exports (in);
+      return;
+    }
+  if (g_str_equal (status, "failed") || g_str_equal (status, "cancelled"))
+    finish_failed (in, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
+                                    "the incoming QEMU of %s did not complete the migration "
+                                    "(status '%s')",
+                                    in->def->name, status));
+}
+
+static void
+on_finish_event (MdQmp *qmp, const char *name, JsonObject *data, gint64 timestamp, Incoming *in)
+{
+  finish_on_status (in, json_object_get_string_member_with_default (data, "status", ""));
+}
+
 static void
 on_dest_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  Incoming *in = user_data;
+  g_autoptr (IncomingRef) in = user_data;
   g_autoptr (GError) error = NULL;
   g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
-  const char *status;
 
+  if (in->ended)
+    return;
   if (node == NULL)
     {
       finish_failed (in, g_steal_pointer (&error));
       return;
     }
-  status = json_object_get_string_member_with_default (json_node_get_object (node), "status", "");
-  if (g_str_equal (status, "completed") || g_str_equal (status, "postcopy-active"))
-    {
-      stop_exports (in);
-      return;
-    }
-  if (g_str_equal (status, "failed") || g_str_equal (status, "cancelled")
-      || g_get_monotonic_time () > in->finish_deadline)
-    {
-      finish_failed (in, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
-                                      "the incoming QEMU of %s did not complete the migration "
-                                      "(status '%s')",
-                                      in->def->name, status));
-      return;
-    }
-  g_timeout_add_once (FINISH_POLL_MS, (GSourceOnceFunc) finish_wait, in);
+  finish_on_status (
+      in, json_object_get_string_member_with_default (json_node_get_object (node), "status", ""));
 }
 
+static gboolean
+on_finish_timeout (gpointer user_data)
+{
+  Incoming *in = user_data;
+
+  in->finish_timeout_id = 0;
+  if (!in->ended)
+    finish_failed (in, g_error_new (MD_ERROR, MD_ERROR_TIMEOUT,
+                                    "the incoming QEMU of %s did not complete the migration "
+                                    "within %d s",
+                                    in->def->name, FINISH_WAIT_MS / 1000));
+  return G_SOURCE_REMOVE;
+}
+
+/* Waits for QEMU's MIGRATION event (asking once at first, in case the
+ * status changed before Finish arrived), with a deadline. */
 static void
 finish_wait (Incoming *in)
 {
@@ -988,7 +1152,26 @@ finish_wait (Incoming *in)
                                       "the incoming QEMU of %s died", in->def->name));
       return;
     }
-  md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_dest_query_migrate, in);
+  incoming_stop_events (in);
+  in->event_qmp = g_object_ref (qmp);
+  in->event_id = g_signal_connect (qmp, "event::MIGRATION", G_CALLBACK (on_finish_event), in);
+  in->finish_timeout_id = g_timeout_add_full (G_PRIORITY_DEFAULT, FINISH_WAIT_MS, on_finish_timeout,
+                                              incoming_ref (in), (GDestroyNotify) incoming_unref);
+  md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_dest_query_migrate, incoming_ref (in));
+}
+
+/* The source's daemon went away after the switch-over: this copy is the
+ * guest, so Finish runs here without being asked. */
+static void
+adopt_after_lost_source (Incoming *in)
+{
+  g_message ("incoming migration %s: the source of %s went away after the switch-over; "
+             "finishing here",
+             in->id, in->def->name);
+  in->finishing = TRUE;
+  if (md_machine_get_phase (in->machine) != MD_PHASE_FINISH)
+    md_machine_advance (in->machine, MD_PHASE_FINISH);
+  finish_wait (in);
 }
 
 static void
@@ -1014,7 +1197,7 @@ finish_offline (Incoming *in)
 static void
 on_offline_server_stopped (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  Incoming *in = user_data;
+  g_autoptr (IncomingRef) in = user_data;
   GError *error = NULL;
 
   /* A clean exit flushed the images; anything else and they are suspect. */
@@ -1081,10 +1264,12 @@ on_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
       return TRUE;
     }
   in->finish_invocation = invocation;
-  md_migration_set_phase (in->migration, "finish");
+  in->finishing = TRUE;
+  md_machine_advance (in->machine, MD_PHASE_FINISH);
   if (in->offline && in->nbd_server != NULL)
     {
-      md_nbd_server_stop_async (g_steal_pointer (&in->nbd_server), on_offline_server_stopped, in);
+      md_nbd_server_stop_async (g_steal_pointer (&in->nbd_server), on_offline_server_stopped,
+                                incoming_ref (in));
       return TRUE;
     }
   if (in->offline)
@@ -1092,7 +1277,6 @@ on_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
       finish_offline (in);
       return TRUE;
     }
-  in->finish_deadline = g_get_monotonic_time () + FINISH_WAIT_MS * 1000;
   finish_wait (in);
   return TRUE;
 }
@@ -1119,6 +1303,64 @@ on_handle_abort (MdPeerListener *listener, MdPeerConnection *conn,
   return TRUE;
 }
 
+/* What became of migration @id here: from the running migration, or from
+ * the journal (an ended one's outcome, or what a restart resolved). */
+static const char *
+outcome_of (MdMigrationDest *dest, const char *id, const char **phase, const char **authority,
+            GPtrArray **records)
+{
+  Incoming *in = g_hash_table_lookup (dest->incoming, id);
+
+  if (in != NULL && in->machine != NULL)
+    {
+      *phase = md_machine_get_phase_name (in->machine);
+      *authority = md_authority_to_string (md_machine_get_authority (in->machine));
+      if (md_machine_get_authority (in->machine) == MD_AUTHORITY_DESTINATION)
+        return "running";
+      return "pending";
+    }
+  *records = md_journal_list (md_manager_get_config (dest->manager)->state_dir);
+  for (guint i = 0; i < (*records)->len; i++)
+    {
+      MdJournal *journal = g_ptr_array_index (*records, i);
+      const char *outcome = md_journal_get_string (journal, "outcome");
+
+      if (!g_str_equal (md_journal_get_direction (journal), "incoming")
+          || g_strcmp0 (md_journal_get_id (journal), id) != 0)
+        continue;
+      *phase = md_journal_get_string (journal, "phase");
+      *authority = md_journal_get_string (journal, "authority");
+      return outcome != NULL ? outcome : "pending";
+    }
+  return "unknown";
+}
+
+static gboolean
+on_handle_resolve (MdPeerListener *listener, MdPeerConnection *conn,
+                   GDBusMethodInvocation *invocation, const char *id, MdMigrationDest *dest)
+{
+  g_autoptr (GPtrArray) records = NULL;
+  const char *phase = NULL;
+  const char *authority = NULL;
+  const char *outcome;
+  GVariantBuilder result;
+
+  if (md_manager_is_recovering (dest->manager))
+    outcome = "pending";
+  else
+    outcome = outcome_of (dest, id, &phase, &authority, &records);
+  g_message ("host %s asked about migration %s: %s", md_peer_connection_get_host_name (conn), id,
+             outcome);
+  g_variant_builder_init (&result, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&result, "{sv}", "outcome", g_variant_new_string (outcome));
+  if (phase != NULL)
+    g_variant_builder_add (&result, "{sv}", "phase", g_variant_new_string (phase));
+  if (authority != NULL)
+    g_variant_builder_add (&result, "{sv}", "authority", g_variant_new_string (authority));
+  md_dbus_peer1_complete_resolve (NULL, invocation, g_variant_builder_end (&result));
+  return TRUE;
+}
+
 static gboolean
 on_handle_check_paths (MdPeerListener *listener, MdPeerConnection *conn,
                        GDBusMethodInvocation *invocation, const char *const *paths,
@@ -1141,7 +1383,7 @@ md_migration_dest_new (MdManager *manager, MdPeerListener *listener)
   dest->manager = manager;
   dest->listener = listener;
   dest->incoming =
-      g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) incoming_free);
+      g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) incoming_unref);
   dest->handler_ids[0] =
       g_signal_connect (listener, "handle-prepare", G_CALLBACK (on_handle_prepare), dest);
   dest->handler_ids[1] =
@@ -1150,6 +1392,8 @@ md_migration_dest_new (MdManager *manager, MdPeerListener *listener)
       g_signal_connect (listener, "handle-abort", G_CALLBACK (on_handle_abort), dest);
   dest->handler_ids[3] =
       g_signal_connect (listener, "handle-check-paths", G_CALLBACK (on_handle_check_paths), dest);
+  dest->handler_ids[4] =
+      g_signal_connect (listener, "handle-resolve", G_CALLBACK (on_handle_resolve), dest);
   return dest;
 }
 

@@ -373,6 +373,22 @@ md_migration_set_running_state (MdMigration *self, const char *state)
 }
 
 void
+md_migration_set_needs_attention (MdMigration *self, const GError *error)
+{
+  MdDbusMigration1 *iface = MD_DBUS_MIGRATION1 (self);
+  g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_FAILED);
+
+  if (self->finished)
+    return;
+  md_dbus_migration1_set_state (iface, "needs-attention");
+  md_dbus_migration1_set_error_name (iface, md_error_code_to_dbus_name (converted->code));
+  md_dbus_migration1_set_error_message (iface, converted->message);
+  g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self));
+  g_warning ("migration %s of %s needs attention: %s", self->object_path,
+             md_dbus_migration1_get_guest_name (iface), converted->message);
+}
+
+void
 md_migration_set_bandwidth_property (MdMigration *self, guint64 bytes_per_second)
 {
   md_dbus_migration1_set_bandwidth (MD_DBUS_MIGRATION1 (self), bytes_per_second);
@@ -458,7 +474,9 @@ md_migration_complete (MdMigration *self, const GError *error, guint64 downtime_
       md_dbus_migration1_set_progress (iface, 1.0);
       md_dbus_migration1_set_progress_valid (iface, TRUE);
     }
-  md_dbus_migration1_set_phase (iface, "done");
+  /* A failed migration keeps showing the phase it failed in. */
+  if (self->error == NULL)
+    md_dbus_migration1_set_phase (iface, "done");
   md_dbus_migration1_set_state (iface, state);
   md_dbus_migration1_set_error_name (iface, name);
   md_dbus_migration1_set_error_message (iface, message);

@@ -57,6 +57,10 @@ void md_migration_set_peer (MdMigration *self, const char *peer);
 void md_migration_set_phase (MdMigration *self, const char *phase);
 /* queued, running, postcopy (completed/failed/cancelled via _complete). */
 void md_migration_set_running_state (MdMigration *self, const char *state);
+/* The daemon cannot prove which copy of the guest is the only one: State
+ * "needs-attention" with @error saying what was left and why; the object
+ * stays until an admin resolves it (or a later resolution completes it). */
+void md_migration_set_needs_attention (MdMigration *self, const GError *error);
 void md_migration_set_bandwidth_property (MdMigration *self, guint64 bytes_per_second);
 void md_migration_set_max_downtime_property (MdMigration *self, guint64 ms);
 

@@ -500,6 +500,7 @@ enum
   SIGNAL_HANDLE_FINISH,
   SIGNAL_HANDLE_ABORT,
   SIGNAL_HANDLE_CHECK_PATHS,
+  SIGNAL_HANDLE_RESOLVE,
   N_SIGNALS
 };
 
@@ -775,9 +776,27 @@ skeleton_handle_check_paths (MdDbusPeer1 *object, GDBusMethodInvocation *invocat
   return TRUE;
 }
 
+static gboolean
+skeleton_handle_resolve (MdDbusPeer1 *object, GDBusMethodInvocation *invocation,
+                         const char *migration_id)
+{
+  MdPeerSkeleton *self = MD_PEER_SKELETON (object);
+  MdPeerListener *listener = skeleton_gate (self, invocation);
+  gboolean handled = FALSE;
+
+  if (listener == NULL)
+    return TRUE;
+  g_signal_emit (listener, signals[SIGNAL_HANDLE_RESOLVE], 0, self->conn, invocation, migration_id,
+                 &handled);
+  if (!handled)
+    not_handled (self, invocation);
+  return TRUE;
+}
+
 static void
 md_peer_skeleton_iface_init (MdDbusPeer1Iface *iface)
 {
+  iface->handle_resolve = skeleton_handle_resolve;
   iface->handle_hello = skeleton_handle_hello;
   iface->handle_prepare = skeleton_handle_prepare;
   iface->handle_finish = skeleton_handle_finish;
@@ -1220,6 +1239,9 @@ md_peer_listener_class_init (MdPeerListenerClass *klass)
   signals[SIGNAL_HANDLE_CHECK_PATHS] = g_signal_new (
       "handle-check-paths", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL,
       NULL, G_TYPE_BOOLEAN, 3, MD_TYPE_PEER_CONNECTION, G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRV);
+  signals[SIGNAL_HANDLE_RESOLVE] = g_signal_new (
+      "handle-resolve", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL, NULL,
+      G_TYPE_BOOLEAN, 3, MD_TYPE_PEER_CONNECTION, G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING);
 }
 
 GTlsDatabase *
