@@ -225,12 +225,10 @@ on_incoming_qemu_stopped (MdGuest *guest, Incoming *in)
 static void adopt_after_lost_source (Incoming *in);
 
 static void
-on_connection_closed (MdPeerConnection *conn, Incoming *in)
+source_lost (Incoming *in)
 {
   g_autoptr (GError) error = NULL;
 
-  /* A Finish under way runs to its end: it resumes the guest here (the
-   * source already gave it up) or aborts by itself. */
   if (in->ended || in->finishing)
     return;
   if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE)
@@ -244,7 +242,7 @@ on_connection_closed (MdPeerConnection *conn, Incoming *in)
   error = g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
                        "host %s: the connection to source host %s dropped before Finish; "
                        "removed what Prepare made (the guest stays on the source)",
-                       host_name (in->dest), md_peer_connection_get_host_name (conn));
+                       host_name (in->dest), md_peer_connection_get_host_name (in->conn));
   if (in->prepare_invocation != NULL)
     {
       /* Prepare still runs: it notices abort_error when it completes. */
@@ -253,6 +251,40 @@ on_connection_closed (MdPeerConnection *conn, Incoming *in)
       return;
     }
   incoming_abort (in, error);
+}
+
+static void
+on_status_after_close (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (IncomingRef) in = user_data;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, NULL);
+  const char *status =
+      node != NULL
+          ? json_object_get_string_member_with_default (json_node_get_object (node), "status", "")
+          : "";
+
+  /* QEMU's word beats a MIGRATION event still in the queue. */
+  if (g_str_has_prefix (status, "postcopy") && !in->ended && in->machine != NULL)
+    md_machine_set_authority (in->machine, MD_AUTHORITY_SPLIT);
+  source_lost (in);
+}
+
+static void
+on_connection_closed (MdPeerConnection *conn, Incoming *in)
+{
+  MdQmp *qmp = in->guest != NULL ? md_guest_get_qmp (in->guest) : NULL;
+
+  /* A Finish under way runs to its end: it resumes the guest here (the
+   * source already gave it up) or aborts by itself. */
+  if (in->ended || in->finishing)
+    return;
+  if (qmp != NULL && in->prepare_invocation == NULL)
+    {
+      md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_status_after_close,
+                            incoming_ref (in));
+      return;
+    }
+  source_lost (in);
 }
 
 /* ---- Prepare -------------------------------------------------------------- */

@@ -220,6 +220,7 @@ keep_this_copy (Recovery *rec)
   gboolean incoming = g_str_equal (md_journal_get_direction (rec->journal), "incoming");
   g_auto (GStrv) objects = md_journal_list_get (rec->journal, "qemu-objects");
   g_auto (GStrv) nodes = md_journal_list_get (rec->journal, "qemu-nodes");
+  g_auto (GStrv) jobs = md_journal_list_get (rec->journal, "qemu-jobs");
 
   if (rec->guest == NULL || !md_guest_is_active (rec->guest))
     {
@@ -234,13 +235,22 @@ keep_this_copy (Recovery *rec)
              guest_name (rec), host_name (rec));
   if (!incoming)
     qmp (rec, "migrate_cancel", NULL, NULL);
-  for (guint i = 0; nodes[i] != NULL; i++)
+  for (guint i = 0; !incoming && jobs[i] != NULL; i++)
+    {
+      g_autoptr (JsonObject) args = json_object_new ();
+      json_object_set_string_member (args, "device", jobs[i]);
+      json_object_set_boolean_member (args, "force", TRUE);
+      qmp (rec, "block-job-cancel", args, NULL);
+    }
+  for (guint i = 0; !incoming && nodes[i] != NULL; i++)
     {
       g_autoptr (JsonObject) args = json_object_new ();
       json_object_set_string_member (args, "node-name", nodes[i]);
       qmp (rec, "blockdev-del", args, NULL);
     }
-  for (guint i = 0; objects[i] != NULL; i++)
+  /* An incoming QEMU may still pull pages over TLS (postcopy): its
+   * credentials stay; their names are unique anyway. */
+  for (guint i = 0; !incoming && objects[i] != NULL; i++)
     {
       g_autoptr (JsonObject) args = json_object_new ();
       json_object_set_string_member (args, "id", objects[i]);
@@ -323,6 +333,24 @@ on_peer_answer (GObject *source, GAsyncResult *result, gpointer user_data)
                         md_journal_get_string (rec->journal, "peer-address")));
 }
 
+/* The journal says the source held the guest; QEMU itself may know
+ * better: if postcopy had started before the journal caught up, this
+ * copy holds part of the guest and must not go. */
+static void
+on_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
+{
+  g_autoptr (GError) owned = error;
+  const char *status =
+      reply != NULL
+          ? json_object_get_string_member_with_default (json_node_get_object (reply), "status", "")
+          : "";
+
+  if (g_str_has_prefix (status, "postcopy"))
+    keep_this_copy (rec);
+  else
+    remove_this_copy (rec);
+}
+
 /* ---- one record ------------------------------------------------------------ */
 
 static void
@@ -361,7 +389,7 @@ recover_one (MdManager *manager, MdJournal *journal)
   if (incoming)
     {
       if (authority == MD_AUTHORITY_SOURCE)
-        remove_this_copy (rec);
+        qmp (rec, "query-migrate", NULL, on_incoming_status);
       else
         keep_this_copy (rec);
       return;

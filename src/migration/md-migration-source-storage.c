@@ -207,6 +207,10 @@ add_next_mirror (Source *src, GError *error)
   disk = g_ptr_array_index (src->plan, src->mirrors_added++);
   node = nbd_node_name (src, disk);
   md_journal_list_add (md_machine_get_journal (src->machine), "qemu-nodes", node);
+  {
+    g_autofree char *job = source_mirror_job_name (src, disk);
+    md_journal_list_add (md_machine_get_journal (src->machine), "qemu-jobs", job);
+  }
   md_machine_commit (src->machine);
   port = g_strdup_printf ("%u", src->nbd_port);
   server = json_object_new ();
