@@ -10,6 +10,7 @@
 #include "md-migration-dest.h"
 #include "md-migration-source.h"
 #include "common/md-error.h"
+#include "common/md-fault.h"
 #include "common/md-options.h"
 #include "qemu/md-qemu-argv.h"
 #include "storage/md-nbd-server.h"
@@ -248,6 +249,7 @@ prepare_succeeded (Incoming *in)
     }
   g_variant_builder_add (&result, "{sv}", "tls-hostname",
                          g_variant_new_string (host_name (in->dest)));
+  md_fault_point ("dest-prepare-done");
   md_dbus_peer1_complete_prepare (NULL, invocation, g_variant_builder_end (&result));
 }
 
@@ -783,6 +785,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       source_host != NULL ? source_host : md_peer_connection_get_host_name (conn), 0, options);
   md_migration_set_phase (in->migration, "prepare");
   md_manager_add_migration (manager, in->migration);
+  md_fault_point ("dest-prepare-started");
 
   if (in->offline && (in->disks_info == NULL || g_variant_n_children (in->disks_info) == 0))
     {
@@ -867,6 +870,7 @@ finish_reply (Incoming *in, gboolean running)
   g_variant_builder_add (&result, "{sv}", "xml", g_variant_new_string (xml));
   g_variant_builder_add (&result, "{sv}", "persisted",
                          g_variant_new_boolean (md_guest_is_persistent (in->guest)));
+  md_fault_point ("dest-finish-done");
   md_dbus_peer1_complete_finish (NULL, invocation, g_variant_builder_end (&result));
   g_message ("incoming migration %s: %s now runs on host %s", in->id, in->def->name,
              host_name (in->dest));
@@ -902,6 +906,7 @@ resume_or_stay_paused (Incoming *in, GError *error)
       g_warning ("incoming migration %s: stopping the NBD server: %s", in->id, error->message);
       g_error_free (error);
     }
+  md_fault_point ("dest-resume");
   if (md_options_get_boolean (in->options, "paused-on-destination", FALSE))
     finish_reply (in, FALSE);
   else
@@ -1082,6 +1087,7 @@ on_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
     }
   in->finish_invocation = invocation;
   md_migration_set_phase (in->migration, "finish");
+  md_fault_point ("dest-finish-received");
   if (in->offline && in->nbd_server != NULL)
     {
       md_nbd_server_stop_async (g_steal_pointer (&in->nbd_server), on_offline_server_stopped, in);

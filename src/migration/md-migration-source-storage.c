@@ -4,6 +4,7 @@
 
 #include "md-migration-source-private.h"
 #include "common/md-error.h"
+#include "common/md-fault.h"
 #include "common/md-options.h"
 #include "qemu/md-qemu-argv.h"
 
@@ -117,6 +118,7 @@ on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
   /* Every disk is in sync and stays so (writes go to both sides): now
    * the memory. */
   src->mirrors_ready = TRUE;
+  md_fault_point ("source-mirrors-ready");
   g_clear_handle_id (&src->poll_id, g_source_remove);
   source_set_capabilities (src, NULL);
 }
@@ -218,6 +220,7 @@ source_start_mirrors (Source *src, GError *error)
       source_set_capabilities (src, error);
       return;
     }
+  md_fault_point ("source-mirrors-started");
   md_migration_set_phase (src->migration, "mirror-disks");
   md_migration_set_running_state (src->migration, "running");
   add_next_mirror (src, NULL);

@@ -9,6 +9,7 @@
 
 #include "md-migration-source.h"
 #include "common/md-error.h"
+#include "common/md-fault.h"
 #include "common/md-options.h"
 #include "qemu/md-qemu-argv.h"
 #include "md-migration-source-private.h"
@@ -212,6 +213,7 @@ source_confirm_success (Source *src)
   gboolean undefine = md_options_get_boolean (src->options, "undefine-source", FALSE);
   g_autoptr (GError) error = NULL;
 
+  md_fault_point ("source-confirm");
   md_migration_set_phase (src->migration, "confirm");
   if (src->src_persistent && undefine)
     {
@@ -372,6 +374,7 @@ on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   src->peer_resumed = TRUE;
+  md_fault_point ("source-finish-done");
   if (src->postcopy_started && src->qemu_migrating)
     return; /* Confirm once the rest of the memory has been pulled */
   source_confirm_success (src);
@@ -380,6 +383,7 @@ on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
 void
 source_finish_on_peer (Source *src)
 {
+  md_fault_point ("source-finish-sent");
   md_migration_set_phase (src->migration, "finish");
   md_dbus_peer1_call_finish (md_peer_connection_get_proxy (src->peer), src->migration_id, TRUE,
                              g_variant_new ("a{sv}", NULL), NULL, on_peer_finished,
@@ -482,6 +486,7 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
       g_clear_handle_id (&src->abort_id, g_source_remove);
       md_migration_set_running_state (src->migration, "postcopy");
       md_migration_set_phase (src->migration, "postcopy");
+      md_fault_point ("source-postcopy-started");
       source_finish_on_peer (src);
     }
   else if (g_str_equal (status, "failed") || g_str_equal (status, "cancelled"))
@@ -576,6 +581,7 @@ on_migrate_started (Source *src, GError *error)
       g_signal_connect_swapped (src->event_qmp, "event::MIGRATION", G_CALLBACK (source_poll), src);
   md_migration_set_phase (src->migration, "perform");
   md_migration_set_running_state (src->migration, "running");
+  md_fault_point ("source-ram-started");
   src->poll_id = g_timeout_add (POLL_INTERVAL_MS, on_poll_timer, src);
   abort_after = md_options_get_uint32 (src->options, "abort-after", 0);
   if (abort_after > 0)
@@ -766,6 +772,7 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
                                      source_peer_name (src)));
       return;
     }
+  md_fault_point ("source-prepare-done");
   source_perform (src, uri);
 }
 
