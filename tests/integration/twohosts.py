@@ -149,6 +149,33 @@ class NetnsDaemon(harness.Daemon):
             self.proc.wait()
         self.log.close()
 
+    def sigcont(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def is_stopped(self):
+        """Stopped by a signal (state T in /proc)."""
+        try:
+            with open("/proc/%d/stat" % self.proc.pid) as f:
+                return f.read().split(") ", 1)[1].startswith("T")
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    def wait_fault_point(self, name, timeout=60, stopped=True):
+        """Waits until the daemon reached fault point @name (armed with
+        MD_TEST_STOP_AT) and, for the stop action, is stopped there."""
+        marker = "fault point %s reached" % name
+
+        def reached():
+            if marker not in self.read_log():
+                if self.proc.poll() is not None:
+                    raise AssertionError("migrationd of %s exited (%s) before fault point %s:\n%s"
+                                         % (self.name, self.proc.returncode, name, self.read_log()[-3000:]))
+                return False
+            return not stopped or self.is_stopped()
+        harness.wait_until(reached, timeout=timeout, interval=0.05,
+                           what="migrationd of %s at fault point %s" % (self.name, name))
+
 
 class Watcher:
     """Collects, for one client connection, every Completed signal and the
@@ -228,9 +255,9 @@ class Host:
                 % (self.name, self.address, self.peer_port, self.migration_ports[0],
                    self.migration_ports[1], self.tls_dir, ";".join(self.allowed_dns), extra))
 
-    def start_daemon(self, extra_config=""):
+    def start_daemon(self, extra_config="", env=None):
         self.daemon = NetnsDaemon(self.bus, self.scratch, name=self.name, config=self.config(extra_config),
-                                  netns=self.netns)
+                                  netns=self.netns, env=env)
         self.test.addCleanup(self.daemon.kill)
         return self.daemon
 
