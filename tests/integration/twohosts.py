@@ -356,17 +356,12 @@ class TwoHosts:
         if start:
             self.start()
 
-    def start(self, wait_peer=True):
+    def start(self, wait_peer=True, env=None, extra_config=None):
+        """Starts both daemons; @env and @extra_config: {host name: value}."""
         for host in (self.b, self.a):
-            host.start_daemon()
+            host.start_daemon((extra_config or {}).get(host.name, ""), env=(env or {}).get(host.name))
         for host in (self.a, self.b) if wait_peer else ():
-            address = harness.Client(host.bus)
-            try:
-                harness.wait_until(
-                    lambda: address.get_property(MANAGER_PATH, MANAGER_IFACE, "PeerAddress") != "",
-                    timeout=10, what="%s's peer listener (Manager1.PeerAddress)" % host.name)
-            finally:
-                address.close()
+            self.wait_peer_listener(host)
 
     def _client(self, host):
         client = harness.Client(host.bus)
@@ -387,6 +382,7 @@ class TwoHosts:
     def _make_netns(self, tag):
         na, nb = self.netns["hostA"], self.netns["hostB"]
         va, vb = "md%sa" % tag, "md%sb" % tag
+        self.veth = {"hostA": va, "hostB": vb}
         run(["ip", "netns", "add", na])
         self.test.addCleanup(self._delete_netns, na)
         run(["ip", "netns", "add", nb])
@@ -401,6 +397,30 @@ class TwoHosts:
             # busy 2-core machine (TCG vCPUs) slows QEMU's stream a lot.
             run(["ip", "-n", ns, "link", "set", dev, "mtu", "65000", "up"])
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+    def link(self, up):
+        """Cuts (@up False) or restores the network between the hosts:
+        hostA's end of the veth pair goes down (both ends lose carrier);
+        TCP connections stay open and resume when it comes back."""
+        if not self.netns:
+            raise AssertionError("cutting the link needs network namespaces (root)")
+        run(["ip", "-n", self.netns["hostA"], "link", "set", self.veth["hostA"], "up" if up else "down"])
+
+    def restart_daemon(self, host, env=None, extra_config=""):
+        """Stops @host's daemon (SIGTERM) and starts it again with @env
+        (e.g. MD_TEST_STOP_AT) and @extra_config."""
+        host.daemon.terminate()
+        host.start_daemon(extra_config, env=env)
+        self.wait_peer_listener(host)
+
+    def wait_peer_listener(self, host):
+        address = harness.Client(host.bus)
+        try:
+            harness.wait_until(
+                lambda: address.get_property(MANAGER_PATH, MANAGER_IFACE, "PeerAddress") != "",
+                timeout=10, what="%s's peer listener (Manager1.PeerAddress)" % host.name)
+        finally:
+            address.close()
 
     @staticmethod
     def _delete_netns(name):
