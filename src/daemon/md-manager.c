@@ -519,6 +519,7 @@ md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
   self->peer_tls.host_uuid = self->host_uuid;
   self->peer_tls.host_name = config->host_name;
   self->peer_tls.handshake_timeout = config->handshake_timeout;
+  self->peer_tls.peer_timeout = config->peer_timeout;
   self->object_manager = g_dbus_object_manager_server_new (MD_MANAGER_PATH);
 
   md_dbus_manager1_set_version (MD_DBUS_MANAGER1 (self), PACKAGE_VERSION);

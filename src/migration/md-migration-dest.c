@@ -12,6 +12,7 @@
 #include "md-migration-qemu.h"
 #include "md-migration-source.h"
 #include "common/md-error.h"
+#include "common/md-fault.h"
 #include "common/md-options.h"
 #include "qemu/md-qemu-argv.h"
 #include "storage/md-nbd-server.h"
@@ -353,6 +354,7 @@ prepare_succeeded (Incoming *in)
     }
   g_variant_builder_add (&result, "{sv}", "tls-hostname",
                          g_variant_new_string (host_name (in->dest)));
+  md_fault_point ("dest-prepare-done");
   md_dbus_peer1_complete_prepare (NULL, invocation, g_variant_builder_end (&result));
 }
 
@@ -932,6 +934,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
                       md_options_get_boolean (options, "paused-on-destination", FALSE));
   md_machine_advance (in->machine, MD_PHASE_PREPARE);
   md_manager_add_migration (manager, in->migration);
+  md_fault_point ("dest-prepare-started");
 
   if (in->offline && (in->disks_info == NULL || g_variant_n_children (in->disks_info) == 0))
     {
@@ -1023,6 +1026,7 @@ finish_reply (Incoming *in, gboolean running)
   g_variant_builder_add (&result, "{sv}", "xml", g_variant_new_string (xml));
   g_variant_builder_add (&result, "{sv}", "persisted",
                          g_variant_new_boolean (md_guest_is_persistent (in->guest)));
+  md_fault_point ("dest-finish-done");
   md_dbus_peer1_complete_finish (NULL, invocation, g_variant_builder_end (&result));
   incoming_end (in, "running");
 }
@@ -1064,6 +1068,7 @@ resume_or_stay_paused (Incoming *in, GError *error)
       g_warning ("incoming migration %s: stopping the NBD server: %s", in->id, error->message);
       g_error_free (error);
     }
+  md_fault_point ("dest-resume");
   /* Write-ahead: from here on the guest is this copy, whatever happens to
    * either daemon; a source that asks is told so. */
   md_machine_set_authority (in->machine, MD_AUTHORITY_DESTINATION);
@@ -1296,6 +1301,7 @@ on_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
       return TRUE;
     }
   in->finish_invocation = invocation;
+  md_fault_point ("dest-finish-received");
   in->finishing = TRUE;
   md_machine_advance (in->machine, MD_PHASE_FINISH);
   if (in->offline && in->nbd_server != NULL)

@@ -4,6 +4,7 @@
 
 #include "md-migration-source-private.h"
 #include "common/md-error.h"
+#include "common/md-fault.h"
 #include "common/md-options.h"
 #include "qemu/md-qemu-argv.h"
 
@@ -134,6 +135,7 @@ on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
   /* Every disk is in sync and stays so (writes go to both sides): now
    * the memory. */
   src->mirrors_ready = TRUE;
+  md_fault_point ("source-mirrors-ready");
   g_clear_handle_id (&src->progress_id, g_source_remove);
   source_set_capabilities (src, NULL);
 }
@@ -248,6 +250,7 @@ source_start_mirrors (Source *src, GError *error)
       source_set_capabilities (src, error);
       return;
     }
+  md_fault_point ("source-mirrors-started");
   if (!md_machine_advance (src->machine, MD_PHASE_MIRROR_DISKS))
     return;
   md_machine_push_undo (src->machine, "mirrors", MD_UNDO_CLEANUP, undo_mirrors, NULL, NULL);

@@ -11,6 +11,7 @@
 
 #include "md-migration-source.h"
 #include "common/md-error.h"
+#include "common/md-fault.h"
 #include "common/md-options.h"
 #include "md-migration-ask.h"
 #include "md-migration-source-private.h"
@@ -417,6 +418,7 @@ source_confirm_success (Source *src)
 
   if (md_machine_is_ended (src->machine) || !md_machine_advance (src->machine, MD_PHASE_CONFIRM))
     return;
+  md_fault_point ("source-confirm");
   if (src->src_persistent && undefine)
     {
       if (!md_manager_delete_definition (src->manager, md_guest_get_name (src->guest), &error))
@@ -484,12 +486,14 @@ on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   if (source_is_stale (src))
     return;
+  md_fault_point ("source-finish-done");
   source_peer_runs_guest (src);
 }
 
 void
 source_finish_on_peer (Source *src)
 {
+  md_fault_point ("source-finish-sent");
   if (md_machine_get_phase (src->machine) != MD_PHASE_POSTCOPY
       && !md_machine_advance (src->machine, MD_PHASE_FINISH))
     return;
@@ -643,6 +647,7 @@ on_qemu_postcopy (Source *src)
   md_machine_set_authority (src->machine, MD_AUTHORITY_SPLIT);
   g_clear_handle_id (&src->abort_id, g_source_remove);
   md_migration_set_running_state (src->migration, "postcopy");
+  md_fault_point ("source-postcopy-started");
   source_finish_on_peer (src);
 }
 
@@ -780,6 +785,7 @@ on_migrate_started (Source *src, GError *error)
   if (!md_machine_advance (src->machine, MD_PHASE_PERFORM))
     return;
   md_migration_set_running_state (src->migration, "running");
+  md_fault_point ("source-ram-started");
   src->progress_id = source_timeout_add (src, PROGRESS_INTERVAL_MS, on_progress_timer);
   abort_after = md_options_get_uint32 (src->options, "abort-after", 0);
   if (abort_after > 0)
@@ -934,6 +940,7 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
                                      source_peer_name (src)));
       return;
     }
+  md_fault_point ("source-prepare-done");
   source_perform (src, uri);
 }
 

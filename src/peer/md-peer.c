@@ -10,6 +10,7 @@
 
 #include "common/md-error.h"
 #include "md-peer-private.h"
+#include "md-peer-liveness.h"
 
 #include <gnutls/x509.h>
 #include <string.h>
@@ -43,6 +44,7 @@ md_peer_config_new (const MdPeerTlsConfig *in)
   cfg->timeout = in->handshake_timeout ? in->handshake_timeout : MD_PEER_DEFAULT_HANDSHAKE_TIMEOUT;
   cfg->max_message_size =
       in->max_message_size ? in->max_message_size : MD_PEER_DEFAULT_MAX_MESSAGE_SIZE;
+  cfg->liveness_timeout = in->peer_timeout ? in->peer_timeout : MD_PEER_DEFAULT_LIVENESS_TIMEOUT;
   return cfg;
 }
 
@@ -250,6 +252,7 @@ struct _MdPeerConnection
   GDBusInterfaceSkeleton *skeleton; /* incoming */
   MdPeerListener *listener;         /* incoming, weak */
   guint hello_timeout_id;           /* incoming, until Hello */
+  MdPeerLiveness *liveness;         /* keepalives, until closed */
 };
 
 enum
@@ -283,6 +286,7 @@ connection_mark_closed (MdPeerConnection *self)
   if (self->closed)
     return;
   self->closed = TRUE;
+  g_clear_pointer (&self->liveness, md_peer_liveness_stop);
   g_clear_handle_id (&self->hello_timeout_id, g_source_remove);
   if (self->skeleton != NULL)
     unexport_skeleton (self);
@@ -308,6 +312,7 @@ md_peer_connection_dispose (GObject *object)
 {
   MdPeerConnection *self = MD_PEER_CONNECTION (object);
 
+  g_clear_pointer (&self->liveness, md_peer_liveness_stop);
   g_clear_handle_id (&self->hello_timeout_id, g_source_remove);
   if (self->skeleton != NULL)
     {
@@ -352,9 +357,22 @@ md_peer_connection_class_init (MdPeerConnectionClass *klass)
       "closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 0);
 }
 
+/* The peer said nothing for the whole timeout; md-peer-liveness closed
+ * the GDBus connection, but its "closed" signal waits for the stream to
+ * close: say it now. */
+static void
+on_peer_dead (const char *reason, gpointer user_data)
+{
+  MdPeerConnection *self = user_data;
+
+  g_object_ref (self);
+  connection_mark_closed (self);
+  g_object_unref (self);
+}
+
 MdPeerConnection *
 md_peer_connection_new_internal (GDBusConnection *dbus, const char *address, const char *dn,
-                                 gboolean incoming, gsize max_message_size)
+                                 gboolean incoming, gsize max_message_size, guint liveness_timeout)
 {
   MdPeerConnection *self = g_object_new (MD_TYPE_PEER_CONNECTION, NULL);
 
@@ -364,6 +382,7 @@ md_peer_connection_new_internal (GDBusConnection *dbus, const char *address, con
   self->incoming = incoming;
   self->closed_id = g_signal_connect (dbus, "closed", G_CALLBACK (on_dbus_closed), self);
   add_size_filter (dbus, max_message_size, address);
+  self->liveness = md_peer_liveness_start (dbus, address, liveness_timeout, on_peer_dead, self);
   return self;
 }
 
@@ -963,7 +982,8 @@ on_server_dbus_ready (GObject *source, GAsyncResult *result, gpointer user_data)
 
   cert = g_tls_connection_get_peer_certificate (G_TLS_CONNECTION (in->tls));
   dn = cert ? md_peer_cert_subject_dn (cert) : NULL;
-  conn = md_peer_connection_new_internal (dbus, in->address, dn, TRUE, self->cfg->max_message_size);
+  conn = md_peer_connection_new_internal (dbus, in->address, dn, TRUE, self->cfg->max_message_size,
+                                          self->cfg->liveness_timeout);
   g_set_weak_pointer (&conn->listener, self);
 
   skeleton = g_object_new (MD_TYPE_PEER_SKELETON, NULL);

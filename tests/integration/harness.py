@@ -219,8 +219,11 @@ class Daemon:
     """migrationd from the build tree, with its own state, runtime and
     configuration, talking to the private bus."""
 
-    def __init__(self, bus, scratch, name="hostA", config=None, extra_args=(), wait=True):
+    def __init__(self, bus, scratch, name="hostA", config=None, extra_args=(), wait=True, env=None):
         self.bus = bus
+        # Extra environment, e.g. the test-only MD_TEST_STOP_AT fault
+        # points (docs/HACKING.md).
+        self.env = dict(env or {})
         self.name = name
         self.dir = scratch.join(name)
         self.state_dir = os.path.join(self.dir, "state")
@@ -252,6 +255,7 @@ class Daemon:
         env = dict(os.environ)
         env["G_DEBUG"] = "fatal-criticals"
         env["DBUS_SYSTEM_BUS_ADDRESS"] = self.bus.address
+        env.update(self.env)
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(self.argv(), stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)

@@ -149,6 +149,33 @@ class NetnsDaemon(harness.Daemon):
             self.proc.wait()
         self.log.close()
 
+    def sigcont(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def is_stopped(self):
+        """Stopped by a signal (state T in /proc)."""
+        try:
+            with open("/proc/%d/stat" % self.proc.pid) as f:
+                return f.read().split(") ", 1)[1].startswith("T")
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    def wait_fault_point(self, name, timeout=60, stopped=True):
+        """Waits until the daemon reached fault point @name (armed with
+        MD_TEST_STOP_AT) and, for the stop action, is stopped there."""
+        marker = "fault point %s reached" % name
+
+        def reached():
+            if marker not in self.read_log():
+                if self.proc.poll() is not None:
+                    raise AssertionError("migrationd of %s exited (%s) before fault point %s:\n%s"
+                                         % (self.name, self.proc.returncode, name, self.read_log()[-3000:]))
+                return False
+            return not stopped or self.is_stopped()
+        harness.wait_until(reached, timeout=timeout, interval=0.05,
+                           what="migrationd of %s at fault point %s" % (self.name, name))
+
 
 class Watcher:
     """Collects, for one client connection, every Completed signal and the
@@ -228,9 +255,9 @@ class Host:
                 % (self.name, self.address, self.peer_port, self.migration_ports[0],
                    self.migration_ports[1], self.tls_dir, ";".join(self.allowed_dns), extra))
 
-    def start_daemon(self, extra_config=""):
+    def start_daemon(self, extra_config="", env=None):
         self.daemon = NetnsDaemon(self.bus, self.scratch, name=self.name, config=self.config(extra_config),
-                                  netns=self.netns)
+                                  netns=self.netns, env=env)
         self.test.addCleanup(self.daemon.kill)
         return self.daemon
 
@@ -329,17 +356,12 @@ class TwoHosts:
         if start:
             self.start()
 
-    def start(self, wait_peer=True):
+    def start(self, wait_peer=True, env=None, extra_config=None):
+        """Starts both daemons; @env and @extra_config: {host name: value}."""
         for host in (self.b, self.a):
-            host.start_daemon()
+            host.start_daemon((extra_config or {}).get(host.name, ""), env=(env or {}).get(host.name))
         for host in (self.a, self.b) if wait_peer else ():
-            address = harness.Client(host.bus)
-            try:
-                harness.wait_until(
-                    lambda: address.get_property(MANAGER_PATH, MANAGER_IFACE, "PeerAddress") != "",
-                    timeout=10, what="%s's peer listener (Manager1.PeerAddress)" % host.name)
-            finally:
-                address.close()
+            self.wait_peer_listener(host)
 
     def _client(self, host):
         client = harness.Client(host.bus)
@@ -360,6 +382,7 @@ class TwoHosts:
     def _make_netns(self, tag):
         na, nb = self.netns["hostA"], self.netns["hostB"]
         va, vb = "md%sa" % tag, "md%sb" % tag
+        self.veth = {"hostA": va, "hostB": vb}
         run(["ip", "netns", "add", na])
         self.test.addCleanup(self._delete_netns, na)
         run(["ip", "netns", "add", nb])
@@ -374,6 +397,30 @@ class TwoHosts:
             # busy 2-core machine (TCG vCPUs) slows QEMU's stream a lot.
             run(["ip", "-n", ns, "link", "set", dev, "mtu", "65000", "up"])
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+    def link(self, up):
+        """Cuts (@up False) or restores the network between the hosts:
+        hostA's end of the veth pair goes down (both ends lose carrier);
+        TCP connections stay open and resume when it comes back."""
+        if not self.netns:
+            raise AssertionError("cutting the link needs network namespaces (root)")
+        run(["ip", "-n", self.netns["hostA"], "link", "set", self.veth["hostA"], "up" if up else "down"])
+
+    def restart_daemon(self, host, env=None, extra_config=""):
+        """Stops @host's daemon (SIGTERM) and starts it again with @env
+        (e.g. MD_TEST_STOP_AT) and @extra_config."""
+        host.daemon.terminate()
+        host.start_daemon(extra_config, env=env)
+        self.wait_peer_listener(host)
+
+    def wait_peer_listener(self, host):
+        address = harness.Client(host.bus)
+        try:
+            harness.wait_until(
+                lambda: address.get_property(MANAGER_PATH, MANAGER_IFACE, "PeerAddress") != "",
+                timeout=10, what="%s's peer listener (Manager1.PeerAddress)" % host.name)
+        finally:
+            address.close()
 
     @staticmethod
     def _delete_netns(name):
