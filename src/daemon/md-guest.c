@@ -4,8 +4,6 @@
 
 #include "md-guest.h"
 #include "common/md-error.h"
-#include "md-manager.h"
-#include "migration/md-migration-source.h"
 #include "common/md-options.h"
 #include "qemu/md-qemu-argv.h"
 #include "qemu/md-qemu-caps.h"
@@ -18,9 +16,9 @@ struct _MdGuest
 {
   MdDbusGuest1Skeleton parent_instance;
 
-  MdManager *manager; /* not owned: the manager outlives its guests */
-  MdDomain *def;      /* persistent definition, or the transient one */
-  MdDomain *live;     /* what QEMU runs with; NULL when shut off */
+  MdHost *host;   /* not owned: the manager's, which outlives its guests */
+  MdDomain *def;  /* persistent definition, or the transient one */
+  MdDomain *live; /* what QEMU runs with; NULL when shut off */
   gboolean persistent;
   MdGuestState state;
   char *object_path;
@@ -79,7 +77,7 @@ md_guest_state_to_string (MdGuestState state)
 static const char *
 host_name (MdGuest *self)
 {
-  return md_manager_get_config (self->manager)->host_name;
+  return self->host->config->host_name;
 }
 
 /* Publishes what the definition and process say as D-Bus properties. */
@@ -139,7 +137,7 @@ runtime_name (MdGuest *self)
 static void
 write_runtime_record (MdGuest *self)
 {
-  const MdConfig *config = md_manager_get_config (self->manager);
+  const MdConfig *config = self->host->config;
   g_autoptr (JsonObject) extra = json_object_new ();
   g_autofree char *xml = md_domain_format (self->live);
   g_autofree char *name = runtime_name (self);
@@ -159,7 +157,7 @@ write_runtime_record (MdGuest *self)
 static void
 release_process (MdGuest *self, MdGuestState final_state)
 {
-  const MdConfig *config = md_manager_get_config (self->manager);
+  const MdConfig *config = self->host->config;
   g_autofree char *name = runtime_name (self);
   g_autoptr (GError) error = NULL;
 
@@ -385,7 +383,7 @@ on_start_qmp (GObject *source, GAsyncResult *result, gpointer user_data)
 static char *
 log_dir (MdGuest *self)
 {
-  return g_build_filename (md_manager_get_config (self->manager)->state_dir, "log", NULL);
+  return g_build_filename (self->host->config->state_dir, "log", NULL);
 }
 
 static void start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incoming,
@@ -412,8 +410,8 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
 {
   g_autoptr (MdDomain) owned_live = live;
   g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
-  const MdConfig *config = md_manager_get_config (self->manager);
-  const MdQemuCaps *caps = md_manager_get_qemu_caps (self->manager);
+  const MdConfig *config = self->host->config;
+  const MdQemuCaps *caps = self->host->caps;
   g_autofree char *logs = log_dir (self);
   g_autofree char *name = runtime_name (self);
   g_autofree char *qmp_file = g_strdup_printf ("%s.qmp", name);
@@ -888,7 +886,7 @@ static gboolean
 handle_shutdown (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVariant *options)
 {
   MdGuest *self = MD_GUEST (object);
-  guint timeout = md_manager_get_config (self->manager)->shutdown_timeout;
+  guint timeout = self->host->config->shutdown_timeout;
 
   if (!check_options (invocation, options, shutdown_options, "Shutdown")
       || !check_idle_and_active (self, invocation, "shut down"))
@@ -917,7 +915,7 @@ handle_undefine (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVaria
 
   if (!check_options (invocation, options, no_options, "Undefine"))
     return G_DBUS_METHOD_INVOCATION_HANDLED;
-  if (!md_manager_undefine_guest (self->manager, self, &error))
+  if (!self->host->undefine_guest (self->host->owner, self, &error))
     return md_error_return (invocation, error);
   md_dbus_guest1_complete_undefine (object, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
@@ -954,7 +952,7 @@ handle_migrate (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, const c
   MdGuest *self = MD_GUEST (object);
   guint uid_plus_one =
       GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (invocation), MD_AUTH_CALLER_UID_KEY));
-  g_autoptr (MdMigration) migration = NULL;
+  g_autofree char *migration = NULL;
   GError *error = NULL;
 
   if (self->busy != NULL)
@@ -971,11 +969,12 @@ handle_migrate (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, const c
                                              md_dbus_guest1_get_migration (object));
       return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
-  migration = md_migration_source_start (self->manager, self, destination, options,
+  /* The engine sits above guests: the service wired it in (md-host.h). */
+  migration = self->host->migrate_guest (self->host->owner, self, destination, options,
                                          uid_plus_one > 0 ? uid_plus_one - 1 : 0, &error);
   if (migration == NULL)
     return md_error_return (invocation, error);
-  md_dbus_guest1_complete_migrate (object, invocation, md_migration_get_object_path (migration));
+  md_dbus_guest1_complete_migrate (object, invocation, migration);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -1058,19 +1057,19 @@ md_guest_init (MdGuest *self)
 }
 
 MdGuest *
-md_guest_new (MdManager *manager, MdDomain *def, gboolean persistent)
+md_guest_new (MdHost *host, MdDomain *def, gboolean persistent)
 {
   MdGuest *self = g_object_new (MD_TYPE_GUEST, NULL);
   g_autofree char *escaped = g_dbus_escape_object_path (def->name);
 
-  self->manager = manager;
+  self->host = host;
   self->def = def;
   self->persistent = persistent;
   self->state = MD_GUEST_STATE_SHUT_OFF;
   self->object_path = g_strdup_printf ("%s/guest/%s", MD_MANAGER_PATH, escaped);
   md_dbus_guest1_set_migration (MD_DBUS_GUEST1 (self), "/");
   sync_properties (self);
-  md_auth_attach (md_manager_get_auth (manager), G_DBUS_INTERFACE_SKELETON (self));
+  md_auth_attach (host->auth, G_DBUS_INTERFACE_SKELETON (self));
   return self;
 }
 

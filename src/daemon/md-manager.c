@@ -21,7 +21,8 @@ struct _MdManager
   GDBusObjectManagerServer *object_manager;
   MdQemuCaps *caps;
   GHashTable *guests;    /* name -> MdGuest */
-  GPtrArray *migrations; /* MdMigration, oldest first */
+  GPtrArray *migrations; /* object paths (char *), oldest first */
+  MdHost host;
   guint next_migration;
   MdPeerTlsConfig peer_tls;
   char *host_uuid;
@@ -187,7 +188,7 @@ handle_define_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
     }
   else
     {
-      g_autoptr (MdGuest) guest = md_guest_new (self, g_steal_pointer (&def), TRUE);
+      g_autoptr (MdGuest) guest = md_guest_new (&self->host, g_steal_pointer (&def), TRUE);
       md_manager_add_guest (self, guest);
       existing = guest;
     }
@@ -240,7 +241,7 @@ handle_create_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
                                              self->config->host_name, md_guest_get_name (existing));
       return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
-  guest = md_guest_new (self, g_steal_pointer (&def), FALSE);
+  guest = md_guest_new (&self->host, g_steal_pointer (&def), FALSE);
   md_manager_add_guest (self, guest);
   md_guest_start_async (guest, md_options_get_boolean (options, "start-paused", FALSE), NULL,
                         on_create_started, invocation);
@@ -331,8 +332,7 @@ handle_list_migrations (MdDbusManager1 *object, GDBusMethodInvocation *invocatio
   g_autoptr (GPtrArray) paths = g_ptr_array_new ();
 
   for (guint i = 0; i < self->migrations->len; i++)
-    g_ptr_array_add (
-        paths, (gpointer) md_migration_get_object_path (g_ptr_array_index (self->migrations, i)));
+    g_ptr_array_add (paths, g_ptr_array_index (self->migrations, i));
   g_ptr_array_add (paths, NULL);
   md_dbus_manager1_complete_list_migrations (object, invocation,
                                              (const char *const *) paths->pdata);
@@ -367,22 +367,53 @@ md_manager_hold_recovery (MdManager *self, gboolean hold)
 }
 
 void
-md_manager_add_migration (MdManager *self, MdMigration *migration)
+md_manager_add_migration (MdManager *self, const char *path, MdDbusMigration1 *migration)
 {
-  g_autoptr (MdDbusObjectSkeleton) object =
-      md_dbus_object_skeleton_new (md_migration_get_object_path (migration));
+  g_autoptr (MdDbusObjectSkeleton) object = md_dbus_object_skeleton_new (path);
 
-  md_dbus_object_skeleton_set_migration1 (object, MD_DBUS_MIGRATION1 (migration));
-  g_ptr_array_add (self->migrations, g_object_ref (migration));
+  md_dbus_object_skeleton_set_migration1 (object, migration);
+  g_ptr_array_add (self->migrations, g_strdup (path));
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
 }
 
 void
-md_manager_forget_migration (MdManager *self, MdMigration *migration)
+md_manager_forget_migration (MdManager *self, const char *path)
 {
-  g_dbus_object_manager_server_unexport (self->object_manager,
-                                         md_migration_get_object_path (migration));
-  g_ptr_array_remove (self->migrations, migration);
+  g_dbus_object_manager_server_unexport (self->object_manager, path);
+  for (guint i = 0; i < self->migrations->len; i++)
+    if (g_str_equal (g_ptr_array_index (self->migrations, i), path))
+      {
+        g_ptr_array_remove_index (self->migrations, i);
+        break;
+      }
+}
+
+MdHost *
+md_manager_get_host (MdManager *self)
+{
+  return &self->host;
+}
+
+void
+md_manager_set_migrate_func (MdManager *self,
+                             char *(*func) (gpointer owner, MdGuest *guest, const char *destination,
+                                            GVariant *options, guint owner_uid, GError **error))
+{
+  self->host.migrate_guest = func;
+}
+
+static gboolean
+host_undefine_guest (gpointer owner, MdGuest *guest, GError **error)
+{
+  return md_manager_undefine_guest (owner, guest, error);
+}
+
+static char *
+no_migrations (gpointer owner, MdGuest *guest, const char *destination, GVariant *options,
+               guint owner_uid, GError **error)
+{
+  g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED, "this daemon has no migration engine");
+  return NULL;
 }
 
 const MdPeerTlsConfig *
@@ -499,7 +530,7 @@ static void
 md_manager_init (MdManager *self)
 {
   self->guests = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
-  self->migrations = g_ptr_array_new_with_free_func (g_object_unref);
+  self->migrations = g_ptr_array_new_with_free_func (g_free);
 }
 
 MdManager *
@@ -512,6 +543,11 @@ md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
 
   self->config = config;
   self->auth = g_object_ref (auth);
+  self->host.config = config;
+  self->host.auth = self->auth;
+  self->host.owner = self;
+  self->host.undefine_guest = host_undefine_guest;
+  self->host.migrate_guest = no_migrations;
   self->host_uuid = g_strdup (host_uuid);
   self->peer_tls.tls_dir = config->tls_dir;
   self->trust = md_trust_new (config, config->state_dir);
@@ -617,7 +653,7 @@ load_definitions (MdManager *self)
           continue;
         }
       {
-        g_autoptr (MdGuest) guest = md_guest_new (self, g_steal_pointer (&def), TRUE);
+        g_autoptr (MdGuest) guest = md_guest_new (&self->host, g_steal_pointer (&def), TRUE);
         md_manager_add_guest (self, guest);
       }
     }
@@ -711,7 +747,7 @@ reattach_next (GTask *task)
           reattach_next (task);
           return;
         }
-      transient = md_guest_new (self, g_steal_pointer (&def), FALSE);
+      transient = md_guest_new (&self->host, g_steal_pointer (&def), FALSE);
       md_manager_add_guest (self, transient);
       guest = transient;
     }
@@ -728,6 +764,7 @@ on_caps_probed (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
 
   self->caps = md_qemu_caps_probe_finish (result, &error);
+  self->host.caps = self->caps;
   if (self->caps == NULL)
     {
       g_task_return_error (task, g_steal_pointer (&error));

@@ -719,7 +719,7 @@ start_incoming_qemu (Incoming *in)
   else
     {
       /* Transient until Finish decides, per the persist table. */
-      in->guest = md_guest_new (manager, md_domain_copy (in->def), FALSE);
+      in->guest = md_guest_new (md_manager_get_host (manager), md_domain_copy (in->def), FALSE);
       in->guest_created = TRUE;
       md_manager_add_guest (manager, in->guest);
     }
@@ -933,7 +933,8 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   md_journal_set_int (md_machine_get_journal (in->machine), "paused-on-destination",
                       md_options_get_boolean (options, "paused-on-destination", FALSE));
   md_machine_advance (in->machine, MD_PHASE_PREPARE);
-  md_manager_add_migration (manager, in->migration);
+  md_manager_add_migration (manager, md_migration_get_object_path (in->migration),
+                            MD_DBUS_MIGRATION1 (in->migration));
   md_fault_point ("dest-prepare-started");
 
   if (in->offline && (in->disks_info == NULL || g_variant_n_children (in->disks_info) == 0))
@@ -1223,7 +1224,8 @@ finish_offline (Incoming *in)
         in->guest = g_object_ref (existing);
       else
         {
-          in->guest = md_guest_new (in->dest->manager, md_domain_copy (in->def), TRUE);
+          in->guest = md_guest_new (md_manager_get_host (in->dest->manager),
+                                    md_domain_copy (in->def), TRUE);
           in->guest_created = TRUE;
           md_manager_add_guest (in->dest->manager, in->guest);
         }

@@ -378,7 +378,8 @@ recover_one (MdManager *manager, MdJournal *journal)
   md_migration_set_running_state (rec->migration, "running");
   md_migration_set_statistic (rec->migration, "resolves",
                               g_variant_new_string (md_journal_get_id (journal)));
-  md_manager_add_migration (manager, rec->migration);
+  md_manager_add_migration (manager, md_migration_get_object_path (rec->migration),
+                            MD_DBUS_MIGRATION1 (rec->migration));
   if (guest != NULL && md_guest_is_active (guest))
     md_guest_begin_migration (guest, md_migration_get_object_path (rec->migration), incoming);
   g_message ("recovering %s migration %s of %s (phase %s, guest on the %s)",

@@ -1331,7 +1331,8 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
   md_migration_set_bandwidth_property (src->migration,
                                        md_options_get_uint64 (options, "bandwidth", 0));
   md_migration_set_control (src->migration, &source_control, src);
-  md_manager_add_migration (manager, src->migration);
+  md_manager_add_migration (manager, md_migration_get_object_path (src->migration),
+                            MD_DBUS_MIGRATION1 (src->migration));
   md_guest_begin_migration (guest, md_migration_get_object_path (src->migration), FALSE);
   md_migration_set_running_state (src->migration, "running");
   /* The first undo step, so the last to run: the guest runs here again. */

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "daemon/md-guest.h"
+#include "md-migration.h"
 #include "daemon/md-manager.h"
 #include "common/md-options.h"
 

@@ -427,7 +427,7 @@ on_keep_expired (gpointer user_data)
   MdMigration *self = user_data;
 
   self->keep_id = 0;
-  md_manager_forget_migration (self->manager, self);
+  md_manager_forget_migration (self->manager, self->object_path);
   return G_SOURCE_REMOVE;
 }
 

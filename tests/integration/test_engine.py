@@ -115,9 +115,9 @@ class Retry(EngineTestCase):
     def test_retry_after_source_daemon_crash_mid_perform(self):
         # Before: the retry failed with "duplicate property 'md-tls-1'":
         # numbers restarted at 1 while QEMU kept the first TLS object.
-        guest = self.guest("retry", mode="dirty", size_mib=16, memory=128)
+        guest = self.guest("retry", size_mib=32, seed=9, memory=128)
         self.start_on_a(guest)
-        path = self.hosts.migrate("retry", options={"bandwidth": 8 * MiB, "max-downtime": 50})
+        path = self.hosts.migrate("retry", options={"bandwidth": 4 * MiB})
         self.hosts.wait_property(self.client_a, path, "Phase", lambda p: p == "perform", timeout=30)
         self.hosts.wait_property(self.client_a, path, "MemoryProcessed", lambda v: v > 2 * MiB, timeout=30)
         self.a.daemon.sigkill()
