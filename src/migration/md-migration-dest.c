@@ -354,6 +354,7 @@ prepare_succeeded (Incoming *in)
     }
   g_variant_builder_add (&result, "{sv}", "tls-hostname",
                          g_variant_new_string (host_name (in->dest)));
+  md_migration_mark_time (in->migration, "prepared");
   md_fault_point ("dest-prepare-done");
   md_dbus_peer1_complete_prepare (NULL, invocation, g_variant_builder_end (&result));
 }
@@ -609,6 +610,7 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
       prepare_succeeded (in); /* reports the abort and cleans up */
       return;
     }
+  md_migration_mark_time (in->migration, "qemu-ready");
   md_guest_begin_migration (in->guest, md_migration_get_object_path (in->migration), TRUE);
   in->stopped_id =
       g_signal_connect (in->guest, "stopped", G_CALLBACK (on_incoming_qemu_stopped), in);
@@ -725,6 +727,7 @@ start_incoming_qemu (Incoming *in)
     }
   md_dbus_migration1_set_guest (MD_DBUS_MIGRATION1 (in->migration),
                                 md_guest_get_object_path (in->guest));
+  md_migration_mark_time (in->migration, "qemu-starting");
   md_guest_start_incoming_async (in->guest, md_domain_copy (in->def), NULL,
                                  on_incoming_qemu_started, incoming_ref (in));
 }
@@ -1054,6 +1057,7 @@ after_cont (Incoming *in, GError *error)
       finish_failed (in, error);
       return;
     }
+  md_migration_mark_time (in->migration, "resumed");
   finish_reply (in, TRUE);
 }
 
@@ -1303,6 +1307,7 @@ on_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
       return TRUE;
     }
   in->finish_invocation = invocation;
+  md_migration_mark_time (in->migration, "finish-received");
   md_fault_point ("dest-finish-received");
   in->finishing = TRUE;
   md_machine_advance (in->machine, MD_PHASE_FINISH);
