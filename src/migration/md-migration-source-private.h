@@ -18,6 +18,7 @@ typedef struct
   GVariant *options;
   char *destination;
   char *migration_id;
+  char *peer_token; /* from Prepare: proves to the peer that we prepared it */
 
   MdPeerConnection *peer;
   gulong peer_closed_id;
