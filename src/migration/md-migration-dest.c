@@ -13,7 +13,9 @@
 #include "md-migration-source.h"
 #include "common/md-error.h"
 #include "common/md-fault.h"
+#include "common/md-listen-socket.h"
 #include "common/md-options.h"
+#include "md-incoming-owner.h"
 #include "qemu/md-qemu-argv.h"
 #include "storage/md-nbd-server.h"
 #include "storage/md-storage.h"
@@ -21,12 +23,15 @@
 #include <errno.h>
 
 #define FINISH_WAIT_MS 60000
+/* Names of our listening sockets inside the incoming QEMU (getfd). */
+#define MIGRATION_FDNAME "md-migration-listen"
+#define NBD_FDNAME "md-nbd-listen"
 
 struct _MdMigrationDest
 {
   MdManager *manager;
   MdPeerListener *listener;
-  GHashTable *incoming; /* migration id -> Incoming */
+  GHashTable *incoming; /* "owner DN\nmigration id" -> Incoming */
   gulong handler_ids[5];
 };
 
@@ -38,8 +43,10 @@ typedef struct
   MdMigrationDest *dest;
   MdMachine *machine; /* phases, authority, journal */
   char *id;
-  char *tag;        /* unique prefix of our names inside QEMU */
-  MdQmp *event_qmp; /* QEMU's MIGRATION events */
+  char *key;              /* in dest->incoming: two sources may use the same id */
+  MdIncomingOwner *owner; /* the peer that prepared it, and its token */
+  char *tag;              /* unique prefix of our names inside QEMU */
+  MdQmp *event_qmp;       /* QEMU's MIGRATION events */
   gulong event_id;
   guint finish_timeout_id;
   MdPeerConnection *conn;
@@ -55,6 +62,8 @@ typedef struct
   GVariant *disks_info; /* disks the source mirrors to us (aa{sv}) */
   GStrv created;        /* target images we made: removed on failure */
   guint16 nbd_port;
+  GSocket *migration_socket; /* ours until QEMU has its copy */
+  GSocket *nbd_socket;
   guint exports_added;
   MdNbdServer *nbd_server; /* offline copies: qemu-storage-daemon */
   char *tls_object;
@@ -109,7 +118,7 @@ incoming_end (Incoming *in, const char *outcome)
   incoming_stop_events (in);
   if (in->machine != NULL)
     md_machine_end (in->machine, outcome, FALSE);
-  g_hash_table_remove (in->dest->incoming, in->id);
+  g_hash_table_remove (in->dest->incoming, in->key);
 }
 
 static void
@@ -132,6 +141,10 @@ incoming_clear (Incoming *in)
   g_strfreev (in->created);
   g_clear_pointer (&in->nbd_server, md_nbd_server_free);
   g_free (in->tls_object);
+  g_clear_object (&in->migration_socket);
+  g_clear_object (&in->nbd_socket);
+  g_clear_pointer (&in->owner, md_incoming_owner_free);
+  g_free (in->key);
   g_free (in->id);
   g_free (in->tag);
   g_clear_pointer (&in->machine, md_machine_free);
@@ -288,6 +301,70 @@ on_connection_closed (MdPeerConnection *conn, Incoming *in)
   source_lost (in);
 }
 
+/* ---- who may act on a migration ------------------------------------------ */
+
+static char *
+incoming_key (MdPeerConnection *conn, const char *id)
+{
+  const char *dn = md_peer_connection_get_dn (conn);
+  g_autofree char *normalized = md_peer_normalize_dn (dn != NULL ? dn : "");
+
+  return g_strdup_printf ("%s\n%s", normalized, id);
+}
+
+/* A reconnect that proved itself with the token takes over: autokill and
+ * the Aborted signal follow the new connection. */
+static void
+incoming_rebind (Incoming *in, MdPeerConnection *conn)
+{
+  g_message ("incoming migration %s: peer %s resumed control on a new connection", in->id,
+             md_peer_connection_get_address (conn));
+  g_clear_signal_handler (&in->closed_id, in->conn);
+  g_set_object (&in->conn, conn);
+  in->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (on_connection_closed), in);
+}
+
+/* The incoming migration @id for a @method call on @conn, carrying
+ * @token (or NULL). NULL with @error unset: there is none. NULL with
+ * @error set: it belongs to another peer identity, or the call comes on
+ * another connection without the right token. */
+static Incoming *
+incoming_for_call (MdMigrationDest *dest, MdPeerConnection *conn, const char *id, const char *token,
+                   const char *method, GError **error)
+{
+  g_autofree char *key = incoming_key (conn, id);
+  Incoming *in = g_hash_table_lookup (dest->incoming, key);
+  const char *dn = md_peer_connection_get_dn (conn);
+
+  if (in == NULL)
+    {
+      GHashTableIter iter;
+      Incoming *other;
+
+      g_hash_table_iter_init (&iter, dest->incoming);
+      while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &other))
+        if (g_str_equal (other->id, id)
+            && !md_incoming_owner_check (other->owner, dn, FALSE, NULL, host_name (dest), method,
+                                         id, error))
+          {
+            g_message ("refused %s of incoming migration %s from %s: %s", method, id,
+                       md_peer_connection_get_address (conn), (*error)->message);
+            return NULL;
+          }
+      return NULL;
+    }
+  if (!md_incoming_owner_check (in->owner, dn, conn == in->conn, token, host_name (dest), method,
+                                id, error))
+    {
+      g_message ("refused %s of incoming migration %s from %s: %s", method, id,
+                 md_peer_connection_get_address (conn), (*error)->message);
+      return NULL;
+    }
+  if (conn != in->conn)
+    incoming_rebind (in, conn);
+  return in;
+}
+
 /* ---- Prepare -------------------------------------------------------------- */
 
 /* A Peer1 call of this migration failed in @phase: answer it with @error
@@ -354,6 +431,8 @@ prepare_succeeded (Incoming *in)
     }
   g_variant_builder_add (&result, "{sv}", "tls-hostname",
                          g_variant_new_string (host_name (in->dest)));
+  g_variant_builder_add (&result, "{sv}", "token",
+                         g_variant_new_string (md_incoming_owner_get_token (in->owner)));
   md_fault_point ("dest-prepare-done");
   md_dbus_peer1_complete_prepare (NULL, invocation, g_variant_builder_end (&result));
 }
@@ -389,9 +468,10 @@ on_in_step (gpointer owner, GError *error)
   step->next (step->in, error);
 }
 
-/* The shared step runner (md-migration-qemu.h), holding a reference. */
+/* The shared step runner (md-migration-qemu.h), holding a reference;
+ * @fd >= 0 travels with the command (getfd): QEMU gets its own copy. */
 static void
-in_qmp (Incoming *in, const char *command, JsonObject *args, InStep next)
+in_qmp_fd (Incoming *in, const char *command, JsonObject *args, int fd, InStep next)
 {
   InStepData *step = g_new0 (InStepData, 1);
   g_autofree char *gone = g_strdup_printf ("host %s: the prepared QEMU of %s died",
@@ -399,12 +479,28 @@ in_qmp (Incoming *in, const char *command, JsonObject *args, InStep next)
 
   step->in = incoming_ref (in);
   step->next = next;
-  md_migration_qemu_step (in->guest != NULL ? md_guest_get_qmp (in->guest) : NULL, command, args,
-                          step, step_ref, step_free, on_in_step, gone);
+  md_migration_qemu_step_fd (in->guest != NULL ? md_guest_get_qmp (in->guest) : NULL, command, args,
+                             fd, step, step_ref, step_free, on_in_step, gone);
 }
 
-static gboolean pick_port (MdMigrationDest *dest, const char *address, guint16 wanted,
-                           guint16 *port, GError **error);
+static void
+in_qmp (Incoming *in, const char *command, JsonObject *args, InStep next)
+{
+  in_qmp_fd (in, command, args, -1, next);
+}
+
+/* Hands QEMU our listening @socket under @fdname. */
+static void
+in_qmp_getfd (Incoming *in, GSocket *socket, const char *fdname, InStep next)
+{
+  JsonObject *args = json_object_new ();
+
+  json_object_set_string_member (args, "fdname", fdname);
+  in_qmp_fd (in, "getfd", args, g_socket_get_fd (socket), next);
+}
+
+static GSocket *bind_listener (MdMigrationDest *dest, const char *address, guint16 wanted,
+                               const char *what, GError **error);
 
 static const MdDomainDisk *
 disk_of (Incoming *in, GVariant *info)
@@ -465,7 +561,50 @@ after_nbd_server (Incoming *in, GError *error)
       prepare_failed (in, error);
       return;
     }
+  g_clear_object (&in->nbd_socket); /* QEMU listens on its copy */
   add_next_export (in, NULL);
+}
+
+static void
+after_nbd_getfd (Incoming *in, GError *error)
+{
+  JsonObject *args, *addr, *data;
+
+  if (error != NULL)
+    {
+      after_nbd_server (in, error);
+      return;
+    }
+  data = json_object_new ();
+  json_object_set_string_member (data, "str", NBD_FDNAME);
+  addr = json_object_new ();
+  json_object_set_string_member (addr, "type", "fd");
+  json_object_set_object_member (addr, "data", data);
+  args = json_object_new ();
+  json_object_set_object_member (args, "addr", addr);
+  if (in->tls_object != NULL)
+    json_object_set_string_member (args, "tls-creds", in->tls_object);
+  in_qmp (in, "nbd-server-start", args, after_nbd_server);
+}
+
+/* The NBD server's address: the nbd-address option or ours; its socket
+ * is bound here and handed to QEMU or qemu-storage-daemon. */
+static gboolean
+bind_nbd_socket (Incoming *in, GError **error)
+{
+  const char *wanted = md_options_get_string (in->options, "nbd-address");
+
+  if (wanted != NULL)
+    {
+      g_free (in->address);
+      in->address = g_strdup (wanted);
+    }
+  in->nbd_socket = bind_listener (
+      in->dest, in->address, md_options_get_uint16 (in->options, "nbd-port", 0), "nbd-port", error);
+  if (in->nbd_socket == NULL)
+    return FALSE;
+  in->nbd_port = md_listen_socket_get_port (in->nbd_socket);
+  return TRUE;
 }
 
 /* Disks the source copies arrive over NBD: a server on our address (TLS
@@ -475,34 +614,13 @@ static void
 start_nbd_server (Incoming *in)
 {
   GError *error = NULL;
-  g_autofree char *port = NULL;
-  const char *wanted = md_options_get_string (in->options, "nbd-address");
-  JsonObject *args, *addr, *data;
 
-  if (wanted != NULL)
+  if (!bind_nbd_socket (in, &error))
     {
-      g_free (in->address);
-      in->address = g_strdup (wanted);
-    }
-  if (!pick_port (in->dest, in->address, md_options_get_uint16 (in->options, "nbd-port", 0),
-                  &in->nbd_port, &error))
-    {
-      g_prefix_error (&error, "option 'nbd-port': ");
       prepare_failed (in, error);
       return;
     }
-  port = g_strdup_printf ("%u", in->nbd_port);
-  data = json_object_new ();
-  json_object_set_string_member (data, "host", in->address);
-  json_object_set_string_member (data, "port", port);
-  addr = json_object_new ();
-  json_object_set_string_member (addr, "type", "inet");
-  json_object_set_object_member (addr, "data", data);
-  args = json_object_new ();
-  json_object_set_object_member (args, "addr", addr);
-  if (in->tls_object != NULL)
-    json_object_set_string_member (args, "tls-creds", in->tls_object);
-  in_qmp (in, "nbd-server-start", args, after_nbd_server);
+  in_qmp_getfd (in, in->nbd_socket, NBD_FDNAME, after_nbd_getfd);
 }
 
 static void
@@ -513,6 +631,7 @@ after_incoming_started (Incoming *in, GError *error)
       prepare_failed (in, error);
       return;
     }
+  g_clear_object (&in->migration_socket); /* QEMU listens on its copy */
   if (in->disks_info != NULL && g_variant_n_children (in->disks_info) > 0)
     {
       start_nbd_server (in);
@@ -534,7 +653,7 @@ after_exports (Incoming *in, GError *error)
 }
 
 static void
-after_parameters (Incoming *in, GError *error)
+after_migration_getfd (Incoming *in, GError *error)
 {
   JsonObject *args;
 
@@ -543,9 +662,22 @@ after_parameters (Incoming *in, GError *error)
       prepare_failed (in, error);
       return;
     }
+  /* A "tcp:" URI whose address is an fd: QEMU listens on (and accepts
+   * multifd channels from) the socket we bound. */
   args = json_object_new ();
-  json_object_set_string_member (args, "uri", in->uri);
+  json_object_set_string_member (args, "uri", "tcp:fd:" MIGRATION_FDNAME);
   in_qmp (in, "migrate-incoming", args, after_incoming_started);
+}
+
+static void
+after_parameters (Incoming *in, GError *error)
+{
+  if (error != NULL)
+    {
+      prepare_failed (in, error);
+      return;
+    }
+  in_qmp_getfd (in, in->migration_socket, MIGRATION_FDNAME, after_migration_getfd);
 }
 
 static void
@@ -656,56 +788,34 @@ local_address_of (MdPeerConnection *conn)
       g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (address)));
 }
 
-/* A port nobody listens on now. QEMU binds it a moment later; the range
- * is ours (configuration), so a race with another program is unlikely,
- * and QEMU's own error would name it. */
-static gboolean
-port_is_free (const char *address, guint16 port)
-{
-  g_autoptr (GSocket) socket = NULL;
-  g_autoptr (GInetAddress) inet = g_inet_address_new_from_string (address);
-  g_autoptr (GSocketAddress) sa = NULL;
-
-  if (inet == NULL)
-    return FALSE;
-  socket = g_socket_new (g_inet_address_get_family (inet), G_SOCKET_TYPE_STREAM,
-                         G_SOCKET_PROTOCOL_TCP, NULL);
-  if (socket == NULL)
-    return FALSE;
-  sa = g_inet_socket_address_new (inet, port);
-  return g_socket_bind (socket, sa, FALSE, NULL);
-}
-
-static gboolean
-pick_port (MdMigrationDest *dest, const char *address, guint16 wanted, guint16 *port,
-           GError **error)
+/* A listening socket of our own for QEMU's migration stream or NBD
+ * server (@what names the option that can choose the port): QEMU gets
+ * this very socket, so no other migration can take the port meanwhile. */
+static GSocket *
+bind_listener (MdMigrationDest *dest, const char *address, guint16 wanted, const char *what,
+               GError **error)
 {
   const MdConfig *config = md_manager_get_config (dest->manager);
+  g_autoptr (GError) local_error = NULL;
+  GSocket *socket = md_listen_socket_bind (address, wanted, config->migration_port_min,
+                                           config->migration_port_max, &local_error);
 
-  if (wanted != 0)
-    {
-      if (!port_is_free (address, wanted))
-        {
-          g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                       "option 'migration-port': %s:%u is in use on host %s; pick another or "
-                       "leave it out",
-                       address, wanted, config->host_name);
-          return FALSE;
-        }
-      *port = wanted;
-      return TRUE;
-    }
-  for (guint p = config->migration_port_min; p <= config->migration_port_max; p++)
-    if (port_is_free (address, (guint16) p))
-      {
-        *port = (guint16) p;
-        return TRUE;
-      }
-  g_set_error (error, MD_ERROR, MD_ERROR_FAILED,
-               "host %s: no free port in [daemon] migration-port-min..max (%u-%u) on %s; "
-               "widen the range or wait for running migrations",
-               config->host_name, config->migration_port_min, config->migration_port_max, address);
-  return FALSE;
+  if (socket != NULL)
+    return socket;
+  if (wanted != 0 && g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE))
+    g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                 "option '%s': %s:%u is in use on host %s; pick another or leave it out", what,
+                 address, wanted, config->host_name);
+  else if (g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE))
+    g_set_error (error, MD_ERROR, MD_ERROR_FAILED,
+                 "host %s: no free port in [daemon] migration-port-min..max (%u-%u) on %s; "
+                 "widen the range or wait for running migrations",
+                 config->host_name, config->migration_port_min, config->migration_port_max,
+                 address);
+  else
+    g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "host %s: cannot listen on %s for %s: %s",
+                 config->host_name, address, what, local_error->message);
+  return NULL;
 }
 
 static void
@@ -736,6 +846,7 @@ on_offline_server_started (GObject *source, GAsyncResult *result, gpointer user_
   GError *error = NULL;
 
   in->nbd_server = md_nbd_server_start_finish (result, &error);
+  g_clear_object (&in->nbd_socket); /* qemu-storage-daemon has its copy */
   if (in->nbd_server == NULL)
     {
       prepare_failed (in, error);
@@ -754,19 +865,11 @@ start_offline_server (Incoming *in)
   g_autoptr (GPtrArray) formats = g_ptr_array_new ();
   g_autofree char *id = g_strdup_printf (
       "incoming-%s", strrchr (md_migration_get_object_path (in->migration), '/') + 1);
-  const char *wanted = md_options_get_string (in->options, "nbd-address");
   MdNbdServerOptions options = { 0 };
   GError *error = NULL;
 
-  if (wanted != NULL)
+  if (!bind_nbd_socket (in, &error))
     {
-      g_free (in->address);
-      in->address = g_strdup (wanted);
-    }
-  if (!pick_port (in->dest, in->address, md_options_get_uint16 (in->options, "nbd-port", 0),
-                  &in->nbd_port, &error))
-    {
-      g_prefix_error (&error, "option 'nbd-port': ");
       prepare_failed (in, error);
       return;
     }
@@ -796,6 +899,7 @@ start_offline_server (Incoming *in)
   options.writable = TRUE;
   options.host = in->address;
   options.port = in->nbd_port;
+  options.listen_socket = in->nbd_socket;
   options.tls_dir = md_options_get_boolean (in->options, "tls", TRUE)
                         ? md_manager_get_config (in->dest->manager)->tls_dir
                         : NULL;
@@ -844,6 +948,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   g_autoptr (GVariant) disks_info = NULL;
   guint16 port = 0;
   Incoming *in;
+  g_autofree char *key = incoming_key (conn, id);
 
   if (md_manager_is_recovering (manager))
     {
@@ -854,7 +959,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
           host_name (dest));
       return TRUE;
     }
-  if (g_hash_table_contains (dest->incoming, id))
+  if (g_hash_table_contains (dest->incoming, key))
     {
       g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
                                              "host %s: migration %s is already prepared",
@@ -909,6 +1014,8 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   in = g_rc_box_new0 (Incoming);
   in->dest = dest;
   in->id = g_strdup (id);
+  in->key = g_steal_pointer (&key);
+  in->owner = md_incoming_owner_new (md_peer_connection_get_dn (conn));
   in->tag = md_migration_qemu_new_tag ();
   in->disks_info = g_steal_pointer (&disks_info);
   in->conn = g_object_ref (conn);
@@ -917,7 +1024,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   in->dest_had_config = by_name != NULL && md_guest_is_persistent (by_name);
   in->def = g_steal_pointer (&def);
   in->prepare_invocation = invocation;
-  g_hash_table_insert (dest->incoming, in->id, in);
+  g_hash_table_insert (dest->incoming, in->key, in);
   in->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (on_connection_closed), in);
 
   in->migration = md_migration_new (
@@ -929,6 +1036,8 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       md_journal_new (md_manager_get_config (manager)->state_dir, in->id, "incoming"));
   md_journal_set_string (md_machine_get_journal (in->machine), "guest", in->def->name);
   md_journal_set_string (md_machine_get_journal (in->machine), "guest-uuid", in->def->uuid);
+  md_journal_set_string (md_machine_get_journal (in->machine), "owner-dn",
+                         md_incoming_owner_get_dn (in->owner));
   md_journal_set_int (md_machine_get_journal (in->machine), "guest-created", by_name == NULL);
   md_journal_set_int (md_machine_get_journal (in->machine), "paused-on-destination",
                       md_options_get_boolean (options, "paused-on-destination", FALSE));
@@ -944,9 +1053,11 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
     }
 
   address = wanted_address != NULL ? g_strdup (wanted_address) : local_address_of (conn);
-  if (address == NULL
-      || !pick_port (dest, address, md_options_get_uint16 (options, "migration-port", 0), &port,
-                     &error))
+  if (address != NULL)
+    in->migration_socket =
+        bind_listener (dest, address, md_options_get_uint16 (options, "migration-port", 0),
+                       "migration-port", &error);
+  if (in->migration_socket == NULL)
     {
       if (error == NULL)
         error = g_error_new (MD_ERROR, MD_ERROR_FAILED,
@@ -955,6 +1066,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       prepare_failed (in, g_steal_pointer (&error));
       return TRUE;
     }
+  port = md_listen_socket_get_port (in->migration_socket);
   in->uri = strchr (address, ':') != NULL ? g_strdup_printf ("tcp:[%s]:%u", address, port)
                                           : g_strdup_printf ("tcp:%s:%u", address, port);
   in->address = g_steal_pointer (&address);
@@ -1253,8 +1365,15 @@ on_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
                   GDBusMethodInvocation *invocation, const char *id, gboolean success,
                   GVariant *options, MdMigrationDest *dest)
 {
-  Incoming *in = g_hash_table_lookup (dest->incoming, id);
+  g_autoptr (GError) refused = NULL;
+  Incoming *in = incoming_for_call (dest, conn, id, md_options_get_string (options, "token"),
+                                    "Finish", &refused);
 
+  if (refused != NULL)
+    {
+      md_error_return (invocation, g_steal_pointer (&refused));
+      return TRUE;
+    }
   if ((in == NULL || in->ended) && !success)
     {
       /* Already gone (we aborted it ourselves): the cleanup is done. */
@@ -1326,9 +1445,16 @@ on_handle_abort (MdPeerListener *listener, MdPeerConnection *conn,
                  GDBusMethodInvocation *invocation, const char *id, const char *reason,
                  MdMigrationDest *dest)
 {
-  Incoming *in = g_hash_table_lookup (dest->incoming, id);
   g_autoptr (GError) error = NULL;
+  /* Abort carries no token: after a reconnect the source ends the
+   * migration with Finish(false) and the token instead. */
+  Incoming *in = incoming_for_call (dest, conn, id, NULL, "Abort", &error);
 
+  if (error != NULL)
+    {
+      md_error_return (invocation, g_steal_pointer (&error));
+      return TRUE;
+    }
   md_dbus_peer1_complete_abort (NULL, invocation);
   if (in == NULL || in->ended)
     return TRUE; /* idempotent */
@@ -1346,10 +1472,13 @@ on_handle_abort (MdPeerListener *listener, MdPeerConnection *conn,
 /* What became of migration @id here: from the running migration, or from
  * the journal (an ended one's outcome, or what a restart resolved). */
 static const char *
-outcome_of (MdMigrationDest *dest, const char *id, const char **phase, const char **authority,
-            GPtrArray **records)
+outcome_of (MdMigrationDest *dest, MdPeerConnection *conn, const char *id, const char **phase,
+            const char **authority, GPtrArray **records)
 {
-  Incoming *in = g_hash_table_lookup (dest->incoming, id);
+  g_autofree char *key = incoming_key (conn, id);
+  g_autofree char *dn = md_peer_normalize_dn (
+      md_peer_connection_get_dn (conn) != NULL ? md_peer_connection_get_dn (conn) : "");
+  Incoming *in = g_hash_table_lookup (dest->incoming, key);
 
   if (in != NULL && in->machine != NULL)
     {
@@ -1365,8 +1494,10 @@ outcome_of (MdMigrationDest *dest, const char *id, const char **phase, const cha
       MdJournal *journal = g_ptr_array_index (*records, i);
       const char *outcome = md_journal_get_string (journal, "outcome");
 
+      /* Only the peer that prepared it learns about it. */
       if (!g_str_equal (md_journal_get_direction (journal), "incoming")
-          || g_strcmp0 (md_journal_get_id (journal), id) != 0)
+          || g_strcmp0 (md_journal_get_id (journal), id) != 0
+          || g_strcmp0 (md_journal_get_string (journal, "owner-dn"), dn) != 0)
         continue;
       *phase = md_journal_get_string (journal, "phase");
       *authority = md_journal_get_string (journal, "authority");
@@ -1388,7 +1519,7 @@ on_handle_resolve (MdPeerListener *listener, MdPeerConnection *conn,
   if (md_manager_is_recovering (dest->manager))
     outcome = "pending";
   else
-    outcome = outcome_of (dest, id, &phase, &authority, &records);
+    outcome = outcome_of (dest, conn, id, &phase, &authority, &records);
   g_message ("host %s asked about migration %s: %s", md_peer_connection_get_host_name (conn), id,
              outcome);
   g_variant_builder_init (&result, G_VARIANT_TYPE_VARDICT);

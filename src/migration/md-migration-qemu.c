@@ -104,6 +104,14 @@ md_migration_qemu_step (MdQmp *qmp, const char *command, JsonObject *args, gpoin
                         gpointer (*ref) (gpointer), GDestroyNotify unref, MdQemuStepFunc next,
                         const char *gone_message)
 {
+  md_migration_qemu_step_fd (qmp, command, args, -1, owner, ref, unref, next, gone_message);
+}
+
+void
+md_migration_qemu_step_fd (MdQmp *qmp, const char *command, JsonObject *args, int fd,
+                           gpointer owner, gpointer (*ref) (gpointer), GDestroyNotify unref,
+                           MdQemuStepFunc next, const char *gone_message)
+{
   Step *step;
 
   if (qmp == NULL || md_qmp_is_closed (qmp))
@@ -119,7 +127,10 @@ md_migration_qemu_step (MdQmp *qmp, const char *command, JsonObject *args, gpoin
   step->owner = ref (owner);
   step->unref = unref;
   step->next = next;
-  md_qmp_execute_async (qmp, command, args, NULL, on_step_done, step);
+  if (fd >= 0)
+    md_qmp_execute_with_fd_async (qmp, command, args, fd, NULL, on_step_done, step);
+  else
+    md_qmp_execute_async (qmp, command, args, NULL, on_step_done, step);
   if (args != NULL)
     json_object_unref (args);
 }

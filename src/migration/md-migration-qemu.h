@@ -39,4 +39,9 @@ void md_migration_qemu_step (MdQmp *qmp, const char *command, JsonObject *args, 
                              gpointer (*ref) (gpointer), GDestroyNotify unref, MdQemuStepFunc next,
                              const char *gone_message);
 
+/* Same, passing @fd (>= 0) along (getfd); QEMU gets its own copy. */
+void md_migration_qemu_step_fd (MdQmp *qmp, const char *command, JsonObject *args, int fd,
+                                gpointer owner, gpointer (*ref) (gpointer), GDestroyNotify unref,
+                                MdQemuStepFunc next, const char *gone_message);
+
 G_END_DECLS

@@ -25,7 +25,8 @@ typedef struct
   GVariant *options;
   char *destination;
   char *migration_id;
-  char *tag; /* unique prefix of this migration's names inside QEMU */
+  char *tag;        /* unique prefix of this migration's names inside QEMU */
+  char *peer_token; /* from Prepare: proves to the peer that we prepared it */
 
   MdPeerConnection *peer;
   gulong peer_closed_id;

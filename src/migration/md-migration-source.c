@@ -101,6 +101,7 @@ source_clear (Source *src)
   g_free (src->destination);
   g_free (src->migration_id);
   g_free (src->tag);
+  g_free (src->peer_token);
   g_free (src->tls_object);
 }
 
@@ -389,6 +390,8 @@ undo_peer_prepare (gpointer owner, gpointer data)
   g_variant_builder_add (&opts, "{sv}", "error-name",
                          g_variant_new_string (md_error_code_to_dbus_name (converted->code)));
   g_variant_builder_add (&opts, "{sv}", "error-message", g_variant_new_string (converted->message));
+  if (src->peer_token != NULL)
+    g_variant_builder_add (&opts, "{sv}", "token", g_variant_new_string (src->peer_token));
   md_dbus_peer1_call_finish (md_peer_connection_get_proxy (src->peer), src->migration_id, FALSE,
                              g_variant_builder_end (&opts), NULL, on_peer_abort_done,
                              source_ref (src));
@@ -493,13 +496,18 @@ on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
 void
 source_finish_on_peer (Source *src)
 {
+  GVariantBuilder opts;
+
   md_fault_point ("source-finish-sent");
   if (md_machine_get_phase (src->machine) != MD_PHASE_POSTCOPY
       && !md_machine_advance (src->machine, MD_PHASE_FINISH))
     return;
   src->finish_pending = TRUE;
+  g_variant_builder_init (&opts, G_VARIANT_TYPE_VARDICT);
+  if (src->peer_token != NULL)
+    g_variant_builder_add (&opts, "{sv}", "token", g_variant_new_string (src->peer_token));
   md_dbus_peer1_call_finish (md_peer_connection_get_proxy (src->peer), src->migration_id, TRUE,
-                             g_variant_new ("a{sv}", NULL), NULL, on_peer_finished,
+                             g_variant_builder_end (&opts), NULL, on_peer_finished,
                              source_ref (src));
 }
 
@@ -915,6 +923,7 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
   g_variant_lookup (out, "nbd-address", "s", &src->nbd_host);
   g_variant_lookup (out, "nbd-port", "q", &src->nbd_port);
   g_variant_lookup (out, "fresh-targets", "^as", &src->fresh_targets);
+  g_variant_lookup (out, "token", "s", &src->peer_token);
   if (src->plan->len > 0 && (src->nbd_host == NULL || src->nbd_port == 0))
     {
       source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
