@@ -188,6 +188,7 @@ incoming_abort (Incoming *in, const GError *error)
       return;
     }
   in->ended = TRUE;
+  md_fault_point ("dest-fail");
   g_message ("incoming migration %s of %s aborted: %s", in->id, in->def->name, error->message);
   g_clear_pointer (&in->nbd_server, md_nbd_server_free);
   if (in->migration != NULL)
