@@ -38,7 +38,7 @@ typedef struct
   gboolean guest_created;
   gboolean dest_had_config;
   MdMigration *migration;
-  GVariant *options;
+  MdMigrateOptions *opts; /* Prepare's options, checked */
   MdDomain *def;
   char *uri;
   char *address;        /* where QEMU and the NBD server listen */
@@ -74,7 +74,7 @@ incoming_free (Incoming *in)
   g_clear_object (&in->conn);
   g_clear_object (&in->guest);
   g_clear_object (&in->migration);
-  g_clear_pointer (&in->options, g_variant_unref);
+  g_clear_pointer (&in->opts, md_migrate_options_free);
   g_clear_pointer (&in->def, md_domain_free);
   g_clear_error (&in->abort_error);
   g_free (in->uri);
@@ -365,7 +365,7 @@ start_nbd_server (Incoming *in)
 {
   GError *error = NULL;
   g_autofree char *port = NULL;
-  const char *wanted = md_options_get_string (in->options, "nbd-address");
+  const char *wanted = in->opts->nbd_address;
   JsonObject *args, *addr, *data;
 
   if (wanted != NULL)
@@ -373,8 +373,7 @@ start_nbd_server (Incoming *in)
       g_free (in->address);
       in->address = g_strdup (wanted);
     }
-  if (!pick_port (in->dest, in->address, md_options_get_uint16 (in->options, "nbd-port", 0),
-                  &in->nbd_port, &error))
+  if (!pick_port (in->dest, in->address, in->opts->nbd_port, &in->nbd_port, &error))
     {
       g_prefix_error (&error, "option 'nbd-port': ");
       prepare_failed (in, error);
@@ -441,8 +440,7 @@ static void
 after_capabilities (Incoming *in, GError *error)
 {
   JsonObject *args;
-  guint32 channels = md_options_get_uint32 (in->options, "parallel-connections", 0);
-  const char *compression = md_options_get_string (in->options, "compression");
+  guint32 channels = in->opts->parallel_connections;
 
   if (error != NULL)
     {
@@ -453,8 +451,9 @@ after_capabilities (Incoming *in, GError *error)
   json_object_set_string_member (args, "tls-creds", in->tls_object ? in->tls_object : "");
   if (channels > 0)
     json_object_set_int_member (args, "multifd-channels", channels);
-  if (compression != NULL && channels > 0)
-    json_object_set_string_member (args, "multifd-compression", compression);
+  if (channels > 0)
+    json_object_set_string_member (args, "multifd-compression",
+                                   md_migrate_compression_to_string (in->opts->compression));
   in_qmp (in, "migrate-set-parameters", args, after_parameters);
 }
 
@@ -466,7 +465,7 @@ after_tls_object (Incoming *in, GError *error)
       prepare_failed (in, error);
       return;
     }
-  in_qmp (in, "migrate-set-capabilities", md_migration_capabilities_args (in->options),
+  in_qmp (in, "migrate-set-capabilities", md_migration_capabilities_args (in->opts),
           after_capabilities);
 }
 
@@ -490,7 +489,7 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
   md_guest_begin_migration (in->guest, md_migration_get_object_path (in->migration), TRUE);
   in->stopped_id =
       g_signal_connect (in->guest, "stopped", G_CALLBACK (on_incoming_qemu_stopped), in);
-  if (!md_options_get_boolean (in->options, "tls", TRUE))
+  if (!in->opts->tls)
     {
       after_tls_object (in, NULL);
       return;
@@ -625,7 +624,7 @@ start_offline_server (Incoming *in)
   g_autoptr (GPtrArray) formats = g_ptr_array_new ();
   g_autofree char *id = g_strdup_printf (
       "incoming-%s", strrchr (md_migration_get_object_path (in->migration), '/') + 1);
-  const char *wanted = md_options_get_string (in->options, "nbd-address");
+  const char *wanted = in->opts->nbd_address;
   MdNbdServerOptions options = { 0 };
   GError *error = NULL;
 
@@ -634,8 +633,7 @@ start_offline_server (Incoming *in)
       g_free (in->address);
       in->address = g_strdup (wanted);
     }
-  if (!pick_port (in->dest, in->address, md_options_get_uint16 (in->options, "nbd-port", 0),
-                  &in->nbd_port, &error))
+  if (!pick_port (in->dest, in->address, in->opts->nbd_port, &in->nbd_port, &error))
     {
       g_prefix_error (&error, "option 'nbd-port': ");
       prepare_failed (in, error);
@@ -667,9 +665,7 @@ start_offline_server (Incoming *in)
   options.writable = TRUE;
   options.host = in->address;
   options.port = in->nbd_port;
-  options.tls_dir = md_options_get_boolean (in->options, "tls", TRUE)
-                        ? md_manager_get_config (in->dest->manager)->tls_dir
-                        : NULL;
+  options.tls_dir = in->opts->tls ? md_manager_get_config (in->dest->manager)->tls_dir : NULL;
   md_nbd_server_start_async (&options, NULL, on_offline_server_started, in);
 }
 
@@ -706,12 +702,24 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   g_autoptr (MdDomain) def = NULL;
   g_autofree char *address = NULL;
   MdGuest *by_name, *by_uuid;
-  const char *source_host = md_options_get_string (options, "source-host");
-  const char *wanted_address = md_options_get_string (options, "migration-address");
+  const MdConfig *config = md_manager_get_config (manager);
+  const MdMigrateOptionsLimits limits = { MD_MIGRATE_OPTIONS_FROM_PEER, config->migration_port_min,
+                                          config->migration_port_max };
+  g_autoptr (MdMigrateOptions) opts = md_migrate_options_parse (options, &limits, &error);
+  const char *source_host;
+  const char *wanted_address;
   g_autoptr (GVariant) disks_info = NULL;
   guint16 port = 0;
   Incoming *in;
 
+  if (opts == NULL)
+    {
+      g_prefix_error (&error, "host %s, phase prepare: ", host_name (dest));
+      md_error_return (invocation, g_steal_pointer (&error));
+      return TRUE;
+    }
+  source_host = opts->source_host;
+  wanted_address = opts->migration_address;
   if (g_hash_table_contains (dest->incoming, id))
     {
       g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
@@ -756,7 +764,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       return TRUE;
     }
 
-  disks_info = g_variant_lookup_value (options, "disks-info", G_VARIANT_TYPE ("aa{sv}"));
+  disks_info = opts->disks_info != NULL ? g_variant_ref (opts->disks_info) : NULL;
   if (!md_storage_check_shared (def, disks_info, host_name (dest), &error))
     {
       g_prefix_error (&error, "host %s, phase prepare: ", host_name (dest));
@@ -769,18 +777,19 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   in->id = g_strdup (id);
   in->disks_info = g_steal_pointer (&disks_info);
   in->conn = g_object_ref (conn);
-  in->options = g_variant_ref (options);
-  in->offline = md_options_get_boolean (options, "offline", FALSE);
+  in->offline = opts->offline;
+  in->opts = g_steal_pointer (&opts);
   in->dest_had_config = by_name != NULL && md_guest_is_persistent (by_name);
   in->def = g_steal_pointer (&def);
   in->prepare_invocation = invocation;
   g_hash_table_insert (dest->incoming, in->id, in);
   in->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (on_connection_closed), in);
 
-  in->migration = md_migration_new (
-      manager, md_manager_next_migration_number (manager), MD_MIGRATION_INCOMING,
-      by_name != NULL ? md_guest_get_object_path (by_name) : "/", in->def->name,
-      source_host != NULL ? source_host : md_peer_connection_get_host_name (conn), 0, options);
+  in->migration =
+      md_migration_new (manager, md_manager_next_migration_number (manager), MD_MIGRATION_INCOMING,
+                        by_name != NULL ? md_guest_get_object_path (by_name) : "/", in->def->name,
+                        source_host != NULL ? source_host : md_peer_connection_get_host_name (conn),
+                        0, in->opts->given);
   md_migration_set_phase (in->migration, "prepare");
   md_manager_add_migration (manager, in->migration);
 
@@ -791,9 +800,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
     }
 
   address = wanted_address != NULL ? g_strdup (wanted_address) : local_address_of (conn);
-  if (address == NULL
-      || !pick_port (dest, address, md_options_get_uint16 (options, "migration-port", 0), &port,
-                     &error))
+  if (address == NULL || !pick_port (dest, address, in->opts->migration_port, &port, &error))
     {
       if (error == NULL)
         error = g_error_new (MD_ERROR, MD_ERROR_FAILED,
@@ -827,9 +834,8 @@ static gboolean
 apply_persist_table (Incoming *in, GError **error)
 {
   MdManager *manager = in->dest->manager;
-  gboolean persist =
-      md_options_get_boolean (in->options, "persist-destination", FALSE) || in->offline;
-  gboolean source_persistent = md_options_get_boolean (in->options, "source-persistent", FALSE);
+  gboolean persist = in->opts->persist_destination || in->offline;
+  gboolean source_persistent = in->opts->source_persistent;
 
   if (persist)
     {
@@ -902,7 +908,7 @@ resume_or_stay_paused (Incoming *in, GError *error)
       g_warning ("incoming migration %s: stopping the NBD server: %s", in->id, error->message);
       g_error_free (error);
     }
-  if (md_options_get_boolean (in->options, "paused-on-destination", FALSE))
+  if (in->opts->paused_on_destination)
     finish_reply (in, FALSE);
   else
     in_qmp (in, "cont", NULL, after_cont);

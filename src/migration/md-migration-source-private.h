@@ -15,7 +15,7 @@ typedef struct
   MdManager *manager;
   MdGuest *guest;
   MdMigration *migration;
-  GVariant *options;
+  MdMigrateOptions *opts; /* parsed Guest1.Migrate options */
   char *destination;
   char *migration_id;
 

@@ -17,33 +17,6 @@
  * is this much (bytes/s), as libvirt does. */
 #define UNLIMITED_BANDWIDTH (G_GUINT64_CONSTANT (1) << 40)
 
-const MdOptionSpec md_migration_option_specs[] = {
-  { "live", "b" },
-  { "offline", "b" },
-  { "tls", "b" },
-  { "bandwidth", "t" },
-  { "max-downtime", "t" },
-  { "auto-converge", "b" },
-  { "postcopy", "b" },
-  { "parallel-connections", "u" },
-  { "compression", "s" },
-  { "persist-destination", "b" },
-  { "undefine-source", "b" },
-  { "destination-xml", "s" },
-  { "destination-name", "s" },
-  { "migration-address", "s" },
-  { "migration-port", "q" },
-  { "paused-on-destination", "b" },
-  { "abort-after", "u" },
-  { "copy-storage", "s" },
-  { "disks", "as" },
-  { "nbd-port", "q" },
-  { "nbd-address", "s" },
-  { "verify", "b" },
-  { "auth.no_user_interaction", "b" },
-  { NULL, NULL },
-};
-
 static void source_poll (Source *src);
 
 const char *
@@ -89,7 +62,7 @@ source_free (Source *src)
   g_clear_object (&src->cancellable);
   g_clear_object (&src->guest);
   g_clear_object (&src->migration);
-  g_clear_pointer (&src->options, g_variant_unref);
+  g_clear_pointer (&src->opts, md_migrate_options_free);
   g_clear_pointer (&src->dest_def, md_domain_free);
   g_clear_pointer (&src->plan, g_ptr_array_unref);
   g_clear_pointer (&src->disks_info, g_variant_unref);
@@ -209,7 +182,7 @@ on_source_qemu_gone (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 source_confirm_success (Source *src)
 {
-  gboolean undefine = md_options_get_boolean (src->options, "undefine-source", FALSE);
+  gboolean undefine = src->opts->undefine_source;
   g_autoptr (GError) error = NULL;
 
   md_migration_set_phase (src->migration, "confirm");
@@ -537,7 +510,7 @@ static gboolean
 on_abort_timer (gpointer user_data)
 {
   Source *src = user_data;
-  guint32 seconds = md_options_get_uint32 (src->options, "abort-after", 0);
+  guint32 seconds = src->opts->abort_after;
 
   src->abort_id = 0;
   source_fail (src,
@@ -549,7 +522,7 @@ on_abort_timer (gpointer user_data)
                             source_host_name (src), md_guest_get_name (src->guest), seconds,
                             md_dbus_migration1_get_dirty_rate (MD_DBUS_MIGRATION1 (src->migration)),
                             md_dbus_migration1_get_rate (MD_DBUS_MIGRATION1 (src->migration)),
-                            md_options_get_boolean (src->options, "auto-converge", FALSE)
+                            src->opts->auto_converge
                                 ? "postcopy, a higher bandwidth or a longer max-downtime"
                                 : "auto-converge, postcopy, a higher bandwidth or a longer "
                                   "max-downtime"));
@@ -577,7 +550,7 @@ on_migrate_started (Source *src, GError *error)
   md_migration_set_phase (src->migration, "perform");
   md_migration_set_running_state (src->migration, "running");
   src->poll_id = g_timeout_add (POLL_INTERVAL_MS, on_poll_timer, src);
-  abort_after = md_options_get_uint32 (src->options, "abort-after", 0);
+  abort_after = src->opts->abort_after;
   if (abort_after > 0)
     src->abort_id = g_timeout_add_seconds (abort_after, on_abort_timer, src);
 }
@@ -604,9 +577,8 @@ static void
 set_parameters (Source *src, GError *error)
 {
   JsonObject *args;
-  guint64 bandwidth = md_options_get_uint64 (src->options, "bandwidth", 0);
-  guint32 channels = md_options_get_uint32 (src->options, "parallel-connections", 0);
-  const char *compression = md_options_get_string (src->options, "compression");
+  guint64 bandwidth = src->opts->bandwidth;
+  guint32 channels = src->opts->parallel_connections;
 
   if (error != NULL)
     {
@@ -616,16 +588,15 @@ set_parameters (Source *src, GError *error)
   args = source_json_args ();
   json_object_set_int_member (args, "max-bandwidth",
                               (gint64) (bandwidth > 0 ? bandwidth : UNLIMITED_BANDWIDTH));
-  if (md_options_get_uint64 (src->options, "max-downtime", 0) > 0)
-    json_object_set_int_member (args, "downtime-limit",
-                                (gint64) md_options_get_uint64 (src->options, "max-downtime", 0));
+  json_object_set_int_member (args, "downtime-limit", (gint64) src->opts->max_downtime);
   json_object_set_string_member (args, "tls-creds", src->tls_object ? src->tls_object : "");
   json_object_set_string_member (
       args, "tls-hostname", src->tls_object ? md_peer_connection_get_host_name (src->peer) : "");
   if (channels > 0)
     json_object_set_int_member (args, "multifd-channels", channels);
-  if (compression != NULL && channels > 0)
-    json_object_set_string_member (args, "multifd-compression", compression);
+  if (channels > 0)
+    json_object_set_string_member (args, "multifd-compression",
+                                   md_migrate_compression_to_string (src->opts->compression));
   md_migration_set_bandwidth_property (src->migration, bandwidth);
   source_qmp_step (src, "migrate-set-parameters", args, start_migrate);
 }
@@ -633,7 +604,7 @@ set_parameters (Source *src, GError *error)
 /* Every capability is set explicitly, on or off: QEMU keeps them from an
  * earlier attempt, and both ends must agree. */
 JsonObject *
-md_migration_capabilities_args (GVariant *options)
+md_migration_capabilities_args (const MdMigrateOptions *opts)
 {
   JsonObject *args = json_object_new ();
   JsonArray *caps = json_array_new ();
@@ -643,9 +614,9 @@ md_migration_capabilities_args (GVariant *options)
     gboolean on;
   } list[] = {
     { "events", TRUE },
-    { "auto-converge", md_options_get_boolean (options, "auto-converge", FALSE) },
-    { "postcopy-ram", md_options_get_boolean (options, "postcopy", FALSE) },
-    { "multifd", md_options_get_uint32 (options, "parallel-connections", 0) > 0 },
+    { "auto-converge", opts->auto_converge },
+    { "postcopy-ram", opts->postcopy },
+    { "multifd", opts->parallel_connections > 0 },
     { "pause-before-switchover", FALSE },
   };
 
@@ -668,7 +639,7 @@ source_set_capabilities (Source *src, GError *error)
       start_migrate (src, error);
       return;
     }
-  source_qmp_step (src, "migrate-set-capabilities", md_migration_capabilities_args (src->options),
+  source_qmp_step (src, "migrate-set-capabilities", md_migration_capabilities_args (src->opts),
                    set_parameters);
 }
 
@@ -677,7 +648,7 @@ add_tls_object (Source *src, GError *error)
 {
   JsonObject *args;
 
-  if (error != NULL || !md_options_get_boolean (src->options, "tls", TRUE))
+  if (error != NULL || !src->opts->tls)
     {
       source_start_mirrors (src, error);
       return;
@@ -703,7 +674,7 @@ source_perform (Source *src, const char *uri)
     md_migration_set_phase (src->migration, "mirror-disks");
   g_free (src->uri);
   src->uri = g_strdup (uri);
-  if (!md_options_get_boolean (src->options, "live", TRUE) && src->was_running)
+  if (!src->opts->live && src->was_running)
     source_qmp_step (src, "stop", NULL, add_tls_object);
   else
     add_tls_object (src, NULL);
@@ -802,7 +773,7 @@ prepare_options (Source *src)
   GVariant *value;
 
   g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
-  g_variant_iter_init (&iter, src->options);
+  g_variant_iter_init (&iter, src->opts->given);
   while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
     if (!g_str_equal (key, "destination-xml"))
       g_variant_builder_add (&builder, "{sv}", key, value);
@@ -812,8 +783,6 @@ prepare_options (Source *src)
                          g_variant_new_string (source_host_name (src)));
   g_variant_builder_add (&builder, "{sv}", "source-migration",
                          g_variant_new_string (md_migration_get_object_path (src->migration)));
-  if (src->offline)
-    g_variant_builder_add (&builder, "{sv}", "offline", g_variant_new_boolean (TRUE));
   if (src->disks_info != NULL)
     g_variant_builder_add (&builder, "{sv}", "disks-info", src->disks_info);
   return g_variant_builder_end (&builder);
@@ -975,7 +944,7 @@ control_start_postcopy (gpointer engine, GError **error)
   Source *src = engine;
   MdQmp *qmp = md_guest_get_qmp (src->guest);
 
-  if (!md_options_get_boolean (src->options, "postcopy", FALSE))
+  if (!src->opts->postcopy)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
                    "migration of %s was not started with the postcopy option",
@@ -1003,39 +972,6 @@ static const MdMigrationControl source_control = {
 };
 
 /* ---- Begin -------------------------------------------------------------------------- */
-
-static gboolean
-validate_options (GVariant *options, GError **error)
-{
-  const char *compression = md_options_get_string (options, "compression");
-  MdStorageCopyMode mode;
-
-  if (!md_options_check (options, md_migration_option_specs, "Migrate", error)
-      || !md_storage_parse_mode (md_options_get_string (options, "copy-storage"), &mode, error))
-    return FALSE;
-  if (compression != NULL && !g_str_equal (compression, "none")
-      && !g_str_equal (compression, "zlib") && !g_str_equal (compression, "zstd"))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "option 'compression' must be none, zlib or zstd, not '%s'", compression);
-      return FALSE;
-    }
-  if (compression != NULL && !g_str_equal (compression, "none")
-      && md_options_get_uint32 (options, "parallel-connections", 0) == 0)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "option 'compression' needs 'parallel-connections' (QEMU compresses multifd "
-                   "streams only)");
-      return FALSE;
-    }
-  if (md_options_get_uint64 (options, "max-downtime", 1) == 0)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "option 'max-downtime' must be at least 1 ms");
-      return FALSE;
-    }
-  return TRUE;
-}
 
 /* "host", "host:port" or "[v6]:port" with a port in range, or a peer name
  * from the configuration. */
@@ -1093,13 +1029,14 @@ is_this_host (MdManager *manager, const char *destination)
 }
 
 static MdDomain *
-build_destination_definition (MdManager *manager, MdGuest *guest, GVariant *options, GError **error)
+build_destination_definition (MdManager *manager, MdGuest *guest, const MdMigrateOptions *opts,
+                              GError **error)
 {
   const MdDomain *current = md_guest_get_live_definition (guest) != NULL
                                 ? md_guest_get_live_definition (guest)
                                 : md_guest_get_definition (guest);
-  const char *dest_xml = md_options_get_string (options, "destination-xml");
-  const char *dest_name = md_options_get_string (options, "destination-name");
+  const char *dest_xml = opts->destination_xml;
+  const char *dest_name = opts->destination_name;
   g_autoptr (MdDomain) def = NULL;
 
   if (dest_xml != NULL)
@@ -1141,12 +1078,13 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
   MdGuestState state = md_guest_get_state (guest);
   MdStorageCopyMode storage_mode = MD_STORAGE_COPY_NONE;
   g_autoptr (GPtrArray) plan = NULL;
+  g_autoptr (MdMigrateOptions) opts = md_migrate_options_parse (options, NULL, error);
   gboolean offline;
   Source *src;
 
-  if (!validate_options (options, error))
+  if (opts == NULL)
     return NULL;
-  offline = md_options_get_boolean (options, "offline", FALSE);
+  offline = opts->offline;
   if (offline && state != MD_GUEST_STATE_SHUT_OFF)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
@@ -1180,25 +1118,21 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
                    destination, config->host_name);
       return NULL;
     }
-  dest_def = build_destination_definition (manager, guest, options, error);
+  dest_def = build_destination_definition (manager, guest, opts, error);
   if (dest_def == NULL)
     return NULL;
-  md_storage_parse_mode (md_options_get_string (options, "copy-storage"), &storage_mode, NULL);
-  {
-    g_autofree const char **targets = NULL;
-    g_variant_lookup (options, "disks", "^a&s", &targets);
-    plan = md_storage_plan (md_guest_get_live_definition (guest) != NULL
-                                ? md_guest_get_live_definition (guest)
-                                : md_guest_get_definition (guest),
-                            storage_mode, targets, error);
-    if (plan == NULL)
-      return NULL;
-  }
+  md_storage_parse_mode (md_migrate_copy_storage_to_string (opts->copy_storage), &storage_mode,
+                         NULL);
+  plan = md_storage_plan (md_guest_get_live_definition (guest) != NULL
+                              ? md_guest_get_live_definition (guest)
+                              : md_guest_get_definition (guest),
+                          storage_mode, (const char *const *) opts->disks, error);
+  if (plan == NULL)
+    return NULL;
 
   src = g_new0 (Source, 1);
   src->manager = manager;
   src->guest = g_object_ref (guest);
-  src->options = g_variant_ref_sink (g_variant_ref (options));
   src->destination = g_steal_pointer (&resolved);
   src->dest_def = g_steal_pointer (&dest_def);
   src->cancellable = g_cancellable_new ();
@@ -1210,14 +1144,13 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
   src->migration =
       md_migration_new (manager, md_manager_next_migration_number (manager), MD_MIGRATION_OUTGOING,
                         md_guest_get_object_path (guest), md_guest_get_name (guest),
-                        src->destination, owner_uid, options);
+                        src->destination, owner_uid, opts->given);
   src->migration_id =
       g_strdup_printf ("%s:%s", md_dbus_manager1_get_host_uuid (MD_DBUS_MANAGER1 (manager)),
                        md_migration_get_object_path (src->migration));
-  md_migration_set_max_downtime_property (src->migration,
-                                          md_options_get_uint64 (options, "max-downtime", 300));
-  md_migration_set_bandwidth_property (src->migration,
-                                       md_options_get_uint64 (options, "bandwidth", 0));
+  md_migration_set_max_downtime_property (src->migration, opts->max_downtime);
+  md_migration_set_bandwidth_property (src->migration, opts->bandwidth);
+  src->opts = g_steal_pointer (&opts);
   md_migration_set_control (src->migration, &source_control, src);
   md_manager_add_migration (manager, src->migration);
   md_guest_begin_migration (guest, md_migration_get_object_path (src->migration), FALSE);

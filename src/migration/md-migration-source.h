@@ -8,9 +8,6 @@
 
 G_BEGIN_DECLS
 
-/* The options Guest1.Migrate accepts (key and GVariant type). */
-extern const MdOptionSpec md_migration_option_specs[];
-
 /* Validates @options and @destination, creates and exports the
  * Migration1 object and starts the migration in the background. Returns
  * the new object, or NULL with MD_ERROR_INVALID_ARGUMENT / INVALID_STATE
@@ -18,8 +15,8 @@ extern const MdOptionSpec md_migration_option_specs[];
 MdMigration *md_migration_source_start (MdManager *manager, MdGuest *guest, const char *destination,
                                         GVariant *options, guint owner_uid, GError **error);
 
-/* The migrate-set-capabilities arguments for @options; both ends of a
+/* The migrate-set-capabilities arguments for @opts; both ends of a
  * migration set the same ones. */
-JsonObject *md_migration_capabilities_args (GVariant *options);
+JsonObject *md_migration_capabilities_args (const MdMigrateOptions *opts);
 
 G_END_DECLS

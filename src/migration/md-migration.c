@@ -8,6 +8,7 @@
 
 #include "md-migration.h"
 #include "common/md-error.h"
+#include "common/md-options.h"
 #include "daemon/md-manager.h"
 
 #define PUBLISH_INTERVAL_MS 500
@@ -174,6 +175,8 @@ handle_set_bandwidth (MdDbusMigration1 *object, GDBusMethodInvocation *invocatio
   MdMigration *self = MD_MIGRATION (object);
   GError *error = NULL;
 
+  if (!md_migrate_check_bandwidth (bps, "SetBandwidth's bps", &error))
+    return md_error_return (invocation, error);
   if (!check_controllable (self, invocation, "tune"))
     return G_DBUS_METHOD_INVOCATION_HANDLED;
   if (!self->control->set_bandwidth (self->engine, bps, &error))
@@ -188,12 +191,8 @@ handle_set_max_downtime (MdDbusMigration1 *object, GDBusMethodInvocation *invoca
   MdMigration *self = MD_MIGRATION (object);
   GError *error = NULL;
 
-  if (ms == 0)
-    {
-      g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                                             "the maximum downtime must be at least 1 ms");
-      return G_DBUS_METHOD_INVOCATION_HANDLED;
-    }
+  if (!md_migrate_check_max_downtime (ms, "SetMaxDowntime's ms", &error))
+    return md_error_return (invocation, error);
   if (!check_controllable (self, invocation, "tune"))
     return G_DBUS_METHOD_INVOCATION_HANDLED;
   if (!self->control->set_max_downtime (self->engine, ms, &error))
