@@ -4,6 +4,7 @@
 
 #include "common/md-error.h"
 #include "peer/md-peer.h"
+#include "peer/md-peer-check.h"
 
 #include <glib/gstdio.h>
 #include <string.h>
@@ -656,6 +657,97 @@ test_prepare_forwarded (void)
 }
 
 static gboolean
+count_prepare (MdPeerListener *listener, MdPeerConnection *conn, GDBusMethodInvocation *invocation,
+               const char *migration_id, const char *xml, GVariant *options, gpointer user_data)
+{
+  (*(guint *) user_data)++;
+  return on_handle_prepare (listener, conn, invocation, migration_id, xml, options, NULL);
+}
+
+static GVariant *
+call_peer (GDBusConnection *dbus, const char *method, GVariant *args, const char *reply_type,
+           GError **error)
+{
+  g_autoptr (GAsyncResult) result = NULL;
+
+  g_dbus_connection_call (dbus, NULL, MD_PEER_OBJECT_PATH, "org.migrationd.Peer1", method, args,
+                          G_VARIANT_TYPE (reply_type), G_DBUS_CALL_FLAGS_NONE, 5000, NULL,
+                          store_result, &result);
+  WAIT_UNTIL (result != NULL);
+  return g_dbus_connection_call_finish (dbus, result, error);
+}
+
+/* A peer with a valid certificate sending wrong-typed, oversized or
+ * out-of-range arguments is refused by name before any handler runs. */
+static void
+test_bad_arguments_refused (void)
+{
+  Fixture f = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MdPeerConnection) conn = NULL;
+  g_autofree char *long_reason = g_strnfill (MD_PEER_REASON_MAX + 1, 'r');
+  g_autofree char *long_id = g_strnfill (MD_PEER_ID_MAX + 1, 'i');
+  const char *relative[] = { "etc/shadow", NULL };
+  guint prepared = 0;
+  GDBusConnection *dbus;
+  const struct
+  {
+    const char *method;
+    GVariant *args;
+    const char *reply;
+    const char *named;
+  } bad[] = {
+    { "Prepare", g_variant_new_parsed ("('/m/1', '<domain/>', {'tls': <'yes'>})"), "(a{sv})",
+      "'tls'" },
+    { "Prepare",
+      g_variant_new_parsed ("('/m/1', '<domain/>', {'parallel-connections': <uint32 100000>})"),
+      "(a{sv})", "'parallel-connections'" },
+    { "Prepare", g_variant_new_parsed ("('/m/1', '<domain/>', {'source-persistent': <uint32 1>})"),
+      "(a{sv})", "'source-persistent'" },
+    { "Prepare",
+      g_variant_new_parsed (
+          "('/m/1', '<domain/>', {'disks-info': <[{'target': <'vdb'>, 'path': <7>}]>})"),
+      "(a{sv})", "'disks-info'" },
+    { "Prepare",
+      g_variant_new ("(ss@a{sv})", long_id, "<domain/>", g_variant_new_parsed ("@a{sv} {}")),
+      "(a{sv})", "'migration_id'" },
+    { "Prepare", g_variant_new_parsed ("('/m/1', '', @a{sv} {})"), "(a{sv})", "'xml'" },
+    { "Finish", g_variant_new_parsed ("('/m/1', true, {'error-name': <5>})"), "(a{sv})",
+      "'error-name'" },
+    { "Finish", g_variant_new_parsed ("('/m/1', true, {'rm': <'-rf'>})"), "(a{sv})", "'rm'" },
+    { "Abort", g_variant_new ("(ss)", "/m/1", long_reason), "()", "'reason'" },
+    { "CheckPaths", g_variant_new ("(^as)", relative), "(a{sb})", "absolute" },
+  };
+
+  fixture_start (&f, "ca1", "hostB", 10);
+  g_signal_connect (f.listener, "handle-prepare", G_CALLBACK (count_prepare), &prepared);
+  conn = connect_to (&f, NULL, &error);
+  g_assert_no_error (error);
+  dbus = md_peer_connection_get_dbus (conn);
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (GVariant) reply =
+          call_peer (dbus, bad[i].method, bad[i].args, bad[i].reply, &error);
+
+      g_test_message ("%s: %s", bad[i].method, error ? error->message : "(no error)");
+      g_assert_null (reply);
+      g_assert_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT);
+      g_assert_nonnull (strstr (error->message, bad[i].named));
+      g_clear_error (&error);
+    }
+  g_assert_cmpuint (prepared, ==, 0);
+  /* The connection is still good, and a good Prepare reaches the handler. */
+  g_clear_pointer (&error, g_error_free);
+  {
+    g_autoptr (GVariant) reply = call_prepare (dbus, &error);
+    g_assert_no_error (error);
+  }
+  g_assert_cmpuint (prepared, ==, 1);
+  md_peer_connection_close (conn);
+  fixture_stop (&f);
+}
+
+static gboolean
 on_data_stream (MdPeerListener *listener, GIOStream *stream, const char *alpn, const char *dn,
                 gpointer user_data)
 {
@@ -824,6 +916,7 @@ main (int argc, char **argv)
   g_test_add_func ("/peer/hello-timeout", test_hello_timeout);
   g_test_add_func ("/peer/tls12-refused", test_tls12_refused);
   g_test_add_func ("/peer/prepare-forwarded", test_prepare_forwarded);
+  g_test_add_func ("/peer/bad-arguments-refused", test_bad_arguments_refused);
   g_test_add_func ("/peer/data-stream", test_data_stream);
 
   ret = g_test_run ();

@@ -888,54 +888,100 @@ control_cancel (gpointer engine, GError **error)
   return TRUE;
 }
 
+/* A live parameter change waiting for QEMU. */
+typedef struct
+{
+  Source *src; /* a reference */
+  char *name;
+  guint64 value; /* what the property shows: 0 is "unlimited" for bandwidth */
+  MdMigrationTuned done;
+  gpointer user_data;
+} LiveParameter;
+
 static void
 on_param_set (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  g_autoptr (GError) error = NULL;
+  LiveParameter *p = user_data;
+  g_autoptr (SourceRef) src = p->src;
+  GError *error = NULL;
   g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
 
   if (node == NULL)
-    g_warning ("setting a migration parameter failed: %s", error->message);
+    {
+      GError *converted = md_error_convert (error, MD_ERROR_QEMU_FAILED);
+
+      g_prefix_error (&converted, "host %s: QEMU did not take %s=%" G_GUINT64_FORMAT ": ",
+                      source_host_name (src), p->name, p->value);
+      g_error_free (error);
+      p->done (converted, p->user_data);
+    }
+  else
+    {
+      if (g_str_equal (p->name, "max-bandwidth"))
+        {
+          source_set_mirror_speed (src, p->value);
+          md_migration_set_bandwidth_property (src->migration, p->value);
+        }
+      else
+        md_migration_set_max_downtime_property (src->migration, p->value);
+      p->done (NULL, p->user_data);
+    }
+  g_free (p->name);
+  g_free (p);
 }
 
 static gboolean
-set_live_parameter (Source *src, const char *name, guint64 value, GError **error)
+set_live_parameter (Source *src, const char *name, guint64 value, guint64 qemu_value,
+                    MdMigrationTuned done, gpointer user_data, GError **error)
 {
   MdQmp *qmp = md_guest_get_qmp (src->guest);
   g_autoptr (JsonObject) args = json_object_new ();
+  LiveParameter *p;
 
-  if (qmp == NULL || src->offline)
+  if (qmp == NULL || src->offline || src->done)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
                    "migration of %s has no running QEMU to tune", md_guest_get_name (src->guest));
       return FALSE;
     }
-  json_object_set_int_member (args, name, (gint64) value);
-  md_qmp_execute_async (qmp, "migrate-set-parameters", args, NULL, on_param_set, NULL);
+  json_object_set_int_member (args, name, (gint64) qemu_value);
+  p = g_new0 (LiveParameter, 1);
+  p->src = source_ref (src);
+  p->name = g_strdup (name);
+  p->value = value;
+  p->done = done;
+  p->user_data = user_data;
+  md_qmp_execute_async (qmp, "migrate-set-parameters", args, NULL, on_param_set, p);
   return TRUE;
 }
 
 static gboolean
-control_set_bandwidth (gpointer engine, guint64 bps, GError **error)
+control_set_bandwidth (gpointer engine, guint64 bps, MdMigrationTuned done, gpointer user_data,
+                       GError **error)
 {
   Source *src = engine;
 
-  if (!set_live_parameter (src, "max-bandwidth", bps > 0 ? bps : UNLIMITED_BANDWIDTH, error))
-    return FALSE;
-  source_set_mirror_speed (src, bps);
-  md_migration_set_bandwidth_property (src->migration, bps);
-  return TRUE;
+  return set_live_parameter (src, "max-bandwidth", bps, bps > 0 ? bps : UNLIMITED_BANDWIDTH, done,
+                             user_data, error);
 }
 
 static gboolean
-control_set_max_downtime (gpointer engine, guint64 ms, GError **error)
+control_set_max_downtime (gpointer engine, guint64 ms, MdMigrationTuned done, gpointer user_data,
+                          GError **error)
 {
   Source *src = engine;
 
-  if (!set_live_parameter (src, "downtime-limit", ms, error))
-    return FALSE;
-  md_migration_set_max_downtime_property (src->migration, ms);
-  return TRUE;
+  return set_live_parameter (src, "downtime-limit", ms, ms, done, user_data, error);
+}
+
+static void
+on_postcopy_started (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+
+  if (node == NULL)
+    g_warning ("migrate-start-postcopy failed: %s", error->message);
 }
 
 static gboolean
@@ -960,7 +1006,7 @@ control_start_postcopy (gpointer engine, GError **error)
                    md_guest_get_name (src->guest), source_phase (src));
       return FALSE;
     }
-  md_qmp_execute_async (qmp, "migrate-start-postcopy", NULL, NULL, on_param_set, NULL);
+  md_qmp_execute_async (qmp, "migrate-start-postcopy", NULL, NULL, on_postcopy_started, NULL);
   return TRUE;
 }
 

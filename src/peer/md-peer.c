@@ -10,6 +10,7 @@
 
 #include "common/md-error.h"
 #include "md-peer-private.h"
+#include "md-peer-check.h"
 
 #include <gnutls/x509.h>
 #include <string.h>
@@ -589,6 +590,21 @@ refuse_and_close (MdPeerSkeleton *self, GDBusMethodInvocation *invocation, MdErr
   g_dbus_connection_flush (conn->dbus, NULL, on_flushed_close, NULL);
 }
 
+/* Arguments are checked (types, sizes, a{sv} contents) before any
+ * handler runs; a peer that sends garbage gets InvalidArgument. */
+static gboolean
+checked_call (MdPeerSkeleton *self, GDBusMethodInvocation *invocation)
+{
+  GError *error = NULL;
+
+  if (md_peer_check_call (g_dbus_method_invocation_get_method_name (invocation),
+                          g_dbus_method_invocation_get_parameters (invocation), &error))
+    return TRUE;
+  g_prefix_error (&error, "host %s refuses the call: ", self->cfg->host_name);
+  g_dbus_method_invocation_take_error (invocation, error);
+  return FALSE;
+}
+
 static gboolean
 skeleton_handle_hello (MdDbusPeer1 *object, GDBusMethodInvocation *invocation, guint version,
                        const char *host_uuid, const char *host_name, GVariant *info)
@@ -607,6 +623,8 @@ skeleton_handle_hello (MdDbusPeer1 *object, GDBusMethodInvocation *invocation, g
       return TRUE;
     }
   listener = conn->listener;
+  if (!checked_call (self, invocation))
+    return TRUE;
   if (conn->hello_done)
     {
       g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_INVALID_STATE,
@@ -695,6 +713,8 @@ skeleton_gate (MdPeerSkeleton *self, GDBusMethodInvocation *invocation)
                                              self->cfg->host_name);
       return NULL;
     }
+  if (!checked_call (self, invocation))
+    return NULL;
   return conn->listener;
 }
 
