@@ -8,12 +8,15 @@ the documented pattern; Migration1.Options shows only migration
 options."""
 
 import os
+import re
+import signal
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 from harness import MIGRATION_IFACE, GLib  # noqa: E402
-from test_migration import MigrationTestCase  # noqa: E402
+from test_migration import VERIFY_RE, MigrationTestCase  # noqa: E402
 
 MiB = 1024 * 1024
 U64_MAX = 2 ** 64 - 1
@@ -144,6 +147,67 @@ class Inputs(MigrationTestCase):
             xml = template.replace("<name>namecheck</name>", "<name>%s</name>" % good, 1)
             self.hosts.define(self.client_a, xml)
             self.assertTrue(self.a.has_definition(good))
+
+
+
+class Flood(MigrationTestCase):
+    """Admission under load (issue 9, item 3): 500 silent connections to
+    hostB's peer port, reconnecting whenever hostB drops one, from hostA's
+    own address, while hostA migrates a guest there."""
+
+    FLOOD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_flood.py")
+
+    def start_flood(self, count):
+        argv = ["/usr/bin/python3", self.FLOOD, self.b.address, str(self.b.peer_port), str(count)]
+        if self.a.netns:
+            argv = ["ip", "netns", "exec", self.a.netns] + argv
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is not None or proc.kill())
+        line = proc.stdout.readline()
+        self.assertIn("connections open", line, proc.stderr.read() if proc.poll() is not None else line)
+        return proc
+
+    def stop_flood(self, proc):
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        m = re.search(r"opened=(\d+) dropped=(\d+) busy=(\d+)", out)
+        self.assertIsNotNone(m, out + err)
+        return {k: int(v) for k, v in zip(("opened", "dropped", "busy"), m.groups())}
+
+    def test_migration_completes_during_a_flood_of_silent_connections(self):
+        guest = self.guest("flooded", size_mib=16, seed=5, memory=64)
+        expected = harness.expected_sum(16, 5)
+        self.start_on_a(guest)
+        flood = self.start_flood(500)
+        # Let hostB reach its caps and the flood start reconnecting.
+        harness.wait_until(lambda: "peer busy" in self.b.log_tail(200), timeout=30,
+                           what="hostB dropping flood connections at its caps")
+        serial_b = self.scratch.join("flooded-serial-B.log")
+        path = self.hosts.migrate("flooded", options={
+            "destination-xml": self.destination_xml("flooded", serial_b), "bandwidth": 16 * MiB})
+        success, error_name, message = self.hosts.wait_completed(self.client_a, path, 120)
+        stats = self.stop_flood(flood)
+        print("flood during the migration: %s" % stats)
+        self.assertTrue(success, "%s: %s\n%s" % (error_name, message, self.hosts.logs()))
+        # The flood was real: hostB dropped connections and told them why.
+        self.assertGreater(stats["opened"], 500, stats)
+        self.assertGreater(stats["busy"], 0, stats)
+
+        # The guest runs on B only, with its RAM intact.
+        harness.wait_until(lambda: not self.a.qemu_pids(), timeout=20, what="hostA's QEMU to exit")
+        self.assertEqual(self.hosts.guest_state(self.client_b, "flooded"), "running")
+        passes_a = [int(m.group(1)) for m in VERIFY_RE.finditer(guest.serial_text())]
+        last_a = max(passes_a) if passes_a else 0
+        guest_b = harness.TestGuest.__new__(harness.TestGuest)
+        guest_b.name, guest_b.serial = "flooded", serial_b
+        harness.wait_until(
+            lambda: [m for m in VERIFY_RE.finditer(guest_b.serial_text()) if int(m.group(1)) > last_a],
+            timeout=30, what="a VERIFY line on hostB after pass %d" % last_a)
+        for m in VERIFY_RE.finditer(guest_b.serial_text()):
+            self.assertEqual((m.group(2), m.group(3)), (expected, "ok"), guest_b.serial_text())
+        self.assertNotIn("MDGUEST READY", guest_b.serial_text(), "the guest rebooted on B")
+        # hostB still answers on its peer port and on the bus.
+        self.assertTrue(self.hosts.guest_exists(self.client_b, "flooded"))
 
 
 if __name__ == "__main__":
