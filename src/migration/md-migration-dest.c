@@ -55,7 +55,7 @@ typedef struct
   gboolean guest_created;
   gboolean dest_had_config;
   MdMigration *migration;
-  GVariant *options;
+  MdMigrateOptions *opts; /* Prepare's options, checked */
   MdDomain *def;
   char *uri;
   char *address;        /* where QEMU and the NBD server listen */
@@ -132,7 +132,7 @@ incoming_clear (Incoming *in)
   g_clear_object (&in->conn);
   g_clear_object (&in->guest);
   g_clear_object (&in->migration);
-  g_clear_pointer (&in->options, g_variant_unref);
+  g_clear_pointer (&in->opts, md_migrate_options_free);
   g_clear_pointer (&in->def, md_domain_free);
   g_clear_error (&in->abort_error);
   g_free (in->uri);
@@ -593,15 +593,14 @@ after_nbd_getfd (Incoming *in, GError *error)
 static gboolean
 bind_nbd_socket (Incoming *in, GError **error)
 {
-  const char *wanted = md_options_get_string (in->options, "nbd-address");
+  const char *wanted = in->opts->nbd_address;
 
   if (wanted != NULL)
     {
       g_free (in->address);
       in->address = g_strdup (wanted);
     }
-  in->nbd_socket = bind_listener (
-      in->dest, in->address, md_options_get_uint16 (in->options, "nbd-port", 0), "nbd-port", error);
+  in->nbd_socket = bind_listener (in->dest, in->address, in->opts->nbd_port, "nbd-port", error);
   if (in->nbd_socket == NULL)
     return FALSE;
   in->nbd_port = md_listen_socket_get_port (in->nbd_socket);
@@ -690,8 +689,7 @@ after_capabilities (Incoming *in, GError *error)
       return;
     }
   in_qmp (in, "migrate-set-parameters",
-          md_migration_qemu_parameters (in->options, FALSE, in->tls_object, NULL),
-          after_parameters);
+          md_migration_qemu_parameters (in->opts, FALSE, in->tls_object, NULL), after_parameters);
 }
 
 static void
@@ -702,7 +700,7 @@ after_tls_object (Incoming *in, GError *error)
       prepare_failed (in, error);
       return;
     }
-  in_qmp (in, "migrate-set-capabilities", md_migration_qemu_capabilities (in->options),
+  in_qmp (in, "migrate-set-capabilities", md_migration_qemu_capabilities (in->opts),
           after_capabilities);
 }
 
@@ -752,7 +750,7 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
   in->event_qmp = g_object_ref (md_guest_get_qmp (in->guest));
   in->event_id = g_signal_connect (in->event_qmp, "event::MIGRATION",
                                    G_CALLBACK (on_incoming_migration_event), in);
-  if (!md_options_get_boolean (in->options, "tls", TRUE))
+  if (!in->opts->tls)
     {
       md_machine_commit (in->machine);
       after_tls_object (in, NULL);
@@ -901,9 +899,7 @@ start_offline_server (Incoming *in)
   options.host = in->address;
   options.port = in->nbd_port;
   options.listen_socket = in->nbd_socket;
-  options.tls_dir = md_options_get_boolean (in->options, "tls", TRUE)
-                        ? md_manager_get_config (in->dest->manager)->tls_dir
-                        : NULL;
+  options.tls_dir = in->opts->tls ? md_manager_get_config (in->dest->manager)->tls_dir : NULL;
   md_nbd_server_start_async (&options, NULL, on_offline_server_started, incoming_ref (in));
 }
 
@@ -944,13 +940,25 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   g_autoptr (MdDomain) def = NULL;
   g_autofree char *address = NULL;
   MdGuest *by_name, *by_uuid;
-  const char *source_host = md_options_get_string (options, "source-host");
-  const char *wanted_address = md_options_get_string (options, "migration-address");
+  const MdConfig *config = md_manager_get_config (manager);
+  const MdMigrateOptionsLimits limits = { MD_MIGRATE_OPTIONS_FROM_PEER, config->migration_port_min,
+                                          config->migration_port_max };
+  g_autoptr (MdMigrateOptions) opts = md_migrate_options_parse (options, &limits, &error);
+  const char *source_host;
+  const char *wanted_address;
   g_autoptr (GVariant) disks_info = NULL;
   guint16 port = 0;
   Incoming *in;
   g_autofree char *key = incoming_key (conn, id);
 
+  if (opts == NULL)
+    {
+      g_prefix_error (&error, "host %s, phase prepare: ", host_name (dest));
+      md_error_return (invocation, g_steal_pointer (&error));
+      return TRUE;
+    }
+  source_host = opts->source_host;
+  wanted_address = opts->migration_address;
   if (md_manager_is_recovering (manager))
     {
       g_dbus_method_invocation_return_error (
@@ -1004,7 +1012,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       return TRUE;
     }
 
-  disks_info = g_variant_lookup_value (options, "disks-info", G_VARIANT_TYPE ("aa{sv}"));
+  disks_info = opts->disks_info != NULL ? g_variant_ref (opts->disks_info) : NULL;
   if (!md_storage_check_shared (def, disks_info, host_name (dest), &error))
     {
       g_prefix_error (&error, "host %s, phase prepare: ", host_name (dest));
@@ -1020,18 +1028,19 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   in->tag = md_migration_qemu_new_tag ();
   in->disks_info = g_steal_pointer (&disks_info);
   in->conn = g_object_ref (conn);
-  in->options = g_variant_ref (options);
-  in->offline = md_options_get_boolean (options, "offline", FALSE);
+  in->offline = opts->offline;
+  in->opts = g_steal_pointer (&opts);
   in->dest_had_config = by_name != NULL && md_guest_is_persistent (by_name);
   in->def = g_steal_pointer (&def);
   in->prepare_invocation = invocation;
   g_hash_table_insert (dest->incoming, in->key, in);
   in->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (on_connection_closed), in);
 
-  in->migration = md_migration_new (
-      manager, md_manager_next_migration_number (manager), MD_MIGRATION_INCOMING,
-      by_name != NULL ? md_guest_get_object_path (by_name) : "/", in->def->name,
-      source_host != NULL ? source_host : md_peer_connection_get_host_name (conn), 0, options);
+  in->migration =
+      md_migration_new (manager, md_manager_next_migration_number (manager), MD_MIGRATION_INCOMING,
+                        by_name != NULL ? md_guest_get_object_path (by_name) : "/", in->def->name,
+                        source_host != NULL ? source_host : md_peer_connection_get_host_name (conn),
+                        0, in->opts->given);
   in->machine = md_machine_new (
       MD_MIGRATION_INCOMING, in, in->migration,
       md_journal_new (md_manager_get_config (manager)->state_dir, in->id, "incoming"));
@@ -1041,7 +1050,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
                          md_incoming_owner_get_dn (in->owner));
   md_journal_set_int (md_machine_get_journal (in->machine), "guest-created", by_name == NULL);
   md_journal_set_int (md_machine_get_journal (in->machine), "paused-on-destination",
-                      md_options_get_boolean (options, "paused-on-destination", FALSE));
+                      in->opts->paused_on_destination);
   md_machine_advance (in->machine, MD_PHASE_PREPARE);
   md_manager_add_migration (manager, md_migration_get_object_path (in->migration),
                             MD_DBUS_MIGRATION1 (in->migration));
@@ -1056,8 +1065,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   address = wanted_address != NULL ? g_strdup (wanted_address) : local_address_of (conn);
   if (address != NULL)
     in->migration_socket =
-        bind_listener (dest, address, md_options_get_uint16 (options, "migration-port", 0),
-                       "migration-port", &error);
+        bind_listener (dest, address, in->opts->migration_port, "migration-port", &error);
   if (in->migration_socket == NULL)
     {
       if (error == NULL)
@@ -1092,9 +1100,8 @@ static gboolean
 apply_persist_table (Incoming *in, GError **error)
 {
   MdManager *manager = in->dest->manager;
-  gboolean persist =
-      md_options_get_boolean (in->options, "persist-destination", FALSE) || in->offline;
-  gboolean source_persistent = md_options_get_boolean (in->options, "source-persistent", FALSE);
+  gboolean persist = in->opts->persist_destination || in->offline;
+  gboolean source_persistent = in->opts->source_persistent;
 
   if (persist)
     {
@@ -1186,7 +1193,7 @@ resume_or_stay_paused (Incoming *in, GError *error)
   /* Write-ahead: from here on the guest is this copy, whatever happens to
    * either daemon; a source that asks is told so. */
   md_machine_set_authority (in->machine, MD_AUTHORITY_DESTINATION);
-  if (md_options_get_boolean (in->options, "paused-on-destination", FALSE))
+  if (in->opts->paused_on_destination)
     finish_reply (in, FALSE);
   else
     in_qmp (in, "cont", NULL, after_cont);

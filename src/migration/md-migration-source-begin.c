@@ -6,39 +6,6 @@
 #include "common/md-error.h"
 #include "common/md-options.h"
 
-gboolean
-source_validate_options (GVariant *options, GError **error)
-{
-  const char *compression = md_options_get_string (options, "compression");
-  MdStorageCopyMode mode;
-
-  if (!md_options_check (options, md_migration_option_specs, "Migrate", error)
-      || !md_storage_parse_mode (md_options_get_string (options, "copy-storage"), &mode, error))
-    return FALSE;
-  if (compression != NULL && !g_str_equal (compression, "none")
-      && !g_str_equal (compression, "zlib") && !g_str_equal (compression, "zstd"))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "option 'compression' must be none, zlib or zstd, not '%s'", compression);
-      return FALSE;
-    }
-  if (compression != NULL && !g_str_equal (compression, "none")
-      && md_options_get_uint32 (options, "parallel-connections", 0) == 0)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "option 'compression' needs 'parallel-connections' (QEMU compresses multifd "
-                   "streams only)");
-      return FALSE;
-    }
-  if (md_options_get_uint64 (options, "max-downtime", 1) == 0)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "option 'max-downtime' must be at least 1 ms");
-      return FALSE;
-    }
-  return TRUE;
-}
-
 /* "host", "host:port" or "[v6]:port" with a port in range, or a peer name
  * from the configuration. */
 char *
@@ -95,14 +62,14 @@ source_is_this_host (MdManager *manager, const char *destination)
 }
 
 MdDomain *
-source_build_destination_definition (MdManager *manager, MdGuest *guest, GVariant *options,
-                                     GError **error)
+source_build_destination_definition (MdManager *manager, MdGuest *guest,
+                                     const MdMigrateOptions *opts, GError **error)
 {
   const MdDomain *current = md_guest_get_live_definition (guest) != NULL
                                 ? md_guest_get_live_definition (guest)
                                 : md_guest_get_definition (guest);
-  const char *dest_xml = md_options_get_string (options, "destination-xml");
-  const char *dest_name = md_options_get_string (options, "destination-name");
+  const char *dest_xml = opts->destination_xml;
+  const char *dest_name = opts->destination_name;
   g_autoptr (MdDomain) def = NULL;
 
   if (dest_xml != NULL)

@@ -21,8 +21,8 @@ typedef struct
   MdManager *manager;
   MdGuest *guest;
   MdMigration *migration;
-  MdMachine *machine; /* phases, authority, undo list, journal */
-  GVariant *options;
+  MdMachine *machine;     /* phases, authority, undo list, journal */
+  MdMigrateOptions *opts; /* parsed Guest1.Migrate options */
   char *destination;
   char *migration_id;
   char *tag;        /* unique prefix of this migration's names inside QEMU */
@@ -106,10 +106,9 @@ void source_on_block_job_event (Source *src);
 char *source_mirror_job_name (Source *src, const MdDomainDisk *disk);
 
 /* md-migration-source-begin.c: Guest1.Migrate's checks. */
-gboolean source_validate_options (GVariant *options, GError **error);
 char *source_resolve_destination (MdManager *manager, const char *destination, GError **error);
 gboolean source_is_this_host (MdManager *manager, const char *destination);
 MdDomain *source_build_destination_definition (MdManager *manager, MdGuest *guest,
-                                               GVariant *options, GError **error);
+                                               const MdMigrateOptions *opts, GError **error);
 
 G_END_DECLS

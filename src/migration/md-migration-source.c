@@ -24,33 +24,6 @@
 #define TOTAL_TIME_TRIES 40
 #define TOTAL_TIME_RETRY_MS 25
 
-const MdOptionSpec md_migration_option_specs[] = {
-  { "live", "b" },
-  { "offline", "b" },
-  { "tls", "b" },
-  { "bandwidth", "t" },
-  { "max-downtime", "t" },
-  { "auto-converge", "b" },
-  { "postcopy", "b" },
-  { "parallel-connections", "u" },
-  { "compression", "s" },
-  { "persist-destination", "b" },
-  { "undefine-source", "b" },
-  { "destination-xml", "s" },
-  { "destination-name", "s" },
-  { "migration-address", "s" },
-  { "migration-port", "q" },
-  { "paused-on-destination", "b" },
-  { "abort-after", "u" },
-  { "copy-storage", "s" },
-  { "disks", "as" },
-  { "nbd-port", "q" },
-  { "nbd-address", "s" },
-  { "verify", "b" },
-  { "auth.no_user_interaction", "b" },
-  { NULL, NULL },
-};
-
 static void source_prepare (Source *src);
 static void source_perform (Source *src, const char *uri);
 static void source_confirm_success (Source *src);
@@ -91,7 +64,7 @@ source_clear (Source *src)
   g_clear_object (&src->guest);
   g_clear_pointer (&src->machine, md_machine_free);
   g_clear_object (&src->migration);
-  g_clear_pointer (&src->options, g_variant_unref);
+  g_clear_pointer (&src->opts, md_migrate_options_free);
   g_clear_pointer (&src->dest_def, md_domain_free);
   g_clear_pointer (&src->plan, g_ptr_array_unref);
   g_clear_pointer (&src->disks_info, g_variant_unref);
@@ -416,7 +389,7 @@ on_source_qemu_gone (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 source_confirm_success (Source *src)
 {
-  gboolean undefine = md_options_get_boolean (src->options, "undefine-source", FALSE);
+  gboolean undefine = src->opts->undefine_source;
   g_autoptr (GError) error = NULL;
 
   if (md_machine_is_ended (src->machine) || !md_machine_advance (src->machine, MD_PHASE_CONFIRM))
@@ -760,7 +733,7 @@ static gboolean
 on_abort_timer (gpointer user_data)
 {
   Source *src = user_data;
-  guint32 seconds = md_options_get_uint32 (src->options, "abort-after", 0);
+  guint32 seconds = src->opts->abort_after;
 
   src->abort_id = 0;
   source_fail (src,
@@ -772,7 +745,7 @@ on_abort_timer (gpointer user_data)
                             source_host_name (src), md_guest_get_name (src->guest), seconds,
                             md_dbus_migration1_get_dirty_rate (MD_DBUS_MIGRATION1 (src->migration)),
                             md_dbus_migration1_get_rate (MD_DBUS_MIGRATION1 (src->migration)),
-                            md_options_get_boolean (src->options, "auto-converge", FALSE)
+                            src->opts->auto_converge
                                 ? "postcopy, a higher bandwidth or a longer max-downtime"
                                 : "auto-converge, postcopy, a higher bandwidth or a longer "
                                   "max-downtime"));
@@ -795,7 +768,7 @@ on_migrate_started (Source *src, GError *error)
   md_migration_set_running_state (src->migration, "running");
   md_fault_point ("source-ram-started");
   src->progress_id = source_timeout_add (src, PROGRESS_INTERVAL_MS, on_progress_timer);
-  abort_after = md_options_get_uint32 (src->options, "abort-after", 0);
+  abort_after = src->opts->abort_after;
   if (abort_after > 0)
     src->abort_id = g_timeout_add_seconds_full (G_PRIORITY_DEFAULT, abort_after, on_abort_timer,
                                                 source_ref (src), (GDestroyNotify) source_unref);
@@ -830,19 +803,12 @@ set_parameters (Source *src, GError *error)
       start_migrate (src, error);
       return;
     }
-  md_migration_set_bandwidth_property (src->migration,
-                                       md_options_get_uint64 (src->options, "bandwidth", 0));
+  md_migration_set_bandwidth_property (src->migration, src->opts->bandwidth);
   source_qmp_step (src, "migrate-set-parameters",
                    md_migration_qemu_parameters (
-                       src->options, TRUE, src->tls_object,
+                       src->opts, TRUE, src->tls_object,
                        src->peer != NULL ? md_peer_connection_get_host_name (src->peer) : NULL),
                    start_migrate);
-}
-
-JsonObject *
-md_migration_capabilities_args (GVariant *options)
-{
-  return md_migration_qemu_capabilities (options);
 }
 
 void
@@ -853,14 +819,14 @@ source_set_capabilities (Source *src, GError *error)
       start_migrate (src, error);
       return;
     }
-  source_qmp_step (src, "migrate-set-capabilities", md_migration_qemu_capabilities (src->options),
+  source_qmp_step (src, "migrate-set-capabilities", md_migration_qemu_capabilities (src->opts),
                    set_parameters);
 }
 
 static void
 add_tls_object (Source *src, GError *error)
 {
-  if (error != NULL || !md_options_get_boolean (src->options, "tls", TRUE))
+  if (error != NULL || !src->opts->tls)
     {
       source_start_mirrors (src, error);
       return;
@@ -889,7 +855,7 @@ source_perform (Source *src, const char *uri)
       g_signal_connect (src->event_qmp, "event::MIGRATION", G_CALLBACK (on_migration_event), src);
   src->event_ids[1] =
       g_signal_connect (src->event_qmp, "event", G_CALLBACK (on_block_job_event), src);
-  if (!md_options_get_boolean (src->options, "live", TRUE) && src->was_running)
+  if (!src->opts->live && src->was_running)
     source_qmp_step (src, "stop", NULL, add_tls_object);
   else
     add_tls_object (src, NULL);
@@ -992,7 +958,7 @@ prepare_options (Source *src)
   GVariant *value;
 
   g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
-  g_variant_iter_init (&iter, src->options);
+  g_variant_iter_init (&iter, src->opts->given);
   while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
     if (!g_str_equal (key, "destination-xml"))
       g_variant_builder_add (&builder, "{sv}", key, value);
@@ -1002,8 +968,6 @@ prepare_options (Source *src)
                          g_variant_new_string (source_host_name (src)));
   g_variant_builder_add (&builder, "{sv}", "source-migration",
                          g_variant_new_string (md_migration_get_object_path (src->migration)));
-  if (src->offline)
-    g_variant_builder_add (&builder, "{sv}", "offline", g_variant_new_boolean (TRUE));
   if (src->disks_info != NULL)
     g_variant_builder_add (&builder, "{sv}", "disks-info", src->disks_info);
   return g_variant_builder_end (&builder);
@@ -1127,54 +1091,100 @@ control_cancel (gpointer engine, GError **error)
   return TRUE;
 }
 
+/* A live parameter change waiting for QEMU. */
+typedef struct
+{
+  Source *src; /* a reference */
+  char *name;
+  guint64 value; /* what the property shows: 0 is "unlimited" for bandwidth */
+  MdMigrationTuned done;
+  gpointer user_data;
+} LiveParameter;
+
 static void
 on_param_set (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  g_autoptr (GError) error = NULL;
+  LiveParameter *p = user_data;
+  g_autoptr (SourceRef) src = p->src;
+  GError *error = NULL;
   g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
 
   if (node == NULL)
-    g_warning ("setting a migration parameter failed: %s", error->message);
+    {
+      GError *converted = md_error_convert (error, MD_ERROR_QEMU_FAILED);
+
+      g_prefix_error (&converted, "host %s: QEMU did not take %s=%" G_GUINT64_FORMAT ": ",
+                      source_host_name (src), p->name, p->value);
+      g_error_free (error);
+      p->done (converted, p->user_data);
+    }
+  else
+    {
+      if (g_str_equal (p->name, "max-bandwidth"))
+        {
+          source_set_mirror_speed (src, p->value);
+          md_migration_set_bandwidth_property (src->migration, p->value);
+        }
+      else
+        md_migration_set_max_downtime_property (src->migration, p->value);
+      p->done (NULL, p->user_data);
+    }
+  g_free (p->name);
+  g_free (p);
 }
 
 static gboolean
-set_live_parameter (Source *src, const char *name, guint64 value, GError **error)
+set_live_parameter (Source *src, const char *name, guint64 value, guint64 qemu_value,
+                    MdMigrationTuned done, gpointer user_data, GError **error)
 {
   MdQmp *qmp = md_guest_get_qmp (src->guest);
   g_autoptr (JsonObject) args = json_object_new ();
+  LiveParameter *p;
 
-  if (qmp == NULL || src->offline)
+  if (qmp == NULL || src->offline || md_machine_is_ended (src->machine))
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
                    "migration of %s has no running QEMU to tune", md_guest_get_name (src->guest));
       return FALSE;
     }
-  json_object_set_int_member (args, name, (gint64) value);
-  md_qmp_execute_async (qmp, "migrate-set-parameters", args, NULL, on_param_set, NULL);
+  json_object_set_int_member (args, name, (gint64) qemu_value);
+  p = g_new0 (LiveParameter, 1);
+  p->src = source_ref (src);
+  p->name = g_strdup (name);
+  p->value = value;
+  p->done = done;
+  p->user_data = user_data;
+  md_qmp_execute_async (qmp, "migrate-set-parameters", args, NULL, on_param_set, p);
   return TRUE;
 }
 
 static gboolean
-control_set_bandwidth (gpointer engine, guint64 bps, GError **error)
+control_set_bandwidth (gpointer engine, guint64 bps, MdMigrationTuned done, gpointer user_data,
+                       GError **error)
 {
   Source *src = engine;
 
-  if (!set_live_parameter (src, "max-bandwidth", bps > 0 ? bps : MD_UNLIMITED_BANDWIDTH, error))
-    return FALSE;
-  source_set_mirror_speed (src, bps);
-  md_migration_set_bandwidth_property (src->migration, bps);
-  return TRUE;
+  return set_live_parameter (src, "max-bandwidth", bps, bps > 0 ? bps : MD_UNLIMITED_BANDWIDTH,
+                             done, user_data, error);
 }
 
 static gboolean
-control_set_max_downtime (gpointer engine, guint64 ms, GError **error)
+control_set_max_downtime (gpointer engine, guint64 ms, MdMigrationTuned done, gpointer user_data,
+                          GError **error)
 {
   Source *src = engine;
 
-  if (!set_live_parameter (src, "downtime-limit", ms, error))
-    return FALSE;
-  md_migration_set_max_downtime_property (src->migration, ms);
-  return TRUE;
+  return set_live_parameter (src, "downtime-limit", ms, ms, done, user_data, error);
+}
+
+static void
+on_postcopy_started (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+
+  if (node == NULL)
+    g_warning ("migrate-start-postcopy failed: %s", error->message);
 }
 
 static gboolean
@@ -1184,7 +1194,7 @@ control_start_postcopy (gpointer engine, GError **error)
   MdQmp *qmp = md_guest_get_qmp (src->guest);
   MdPhase phase = md_machine_get_phase (src->machine);
 
-  if (!md_options_get_boolean (src->options, "postcopy", FALSE))
+  if (!src->opts->postcopy)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
                    "migration of %s was not started with the postcopy option",
@@ -1200,7 +1210,7 @@ control_start_postcopy (gpointer engine, GError **error)
                    md_guest_get_name (src->guest), source_phase (src));
       return FALSE;
     }
-  md_qmp_execute_async (qmp, "migrate-start-postcopy", NULL, NULL, on_param_set, NULL);
+  md_qmp_execute_async (qmp, "migrate-start-postcopy", NULL, NULL, on_postcopy_started, NULL);
   return TRUE;
 }
 
@@ -1225,8 +1235,7 @@ source_journal (Source *src)
   md_journal_set_string (journal, "tag", src->tag);
   md_journal_set_int (journal, "was-running", src->was_running);
   md_journal_set_int (journal, "offline", src->offline);
-  md_journal_set_int (journal, "undefine-source",
-                      md_options_get_boolean (src->options, "undefine-source", FALSE));
+  md_journal_set_int (journal, "undefine-source", src->opts->undefine_source);
   if (md_guest_get_process (src->guest) != NULL)
     md_journal_set_int (journal, "qemu-pid",
                         md_qemu_process_get_pid (md_guest_get_process (src->guest)));
@@ -1235,17 +1244,18 @@ source_journal (Source *src)
 
 static Source *
 source_new (MdManager *manager, MdGuest *guest, char *destination, MdDomain *dest_def,
-            GVariant *options, GPtrArray *plan, MdStorageCopyMode storage_mode, guint owner_uid)
+            MdMigrateOptions *opts, GPtrArray *plan, MdStorageCopyMode storage_mode,
+            guint owner_uid)
 {
   Source *src = g_rc_box_new0 (Source);
 
   src->manager = manager;
   src->guest = g_object_ref (guest);
-  src->options = g_variant_ref_sink (g_variant_ref (options));
+  src->opts = opts;
   src->destination = destination;
   src->dest_def = dest_def;
   src->cancellable = g_cancellable_new ();
-  src->offline = md_options_get_boolean (options, "offline", FALSE);
+  src->offline = opts->offline;
   src->storage_mode = storage_mode;
   src->plan = plan;
   src->was_running = md_guest_get_state (guest) == MD_GUEST_STATE_RUNNING;
@@ -1254,7 +1264,7 @@ source_new (MdManager *manager, MdGuest *guest, char *destination, MdDomain *des
   src->migration =
       md_migration_new (manager, md_manager_next_migration_number (manager), MD_MIGRATION_OUTGOING,
                         md_guest_get_object_path (guest), md_guest_get_name (guest),
-                        src->destination, owner_uid, options);
+                        src->destination, owner_uid, opts->given);
   /* Unique across restarts of both daemons: the peer's journal keys on it. */
   src->migration_id =
       g_strdup_printf ("%s:%s:%s", md_dbus_manager1_get_host_uuid (MD_DBUS_MANAGER1 (manager)),
@@ -1273,13 +1283,14 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
   MdGuestState state = md_guest_get_state (guest);
   MdStorageCopyMode storage_mode = MD_STORAGE_COPY_NONE;
   g_autoptr (GPtrArray) plan = NULL;
-  g_autofree const char **targets = NULL;
+  g_autoptr (MdMigrateOptions) opts = md_migrate_options_parse (options, NULL, error);
   gboolean offline;
   Source *src;
 
-  if (!source_validate_options (options, error))
+  /* Parsed and range-checked once (common/md-options); fields from here. */
+  if (opts == NULL)
     return NULL;
-  offline = md_options_get_boolean (options, "offline", FALSE);
+  offline = opts->offline;
   if (offline && state != MD_GUEST_STATE_SHUT_OFF)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
@@ -1321,24 +1332,22 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
                    destination, config->host_name);
       return NULL;
     }
-  dest_def = source_build_destination_definition (manager, guest, options, error);
+  dest_def = source_build_destination_definition (manager, guest, opts, error);
   if (dest_def == NULL)
     return NULL;
-  md_storage_parse_mode (md_options_get_string (options, "copy-storage"), &storage_mode, NULL);
-  g_variant_lookup (options, "disks", "^a&s", &targets);
+  md_storage_parse_mode (md_migrate_copy_storage_to_string (opts->copy_storage), &storage_mode,
+                         NULL);
   plan = md_storage_plan (md_guest_get_live_definition (guest) != NULL
                               ? md_guest_get_live_definition (guest)
                               : md_guest_get_definition (guest),
-                          storage_mode, targets, error);
+                          storage_mode, (const char *const *) opts->disks, error);
   if (plan == NULL)
     return NULL;
 
   src = source_new (manager, guest, g_steal_pointer (&resolved), g_steal_pointer (&dest_def),
-                    options, g_steal_pointer (&plan), storage_mode, owner_uid);
-  md_migration_set_max_downtime_property (src->migration,
-                                          md_options_get_uint64 (options, "max-downtime", 300));
-  md_migration_set_bandwidth_property (src->migration,
-                                       md_options_get_uint64 (options, "bandwidth", 0));
+                    g_steal_pointer (&opts), g_steal_pointer (&plan), storage_mode, owner_uid);
+  md_migration_set_max_downtime_property (src->migration, src->opts->max_downtime);
+  md_migration_set_bandwidth_property (src->migration, src->opts->bandwidth);
   md_migration_set_control (src->migration, &source_control, src);
   md_manager_add_migration (manager, md_migration_get_object_path (src->migration),
                             MD_DBUS_MIGRATION1 (src->migration));
