@@ -105,10 +105,17 @@ void source_set_mirror_speed (Source *src, guint64 bytes_per_second);
 void source_on_block_job_event (Source *src);
 char *source_mirror_job_name (Source *src, const MdDomainDisk *disk);
 
-/* md-migration-source-begin.c: Guest1.Migrate's checks. */
+/* md-migration-source-begin.c: Guest1.Migrate's checks, then the
+ * Source with its Migration1 object and state machine (NULL with @error
+ * when nothing started). */
+Source *source_begin (MdManager *manager, MdGuest *guest, const char *destination,
+                      GVariant *options, guint owner_uid, GError **error);
 char *source_resolve_destination (MdManager *manager, const char *destination, GError **error);
 gboolean source_is_this_host (MdManager *manager, const char *destination);
 MdDomain *source_build_destination_definition (MdManager *manager, MdGuest *guest,
                                                const MdMigrateOptions *opts, GError **error);
+
+/* md-migration-source-control.c: Migration1's controls. */
+extern const MdMigrationControl source_control;
 
 G_END_DECLS

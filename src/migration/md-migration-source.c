@@ -32,6 +32,8 @@ static void on_peer_closed (MdPeerConnection *peer, Source *src);
 static void on_peer_aborted (MdDbusPeer1 *proxy, const char *id, const char *name,
                              const char *message, Source *src);
 static void on_block_nodes (GObject *source, GAsyncResult *result, gpointer user_data);
+static void on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data);
+static void undo_resume_here (gpointer owner, gpointer data);
 static void source_poll (Source *src);
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -199,6 +201,34 @@ source_ignore_result (Source *src, GError *error)
       g_debug ("migration %s: cleanup step failed: %s", src->migration_id, error->message);
       g_error_free (error);
     }
+}
+
+/* ---- Begin -------------------------------------------------------------------------- */
+
+MdMigration *
+md_migration_source_start (MdManager *manager, MdGuest *guest, const char *destination,
+                           GVariant *options, guint owner_uid, GError **error)
+{
+  Source *src = source_begin (manager, guest, destination, options, owner_uid, error);
+
+  if (src == NULL)
+    return NULL;
+  md_migration_set_max_downtime_property (src->migration, src->opts->max_downtime);
+  md_migration_set_bandwidth_property (src->migration, src->opts->bandwidth);
+  md_migration_set_control (src->migration, &source_control, src);
+  md_manager_add_migration (manager, md_migration_get_object_path (src->migration),
+                            MD_DBUS_MIGRATION1 (src->migration));
+  md_guest_begin_migration (guest, md_migration_get_object_path (src->migration), FALSE);
+  md_migration_set_running_state (src->migration, "running");
+  /* The first undo step, so the last to run: the guest runs here again. */
+  md_machine_push_undo (src->machine, "resume-here", MD_UNDO_GUEST, undo_resume_here, NULL, NULL);
+  md_machine_advance (src->machine, MD_PHASE_PREPARE);
+  g_message ("migration %s: %s to %s started", md_migration_get_object_path (src->migration),
+             md_guest_get_name (guest), src->destination);
+
+  md_peer_connect_async (md_manager_get_peer_tls_config (manager), src->destination,
+                         src->cancellable, on_peer_connected, source_ref (src));
+  return g_object_ref (src->migration);
 }
 
 /* ---- the end: success, failure, or attention ------------------------------ */
@@ -1051,315 +1081,4 @@ on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   source_prepare (src);
-}
-
-/* ---- controls ------------------------------------------------------------------ */
-
-static gboolean
-control_cancel (gpointer engine, GError **error)
-{
-  Source *src = engine;
-  MdPhase phase = md_machine_get_phase (src->machine);
-
-  if (md_machine_get_authority (src->machine) == MD_AUTHORITY_SPLIT || phase == MD_PHASE_POSTCOPY)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "migration of %s cannot be cancelled in postcopy: the guest already runs on "
-                   "%s and part of its memory is only there, so neither copy can go on alone; "
-                   "wait for the migration to complete",
-                   md_guest_get_name (src->guest), source_peer_name (src));
-      return FALSE;
-    }
-  if (md_machine_get_authority (src->machine) == MD_AUTHORITY_DESTINATION
-      || phase == MD_PHASE_FINISH || phase == MD_PHASE_RESOLVING || phase == MD_PHASE_CONFIRM)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "migration of %s can no longer be cancelled: it is in phase %s and the "
-                   "guest %s on %s",
-                   md_guest_get_name (src->guest), source_phase (src),
-                   md_machine_get_authority (src->machine) == MD_AUTHORITY_DESTINATION
-                       ? "already runs"
-                       : "is being started",
-                   source_peer_name (src));
-      return FALSE;
-    }
-  source_fail (src, g_error_new (MD_ERROR, MD_ERROR_CANCELLED,
-                                 "migration of %s to %s was cancelled in phase %s; the guest "
-                                 "keeps running on host %s",
-                                 md_guest_get_name (src->guest), source_peer_name (src),
-                                 source_phase (src), source_host_name (src)));
-  return TRUE;
-}
-
-/* A live parameter change waiting for QEMU. */
-typedef struct
-{
-  Source *src; /* a reference */
-  char *name;
-  guint64 value; /* what the property shows: 0 is "unlimited" for bandwidth */
-  MdMigrationTuned done;
-  gpointer user_data;
-} LiveParameter;
-
-static void
-on_param_set (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  LiveParameter *p = user_data;
-  g_autoptr (SourceRef) src = p->src;
-  GError *error = NULL;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
-
-  if (node == NULL)
-    {
-      GError *converted = md_error_convert (error, MD_ERROR_QEMU_FAILED);
-
-      g_prefix_error (&converted, "host %s: QEMU did not take %s=%" G_GUINT64_FORMAT ": ",
-                      source_host_name (src), p->name, p->value);
-      g_error_free (error);
-      p->done (converted, p->user_data);
-    }
-  else
-    {
-      if (g_str_equal (p->name, "max-bandwidth"))
-        {
-          source_set_mirror_speed (src, p->value);
-          md_migration_set_bandwidth_property (src->migration, p->value);
-        }
-      else
-        md_migration_set_max_downtime_property (src->migration, p->value);
-      p->done (NULL, p->user_data);
-    }
-  g_free (p->name);
-  g_free (p);
-}
-
-static gboolean
-set_live_parameter (Source *src, const char *name, guint64 value, guint64 qemu_value,
-                    MdMigrationTuned done, gpointer user_data, GError **error)
-{
-  MdQmp *qmp = md_guest_get_qmp (src->guest);
-  g_autoptr (JsonObject) args = json_object_new ();
-  LiveParameter *p;
-
-  if (qmp == NULL || src->offline || md_machine_is_ended (src->machine))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "migration of %s has no running QEMU to tune", md_guest_get_name (src->guest));
-      return FALSE;
-    }
-  json_object_set_int_member (args, name, (gint64) qemu_value);
-  p = g_new0 (LiveParameter, 1);
-  p->src = source_ref (src);
-  p->name = g_strdup (name);
-  p->value = value;
-  p->done = done;
-  p->user_data = user_data;
-  md_qmp_execute_async (qmp, "migrate-set-parameters", args, NULL, on_param_set, p);
-  return TRUE;
-}
-
-static gboolean
-control_set_bandwidth (gpointer engine, guint64 bps, MdMigrationTuned done, gpointer user_data,
-                       GError **error)
-{
-  Source *src = engine;
-
-  return set_live_parameter (src, "max-bandwidth", bps, bps > 0 ? bps : MD_UNLIMITED_BANDWIDTH,
-                             done, user_data, error);
-}
-
-static gboolean
-control_set_max_downtime (gpointer engine, guint64 ms, MdMigrationTuned done, gpointer user_data,
-                          GError **error)
-{
-  Source *src = engine;
-
-  return set_live_parameter (src, "downtime-limit", ms, ms, done, user_data, error);
-}
-
-static void
-on_postcopy_started (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
-
-  if (node == NULL)
-    g_warning ("migrate-start-postcopy failed: %s", error->message);
-}
-
-static gboolean
-control_start_postcopy (gpointer engine, GError **error)
-{
-  Source *src = engine;
-  MdQmp *qmp = md_guest_get_qmp (src->guest);
-  MdPhase phase = md_machine_get_phase (src->machine);
-
-  if (!src->opts->postcopy)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "migration of %s was not started with the postcopy option",
-                   md_guest_get_name (src->guest));
-      return FALSE;
-    }
-  if (phase != MD_PHASE_PERFORM || qmp == NULL || src->qemu_completed)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   phase == MD_PHASE_POSTCOPY
-                       ? "migration of %s is already in post-copy (phase %s)"
-                       : "migration of %s has no memory transfer under way to switch (phase %s)",
-                   md_guest_get_name (src->guest), source_phase (src));
-      return FALSE;
-    }
-  md_qmp_execute_async (qmp, "migrate-start-postcopy", NULL, NULL, on_postcopy_started, NULL);
-  return TRUE;
-}
-
-static const MdMigrationControl source_control = {
-  control_cancel,
-  control_set_bandwidth,
-  control_set_max_downtime,
-  control_start_postcopy,
-};
-
-/* ---- Begin -------------------------------------------------------------------------- */
-
-static MdJournal *
-source_journal (Source *src)
-{
-  const MdConfig *config = md_manager_get_config (src->manager);
-  MdJournal *journal = md_journal_new (config->state_dir, src->migration_id, "outgoing");
-
-  md_journal_set_string (journal, "guest", md_guest_get_name (src->guest));
-  md_journal_set_string (journal, "guest-uuid", md_guest_get_uuid (src->guest));
-  md_journal_set_string (journal, "peer-address", src->destination);
-  md_journal_set_string (journal, "tag", src->tag);
-  md_journal_set_int (journal, "was-running", src->was_running);
-  md_journal_set_int (journal, "offline", src->offline);
-  md_journal_set_int (journal, "undefine-source", src->opts->undefine_source);
-  if (md_guest_get_process (src->guest) != NULL)
-    md_journal_set_int (journal, "qemu-pid",
-                        md_qemu_process_get_pid (md_guest_get_process (src->guest)));
-  return journal;
-}
-
-static Source *
-source_new (MdManager *manager, MdGuest *guest, char *destination, MdDomain *dest_def,
-            MdMigrateOptions *opts, GPtrArray *plan, MdStorageCopyMode storage_mode,
-            guint owner_uid)
-{
-  Source *src = g_rc_box_new0 (Source);
-
-  src->manager = manager;
-  src->guest = g_object_ref (guest);
-  src->opts = opts;
-  src->destination = destination;
-  src->dest_def = dest_def;
-  src->cancellable = g_cancellable_new ();
-  src->offline = opts->offline;
-  src->storage_mode = storage_mode;
-  src->plan = plan;
-  src->was_running = md_guest_get_state (guest) == MD_GUEST_STATE_RUNNING;
-  src->src_persistent = md_guest_is_persistent (guest);
-  src->tag = md_migration_qemu_new_tag ();
-  src->migration =
-      md_migration_new (manager, md_manager_next_migration_number (manager), MD_MIGRATION_OUTGOING,
-                        md_guest_get_object_path (guest), md_guest_get_name (guest),
-                        src->destination, owner_uid, opts->given);
-  /* Unique across restarts of both daemons: the peer's journal keys on it. */
-  src->migration_id =
-      g_strdup_printf ("%s:%s:%s", md_dbus_manager1_get_host_uuid (MD_DBUS_MANAGER1 (manager)),
-                       md_migration_get_object_path (src->migration), src->tag);
-  src->machine = md_machine_new (MD_MIGRATION_OUTGOING, src, src->migration, source_journal (src));
-  return src;
-}
-
-MdMigration *
-md_migration_source_start (MdManager *manager, MdGuest *guest, const char *destination,
-                           GVariant *options, guint owner_uid, GError **error)
-{
-  const MdConfig *config = md_manager_get_config (manager);
-  g_autofree char *resolved = NULL;
-  g_autoptr (MdDomain) dest_def = NULL;
-  MdGuestState state = md_guest_get_state (guest);
-  MdStorageCopyMode storage_mode = MD_STORAGE_COPY_NONE;
-  g_autoptr (GPtrArray) plan = NULL;
-  g_autoptr (MdMigrateOptions) opts = md_migrate_options_parse (options, NULL, error);
-  gboolean offline;
-  Source *src;
-
-  /* Parsed and range-checked once (common/md-options); fields from here. */
-  if (opts == NULL)
-    return NULL;
-  offline = opts->offline;
-  if (offline && state != MD_GUEST_STATE_SHUT_OFF)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "option 'offline' needs guest %s shut off; it is %s on host %s",
-                   md_guest_get_name (guest), md_guest_state_to_string (state), config->host_name);
-      return NULL;
-    }
-  if (offline && !md_guest_is_persistent (guest))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "guest %s is transient: an offline migration moves a definition",
-                   md_guest_get_name (guest));
-      return NULL;
-    }
-  if (!offline && state != MD_GUEST_STATE_RUNNING && state != MD_GUEST_STATE_PAUSED)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "guest %s is %s on host %s; only a running or paused guest can migrate live "
-                   "(use the 'offline' option for a shut-off one)",
-                   md_guest_get_name (guest), md_guest_state_to_string (state), config->host_name);
-      return NULL;
-    }
-  if (md_manager_is_recovering (manager))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "host %s is still resolving migrations its previous daemon left open; try "
-                   "again in a moment",
-                   config->host_name);
-      return NULL;
-    }
-  resolved = source_resolve_destination (manager, destination, error);
-  if (resolved == NULL)
-    return NULL;
-  if (source_is_this_host (manager, resolved))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "refusing to migrate to itself: destination '%s' is host %s's own peer "
-                   "port; give another host",
-                   destination, config->host_name);
-      return NULL;
-    }
-  dest_def = source_build_destination_definition (manager, guest, opts, error);
-  if (dest_def == NULL)
-    return NULL;
-  md_storage_parse_mode (md_migrate_copy_storage_to_string (opts->copy_storage), &storage_mode,
-                         NULL);
-  plan = md_storage_plan (md_guest_get_live_definition (guest) != NULL
-                              ? md_guest_get_live_definition (guest)
-                              : md_guest_get_definition (guest),
-                          storage_mode, (const char *const *) opts->disks, error);
-  if (plan == NULL)
-    return NULL;
-
-  src = source_new (manager, guest, g_steal_pointer (&resolved), g_steal_pointer (&dest_def),
-                    g_steal_pointer (&opts), g_steal_pointer (&plan), storage_mode, owner_uid);
-  md_migration_set_max_downtime_property (src->migration, src->opts->max_downtime);
-  md_migration_set_bandwidth_property (src->migration, src->opts->bandwidth);
-  md_migration_set_control (src->migration, &source_control, src);
-  md_manager_add_migration (manager, md_migration_get_object_path (src->migration),
-                            MD_DBUS_MIGRATION1 (src->migration));
-  md_guest_begin_migration (guest, md_migration_get_object_path (src->migration), FALSE);
-  md_migration_set_running_state (src->migration, "running");
-  /* The first undo step, so the last to run: the guest runs here again. */
-  md_machine_push_undo (src->machine, "resume-here", MD_UNDO_GUEST, undo_resume_here, NULL, NULL);
-  md_machine_advance (src->machine, MD_PHASE_PREPARE);
-  g_message ("migration %s: %s to %s started", md_migration_get_object_path (src->migration),
-             md_guest_get_name (guest), src->destination);
-
-  md_peer_connect_async (md_manager_get_peer_tls_config (manager), src->destination,
-                         src->cancellable, on_peer_connected, source_ref (src));
-  return g_object_ref (src->migration);
 }
