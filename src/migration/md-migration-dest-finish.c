@@ -42,6 +42,33 @@ apply_persist_table (Incoming *in, GError **error)
 }
 
 static void
+on_tls_object_dropped (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autofree char *id = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+
+  if (node == NULL)
+    g_warning ("incoming migration %s: removing its TLS object from QEMU: %s", id, error->message);
+}
+
+/* The TLS credentials served the incoming stream only: the guest's QEMU
+ * runs on here and must not keep them (the fault suite looks; a postcopy
+ * stream still using them holds its own reference). */
+static void
+drop_tls_object (Incoming *in)
+{
+  MdQmp *qmp = in->guest != NULL ? md_guest_get_qmp (in->guest) : NULL;
+  g_autoptr (JsonObject) args = NULL;
+
+  if (in->tls_object == NULL || qmp == NULL)
+    return;
+  args = json_object_new ();
+  json_object_set_string_member (args, "id", in->tls_object);
+  md_qmp_execute_async (qmp, "object-del", args, NULL, on_tls_object_dropped, g_strdup (in->id));
+}
+
+static void
 finish_reply (Incoming *in, gboolean running)
 {
   GDBusMethodInvocation *invocation = g_steal_pointer (&in->finish_invocation);
@@ -51,6 +78,7 @@ finish_reply (Incoming *in, gboolean running)
 
   if (!apply_persist_table (in, &error))
     md_migration_add_error_detail (in->migration, error);
+  drop_tls_object (in);
   md_guest_end_migration (in->guest, running);
   g_clear_pointer (&in->created, g_strfreev); /* the guest's disks now */
   in->ended = TRUE;
@@ -94,6 +122,7 @@ after_cont (Incoming *in, GError *error)
       finish_failed (in, error);
       return;
     }
+  md_migration_mark_time (in->migration, "resumed");
   finish_reply (in, TRUE);
 }
 
@@ -350,6 +379,7 @@ dest_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
       return TRUE;
     }
   in->finish_invocation = invocation;
+  md_migration_mark_time (in->migration, "finish-received");
   md_fault_point ("dest-finish-received");
   in->finishing = TRUE;
   md_machine_advance (in->machine, MD_PHASE_FINISH);

@@ -372,6 +372,7 @@ prepare_succeeded (Incoming *in)
                          g_variant_new_string (host_name (in->dest)));
   g_variant_builder_add (&result, "{sv}", "token",
                          g_variant_new_string (md_incoming_owner_get_token (in->owner)));
+  md_migration_mark_time (in->migration, "prepared");
   md_fault_point ("dest-prepare-done");
   md_dbus_peer1_complete_prepare (NULL, invocation, g_variant_builder_end (&result));
 }
@@ -677,6 +678,7 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
       return;
     }
   md_guest_begin_migration (in->guest, md_migration_get_object_path (in->migration), TRUE);
+  md_migration_mark_time (in->migration, "qemu-ready");
   in->stopped_id =
       g_signal_connect (in->guest, "stopped", G_CALLBACK (on_incoming_qemu_stopped), in);
   if (md_guest_get_process (in->guest) != NULL)
@@ -770,6 +772,7 @@ start_incoming_qemu (Incoming *in)
     }
   md_dbus_migration1_set_guest (MD_DBUS_MIGRATION1 (in->migration),
                                 md_guest_get_object_path (in->guest));
+  md_migration_mark_time (in->migration, "qemu-starting");
   md_guest_start_incoming_async (in->guest, md_domain_copy (in->def), NULL,
                                  on_incoming_qemu_started, incoming_ref (in));
 }

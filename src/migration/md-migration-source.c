@@ -492,6 +492,7 @@ on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   if (source_is_stale (src))
     return;
+  md_migration_mark_time (src->migration, "finished");
   md_fault_point ("source-finish-done");
   source_peer_runs_guest (src);
 }
@@ -501,6 +502,7 @@ source_finish_on_peer (Source *src)
 {
   GVariantBuilder opts;
 
+  md_migration_mark_time (src->migration, "finish-sent");
   md_fault_point ("source-finish-sent");
   if (md_machine_get_phase (src->machine) != MD_PHASE_POSTCOPY
       && !md_machine_advance (src->machine, MD_PHASE_FINISH))
@@ -629,6 +631,7 @@ static void
 on_qemu_completed (Source *src, JsonObject *info)
 {
   src->qemu_completed = TRUE;
+  md_migration_mark_time (src->migration, "qemu-completed");
   md_machine_drop_undo (src->machine, "migrate-cancel");
   src->downtime = source_member_uint (info, "downtime");
   md_migration_set_statistic (src->migration, "qemu-total-time-ms",
@@ -796,6 +799,7 @@ on_migrate_started (Source *src, GError *error)
   if (!md_machine_advance (src->machine, MD_PHASE_PERFORM))
     return;
   md_migration_set_running_state (src->migration, "running");
+  md_migration_mark_time (src->migration, "migrate-started");
   md_fault_point ("source-ram-started");
   src->progress_id = source_timeout_add (src, PROGRESS_INTERVAL_MS, on_progress_timer);
   abort_after = src->opts->abort_after;
@@ -945,6 +949,7 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
                                      source_peer_name (src)));
       return;
     }
+  md_migration_mark_time (src->migration, "prepared");
   md_fault_point ("source-prepare-done");
   source_perform (src, uri);
 }
@@ -1058,6 +1063,7 @@ on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
       source_fail (src, converted);
       return;
     }
+  md_migration_mark_time (src->migration, "peer-connected");
   peer_label = g_strdup_printf ("%s (%s)", md_peer_connection_get_host_name (src->peer),
                                 md_peer_connection_get_address (src->peer));
   md_migration_set_peer (src->migration, peer_label);

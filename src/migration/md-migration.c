@@ -125,6 +125,18 @@ md_migration_set_statistic (MdMigration *self, const char *key, GVariant *value)
   g_hash_table_insert (self->statistics, g_strdup (key), g_variant_ref_sink (value));
 }
 
+void
+md_migration_mark_time (MdMigration *self, const char *event)
+{
+  g_autofree char *key = g_strdup_printf ("time-%s-ms", event);
+
+  if (g_hash_table_contains (self->statistics, key))
+    return; /* the first time counts */
+  md_migration_set_statistic (
+      self, key,
+      g_variant_new_uint64 ((guint64) (g_get_monotonic_time () - self->start_monotonic) / 1000));
+}
+
 static gboolean
 check_controllable (MdMigration *self, GDBusMethodInvocation *invocation, const char *what)
 {

@@ -78,6 +78,10 @@ void md_migration_set_max_downtime_property (MdMigration *self, guint64 ms);
 void md_migration_update_stats (MdMigration *self, const MdMigrationStats *stats);
 /* Extra counters for GetStatistics (QEMU's own figures). */
 void md_migration_set_statistic (MdMigration *self, const char *key, GVariant *value);
+/* Statistic "time-@event-ms": ms from the start of this Migration1 to now,
+ * set once (the first call counts). bench/migrate-bench.py splits the
+ * fixed cost of a migration into phases with them. */
+void md_migration_mark_time (MdMigration *self, const char *event);
 
 /* Records the outcome (@error NULL on success; the first error wins, later
  * ones passed here are kept as detail), flushes the properties, emits
