@@ -33,6 +33,7 @@ static void on_peer_aborted (MdDbusPeer1 *proxy, const char *id, const char *nam
                              const char *message, Source *src);
 static void on_block_nodes (GObject *source, GAsyncResult *result, gpointer user_data);
 static void on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data);
+static gboolean on_peer_reused (gpointer user_data);
 static void undo_resume_here (gpointer owner, gpointer data);
 static void source_poll (Source *src);
 
@@ -226,8 +227,13 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
   g_message ("migration %s: %s to %s started", md_migration_get_object_path (src->migration),
              md_guest_get_name (guest), src->destination);
 
-  md_peer_connect_async (md_manager_get_peer_tls_config (manager), src->destination,
-                         src->cancellable, on_peer_connected, source_ref (src));
+  src->peer = md_peer_pool_take (md_manager_get_peer_pool (manager), src->destination);
+  if (src->peer != NULL)
+    g_idle_add_full (G_PRIORITY_DEFAULT, on_peer_reused, source_ref (src),
+                     (GDestroyNotify) source_unref);
+  else
+    md_peer_connect_async (md_manager_get_peer_tls_config (manager), src->destination,
+                           src->cancellable, on_peer_connected, source_ref (src));
   return g_object_ref (src->migration);
 }
 
@@ -249,8 +255,10 @@ source_teardown (Source *src)
     g_clear_signal_handler (&src->peer_closed_id, src->peer);
   if (src->peer != NULL && src->peer_aborted_id != 0)
     g_clear_signal_handler (&src->peer_aborted_id, md_peer_connection_get_proxy (src->peer));
+  /* Kept for the next migration to this peer (closed if it broke). */
   if (src->peer != NULL)
-    md_peer_connection_close (src->peer);
+    md_peer_pool_give_back (md_manager_get_peer_pool (src->manager), src->destination,
+                            g_steal_pointer (&src->peer));
   md_migration_set_control (src->migration, NULL, NULL);
 }
 
@@ -1044,14 +1052,32 @@ on_block_nodes (GObject *source, GAsyncResult *result, gpointer user_data)
   source_prepare (src);
 }
 
+static void source_peer_ready (Source *src, GError *error);
+
 static void
 on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr (SourceRef) src = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autofree char *peer_label = NULL;
+  GError *error = NULL;
 
   src->peer = md_peer_connect_finish (result, &error);
+  source_peer_ready (src, error);
+}
+
+/* A connection kept from an earlier migration to this peer. */
+static gboolean
+on_peer_reused (gpointer user_data)
+{
+  source_peer_ready (user_data, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+source_peer_ready (Source *src, GError *error_in)
+{
+  g_autoptr (GError) error = error_in;
+  g_autofree char *peer_label = NULL;
+
   if (source_is_stale (src))
     return;
   if (src->peer == NULL)
