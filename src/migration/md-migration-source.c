@@ -1064,11 +1064,34 @@ on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
   source_peer_ready (src, error);
 }
 
-/* A connection kept from an earlier migration to this peer. */
+static void
+on_reused_peer_pinged (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GVariant) reply =
+      g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, NULL);
+
+  if (reply != NULL || source_is_stale (src))
+    {
+      source_peer_ready (src, NULL);
+      return;
+    }
+  /* The kept connection died meanwhile (the peer restarted?): a new one. */
+  g_clear_object (&src->peer);
+  md_peer_connect_async (md_manager_get_peer_tls_config (src->manager), src->destination,
+                         src->cancellable, on_peer_connected, source_ref (src));
+}
+
+/* A connection kept from an earlier migration to this peer: one round
+ * trip proves it still works, far cheaper than TLS and Hello. */
 static gboolean
 on_peer_reused (gpointer user_data)
 {
-  source_peer_ready (user_data, NULL);
+  Source *src = user_data;
+
+  g_dbus_connection_call (md_peer_connection_get_dbus (src->peer), NULL, "/",
+                          "org.freedesktop.DBus.Peer", "Ping", NULL, NULL, G_DBUS_CALL_FLAGS_NONE,
+                          5000, src->cancellable, on_reused_peer_pinged, source_ref (src));
   return G_SOURCE_REMOVE;
 }
 
