@@ -9,6 +9,8 @@
 #include "qemu/md-qemu-caps.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <gio/gunixsocketaddress.h>
 #include <glib/gstdio.h>
 #include <sys/wait.h>
 
@@ -386,6 +388,24 @@ log_dir (MdGuest *self)
   return g_build_filename (self->host->config->state_dir, "log", NULL);
 }
 
+/* QEMU's QMP socket, bound and listening before QEMU starts (QEMU gets
+ * it as this descriptor): the daemon's connect succeeds at once and the
+ * greeting comes as soon as QEMU is up, with no retry loop. */
+#define QMP_CHILD_FD 3
+
+static int
+listen_qmp (const char *path, GError **error)
+{
+  g_autoptr (GSocket) sock =
+      g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT, error);
+  g_autoptr (GSocketAddress) address = g_unix_socket_address_new (path);
+
+  if (sock == NULL || !g_socket_bind (sock, address, FALSE, error)
+      || !g_socket_listen (sock, error))
+    return -1;
+  return fcntl (g_socket_get_fd (sock), F_DUPFD_CLOEXEC, QMP_CHILD_FD + 1);
+}
+
 static void start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incoming,
                             GCancellable *cancellable, GAsyncReadyCallback callback,
                             gpointer user_data);
@@ -422,6 +442,8 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   MdQemuArgvOptions opts = { 0 };
   StartData *data = g_new0 (StartData, 1);
   const char *accel;
+  int qmp_fd;
+  const int qmp_child_fd = QMP_CHILD_FD;
 
   data->paused = paused;
   data->incoming = incoming;
@@ -470,6 +492,7 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   opts.accel = accel;
   opts.machine = self->live->os.machine;
   opts.qmp_socket = self->qmp_path;
+  opts.qmp_listen_fd = QMP_CHILD_FD;
   opts.serial_log_dir = logs;
   opts.sandbox = caps->sandbox;
   argv = md_qemu_build_argv (self->live, &opts, &error);
@@ -485,7 +508,16 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   g_message ("guest %s: starting %s", self->def->name, argv_line);
   self->busy = "starting";
   self->stop_requested = FALSE;
-  proc = md_qemu_spawn ((const char *const *) argv, self->log_path, &error);
+  qmp_fd = listen_qmp (self->qmp_path, &error);
+  if (qmp_fd < 0)
+    {
+      g_prefix_error (&error, "host %s: guest %s: QMP socket %s: ", host_name (self),
+                      self->def->name, self->qmp_path);
+      start_fail (self, task, g_steal_pointer (&error));
+      return;
+    }
+  proc = md_qemu_spawn_full ((const char *const *) argv, self->log_path, &qmp_fd, &qmp_child_fd, 1,
+                             &error);
   if (proc == NULL)
     {
       start_fail (self, task, g_steal_pointer (&error));

@@ -29,6 +29,7 @@ struct _MdManager
   MdTrust *trust;
   MdPeerListener *listener; /* not owned; NULL when not listening */
   guint recovering;         /* journal records still being resolved */
+  MdPeerPool *peer_pool;
 };
 
 static void md_manager_iface_init (MdDbusManager1Iface *iface);
@@ -512,6 +513,7 @@ md_manager_finalize (GObject *object)
 
   g_clear_pointer (&self->guests, g_hash_table_unref);
   g_clear_pointer (&self->migrations, g_ptr_array_unref);
+  g_clear_pointer (&self->peer_pool, md_peer_pool_free);
   g_free (self->host_uuid);
   g_clear_pointer (&self->trust, md_trust_free);
   g_clear_object (&self->object_manager);
@@ -531,6 +533,15 @@ md_manager_init (MdManager *self)
 {
   self->guests = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
   self->migrations = g_ptr_array_new_with_free_func (g_free);
+  /* A minute covers back-to-back migrations; the peer's keepalive
+   * notices a dead idle connection before that. */
+  self->peer_pool = md_peer_pool_new (60);
+}
+
+MdPeerPool *
+md_manager_get_peer_pool (MdManager *self)
+{
+  return self->peer_pool;
 }
 
 MdManager *

@@ -6,6 +6,7 @@
 #include "md-dbus-generated.h"
 #include "md-guest.h"
 #include "md-host.h"
+#include "peer/md-peer-pool.h"
 #include "peer/md-peer.h"
 #include "qemu/md-qemu-caps.h"
 
@@ -57,6 +58,9 @@ gboolean md_manager_is_recovering (MdManager *self);
 void md_manager_hold_recovery (MdManager *self, gboolean hold);
 /* Unexports a finished migration (its keep time ran out). */
 void md_manager_forget_migration (MdManager *self, const char *path);
+
+/* Authenticated peer connections kept for the next migration. */
+MdPeerPool *md_manager_get_peer_pool (MdManager *self);
 
 /* What guests get of the host (md-host.h). */
 MdHost *md_manager_get_host (MdManager *self);

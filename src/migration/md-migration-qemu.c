@@ -3,10 +3,9 @@
 
 #include "md-migration-qemu.h"
 #include "common/md-error.h"
-#include "common/md-options.h"
 
 JsonObject *
-md_migration_qemu_capabilities (GVariant *options)
+md_migration_qemu_capabilities (const MdMigrateOptions *opts)
 {
   JsonObject *args = json_object_new ();
   JsonArray *caps = json_array_new ();
@@ -16,9 +15,9 @@ md_migration_qemu_capabilities (GVariant *options)
     gboolean on;
   } list[] = {
     { "events", TRUE },
-    { "auto-converge", md_options_get_boolean (options, "auto-converge", FALSE) },
-    { "postcopy-ram", md_options_get_boolean (options, "postcopy", FALSE) },
-    { "multifd", md_options_get_uint32 (options, "parallel-connections", 0) > 0 },
+    { "auto-converge", opts->auto_converge },
+    { "postcopy-ram", opts->postcopy },
+    { "multifd", opts->parallel_connections > 0 },
     { "pause-before-switchover", FALSE },
   };
 
@@ -34,17 +33,16 @@ md_migration_qemu_capabilities (GVariant *options)
 }
 
 JsonObject *
-md_migration_qemu_parameters (GVariant *options, gboolean source, const char *tls_object,
+md_migration_qemu_parameters (const MdMigrateOptions *opts, gboolean source, const char *tls_object,
                               const char *tls_hostname)
 {
   JsonObject *args = json_object_new ();
-  guint32 channels = md_options_get_uint32 (options, "parallel-connections", 0);
-  const char *compression = md_options_get_string (options, "compression");
+  guint32 channels = opts->parallel_connections;
 
   if (source)
     {
-      guint64 bandwidth = md_options_get_uint64 (options, "bandwidth", 0);
-      guint64 downtime = md_options_get_uint64 (options, "max-downtime", 0);
+      guint64 bandwidth = opts->bandwidth;
+      guint64 downtime = opts->max_downtime;
 
       json_object_set_int_member (args, "max-bandwidth",
                                   (gint64) (bandwidth > 0 ? bandwidth : MD_UNLIMITED_BANDWIDTH));
@@ -56,8 +54,9 @@ md_migration_qemu_parameters (GVariant *options, gboolean source, const char *tl
   json_object_set_string_member (args, "tls-creds", tls_object != NULL ? tls_object : "");
   if (channels > 0)
     json_object_set_int_member (args, "multifd-channels", channels);
-  if (compression != NULL && channels > 0)
-    json_object_set_string_member (args, "multifd-compression", compression);
+  if (channels > 0)
+    json_object_set_string_member (args, "multifd-compression",
+                                   md_migrate_compression_to_string (opts->compression));
   return args;
 }
 
@@ -104,6 +103,14 @@ md_migration_qemu_step (MdQmp *qmp, const char *command, JsonObject *args, gpoin
                         gpointer (*ref) (gpointer), GDestroyNotify unref, MdQemuStepFunc next,
                         const char *gone_message)
 {
+  md_migration_qemu_step_fd (qmp, command, args, -1, owner, ref, unref, next, gone_message);
+}
+
+void
+md_migration_qemu_step_fd (MdQmp *qmp, const char *command, JsonObject *args, int fd,
+                           gpointer owner, gpointer (*ref) (gpointer), GDestroyNotify unref,
+                           MdQemuStepFunc next, const char *gone_message)
+{
   Step *step;
 
   if (qmp == NULL || md_qmp_is_closed (qmp))
@@ -119,7 +126,10 @@ md_migration_qemu_step (MdQmp *qmp, const char *command, JsonObject *args, gpoin
   step->owner = ref (owner);
   step->unref = unref;
   step->next = next;
-  md_qmp_execute_async (qmp, command, args, NULL, on_step_done, step);
+  if (fd >= 0)
+    md_qmp_execute_with_fd_async (qmp, command, args, fd, NULL, on_step_done, step);
+  else
+    md_qmp_execute_async (qmp, command, args, NULL, on_step_done, step);
   if (args != NULL)
     json_object_unref (args);
 }

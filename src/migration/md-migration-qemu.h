@@ -3,6 +3,7 @@
  * QMP steps whose answer only matters as success or failure. */
 #pragma once
 
+#include "common/md-options.h"
 #include "qemu/md-qmp.h"
 
 G_BEGIN_DECLS
@@ -11,14 +12,14 @@ G_BEGIN_DECLS
  * is this much (bytes/s), as libvirt does. */
 #define MD_UNLIMITED_BANDWIDTH (G_GUINT64_CONSTANT (1) << 40)
 
-/* migrate-set-capabilities for @options: every capability set on or off
+/* migrate-set-capabilities for @opts: every capability set on or off
  * explicitly (QEMU keeps them from an earlier attempt; both ends must
  * agree). */
-JsonObject *md_migration_qemu_capabilities (GVariant *options);
+JsonObject *md_migration_qemu_capabilities (const MdMigrateOptions *opts);
 
-/* migrate-set-parameters for @options. The source sets bandwidth and
+/* migrate-set-parameters for @opts. The source sets bandwidth and
  * downtime too; @tls_object NULL clears TLS. */
-JsonObject *md_migration_qemu_parameters (GVariant *options, gboolean source,
+JsonObject *md_migration_qemu_parameters (const MdMigrateOptions *opts, gboolean source,
                                           const char *tls_object, const char *tls_hostname);
 
 /* object-add of a tls-creds-x509 object reading @dir (the daemons' own
@@ -38,5 +39,10 @@ typedef void (*MdQemuStepFunc) (gpointer owner, GError *error);
 void md_migration_qemu_step (MdQmp *qmp, const char *command, JsonObject *args, gpointer owner,
                              gpointer (*ref) (gpointer), GDestroyNotify unref, MdQemuStepFunc next,
                              const char *gone_message);
+
+/* Same, passing @fd (>= 0) along (getfd); QEMU gets its own copy. */
+void md_migration_qemu_step_fd (MdQmp *qmp, const char *command, JsonObject *args, int fd,
+                                gpointer owner, gpointer (*ref) (gpointer), GDestroyNotify unref,
+                                MdQemuStepFunc next, const char *gone_message);
 
 G_END_DECLS

@@ -248,9 +248,9 @@ keep_this_copy (Recovery *rec)
       json_object_set_string_member (args, "node-name", nodes[i]);
       qmp (rec, "blockdev-del", args, NULL);
     }
-  /* An incoming QEMU may still pull pages over TLS (postcopy): its
-   * credentials stay; their names are unique anyway. */
-  for (guint i = 0; !incoming && objects[i] != NULL; i++)
+  /* A postcopy stream still pulling pages over TLS holds its own
+   * reference to the credentials: deleting the object is safe. */
+  for (guint i = 0; objects[i] != NULL; i++)
     {
       g_autoptr (JsonObject) args = json_object_new ();
       json_object_set_string_member (args, "id", objects[i]);

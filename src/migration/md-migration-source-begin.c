@@ -6,39 +6,6 @@
 #include "common/md-error.h"
 #include "common/md-options.h"
 
-gboolean
-source_validate_options (GVariant *options, GError **error)
-{
-  const char *compression = md_options_get_string (options, "compression");
-  MdStorageCopyMode mode;
-
-  if (!md_options_check (options, md_migration_option_specs, "Migrate", error)
-      || !md_storage_parse_mode (md_options_get_string (options, "copy-storage"), &mode, error))
-    return FALSE;
-  if (compression != NULL && !g_str_equal (compression, "none")
-      && !g_str_equal (compression, "zlib") && !g_str_equal (compression, "zstd"))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "option 'compression' must be none, zlib or zstd, not '%s'", compression);
-      return FALSE;
-    }
-  if (compression != NULL && !g_str_equal (compression, "none")
-      && md_options_get_uint32 (options, "parallel-connections", 0) == 0)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "option 'compression' needs 'parallel-connections' (QEMU compresses multifd "
-                   "streams only)");
-      return FALSE;
-    }
-  if (md_options_get_uint64 (options, "max-downtime", 1) == 0)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "option 'max-downtime' must be at least 1 ms");
-      return FALSE;
-    }
-  return TRUE;
-}
-
 /* "host", "host:port" or "[v6]:port" with a port in range, or a peer name
  * from the configuration. */
 char *
@@ -95,14 +62,14 @@ source_is_this_host (MdManager *manager, const char *destination)
 }
 
 MdDomain *
-source_build_destination_definition (MdManager *manager, MdGuest *guest, GVariant *options,
-                                     GError **error)
+source_build_destination_definition (MdManager *manager, MdGuest *guest,
+                                     const MdMigrateOptions *opts, GError **error)
 {
   const MdDomain *current = md_guest_get_live_definition (guest) != NULL
                                 ? md_guest_get_live_definition (guest)
                                 : md_guest_get_definition (guest);
-  const char *dest_xml = md_options_get_string (options, "destination-xml");
-  const char *dest_name = md_options_get_string (options, "destination-name");
+  const char *dest_xml = opts->destination_xml;
+  const char *dest_name = opts->destination_name;
   g_autoptr (MdDomain) def = NULL;
 
   if (dest_xml != NULL)
@@ -132,4 +99,132 @@ source_build_destination_definition (MdManager *manager, MdGuest *guest, GVarian
       def->name = g_strdup (dest_name);
     }
   return g_steal_pointer (&def);
+}
+
+/* ---- the migration object -------------------------------------------------------------------------- */
+
+static MdJournal *
+source_journal (Source *src)
+{
+  const MdConfig *config = md_manager_get_config (src->manager);
+  MdJournal *journal = md_journal_new (config->state_dir, src->migration_id, "outgoing");
+
+  md_journal_set_string (journal, "guest", md_guest_get_name (src->guest));
+  md_journal_set_string (journal, "guest-uuid", md_guest_get_uuid (src->guest));
+  md_journal_set_string (journal, "peer-address", src->destination);
+  md_journal_set_string (journal, "tag", src->tag);
+  md_journal_set_int (journal, "was-running", src->was_running);
+  md_journal_set_int (journal, "offline", src->offline);
+  md_journal_set_int (journal, "undefine-source", src->opts->undefine_source);
+  if (md_guest_get_process (src->guest) != NULL)
+    md_journal_set_int (journal, "qemu-pid",
+                        md_qemu_process_get_pid (md_guest_get_process (src->guest)));
+  return journal;
+}
+
+static Source *
+source_new (MdManager *manager, MdGuest *guest, char *destination, MdDomain *dest_def,
+            MdMigrateOptions *opts, GPtrArray *plan, MdStorageCopyMode storage_mode,
+            guint owner_uid)
+{
+  Source *src = g_rc_box_new0 (Source);
+
+  src->manager = manager;
+  src->guest = g_object_ref (guest);
+  src->opts = opts;
+  src->destination = destination;
+  src->dest_def = dest_def;
+  src->cancellable = g_cancellable_new ();
+  src->offline = opts->offline;
+  src->storage_mode = storage_mode;
+  src->plan = plan;
+  src->was_running = md_guest_get_state (guest) == MD_GUEST_STATE_RUNNING;
+  src->src_persistent = md_guest_is_persistent (guest);
+  src->tag = md_migration_qemu_new_tag ();
+  src->migration =
+      md_migration_new (manager, md_manager_next_migration_number (manager), MD_MIGRATION_OUTGOING,
+                        md_guest_get_object_path (guest), md_guest_get_name (guest),
+                        src->destination, owner_uid, opts->given);
+  /* Unique across restarts of both daemons: the peer's journal keys on it. */
+  src->migration_id =
+      g_strdup_printf ("%s:%s:%s", md_dbus_manager1_get_host_uuid (MD_DBUS_MANAGER1 (manager)),
+                       md_migration_get_object_path (src->migration), src->tag);
+  src->machine = md_machine_new (MD_MIGRATION_OUTGOING, src, src->migration, source_journal (src));
+  return src;
+}
+
+Source *
+source_begin (MdManager *manager, MdGuest *guest, const char *destination, GVariant *options,
+              guint owner_uid, GError **error)
+{
+  const MdConfig *config = md_manager_get_config (manager);
+  g_autofree char *resolved = NULL;
+  g_autoptr (MdDomain) dest_def = NULL;
+  MdGuestState state = md_guest_get_state (guest);
+  MdStorageCopyMode storage_mode = MD_STORAGE_COPY_NONE;
+  g_autoptr (GPtrArray) plan = NULL;
+  g_autoptr (MdMigrateOptions) opts = md_migrate_options_parse (options, NULL, error);
+  gboolean offline;
+  Source *src;
+
+  /* Parsed and range-checked once (common/md-options); fields from here. */
+  if (opts == NULL)
+    return NULL;
+  offline = opts->offline;
+  if (offline && state != MD_GUEST_STATE_SHUT_OFF)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
+                   "option 'offline' needs guest %s shut off; it is %s on host %s",
+                   md_guest_get_name (guest), md_guest_state_to_string (state), config->host_name);
+      return NULL;
+    }
+  if (offline && !md_guest_is_persistent (guest))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
+                   "guest %s is transient: an offline migration moves a definition",
+                   md_guest_get_name (guest));
+      return NULL;
+    }
+  if (!offline && state != MD_GUEST_STATE_RUNNING && state != MD_GUEST_STATE_PAUSED)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
+                   "guest %s is %s on host %s; only a running or paused guest can migrate live "
+                   "(use the 'offline' option for a shut-off one)",
+                   md_guest_get_name (guest), md_guest_state_to_string (state), config->host_name);
+      return NULL;
+    }
+  if (md_manager_is_recovering (manager))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
+                   "host %s is still resolving migrations its previous daemon left open; try "
+                   "again in a moment",
+                   config->host_name);
+      return NULL;
+    }
+  resolved = source_resolve_destination (manager, destination, error);
+  if (resolved == NULL)
+    return NULL;
+  if (source_is_this_host (manager, resolved))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                   "refusing to migrate to itself: destination '%s' is host %s's own peer "
+                   "port; give another host",
+                   destination, config->host_name);
+      return NULL;
+    }
+  dest_def = source_build_destination_definition (manager, guest, opts, error);
+  if (dest_def == NULL)
+    return NULL;
+  md_storage_parse_mode (md_migrate_copy_storage_to_string (opts->copy_storage), &storage_mode,
+                         NULL);
+  plan = md_storage_plan (md_guest_get_live_definition (guest) != NULL
+                              ? md_guest_get_live_definition (guest)
+                              : md_guest_get_definition (guest),
+                          storage_mode, (const char *const *) opts->disks, error);
+  if (plan == NULL)
+    return NULL;
+
+  src = source_new (manager, guest, g_steal_pointer (&resolved), g_steal_pointer (&dest_def),
+                    g_steal_pointer (&opts), g_steal_pointer (&plan), storage_mode, owner_uid);
+  return src;
 }

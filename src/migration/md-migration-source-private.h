@@ -21,11 +21,12 @@ typedef struct
   MdManager *manager;
   MdGuest *guest;
   MdMigration *migration;
-  MdMachine *machine; /* phases, authority, undo list, journal */
-  GVariant *options;
+  MdMachine *machine;     /* phases, authority, undo list, journal */
+  MdMigrateOptions *opts; /* parsed Guest1.Migrate options */
   char *destination;
   char *migration_id;
-  char *tag; /* unique prefix of this migration's names inside QEMU */
+  char *tag;        /* unique prefix of this migration's names inside QEMU */
+  char *peer_token; /* from Prepare: proves to the peer that we prepared it */
 
   MdPeerConnection *peer;
   gulong peer_closed_id;
@@ -104,11 +105,17 @@ void source_set_mirror_speed (Source *src, guint64 bytes_per_second);
 void source_on_block_job_event (Source *src);
 char *source_mirror_job_name (Source *src, const MdDomainDisk *disk);
 
-/* md-migration-source-begin.c: Guest1.Migrate's checks. */
-gboolean source_validate_options (GVariant *options, GError **error);
+/* md-migration-source-begin.c: Guest1.Migrate's checks, then the
+ * Source with its Migration1 object and state machine (NULL with @error
+ * when nothing started). */
+Source *source_begin (MdManager *manager, MdGuest *guest, const char *destination,
+                      GVariant *options, guint owner_uid, GError **error);
 char *source_resolve_destination (MdManager *manager, const char *destination, GError **error);
 gboolean source_is_this_host (MdManager *manager, const char *destination);
 MdDomain *source_build_destination_definition (MdManager *manager, MdGuest *guest,
-                                               GVariant *options, GError **error);
+                                               const MdMigrateOptions *opts, GError **error);
+
+/* md-migration-source-control.c: Migration1's controls. */
+extern const MdMigrationControl source_control;
 
 G_END_DECLS

@@ -181,9 +181,8 @@ on_nbd_node_added (Source *src, GError *error)
   json_object_set_string_member (args, "sync",
                                  src->storage_mode == MD_STORAGE_COPY_INCREMENTAL ? "top" : "full");
   /* The bandwidth limit covers the disks too, as in libvirt. */
-  if (md_options_get_uint64 (src->options, "bandwidth", 0) > 0)
-    json_object_set_int_member (args, "speed",
-                                (gint64) md_options_get_uint64 (src->options, "bandwidth", 0));
+  if (src->opts->bandwidth > 0)
+    json_object_set_int_member (args, "speed", (gint64) src->opts->bandwidth);
   source_qmp_step (src, "blockdev-mirror", args, on_mirror_started);
 }
 
@@ -449,11 +448,9 @@ source_copy_offline (Source *src)
   options.formats = (const char *const *) formats->pdata;
   options.dest_host = src->nbd_host;
   options.dest_port = src->nbd_port;
-  options.tls_dir = md_options_get_boolean (src->options, "tls", TRUE)
-                        ? md_manager_get_config (src->manager)->tls_dir
-                        : NULL;
+  options.tls_dir = src->opts->tls ? md_manager_get_config (src->manager)->tls_dir : NULL;
   options.fresh_targets = (const char *const *) src->fresh_targets;
-  options.verify = md_options_get_boolean (src->options, "verify", FALSE);
+  options.verify = src->opts->verify;
   options.total_bytes = total;
   options.source_host_name = source_host_name (src);
   options.dest_host_name = source_peer_name (src);

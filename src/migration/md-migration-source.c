@@ -24,33 +24,6 @@
 #define TOTAL_TIME_TRIES 40
 #define TOTAL_TIME_RETRY_MS 25
 
-const MdOptionSpec md_migration_option_specs[] = {
-  { "live", "b" },
-  { "offline", "b" },
-  { "tls", "b" },
-  { "bandwidth", "t" },
-  { "max-downtime", "t" },
-  { "auto-converge", "b" },
-  { "postcopy", "b" },
-  { "parallel-connections", "u" },
-  { "compression", "s" },
-  { "persist-destination", "b" },
-  { "undefine-source", "b" },
-  { "destination-xml", "s" },
-  { "destination-name", "s" },
-  { "migration-address", "s" },
-  { "migration-port", "q" },
-  { "paused-on-destination", "b" },
-  { "abort-after", "u" },
-  { "copy-storage", "s" },
-  { "disks", "as" },
-  { "nbd-port", "q" },
-  { "nbd-address", "s" },
-  { "verify", "b" },
-  { "auth.no_user_interaction", "b" },
-  { NULL, NULL },
-};
-
 static void source_prepare (Source *src);
 static void source_perform (Source *src, const char *uri);
 static void source_confirm_success (Source *src);
@@ -59,6 +32,9 @@ static void on_peer_closed (MdPeerConnection *peer, Source *src);
 static void on_peer_aborted (MdDbusPeer1 *proxy, const char *id, const char *name,
                              const char *message, Source *src);
 static void on_block_nodes (GObject *source, GAsyncResult *result, gpointer user_data);
+static void on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data);
+static gboolean on_peer_reused (gpointer user_data);
+static void undo_resume_here (gpointer owner, gpointer data);
 static void source_poll (Source *src);
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -91,7 +67,7 @@ source_clear (Source *src)
   g_clear_object (&src->guest);
   g_clear_pointer (&src->machine, md_machine_free);
   g_clear_object (&src->migration);
-  g_clear_pointer (&src->options, g_variant_unref);
+  g_clear_pointer (&src->opts, md_migrate_options_free);
   g_clear_pointer (&src->dest_def, md_domain_free);
   g_clear_pointer (&src->plan, g_ptr_array_unref);
   g_clear_pointer (&src->disks_info, g_variant_unref);
@@ -101,6 +77,7 @@ source_clear (Source *src)
   g_free (src->destination);
   g_free (src->migration_id);
   g_free (src->tag);
+  g_free (src->peer_token);
   g_free (src->tls_object);
 }
 
@@ -227,6 +204,39 @@ source_ignore_result (Source *src, GError *error)
     }
 }
 
+/* ---- Begin -------------------------------------------------------------------------- */
+
+MdMigration *
+md_migration_source_start (MdManager *manager, MdGuest *guest, const char *destination,
+                           GVariant *options, guint owner_uid, GError **error)
+{
+  Source *src = source_begin (manager, guest, destination, options, owner_uid, error);
+
+  if (src == NULL)
+    return NULL;
+  md_migration_set_max_downtime_property (src->migration, src->opts->max_downtime);
+  md_migration_set_bandwidth_property (src->migration, src->opts->bandwidth);
+  md_migration_set_control (src->migration, &source_control, src);
+  md_manager_add_migration (manager, md_migration_get_object_path (src->migration),
+                            MD_DBUS_MIGRATION1 (src->migration));
+  md_guest_begin_migration (guest, md_migration_get_object_path (src->migration), FALSE);
+  md_migration_set_running_state (src->migration, "running");
+  /* The first undo step, so the last to run: the guest runs here again. */
+  md_machine_push_undo (src->machine, "resume-here", MD_UNDO_GUEST, undo_resume_here, NULL, NULL);
+  md_machine_advance (src->machine, MD_PHASE_PREPARE);
+  g_message ("migration %s: %s to %s started", md_migration_get_object_path (src->migration),
+             md_guest_get_name (guest), src->destination);
+
+  src->peer = md_peer_pool_take (md_manager_get_peer_pool (manager), src->destination);
+  if (src->peer != NULL)
+    g_idle_add_full (G_PRIORITY_DEFAULT, on_peer_reused, source_ref (src),
+                     (GDestroyNotify) source_unref);
+  else
+    md_peer_connect_async (md_manager_get_peer_tls_config (manager), src->destination,
+                           src->cancellable, on_peer_connected, source_ref (src));
+  return g_object_ref (src->migration);
+}
+
 /* ---- the end: success, failure, or attention ------------------------------ */
 
 /* The migration is over: publish the result and let go; callbacks still
@@ -245,8 +255,10 @@ source_teardown (Source *src)
     g_clear_signal_handler (&src->peer_closed_id, src->peer);
   if (src->peer != NULL && src->peer_aborted_id != 0)
     g_clear_signal_handler (&src->peer_aborted_id, md_peer_connection_get_proxy (src->peer));
+  /* Kept for the next migration to this peer (closed if it broke). */
   if (src->peer != NULL)
-    md_peer_connection_close (src->peer);
+    md_peer_pool_give_back (md_manager_get_peer_pool (src->manager), src->destination,
+                            g_steal_pointer (&src->peer));
   md_migration_set_control (src->migration, NULL, NULL);
 }
 
@@ -389,6 +401,8 @@ undo_peer_prepare (gpointer owner, gpointer data)
   g_variant_builder_add (&opts, "{sv}", "error-name",
                          g_variant_new_string (md_error_code_to_dbus_name (converted->code)));
   g_variant_builder_add (&opts, "{sv}", "error-message", g_variant_new_string (converted->message));
+  if (src->peer_token != NULL)
+    g_variant_builder_add (&opts, "{sv}", "token", g_variant_new_string (src->peer_token));
   md_dbus_peer1_call_finish (md_peer_connection_get_proxy (src->peer), src->migration_id, FALSE,
                              g_variant_builder_end (&opts), NULL, on_peer_abort_done,
                              source_ref (src));
@@ -413,7 +427,7 @@ on_source_qemu_gone (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 source_confirm_success (Source *src)
 {
-  gboolean undefine = md_options_get_boolean (src->options, "undefine-source", FALSE);
+  gboolean undefine = src->opts->undefine_source;
   g_autoptr (GError) error = NULL;
 
   if (md_machine_is_ended (src->machine) || !md_machine_advance (src->machine, MD_PHASE_CONFIRM))
@@ -494,14 +508,19 @@ on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
 void
 source_finish_on_peer (Source *src)
 {
+  GVariantBuilder opts;
+
   md_migration_mark_time (src->migration, "finish-sent");
   md_fault_point ("source-finish-sent");
   if (md_machine_get_phase (src->machine) != MD_PHASE_POSTCOPY
       && !md_machine_advance (src->machine, MD_PHASE_FINISH))
     return;
   src->finish_pending = TRUE;
+  g_variant_builder_init (&opts, G_VARIANT_TYPE_VARDICT);
+  if (src->peer_token != NULL)
+    g_variant_builder_add (&opts, "{sv}", "token", g_variant_new_string (src->peer_token));
   md_dbus_peer1_call_finish (md_peer_connection_get_proxy (src->peer), src->migration_id, TRUE,
-                             g_variant_new ("a{sv}", NULL), NULL, on_peer_finished,
+                             g_variant_builder_end (&opts), NULL, on_peer_finished,
                              source_ref (src));
 }
 
@@ -755,7 +774,7 @@ static gboolean
 on_abort_timer (gpointer user_data)
 {
   Source *src = user_data;
-  guint32 seconds = md_options_get_uint32 (src->options, "abort-after", 0);
+  guint32 seconds = src->opts->abort_after;
 
   src->abort_id = 0;
   source_fail (src,
@@ -767,7 +786,7 @@ on_abort_timer (gpointer user_data)
                             source_host_name (src), md_guest_get_name (src->guest), seconds,
                             md_dbus_migration1_get_dirty_rate (MD_DBUS_MIGRATION1 (src->migration)),
                             md_dbus_migration1_get_rate (MD_DBUS_MIGRATION1 (src->migration)),
-                            md_options_get_boolean (src->options, "auto-converge", FALSE)
+                            src->opts->auto_converge
                                 ? "postcopy, a higher bandwidth or a longer max-downtime"
                                 : "auto-converge, postcopy, a higher bandwidth or a longer "
                                   "max-downtime"));
@@ -791,7 +810,7 @@ on_migrate_started (Source *src, GError *error)
   md_migration_mark_time (src->migration, "migrate-started");
   md_fault_point ("source-ram-started");
   src->progress_id = source_timeout_add (src, PROGRESS_INTERVAL_MS, on_progress_timer);
-  abort_after = md_options_get_uint32 (src->options, "abort-after", 0);
+  abort_after = src->opts->abort_after;
   if (abort_after > 0)
     src->abort_id = g_timeout_add_seconds_full (G_PRIORITY_DEFAULT, abort_after, on_abort_timer,
                                                 source_ref (src), (GDestroyNotify) source_unref);
@@ -826,19 +845,12 @@ set_parameters (Source *src, GError *error)
       start_migrate (src, error);
       return;
     }
-  md_migration_set_bandwidth_property (src->migration,
-                                       md_options_get_uint64 (src->options, "bandwidth", 0));
+  md_migration_set_bandwidth_property (src->migration, src->opts->bandwidth);
   source_qmp_step (src, "migrate-set-parameters",
                    md_migration_qemu_parameters (
-                       src->options, TRUE, src->tls_object,
+                       src->opts, TRUE, src->tls_object,
                        src->peer != NULL ? md_peer_connection_get_host_name (src->peer) : NULL),
                    start_migrate);
-}
-
-JsonObject *
-md_migration_capabilities_args (GVariant *options)
-{
-  return md_migration_qemu_capabilities (options);
 }
 
 void
@@ -849,14 +861,14 @@ source_set_capabilities (Source *src, GError *error)
       start_migrate (src, error);
       return;
     }
-  source_qmp_step (src, "migrate-set-capabilities", md_migration_qemu_capabilities (src->options),
+  source_qmp_step (src, "migrate-set-capabilities", md_migration_qemu_capabilities (src->opts),
                    set_parameters);
 }
 
 static void
 add_tls_object (Source *src, GError *error)
 {
-  if (error != NULL || !md_options_get_boolean (src->options, "tls", TRUE))
+  if (error != NULL || !src->opts->tls)
     {
       source_start_mirrors (src, error);
       return;
@@ -885,7 +897,7 @@ source_perform (Source *src, const char *uri)
       g_signal_connect (src->event_qmp, "event::MIGRATION", G_CALLBACK (on_migration_event), src);
   src->event_ids[1] =
       g_signal_connect (src->event_qmp, "event", G_CALLBACK (on_block_job_event), src);
-  if (!md_options_get_boolean (src->options, "live", TRUE) && src->was_running)
+  if (!src->opts->live && src->was_running)
     source_qmp_step (src, "stop", NULL, add_tls_object);
   else
     add_tls_object (src, NULL);
@@ -919,6 +931,7 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
   g_variant_lookup (out, "nbd-address", "s", &src->nbd_host);
   g_variant_lookup (out, "nbd-port", "q", &src->nbd_port);
   g_variant_lookup (out, "fresh-targets", "^as", &src->fresh_targets);
+  g_variant_lookup (out, "token", "s", &src->peer_token);
   if (src->plan->len > 0 && (src->nbd_host == NULL || src->nbd_port == 0))
     {
       source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
@@ -988,7 +1001,7 @@ prepare_options (Source *src)
   GVariant *value;
 
   g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
-  g_variant_iter_init (&iter, src->options);
+  g_variant_iter_init (&iter, src->opts->given);
   while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
     if (!g_str_equal (key, "destination-xml"))
       g_variant_builder_add (&builder, "{sv}", key, value);
@@ -998,8 +1011,6 @@ prepare_options (Source *src)
                          g_variant_new_string (source_host_name (src)));
   g_variant_builder_add (&builder, "{sv}", "source-migration",
                          g_variant_new_string (md_migration_get_object_path (src->migration)));
-  if (src->offline)
-    g_variant_builder_add (&builder, "{sv}", "offline", g_variant_new_boolean (TRUE));
   if (src->disks_info != NULL)
     g_variant_builder_add (&builder, "{sv}", "disks-info", src->disks_info);
   return g_variant_builder_end (&builder);
@@ -1041,14 +1052,55 @@ on_block_nodes (GObject *source, GAsyncResult *result, gpointer user_data)
   source_prepare (src);
 }
 
+static void source_peer_ready (Source *src, GError *error);
+
 static void
 on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr (SourceRef) src = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autofree char *peer_label = NULL;
+  GError *error = NULL;
 
   src->peer = md_peer_connect_finish (result, &error);
+  source_peer_ready (src, error);
+}
+
+static void
+on_reused_peer_pinged (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GVariant) reply =
+      g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, NULL);
+
+  if (reply != NULL || source_is_stale (src))
+    {
+      source_peer_ready (src, NULL);
+      return;
+    }
+  /* The kept connection died meanwhile (the peer restarted?): a new one. */
+  g_clear_object (&src->peer);
+  md_peer_connect_async (md_manager_get_peer_tls_config (src->manager), src->destination,
+                         src->cancellable, on_peer_connected, source_ref (src));
+}
+
+/* A connection kept from an earlier migration to this peer: one round
+ * trip proves it still works, far cheaper than TLS and Hello. */
+static gboolean
+on_peer_reused (gpointer user_data)
+{
+  Source *src = user_data;
+
+  g_dbus_connection_call (md_peer_connection_get_dbus (src->peer), NULL, "/",
+                          "org.freedesktop.DBus.Peer", "Ping", NULL, NULL, G_DBUS_CALL_FLAGS_NONE,
+                          5000, src->cancellable, on_reused_peer_pinged, source_ref (src));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+source_peer_ready (Source *src, GError *error_in)
+{
+  g_autoptr (GError) error = error_in;
+  g_autofree char *peer_label = NULL;
+
   if (source_is_stale (src))
     return;
   if (src->peer == NULL)
@@ -1084,270 +1136,4 @@ on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   source_prepare (src);
-}
-
-/* ---- controls ------------------------------------------------------------------ */
-
-static gboolean
-control_cancel (gpointer engine, GError **error)
-{
-  Source *src = engine;
-  MdPhase phase = md_machine_get_phase (src->machine);
-
-  if (md_machine_get_authority (src->machine) == MD_AUTHORITY_SPLIT || phase == MD_PHASE_POSTCOPY)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "migration of %s cannot be cancelled in postcopy: the guest already runs on "
-                   "%s and part of its memory is only there, so neither copy can go on alone; "
-                   "wait for the migration to complete",
-                   md_guest_get_name (src->guest), source_peer_name (src));
-      return FALSE;
-    }
-  if (md_machine_get_authority (src->machine) == MD_AUTHORITY_DESTINATION
-      || phase == MD_PHASE_FINISH || phase == MD_PHASE_RESOLVING || phase == MD_PHASE_CONFIRM)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "migration of %s can no longer be cancelled: it is in phase %s and the "
-                   "guest %s on %s",
-                   md_guest_get_name (src->guest), source_phase (src),
-                   md_machine_get_authority (src->machine) == MD_AUTHORITY_DESTINATION
-                       ? "already runs"
-                       : "is being started",
-                   source_peer_name (src));
-      return FALSE;
-    }
-  source_fail (src, g_error_new (MD_ERROR, MD_ERROR_CANCELLED,
-                                 "migration of %s to %s was cancelled in phase %s; the guest "
-                                 "keeps running on host %s",
-                                 md_guest_get_name (src->guest), source_peer_name (src),
-                                 source_phase (src), source_host_name (src)));
-  return TRUE;
-}
-
-static void
-on_param_set (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
-
-  if (node == NULL)
-    g_warning ("setting a migration parameter failed: %s", error->message);
-}
-
-static gboolean
-set_live_parameter (Source *src, const char *name, guint64 value, GError **error)
-{
-  MdQmp *qmp = md_guest_get_qmp (src->guest);
-  g_autoptr (JsonObject) args = json_object_new ();
-
-  if (qmp == NULL || src->offline)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "migration of %s has no running QEMU to tune", md_guest_get_name (src->guest));
-      return FALSE;
-    }
-  json_object_set_int_member (args, name, (gint64) value);
-  md_qmp_execute_async (qmp, "migrate-set-parameters", args, NULL, on_param_set, NULL);
-  return TRUE;
-}
-
-static gboolean
-control_set_bandwidth (gpointer engine, guint64 bps, GError **error)
-{
-  Source *src = engine;
-
-  if (!set_live_parameter (src, "max-bandwidth", bps > 0 ? bps : MD_UNLIMITED_BANDWIDTH, error))
-    return FALSE;
-  source_set_mirror_speed (src, bps);
-  md_migration_set_bandwidth_property (src->migration, bps);
-  return TRUE;
-}
-
-static gboolean
-control_set_max_downtime (gpointer engine, guint64 ms, GError **error)
-{
-  Source *src = engine;
-
-  if (!set_live_parameter (src, "downtime-limit", ms, error))
-    return FALSE;
-  md_migration_set_max_downtime_property (src->migration, ms);
-  return TRUE;
-}
-
-static gboolean
-control_start_postcopy (gpointer engine, GError **error)
-{
-  Source *src = engine;
-  MdQmp *qmp = md_guest_get_qmp (src->guest);
-  MdPhase phase = md_machine_get_phase (src->machine);
-
-  if (!md_options_get_boolean (src->options, "postcopy", FALSE))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "migration of %s was not started with the postcopy option",
-                   md_guest_get_name (src->guest));
-      return FALSE;
-    }
-  if (phase != MD_PHASE_PERFORM || qmp == NULL || src->qemu_completed)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   phase == MD_PHASE_POSTCOPY
-                       ? "migration of %s is already in post-copy (phase %s)"
-                       : "migration of %s has no memory transfer under way to switch (phase %s)",
-                   md_guest_get_name (src->guest), source_phase (src));
-      return FALSE;
-    }
-  md_qmp_execute_async (qmp, "migrate-start-postcopy", NULL, NULL, on_param_set, NULL);
-  return TRUE;
-}
-
-static const MdMigrationControl source_control = {
-  control_cancel,
-  control_set_bandwidth,
-  control_set_max_downtime,
-  control_start_postcopy,
-};
-
-/* ---- Begin -------------------------------------------------------------------------- */
-
-static MdJournal *
-source_journal (Source *src)
-{
-  const MdConfig *config = md_manager_get_config (src->manager);
-  MdJournal *journal = md_journal_new (config->state_dir, src->migration_id, "outgoing");
-
-  md_journal_set_string (journal, "guest", md_guest_get_name (src->guest));
-  md_journal_set_string (journal, "guest-uuid", md_guest_get_uuid (src->guest));
-  md_journal_set_string (journal, "peer-address", src->destination);
-  md_journal_set_string (journal, "tag", src->tag);
-  md_journal_set_int (journal, "was-running", src->was_running);
-  md_journal_set_int (journal, "offline", src->offline);
-  md_journal_set_int (journal, "undefine-source",
-                      md_options_get_boolean (src->options, "undefine-source", FALSE));
-  if (md_guest_get_process (src->guest) != NULL)
-    md_journal_set_int (journal, "qemu-pid",
-                        md_qemu_process_get_pid (md_guest_get_process (src->guest)));
-  return journal;
-}
-
-static Source *
-source_new (MdManager *manager, MdGuest *guest, char *destination, MdDomain *dest_def,
-            GVariant *options, GPtrArray *plan, MdStorageCopyMode storage_mode, guint owner_uid)
-{
-  Source *src = g_rc_box_new0 (Source);
-
-  src->manager = manager;
-  src->guest = g_object_ref (guest);
-  src->options = g_variant_ref_sink (g_variant_ref (options));
-  src->destination = destination;
-  src->dest_def = dest_def;
-  src->cancellable = g_cancellable_new ();
-  src->offline = md_options_get_boolean (options, "offline", FALSE);
-  src->storage_mode = storage_mode;
-  src->plan = plan;
-  src->was_running = md_guest_get_state (guest) == MD_GUEST_STATE_RUNNING;
-  src->src_persistent = md_guest_is_persistent (guest);
-  src->tag = md_migration_qemu_new_tag ();
-  src->migration =
-      md_migration_new (manager, md_manager_next_migration_number (manager), MD_MIGRATION_OUTGOING,
-                        md_guest_get_object_path (guest), md_guest_get_name (guest),
-                        src->destination, owner_uid, options);
-  /* Unique across restarts of both daemons: the peer's journal keys on it. */
-  src->migration_id =
-      g_strdup_printf ("%s:%s:%s", md_dbus_manager1_get_host_uuid (MD_DBUS_MANAGER1 (manager)),
-                       md_migration_get_object_path (src->migration), src->tag);
-  src->machine = md_machine_new (MD_MIGRATION_OUTGOING, src, src->migration, source_journal (src));
-  return src;
-}
-
-MdMigration *
-md_migration_source_start (MdManager *manager, MdGuest *guest, const char *destination,
-                           GVariant *options, guint owner_uid, GError **error)
-{
-  const MdConfig *config = md_manager_get_config (manager);
-  g_autofree char *resolved = NULL;
-  g_autoptr (MdDomain) dest_def = NULL;
-  MdGuestState state = md_guest_get_state (guest);
-  MdStorageCopyMode storage_mode = MD_STORAGE_COPY_NONE;
-  g_autoptr (GPtrArray) plan = NULL;
-  g_autofree const char **targets = NULL;
-  gboolean offline;
-  Source *src;
-
-  if (!source_validate_options (options, error))
-    return NULL;
-  offline = md_options_get_boolean (options, "offline", FALSE);
-  if (offline && state != MD_GUEST_STATE_SHUT_OFF)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "option 'offline' needs guest %s shut off; it is %s on host %s",
-                   md_guest_get_name (guest), md_guest_state_to_string (state), config->host_name);
-      return NULL;
-    }
-  if (offline && !md_guest_is_persistent (guest))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "guest %s is transient: an offline migration moves a definition",
-                   md_guest_get_name (guest));
-      return NULL;
-    }
-  if (!offline && state != MD_GUEST_STATE_RUNNING && state != MD_GUEST_STATE_PAUSED)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "guest %s is %s on host %s; only a running or paused guest can migrate live "
-                   "(use the 'offline' option for a shut-off one)",
-                   md_guest_get_name (guest), md_guest_state_to_string (state), config->host_name);
-      return NULL;
-    }
-  if (md_manager_is_recovering (manager))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "host %s is still resolving migrations its previous daemon left open; try "
-                   "again in a moment",
-                   config->host_name);
-      return NULL;
-    }
-  resolved = source_resolve_destination (manager, destination, error);
-  if (resolved == NULL)
-    return NULL;
-  if (source_is_this_host (manager, resolved))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "refusing to migrate to itself: destination '%s' is host %s's own peer "
-                   "port; give another host",
-                   destination, config->host_name);
-      return NULL;
-    }
-  dest_def = source_build_destination_definition (manager, guest, options, error);
-  if (dest_def == NULL)
-    return NULL;
-  md_storage_parse_mode (md_options_get_string (options, "copy-storage"), &storage_mode, NULL);
-  g_variant_lookup (options, "disks", "^a&s", &targets);
-  plan = md_storage_plan (md_guest_get_live_definition (guest) != NULL
-                              ? md_guest_get_live_definition (guest)
-                              : md_guest_get_definition (guest),
-                          storage_mode, targets, error);
-  if (plan == NULL)
-    return NULL;
-
-  src = source_new (manager, guest, g_steal_pointer (&resolved), g_steal_pointer (&dest_def),
-                    options, g_steal_pointer (&plan), storage_mode, owner_uid);
-  md_migration_set_max_downtime_property (src->migration,
-                                          md_options_get_uint64 (options, "max-downtime", 300));
-  md_migration_set_bandwidth_property (src->migration,
-                                       md_options_get_uint64 (options, "bandwidth", 0));
-  md_migration_set_control (src->migration, &source_control, src);
-  md_manager_add_migration (manager, md_migration_get_object_path (src->migration),
-                            MD_DBUS_MIGRATION1 (src->migration));
-  md_guest_begin_migration (guest, md_migration_get_object_path (src->migration), FALSE);
-  md_migration_set_running_state (src->migration, "running");
-  /* The first undo step, so the last to run: the guest runs here again. */
-  md_machine_push_undo (src->machine, "resume-here", MD_UNDO_GUEST, undo_resume_here, NULL, NULL);
-  md_machine_advance (src->machine, MD_PHASE_PREPARE);
-  g_message ("migration %s: %s to %s started", md_migration_get_object_path (src->migration),
-             md_guest_get_name (guest), src->destination);
-
-  md_peer_connect_async (md_manager_get_peer_tls_config (manager), src->destination,
-                         src->cancellable, on_peer_connected, source_ref (src));
-  return g_object_ref (src->migration);
 }

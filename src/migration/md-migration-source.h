@@ -9,18 +9,11 @@
 
 G_BEGIN_DECLS
 
-/* The options Guest1.Migrate accepts (key and GVariant type). */
-extern const MdOptionSpec md_migration_option_specs[];
-
 /* Validates @options and @destination, creates and exports the
  * Migration1 object and starts the migration in the background. Returns
  * the new object, or NULL with MD_ERROR_INVALID_ARGUMENT / INVALID_STATE
  * when nothing was started. */
 MdMigration *md_migration_source_start (MdManager *manager, MdGuest *guest, const char *destination,
                                         GVariant *options, guint owner_uid, GError **error);
-
-/* The migrate-set-capabilities arguments for @options; both ends of a
- * migration set the same ones. */
-JsonObject *md_migration_capabilities_args (GVariant *options);
 
 G_END_DECLS

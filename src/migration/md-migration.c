@@ -8,6 +8,7 @@
 
 #include "md-migration.h"
 #include "common/md-error.h"
+#include "common/md-options.h"
 #include "daemon/md-manager.h"
 
 #define PUBLISH_INTERVAL_MS 500
@@ -180,38 +181,62 @@ handle_cancel (MdDbusMigration1 *object, GDBusMethodInvocation *invocation, GVar
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* A SetBandwidth / SetMaxDowntime waiting for QEMU's answer. */
+typedef struct
+{
+  MdMigration *self; /* strong */
+  GDBusMethodInvocation *invocation;
+  gboolean bandwidth;
+} Tuning;
+
+static void
+on_tuned (GError *error, gpointer user_data)
+{
+  Tuning *t = user_data;
+
+  if (error != NULL)
+    md_error_return (t->invocation, error);
+  else if (t->bandwidth)
+    md_dbus_migration1_complete_set_bandwidth (MD_DBUS_MIGRATION1 (t->self), t->invocation);
+  else
+    md_dbus_migration1_complete_set_max_downtime (MD_DBUS_MIGRATION1 (t->self), t->invocation);
+  g_object_unref (t->self);
+  g_free (t);
+}
+
+static gboolean
+tune (MdMigration *self, GDBusMethodInvocation *invocation, gboolean bandwidth, guint64 value)
+{
+  GError *error = NULL;
+  Tuning *t;
+  gboolean sent;
+
+  if (bandwidth ? !md_migrate_check_bandwidth (value, "SetBandwidth's bps", &error)
+                : !md_migrate_check_max_downtime (value, "SetMaxDowntime's ms", &error))
+    return md_error_return (invocation, error);
+  if (!check_controllable (self, invocation, "tune"))
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+  t = g_new0 (Tuning, 1);
+  t->self = g_object_ref (self);
+  t->invocation = invocation;
+  t->bandwidth = bandwidth;
+  sent = bandwidth ? self->control->set_bandwidth (self->engine, value, on_tuned, t, &error)
+                   : self->control->set_max_downtime (self->engine, value, on_tuned, t, &error);
+  if (!sent)
+    on_tuned (error, t);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 static gboolean
 handle_set_bandwidth (MdDbusMigration1 *object, GDBusMethodInvocation *invocation, guint64 bps)
 {
-  MdMigration *self = MD_MIGRATION (object);
-  GError *error = NULL;
-
-  if (!check_controllable (self, invocation, "tune"))
-    return G_DBUS_METHOD_INVOCATION_HANDLED;
-  if (!self->control->set_bandwidth (self->engine, bps, &error))
-    return md_error_return (invocation, error);
-  md_dbus_migration1_complete_set_bandwidth (object, invocation);
-  return G_DBUS_METHOD_INVOCATION_HANDLED;
+  return tune (MD_MIGRATION (object), invocation, TRUE, bps);
 }
 
 static gboolean
 handle_set_max_downtime (MdDbusMigration1 *object, GDBusMethodInvocation *invocation, guint64 ms)
 {
-  MdMigration *self = MD_MIGRATION (object);
-  GError *error = NULL;
-
-  if (ms == 0)
-    {
-      g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                                             "the maximum downtime must be at least 1 ms");
-      return G_DBUS_METHOD_INVOCATION_HANDLED;
-    }
-  if (!check_controllable (self, invocation, "tune"))
-    return G_DBUS_METHOD_INVOCATION_HANDLED;
-  if (!self->control->set_max_downtime (self->engine, ms, &error))
-    return md_error_return (invocation, error);
-  md_dbus_migration1_complete_set_max_downtime (object, invocation);
-  return G_DBUS_METHOD_INVOCATION_HANDLED;
+  return tune (MD_MIGRATION (object), invocation, FALSE, ms);
 }
 
 static gboolean

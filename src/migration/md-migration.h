@@ -33,13 +33,22 @@ typedef struct
 #define MD_TYPE_MIGRATION (md_migration_get_type ())
 G_DECLARE_FINAL_TYPE (MdMigration, md_migration, MD, MIGRATION, MdDbusMigration1Skeleton)
 
+/* Called once a tuning request was applied (@error NULL: QEMU took the
+ * value and the property shows it) or refused (@error, taken). */
+typedef void (*MdMigrationTuned) (GError *error, gpointer user_data);
+
 /* What a direction-specific engine does for the control methods; each
- * returns FALSE with @error set when it cannot. */
+ * returns FALSE with @error set when it cannot. The tuning ones return
+ * TRUE when the request went to QEMU and call @done with QEMU's answer;
+ * the property changes only when QEMU accepted the value. Arguments are
+ * range-checked (md_migrate_check_*) before the engine sees them. */
 typedef struct
 {
   gboolean (*cancel) (gpointer engine, GError **error);
-  gboolean (*set_bandwidth) (gpointer engine, guint64 bytes_per_second, GError **error);
-  gboolean (*set_max_downtime) (gpointer engine, guint64 ms, GError **error);
+  gboolean (*set_bandwidth) (gpointer engine, guint64 bytes_per_second, MdMigrationTuned done,
+                             gpointer user_data, GError **error);
+  gboolean (*set_max_downtime) (gpointer engine, guint64 ms, MdMigrationTuned done,
+                                gpointer user_data, GError **error);
   gboolean (*start_postcopy) (gpointer engine, GError **error);
 } MdMigrationControl;
 

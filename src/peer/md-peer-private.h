@@ -13,6 +13,10 @@ G_BEGIN_DECLS
 #define MD_PEER_CLIENT_CERT "client-cert.pem"
 #define MD_PEER_CLIENT_KEY "client-key.pem"
 
+/* First bytes a listener sends, in plain text, to a connection it drops
+ * at a load cap before TLS started ("MIGRATIOND-BUSY host B: why\n"). */
+#define MD_PEER_BUSY_LINE "MIGRATIOND-BUSY"
+
 /* Configuration copy, shared by the listener, its connections and the
  * connect operations. */
 
