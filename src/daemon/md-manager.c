@@ -82,6 +82,12 @@ md_manager_find_guest (MdManager *self, const char *name_or_uuid)
   return NULL;
 }
 
+GList *
+md_manager_list_guests (MdManager *self)
+{
+  return g_hash_table_get_values (self->guests);
+}
+
 static void on_guest_stopped (MdGuest *guest, MdManager *self);
 
 void

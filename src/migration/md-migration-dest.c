@@ -15,6 +15,7 @@
 #include "qemu/md-qemu-argv.h"
 #include "md-incoming-owner.h"
 #include "storage/md-nbd-server.h"
+#include "storage/md-image-admission.h"
 #include "storage/md-storage.h"
 
 #include <errno.h>
@@ -25,10 +26,18 @@
 #define NBD_FDNAME "md-nbd-listen"
 #define FINISH_POLL_MS 100
 
+/* Outlives the destination while image removals run in the worker. */
+typedef struct
+{
+  MdMigrationDest *dest; /* NULL once it is gone */
+} DestAlive;
+
 struct _MdMigrationDest
 {
   MdManager *manager;
   MdPeerListener *listener;
+  MdImageAdmission *admission; /* which files incoming migrations may touch */
+  DestAlive *alive;
   GHashTable *incoming; /* "owner DN\nmigration id" -> Incoming */
   gulong handler_ids[4];
 };
@@ -102,6 +111,44 @@ incoming_free (Incoming *in)
 
 /* ---- failure: remove what Prepare made -------------------------------- */
 
+typedef struct
+{
+  DestAlive *alive;
+  char *key;
+} Forget;
+
+static void
+on_images_removed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Forget *forget = user_data;
+
+  md_image_admission_remove_finish (result);
+  if (forget->alive->dest != NULL)
+    g_hash_table_remove (forget->alive->dest->incoming, forget->key);
+  g_rc_box_release (forget->alive);
+  g_free (forget->key);
+  g_free (forget);
+}
+
+/* Removes the images Prepare created (in the worker: a hung mount must
+ * not stop the daemon), then forgets the migration. */
+static void
+incoming_remove_images_and_forget (Incoming *in)
+{
+  Forget *forget;
+
+  if (in->created == NULL || in->created[0] == NULL)
+    {
+      g_hash_table_remove (in->dest->incoming, in->key);
+      return;
+    }
+  forget = g_new0 (Forget, 1);
+  forget->alive = g_rc_box_acquire (in->dest->alive);
+  forget->key = g_strdup (in->key);
+  md_image_admission_remove_async (in->dest->admission, (const char *const *) in->created,
+                                   on_images_removed, forget);
+}
+
 static void
 on_incoming_killed (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -111,8 +158,7 @@ on_incoming_killed (GObject *source, GAsyncResult *result, gpointer user_data)
   if (!md_guest_destroy_finish (MD_GUEST (source), result, &error))
     g_warning ("incoming migration %s: killing the prepared QEMU: %s", in->id, error->message);
   /* Only now, with QEMU gone, nothing writes to them any more. */
-  md_storage_remove ((const char *const *) in->created);
-  g_hash_table_remove (in->dest->incoming, in->key);
+  incoming_remove_images_and_forget (in);
 }
 
 /* Ends an incoming migration that failed: its Migration1 records @error,
@@ -135,8 +181,7 @@ incoming_abort (Incoming *in, const GError *error)
     }
   if (in->guest != NULL)
     md_guest_end_migration (in->guest, FALSE);
-  md_storage_remove ((const char *const *) in->created);
-  g_hash_table_remove (in->dest->incoming, in->key);
+  incoming_remove_images_and_forget (in);
 }
 
 /* Tells the source at once, rather than letting it find out from a
@@ -786,7 +831,7 @@ on_targets_created (GObject *source, GAsyncResult *result, gpointer user_data)
   Incoming *in = user_data;
   GError *error = NULL;
 
-  in->created = md_storage_create_targets_finish (result, &error);
+  in->created = md_image_admission_prepare_finish (result, &error);
   if (in->created == NULL)
     {
       prepare_failed (in, error);
@@ -797,10 +842,53 @@ on_targets_created (GObject *source, GAsyncResult *result, gpointer user_data)
       prepare_succeeded (in); /* reports the abort and cleans up */
       return;
     }
-  if (in->offline)
+  if (in->offline && (in->disks_info == NULL || g_variant_n_children (in->disks_info) == 0))
+    prepare_succeeded (in);
+  else if (in->offline)
     start_offline_server (in);
   else
     start_incoming_qemu (in);
+}
+
+/* The disk paths of this host's other guests: a reused image must not be
+ * one of them. The arriving guest's own definition does not count. */
+static GStrv
+disks_of_other_guests (MdManager *manager, MdGuest *by_name, MdGuest *by_uuid)
+{
+  g_autoptr (GStrvBuilder) paths = g_strv_builder_new ();
+  g_autoptr (GList) guests = md_manager_list_guests (manager);
+
+  for (GList *l = guests; l != NULL; l = l->next)
+    {
+      MdGuest *guest = l->data;
+      const MdDomain *defs[2];
+
+      if (guest == by_name || guest == by_uuid)
+        continue;
+      defs[0] = md_guest_get_definition (guest);
+      defs[1] = md_guest_get_live_definition (guest);
+      for (guint d = 0; d < G_N_ELEMENTS (defs); d++)
+        for (guint i = 0; defs[d] != NULL && i < defs[d]->disks->len; i++)
+          {
+            const MdDomainDisk *disk = g_ptr_array_index (defs[d]->disks, i);
+            if (disk->source != NULL && *disk->source != '\0')
+              g_strv_builder_add (paths, disk->source);
+          }
+    }
+  return g_strv_builder_end (paths);
+}
+
+/* Every disk path the definition names is checked (and copy targets
+ * created) by the image admission, off the main loop. */
+static void
+admit_images (Incoming *in, MdGuest *by_name, MdGuest *by_uuid)
+{
+  g_auto (GStrv) in_use = disks_of_other_guests (in->dest->manager, by_name, by_uuid);
+
+  md_image_admission_prepare_async (
+      in->dest->admission, in->def, in->disks_info,
+      md_options_get_boolean (in->options, "reuse-existing-images", FALSE),
+      (const char *const *) in_use, NULL, on_targets_created, in);
 }
 
 static gboolean
@@ -866,12 +954,6 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
     }
 
   disks_info = g_variant_lookup_value (options, "disks-info", G_VARIANT_TYPE ("aa{sv}"));
-  if (!md_storage_check_shared (def, disks_info, host_name (dest), &error))
-    {
-      g_prefix_error (&error, "host %s, phase prepare: ", host_name (dest));
-      md_error_return (invocation, g_steal_pointer (&error));
-      return TRUE;
-    }
 
   in = g_new0 (Incoming, 1);
   in->dest = dest;
@@ -895,13 +977,14 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   md_migration_set_phase (in->migration, "prepare");
   md_manager_add_migration (manager, in->migration);
 
-  if (in->offline && (in->disks_info == NULL || g_variant_n_children (in->disks_info) == 0))
+  address = wanted_address != NULL ? g_strdup (wanted_address) : local_address_of (conn);
+  if (in->offline)
     {
-      prepare_succeeded (in);
+      /* No QEMU migration stream: only the NBD server listens. */
+      in->address = g_steal_pointer (&address);
+      admit_images (in, by_name, by_uuid);
       return TRUE;
     }
-
-  address = wanted_address != NULL ? g_strdup (wanted_address) : local_address_of (conn);
   if (address != NULL)
     in->migration_socket =
         bind_listener (dest, address, md_options_get_uint16 (options, "migration-port", 0),
@@ -920,14 +1003,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
                                           : g_strdup_printf ("tcp:%s:%u", address, port);
   in->address = g_steal_pointer (&address);
 
-  if (in->disks_info != NULL && g_variant_n_children (in->disks_info) > 0)
-    {
-      md_migration_set_phase (in->migration, "prepare");
-      md_storage_create_targets_async (in->def, in->disks_info, host_name (dest), NULL,
-                                       on_targets_created, in);
-      return TRUE;
-    }
-  start_incoming_qemu (in);
+  admit_images (in, by_name, by_uuid);
   return TRUE;
 }
 
@@ -1247,24 +1323,52 @@ on_handle_abort (MdPeerListener *listener, MdPeerConnection *conn,
   return TRUE;
 }
 
+static void
+on_paths_checked (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GDBusMethodInvocation) invocation = user_data;
+  GError *error = NULL;
+  g_autoptr (GVariant) visible = md_image_admission_check_paths_finish (result, &error);
+
+  if (visible == NULL)
+    {
+      md_error_return (g_steal_pointer (&invocation), error);
+      return;
+    }
+  md_dbus_peer1_complete_check_paths (NULL, g_steal_pointer (&invocation), visible);
+}
+
+/* Answers only for paths inside the image directories: anything else
+ * gets no answer, so a peer cannot probe this host's files. */
 static gboolean
 on_handle_check_paths (MdPeerListener *listener, MdPeerConnection *conn,
                        GDBusMethodInvocation *invocation, const char *const *paths,
                        MdMigrationDest *dest)
 {
-  GVariantBuilder builder;
+  const char *none[] = { NULL };
 
-  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{sb}"));
-  for (guint i = 0; paths != NULL && paths[i] != NULL; i++)
-    g_variant_builder_add (&builder, "{sb}", paths[i], g_file_test (paths[i], G_FILE_TEST_EXISTS));
-  md_dbus_peer1_complete_check_paths (NULL, invocation, g_variant_builder_end (&builder));
+  md_image_admission_check_paths_async (dest->admission, paths != NULL ? paths : none,
+                                        on_paths_checked, g_object_ref (invocation));
   return TRUE;
 }
 
 MdMigrationDest *
-md_migration_dest_new (MdManager *manager, MdPeerListener *listener)
+md_migration_dest_new (MdManager *manager, MdPeerListener *listener, GError **error)
 {
-  MdMigrationDest *dest = g_new0 (MdMigrationDest, 1);
+  const MdConfig *config = md_manager_get_config (manager);
+  gboolean configured = config->image_dirs != NULL && config->image_dirs[0] != NULL;
+  g_auto (GStrv) dirs = md_config_get_image_dirs (config);
+  MdImageAdmission *admission = md_image_admission_new (
+      (const char *const *) dirs, !configured, config->reuse_existing_images,
+      config->fs_check_timeout, config->host_name, error);
+  MdMigrationDest *dest;
+
+  if (admission == NULL)
+    return NULL;
+  dest = g_new0 (MdMigrationDest, 1);
+  dest->admission = admission;
+  dest->alive = g_rc_box_new0 (DestAlive);
+  dest->alive->dest = dest;
 
   dest->manager = manager;
   dest->listener = listener;
@@ -1289,5 +1393,8 @@ md_migration_dest_free (MdMigrationDest *dest)
   for (guint i = 0; i < G_N_ELEMENTS (dest->handler_ids); i++)
     g_clear_signal_handler (&dest->handler_ids[i], dest->listener);
   g_hash_table_unref (dest->incoming);
+  dest->alive->dest = NULL;
+  g_rc_box_release (dest->alive);
+  md_image_admission_free (dest->admission);
   g_free (dest);
 }

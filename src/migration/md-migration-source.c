@@ -40,6 +40,7 @@ const MdOptionSpec md_migration_option_specs[] = {
   { "nbd-port", "q" },
   { "nbd-address", "s" },
   { "verify", "b" },
+  { "reuse-existing-images", "b" },
   { "auth.no_user_interaction", "b" },
   { NULL, NULL },
 };
@@ -99,6 +100,7 @@ source_free (Source *src)
   g_free (src->destination);
   g_free (src->migration_id);
   g_free (src->peer_token);
+  g_clear_error (&src->mirror_error);
   g_free (src->tls_object);
   g_clear_error (&src->error);
   g_free (src);
@@ -178,6 +180,9 @@ source_done (Source *src)
   if (src->event_qmp != NULL)
     g_clear_signal_handler (&src->event_id, src->event_qmp);
   g_clear_object (&src->event_qmp);
+  if (src->mirror_qmp != NULL)
+    g_clear_signal_handler (&src->mirror_event_id, src->mirror_qmp);
+  g_clear_object (&src->mirror_qmp);
   g_clear_handle_id (&src->poll_id, g_source_remove);
   g_clear_handle_id (&src->abort_id, g_source_remove);
   if (src->peer != NULL && src->peer_closed_id != 0)
