@@ -241,8 +241,9 @@ on_worker_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (job->timed_out != NULL)
     {
       g_task_return_new_error (outer, MD_ERROR, MD_ERROR_TIMEOUT,
-                               "host %s: the file system did not answer within %u s at %s (a "
-                               "hung mount?); raise [storage] fs-check-timeout or fix the mount",
+                               "the file system of host %s did not answer within %u s at %s "
+                               "(a hung mount?); fix the mount or raise [storage] "
+                               "fs-check-timeout",
                                job->host, job->timeout_seconds, job->timed_out);
       return;
     }

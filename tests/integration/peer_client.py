@@ -15,6 +15,9 @@ call's disks-info while the connection (and so the prepared QEMU) lives:
 the route by which a peer would overwrite a file. Prints a JSON list, one
 entry per call: {"reply": TEXT} or {"error": NAME, "message": TEXT}, and
 for a Prepare with nbd_write {"nbd_write": returncode, "stderr": TEXT}.
+The pseudo-call ["@reconnect", ""] opens a new connection (the earlier
+ones stay open); "{token}" in a call's text is replaced by the "token" of
+the last Prepare that answered one.
 """
 
 import json
@@ -59,13 +62,22 @@ def nbd_write(address, port, export, tls_dir, data):
 def main():
     spec = json.loads(sys.argv[1])
     conn = connect(spec["address"], spec["tls_dir"])
+    connections = [conn]
     results = []
+    token = ""
     for method, text in spec["calls"]:
-        params = GLib.Variant.parse(None, text, None, None)
+        if method == "@reconnect":
+            conn = connect(spec["address"], spec["tls_dir"])
+            connections.append(conn)
+            results.append({"reply": "reconnected"})
+            continue
+        params = GLib.Variant.parse(None, text.replace("{token}", token), None, None)
         try:
             reply = conn.call_sync(None, PEER_PATH, PEER_IFACE, method, params, None,
                                    Gio.DBusCallFlags.NONE, 60000, None)
             entry = {"reply": reply.print_(True)}
+            if method == "Prepare":
+                token = reply.unpack()[0].get("token", token)
             if method == "Prepare" and spec.get("nbd_write") is not None:
                 result = reply.unpack()[0]
                 if result.get("nbd-port"):
@@ -76,7 +88,8 @@ def main():
             entry = {"error": Gio.DBusError.get_remote_error(e), "message": e.message}
         results.append(entry)
     print(json.dumps(results))
-    conn.close_sync(None)
+    for conn in connections:
+        conn.close_sync(None)
 
 
 if __name__ == "__main__":

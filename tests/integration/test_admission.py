@@ -349,6 +349,74 @@ class Admission(twohosts.TwoHostsTestCase):
         match = guest_b.wait_serial(r"MDGUEST VERIFY pass=\d+ sum=([0-9a-f]{8}) (ok|BAD)", timeout=60)
         self.assertEqual((match.group(1), match.group(2)), (expected, "ok"))
 
+    def test_reconnect_resumes_control_only_with_the_token(self):
+        self.start()
+        guest = self.make_guest("resume")
+        migration_id = "%s:/org/migrationd/migration/5" % uuid.uuid4()
+        prepare = ["Prepare", "(%s, %s, @a{sv} {})" % (gv_string(migration_id), gv_string(guest.xml))]
+        finish = "(%s, false, {'error-message': <'the source gave up'>, 'token': <%%s>})" % gv_string(migration_id)
+        results = self.peer([self.hello("hostA"), prepare, ["@reconnect", ""], self.hello("hostA"),
+                             ["Abort", "(%s, 'no token')" % gv_string(migration_id)],
+                             ["Finish", finish % "'wrong'"],
+                             ["Finish", finish % "'{token}'"]])
+        self.assertIn("token", GLib.Variant.parse(None, results[1]["reply"], None, None).unpack()[0],
+                      results)
+        self.assertEqual(results[4].get("error"), "org.migrationd.Error.NotAuthorized", results)
+        self.assertEqual(results[5].get("error"), "org.migrationd.Error.NotAuthorized", results)
+        self.assertIn("token is wrong", results[5]["message"])
+        self.assertIn("reply", results[6], results)
+        # The token-bearing Finish(false) ended it: nothing left on B.
+        self.assert_nothing_on_b("resume")
+        incoming = self.client_b.call(harness.MANAGER_PATH, harness.MANAGER_IFACE, "ListMigrations",
+                                      None, None, "(ao)")[0]
+        props = self.client_b.get_all(incoming[0], harness.MIGRATION_IFACE)
+        self.assertEqual(props["State"], "failed")
+        self.assertIn("the source gave up", props["ErrorMessage"])
+
+    # -- 5. a hung file system never blocks the daemon ------------------------
+
+    def test_hung_mount_times_out_naming_the_path_and_the_daemon_answers(self):
+        hung = self.scratch.join("hung")
+        os.makedirs(hung)
+        fs = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(PEER_CLIENT), "hung_fs.py"), hung],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def stop_fs():
+            if fs.poll() is None:
+                fs.kill()  # blocked calls then fail with ENOTCONN
+                fs.wait()
+                subprocess.run(["umount", "-l", hung], capture_output=True)
+        self.addCleanup(stop_fs)
+        harness.wait_until(lambda: any(line.split()[1] == hung for line in open("/proc/mounts")),
+                           what="the hung FUSE mount")
+        self.b.image_dirs.append(hung)
+        self.start("fs-check-timeout=4\n")
+        # Before the daemons are stopped: a thread blocked in the mount
+        # keeps a killed process from being reaped.
+        self.addCleanup(stop_fs)
+        guest = self.make_guest("hung")
+        path = self.hosts.define_and_start_on_a(guest)
+        # The boot disk "shared" at a path on the hung mount on B.
+        on_hung = os.path.join(hung, "boot.img")
+        started = time.monotonic()
+        migration = self.hosts.migrate("hung", options={
+            "destination-xml": self.destination_xml(path, guest.image, on_hung)})
+        # While the check hangs in the mount (Prepare has not answered),
+        # B's daemon answers other calls: its main loop is not blocked.
+        self.hosts.wait_property(self.client_a, migration, "Phase", lambda p: p == "prepare")
+        harness.wait_until(lambda: "Peer 192" in self.b.log() or "connected: host hostA" in self.b.log(),
+                           timeout=20, what="hostA connected to hostB")
+        self.client_b.call(harness.MANAGER_PATH, harness.MANAGER_IFACE, "ListGuests", None, None, "(ao)")
+        self.assertEqual(self.client_a.get_property(migration, harness.MIGRATION_IFACE, "Phase"), "prepare")
+        success, name, message = self.hosts.wait_completed(self.client_a, migration)
+        self.assertFalse(success)
+        print("error: %s: %s (after %.1f s)" % (name, message, time.monotonic() - started))
+        self.assertEqual(name, "org.migrationd.Error.Timeout")
+        self.assertIn(on_hung, message)
+        self.assertIn("fs-check-timeout", message)
+        self.assert_guest_runs_on_a(guest)
+        self.assert_nothing_on_b("hung")
+
     # -- 4. concurrent Prepares never collide on a port ----------------------
 
     def run_concurrent(self, count):
