@@ -390,7 +390,7 @@ class Admission(twohosts.TwoHostsTestCase):
         harness.wait_until(lambda: any(line.split()[1] == hung for line in open("/proc/mounts")),
                            what="the hung FUSE mount")
         self.b.image_dirs.append(hung)
-        self.start("fs-check-timeout=4\n")
+        self.start("fs-check-timeout=8\n")
         # Before the daemons are stopped: a thread blocked in the mount
         # keeps a killed process from being reaped.
         self.addCleanup(stop_fs)
