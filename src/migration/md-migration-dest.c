@@ -850,6 +850,39 @@ on_targets_created (GObject *source, GAsyncResult *result, gpointer user_data)
     start_incoming_qemu (in);
 }
 
+/* What a peer's definition must not choose on this host: the program run
+ * as QEMU (only the configured one) and the entropy source (only a
+ * random device, never a disk the guest could read). */
+static gboolean
+check_host_programs (MdMigrationDest *dest, const MdDomain *def, GError **error)
+{
+  const MdConfig *config = md_manager_get_config (dest->manager);
+  const char *random_devices[] = { "/dev/urandom", "/dev/random", "/dev/hwrng", NULL };
+
+  if (def->emulator != NULL && g_strcmp0 (def->emulator, config->qemu_binary) != 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_NOT_AUTHORIZED,
+                   "host %s, phase prepare: the definition names the emulator %s; this host "
+                   "runs only its [daemon] qemu-binary (%s): leave <emulator> out",
+                   config->host_name, def->emulator, config->qemu_binary);
+      return FALSE;
+    }
+  for (guint i = 0; def->rngs != NULL && i < def->rngs->len; i++)
+    {
+      const MdDomainRng *rng = g_ptr_array_index (def->rngs, i);
+
+      if (rng->backend != NULL && !g_strv_contains (random_devices, rng->backend))
+        {
+          g_set_error (error, MD_ERROR, MD_ERROR_NOT_AUTHORIZED,
+                       "host %s, phase prepare: the entropy source %s is not a random device "
+                       "(one of /dev/urandom, /dev/random, /dev/hwrng)",
+                       config->host_name, rng->backend);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 /* The disk paths of this host's other guests: a reused image must not be
  * one of them. The arriving guest's own definition does not count. */
 static GStrv
@@ -920,6 +953,11 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   if (def == NULL)
     {
       g_prefix_error (&error, "host %s, phase prepare: the guest definition: ", host_name (dest));
+      md_error_return (invocation, g_steal_pointer (&error));
+      return TRUE;
+    }
+  if (!check_host_programs (dest, def, &error))
+    {
       md_error_return (invocation, g_steal_pointer (&error));
       return TRUE;
     }

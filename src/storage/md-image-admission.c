@@ -804,12 +804,89 @@ prepare_disks (Job *job, GError **error)
   return TRUE;
 }
 
+/* A serial log QEMU here will open for writing (and truncate): inside the
+ * image directories, not a link, and not any guest's disk. */
+static gboolean
+check_log_file (Job *job, const char *path, GError **error)
+{
+  g_autofree char *leaf = NULL;
+  int dir = open_parent (job, path, &leaf, error);
+  struct stat st;
+  gboolean ok = TRUE;
+
+  if (dir < 0)
+    {
+      if (*error == NULL)
+        g_set_error (error, MD_ERROR, MD_ERROR_STORAGE_FAILED,
+                     "the directory of the serial log %s does not exist on host %s", path,
+                     job->host);
+      return FALSE;
+    }
+  if (fstatat (dir, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0)
+    {
+      if (S_ISLNK (st.st_mode))
+        {
+          set_link (job, path, leaf, error);
+          ok = FALSE;
+        }
+      else if (!S_ISREG (st.st_mode) || used_by_another_guest (job, &st))
+        {
+          g_set_error (error, MD_ERROR, MD_ERROR_NOT_AUTHORIZED,
+                       "the serial log %s on host %s is not a regular file, or it is a guest's "
+                       "disk; choose another log path",
+                       path, job->host);
+          ok = FALSE;
+        }
+    }
+  close (dir);
+  return ok;
+}
+
+/* The other host-side files of the definition: kernel and initrd (read
+ * by QEMU) must exist inside the image directories; serial logs must
+ * lie there too. */
+static gboolean
+check_host_files (Job *job, GError **error)
+{
+  const char *boot_files[] = { job->def->os.kernel, job->def->os.initrd };
+
+  for (guint i = 0; i < G_N_ELEMENTS (boot_files); i++)
+    {
+      int fd;
+
+      if (boot_files[i] == NULL || *boot_files[i] == '\0')
+        continue;
+      fd = open_existing (job, boot_files[i], error);
+      if (fd < 0)
+        {
+          if (*error == NULL)
+            g_set_error (error, MD_ERROR, MD_ERROR_STORAGE_FAILED,
+                         "the kernel or initrd %s does not exist on host %s", boot_files[i],
+                         job->host);
+          return FALSE;
+        }
+      close (fd);
+    }
+  for (guint i = 0; job->def->serials != NULL && i < job->def->serials->len; i++)
+    {
+      const MdDomainChardev *serial = g_ptr_array_index (job->def->serials, i);
+
+      if (serial->type == MD_DOMAIN_CHARDEV_FILE && serial->path != NULL
+          && !check_log_file (job, serial->path, error))
+        {
+          g_prefix_error (error, "serial port %u of guest %s: ", serial->port, job->def->name);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 static void
 prepare_worker (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
   Job *job = task_data;
   GError *error = NULL;
-  gboolean ok = prepare_disks (job, &error);
+  gboolean ok = check_host_files (job, &error) && prepare_disks (job, &error);
 
   if (!ok)
     remove_created (job);

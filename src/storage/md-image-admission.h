@@ -34,7 +34,9 @@ MdImageAdmission *md_image_admission_new (const char *const *image_dirs, gboolea
 void md_image_admission_free (MdImageAdmission *self);
 
 /* Prepare's storage half: checks every disk of @def (and, for copied
- * disks listed in @disks_info, their backing chain) and creates the
+ * disks listed in @disks_info, their backing chain) and its other
+ * host-side files (kernel, initrd, serial logs: inside the image
+ * directories, a log never a link or a disk of @in_use), and creates the
  * target image of each copied disk (same format and virtual size, the
  * backing reference for incremental copies). @in_use: disk paths of the
  * other guests of this host. Returns (finish) the paths it created, for

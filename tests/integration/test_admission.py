@@ -204,6 +204,25 @@ class Admission(twohosts.TwoHostsTestCase):
         self.assertNotIn("nbd_write", results[1])
         self.assert_nothing_on_b("peerattack")
 
+    def test_peer_definition_cannot_choose_programs_or_overwrite_via_serial_log(self):
+        victim = Victim(self)
+        self.start()
+        guest = self.make_guest("hostfiles")
+        emulator = guest.xml.replace("<devices>", "<devices>\n    <emulator>/bin/sh</emulator>", 1)
+        serial = guest.xml.replace(guest.serial, victim.path)
+        rng = guest.xml.replace("</devices>", "<rng model='virtio'><backend model='random'>%s</backend></rng>"
+                                "</devices>" % victim.path, 1)
+        calls = [self.hello()]
+        for n, xml in enumerate((emulator, serial, rng)):
+            calls.append(["Prepare", "('%s:/org/migrationd/migration/%d', %s, @a{sv} {})"
+                          % (uuid.uuid4(), n, gv_string(xml))])
+        results = self.peer(calls)
+        victim.assert_intact(self)
+        for result, fragment in zip(results[1:], ("/bin/sh", victim.path, victim.path)):
+            self.assertEqual(result.get("error"), "org.migrationd.Error.NotAuthorized", results)
+            self.assertIn(fragment, result["message"])
+        self.assert_nothing_on_b("hostfiles")
+
     def test_symlink_inside_image_dir_pointing_outside_is_refused(self):
         victim = Victim(self)
         self.start()
@@ -319,7 +338,7 @@ class Admission(twohosts.TwoHostsTestCase):
         self.hosts.define_and_start_on_a(guest)
         guest.wait_serial(r"MDGUEST VERIFY pass=\d+ .* ok")
         expected = harness.expected_sum(16, 5)
-        serial_b = self.scratch.join("owned-serial-B.log")
+        serial_b = os.path.join(self.shared, "owned-serial-B.log")
         xml = self.client_a.call(harness.guest_path("owned"), GUEST_IFACE, "GetXML", "(a{sv})", ({},), "(s)")[0]
         xml = xml.replace(guest.serial, serial_b)
         # 2 MiB/s: the RAM transfer lasts long enough to interfere with.
@@ -430,7 +449,7 @@ class Admission(twohosts.TwoHostsTestCase):
             guest.wait_serial(r"MDGUEST VERIFY pass=\d+ .* ok", timeout=120)
         migrations = []
         for guest in guests:
-            serial_b = self.scratch.join(guest.name + "-serial-B.log")
+            serial_b = os.path.join(self.shared, guest.name + "-serial-B.log")
             xml = self.client_a.call(harness.guest_path(guest.name), GUEST_IFACE, "GetXML", "(a{sv})",
                                      ({},), "(s)")[0].replace(guest.serial, serial_b)
             path = self.hosts.migrate(guest.name, options={"destination-xml": xml, "bandwidth": 32 * MIB})
