@@ -319,3 +319,16 @@ md_storage_mirror_error (const char *qemu_error, const char *target, const char 
                       "disk %s: mirroring to the NBD export on host %s failed: %s", target, host,
                       qemu_error);
 }
+
+void
+md_storage_remove (const char *const *paths)
+{
+  for (guint i = 0; paths != NULL && paths[i] != NULL; i++)
+    {
+      if (g_unlink (paths[i]) < 0 && errno != ENOENT)
+        g_warning ("cannot remove the target image %s a failed migration created: %s", paths[i],
+                   g_strerror (errno));
+      else
+        g_message ("removed the target image %s a failed migration created", paths[i]);
+    }
+}

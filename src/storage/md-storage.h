@@ -49,4 +49,10 @@ GVariant *md_storage_describe_offline_finish (GAsyncResult *result, GError **err
 GError *md_storage_mirror_error (const char *qemu_error, const char *target, const char *host,
                                  const char *path);
 
+/* Removes images a failed migration created (logs what it cannot); at
+ * start-up, for images a previous daemon's journal lists. While the
+ * daemon runs, md_image_admission_remove_async() does this off the main
+ * loop. */
+void md_storage_remove (const char *const *paths);
+
 G_END_DECLS
