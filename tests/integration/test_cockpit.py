@@ -49,11 +49,7 @@ class CockpitPage(twohosts.TwoHostsTestCase):
         hosts = self.make_hosts(start=False)
         # A short shutdown-timeout: the test guest ignores ACPI power-down,
         # so the page's Shut down shows the daemon's Timeout error soon.
-        self.b.start_daemon()
-        self.a.start_daemon("\n[daemon]\nshutdown-timeout=3\n")
-        harness.wait_until(lambda: hosts.client_a.get_property(MANAGER_PATH, MANAGER_IFACE, "PeerAddress")
-                           and hosts.client_b.get_property(MANAGER_PATH, MANAGER_IFACE, "PeerAddress"),
-                           timeout=10, what="both peer listeners")
+        hosts.start(extra_config={"hostA": "\n[daemon]\nshutdown-timeout=3\n"})
         # hostA trusts hostB by name, so the dialog's ListPeers offers it.
         self.client_a.call(MANAGER_PATH, MANAGER_IFACE, "AddPeer", "(sssa{sv})",
                            ("hostB", self.b.peer_address, self.hosts.tls.dns["hostB"], {}))
