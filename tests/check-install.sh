@@ -231,12 +231,12 @@ if [ -f "$dest$config" ]; then
 		kf = GLib.KeyFile()
 		kf.load_from_file(sys.argv[1], GLib.KeyFileFlags.NONE)
 		groups = kf.get_groups()[0]
-		assert set(groups) == {"daemon", "tls"}, "groups: %s" % groups
+		assert set(groups) == {"daemon", "tls", "storage"}, "groups: %s" % groups
 		for g in groups:
 		    keys = kf.get_keys(g)[0]
 		    assert not keys, "[%s] sets %s; defaults belong in comments" % (g, keys)
 		PY
-		echo "ok: $config loads as a GKeyFile with [daemon] and [tls]"
+		echo "ok: $config loads as a GKeyFile with [daemon], [tls] and [storage]"
 	else
 		sed 's/^/  /' "$tmp/kf.log"
 		fail "$config does not load"
