@@ -6,6 +6,7 @@
 #include "common/md-error.h"
 
 #include "common/md-options.h"
+#include "migration/md-save.h"
 #include "peer/md-trust.h"
 
 #include <errno.h>
@@ -246,6 +247,32 @@ handle_create_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+static void
+on_restored (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GDBusMethodInvocation *invocation = user_data;
+  MdManager *self = MD_MANAGER (g_dbus_method_invocation_get_user_data (invocation));
+  g_autoptr (MdGuest) guest = NULL;
+  GError *error = NULL;
+
+  guest = md_save_restore_finish (result, &error);
+  if (guest == NULL)
+    {
+      md_error_return (invocation, error);
+      return;
+    }
+  md_dbus_manager1_complete_restore (MD_DBUS_MANAGER1 (self), invocation,
+                                     md_guest_get_object_path (guest));
+}
+
+static gboolean
+handle_restore (MdDbusManager1 *object, GDBusMethodInvocation *invocation, const char *file,
+                GVariant *options)
+{
+  md_save_restore_async (MD_MANAGER (object), file, options, NULL, on_restored, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 gboolean
 md_manager_delete_definition (MdManager *self, const char *name, GError **error)
 {
@@ -444,6 +471,7 @@ md_manager_iface_init (MdDbusManager1Iface *iface)
 {
   iface->handle_define_guest = handle_define_guest;
   iface->handle_create_guest = handle_create_guest;
+  iface->handle_restore = handle_restore;
   iface->handle_list_guests = handle_list_guests;
   iface->handle_lookup_guest = handle_lookup_guest;
   iface->handle_list_migrations = handle_list_migrations;
@@ -484,8 +512,9 @@ MdManager *
 md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
 {
   MdManager *self = g_object_new (MD_TYPE_MANAGER, NULL);
-  const char *capabilities[] = { "guests",   "live-migration", "offline-migration", "tls",
-                                 "postcopy", "auto-converge",  "multifd",           NULL };
+  const char *capabilities[] = { "guests",  "live-migration", "offline-migration",
+                                 "tls",     "postcopy",       "auto-converge",
+                                 "multifd", "save",           NULL };
   g_autofree char *peer_address = NULL;
 
   self->config = config;
@@ -595,6 +624,9 @@ load_definitions (MdManager *self)
         }
       {
         g_autoptr (MdGuest) guest = md_guest_new (self, g_steal_pointer (&def), TRUE);
+        g_autofree char *saved = md_save_managed_path (self, md_guest_get_name (guest));
+        if (g_file_test (saved, G_FILE_TEST_IS_REGULAR))
+          md_guest_set_has_managed_save (guest, TRUE);
         md_manager_add_guest (self, guest);
       }
     }

@@ -12,6 +12,7 @@
 #include "common/md-options.h"
 #include "qemu/md-qemu-argv.h"
 #include "md-migration-source-private.h"
+#include "md-address.h"
 
 /* QEMU 7.2 caps migration at 128 MiB/s unless told otherwise; "unlimited"
  * is this much (bytes/s), as libvirt does. */
@@ -1004,6 +1005,9 @@ static const MdMigrationControl source_control = {
 
 /* ---- Begin -------------------------------------------------------------------------- */
 
+/* Host names or IP literals the destination listens on. */
+static const char *const address_options[] = { "migration-address", "nbd-address" };
+
 static gboolean
 validate_options (GVariant *options, GError **error)
 {
@@ -1027,6 +1031,14 @@ validate_options (GVariant *options, GError **error)
                    "option 'compression' needs 'parallel-connections' (QEMU compresses multifd "
                    "streams only)");
       return FALSE;
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (address_options); i++)
+    {
+      const char *value = md_options_get_string (options, address_options[i]);
+      g_autofree char *what = g_strdup_printf ("option '%s'", address_options[i]);
+      g_autofree char *host = value != NULL ? md_address_parse_host (value, what, error) : NULL;
+      if (value != NULL && host == NULL)
+        return FALSE;
     }
   if (md_options_get_uint64 (options, "max-downtime", 1) == 0)
     {
