@@ -1048,19 +1048,32 @@ caller_uid (GDBusMethodInvocation *invocation)
   return uid_plus_one > 0 ? uid_plus_one - 1 : 0;
 }
 
+static void
+on_save_started (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GDBusMethodInvocation *invocation = user_data;
+  MdDbusGuest1 *object = MD_DBUS_GUEST1 (source);
+  g_autoptr (MdMigration) migration = NULL;
+  GError *error = NULL;
+
+  migration = md_save_start_finish (result, &error);
+  if (migration == NULL)
+    md_error_return (invocation, error);
+  else if (g_str_equal (g_dbus_method_invocation_get_method_name (invocation), "ManagedSave"))
+    md_dbus_guest1_complete_managed_save (object, invocation,
+                                          md_migration_get_object_path (migration));
+  else
+    md_dbus_guest1_complete_save (object, invocation, md_migration_get_object_path (migration));
+}
+
 static gboolean
 handle_save (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, const char *file,
              GVariant *options)
 {
   MdGuest *self = MD_GUEST (object);
-  g_autoptr (MdMigration) migration = NULL;
-  GError *error = NULL;
 
-  migration =
-      md_save_start (self->manager, self, file, options, caller_uid (invocation), FALSE, &error);
-  if (migration == NULL)
-    return md_error_return (invocation, error);
-  md_dbus_guest1_complete_save (object, invocation, md_migration_get_object_path (migration));
+  md_save_start_async (self->manager, self, file, options, caller_uid (invocation), FALSE,
+                       on_save_started, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -1068,15 +1081,9 @@ static gboolean
 handle_managed_save (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVariant *options)
 {
   MdGuest *self = MD_GUEST (object);
-  g_autoptr (MdMigration) migration = NULL;
-  GError *error = NULL;
 
-  migration =
-      md_save_start (self->manager, self, NULL, options, caller_uid (invocation), TRUE, &error);
-  if (migration == NULL)
-    return md_error_return (invocation, error);
-  md_dbus_guest1_complete_managed_save (object, invocation,
-                                        md_migration_get_object_path (migration));
+  md_save_start_async (self->manager, self, NULL, options, caller_uid (invocation), TRUE,
+                       on_save_started, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -1288,6 +1295,16 @@ md_guest_mark_saved (MdGuest *self, gboolean managed)
     md_dbus_guest1_set_has_managed_save (MD_DBUS_GUEST1 (self), TRUE);
   if (self->proc == NULL)
     set_state (self, MD_GUEST_STATE_SAVED);
+}
+
+void
+md_guest_settle_stopped (MdGuest *self)
+{
+  if (self->proc != NULL)
+    return;
+  set_state (self, md_dbus_guest1_get_has_managed_save (MD_DBUS_GUEST1 (self))
+                       ? MD_GUEST_STATE_SAVED
+                       : MD_GUEST_STATE_SHUT_OFF);
 }
 
 void

@@ -55,6 +55,9 @@ gboolean md_guest_is_busy (MdGuest *self);
  * in the managed-save file (HasManagedSave). */
 void md_guest_mark_saved (MdGuest *self, gboolean managed);
 void md_guest_set_has_managed_save (MdGuest *self, gboolean has);
+/* After a failed restore: QEMU is gone as planned, not crashed; the guest
+ * is "saved" if a managed save remains, else "shut-off". */
+void md_guest_settle_stopped (MdGuest *self);
 
 MdQmp *md_guest_get_qmp (MdGuest *self);
 MdQemuProcess *md_guest_get_process (MdGuest *self);

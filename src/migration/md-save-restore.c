@@ -74,6 +74,8 @@ drop_guest (GTask *task)
 {
   Restore *restore = g_task_get_task_data (task);
 
+  if (restore->guest != NULL)
+    md_guest_settle_stopped (restore->guest);
   if (restore->created && restore->guest != NULL && !md_guest_is_active (restore->guest)
       && md_manager_find_guest (restore->manager, md_guest_get_name (restore->guest))
              == restore->guest)

@@ -21,9 +21,15 @@
 /* How long a compressor may take to finish after QEMU sent its last byte. */
 #define FILTER_DRAIN_SECONDS 120
 
+/* clang-format off */
 const MdOptionSpec md_save_option_specs[] = {
-  { "overwrite", "b" }, { "compression", "s" }, { "bypass-cache", "b" },
-  { "running", "b" },   { "paused", "b" },      { "auth.no_user_interaction", "b" },
+  { "overwrite", "b" },
+  { "compression", "s" },
+  { "bypass-cache", "b" },
+  { "running", "b" },
+  { "paused", "b" },
+  { "bandwidth", "t" },
+  { "auth.no_user_interaction", "b" },
   { NULL, NULL },
 };
 
@@ -32,9 +38,11 @@ const MdOptionSpec md_managed_save_option_specs[] = {
   { "bypass-cache", "b" },
   { "running", "b" },
   { "paused", "b" },
+  { "bandwidth", "t" },
   { "auth.no_user_interaction", "b" },
   { NULL, NULL },
 };
+/* clang-format on */
 
 typedef struct
 {
@@ -93,6 +101,10 @@ save_unref (Save *save)
   g_free (save->filter_stderr);
   g_free (save);
 }
+
+static Save *validate_and_create (MdManager *manager, MdGuest *guest, const char *path,
+                                  GVariant *options, guint owner_uid, gboolean managed,
+                                  GError **error);
 
 static const char *
 host_name (Save *save)
@@ -226,7 +238,7 @@ save_fail (Save *save, GError *error)
       md_qmp_execute_async (qmp, "cont", NULL, NULL, on_resumed_after_failure, save);
       return;
     }
-  md_guest_end_migration (save->guest, FALSE);
+  md_guest_end_migration (save->guest, save->was_running && !save->stopped_cpus);
   save_done (save, NULL);
 }
 
@@ -652,21 +664,32 @@ create_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable
   g_task_return_boolean (task, TRUE);
 }
 
+/* The file exists (or could not be made): only now does the caller get
+ * the Migration1 object, so a refused path is an error of Save() itself. */
 static void
 on_file_created (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  Save *save = user_data;
+  GTask *caller = user_data;
+  Save *save = g_task_get_task_data (caller);
   GError *error = NULL;
 
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
-      g_prefix_error (&error, "host %s, phase begin: cannot save guest %s: ", host_name (save),
+      g_prefix_error (&error, "host %s: cannot save guest %s: ", host_name (save),
                       md_guest_get_name (save->guest));
-      save_fail (save, error);
+      if (save->tmp_path != NULL)
+        remove_tmp (save);
+      save->done = TRUE;
+      md_guest_end_migration (save->guest, save->was_running);
+      g_task_return_error (caller, error);
+      g_object_unref (caller);
+      save_unref (save);
+      return;
     }
-  else if (!save->finishing)
-    start_stream (save);
-  save_unref (save);
+  md_manager_add_migration (save->manager, save->migration);
+  g_task_return_pointer (caller, g_object_ref (save->migration), g_object_unref);
+  g_object_unref (caller);
+  start_stream (save);
 }
 
 /* ---- Migration1 controls ------------------------------------------------- */
@@ -759,14 +782,45 @@ check_guest (MdManager *manager, MdGuest *guest, GError **error)
   return TRUE;
 }
 
+void
+md_save_start_async (MdManager *manager, MdGuest *guest, const char *path, GVariant *options,
+                     guint owner_uid, gboolean managed, GAsyncReadyCallback callback,
+                     gpointer user_data)
+{
+  GTask *caller = g_task_new (guest, NULL, callback, user_data);
+  GError *local_error = NULL;
+  Save *save =
+      validate_and_create (manager, guest, path, options, owner_uid, managed, &local_error);
+  g_autoptr (GTask) task = NULL;
+
+  g_task_set_source_tag (caller, md_save_start_async);
+  if (save == NULL)
+    {
+      g_task_return_error (caller, local_error);
+      g_object_unref (caller);
+      return;
+    }
+  /* The run's reference: dropped by on_file_created() when the file could
+   * not be made, by save_done() otherwise. */
+  g_task_set_task_data (caller, save, NULL);
+  task = g_task_new (NULL, NULL, on_file_created, caller);
+  g_task_set_task_data (task, save, NULL);
+  g_task_run_in_thread (task, create_in_thread);
+}
+
 MdMigration *
-md_save_start (MdManager *manager, MdGuest *guest, const char *path, GVariant *options,
-               guint owner_uid, gboolean managed, GError **error)
+md_save_start_finish (GAsyncResult *result, GError **error)
+{
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+static Save *
+validate_and_create (MdManager *manager, MdGuest *guest, const char *path, GVariant *options,
+                     guint owner_uid, gboolean managed, GError **error)
 {
   Save *save;
   MdSaveCompression compression;
   const char *const *argv;
-  g_autoptr (GTask) task = NULL;
   g_autofree char *program = NULL;
   gboolean running = md_guest_get_state (guest) == MD_GUEST_STATE_RUNNING;
 
@@ -781,6 +835,12 @@ md_save_start (MdManager *manager, MdGuest *guest, const char *path, GVariant *o
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
                    "options 'running' and 'paused' exclude each other");
+      return NULL;
+    }
+  if (md_options_get_uint64 (options, "bandwidth", 0) > G_MAXINT64)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                   "option 'bandwidth' is too large; 0 means unlimited");
       return NULL;
     }
   if (!managed && (path == NULL || !g_path_is_absolute (path)))
@@ -821,14 +881,11 @@ md_save_start (MdManager *manager, MdGuest *guest, const char *path, GVariant *o
                                       MD_MIGRATION_SAVE, md_guest_get_object_path (guest),
                                       md_guest_get_name (guest), save->path, owner_uid, options);
   md_migration_set_control (save->migration, &save_control, save);
-  md_manager_add_migration (manager, save->migration);
+  md_migration_set_bandwidth_property (save->migration,
+                                       md_options_get_uint64 (options, "bandwidth", 0));
   md_guest_begin_migration (guest, md_migration_get_object_path (save->migration), FALSE);
   g_message ("host %s: saving guest %s to %s (compression %s)",
              md_manager_get_config (manager)->host_name, md_guest_get_name (guest), save->path,
              md_save_compression_to_string (compression));
-
-  task = g_task_new (NULL, NULL, on_file_created, save_ref (save));
-  g_task_set_task_data (task, save, NULL);
-  g_task_run_in_thread (task, create_in_thread);
-  return g_object_ref (save->migration);
+  return save;
 }

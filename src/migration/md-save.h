@@ -25,12 +25,16 @@ extern const MdOptionSpec md_restore_option_specs[];
 /* Where the managed save of guest @name lives (state directory). */
 char *md_save_managed_path (MdManager *manager, const char *name);
 
-/* Validates @options and the guest's state, creates and exports the
- * Migration1 object (Direction "save") and starts the save in the
- * background. @managed: write the managed-save file (replacing an older
- * one). Returns the object, or NULL with an error when nothing started. */
-MdMigration *md_save_start (MdManager *manager, MdGuest *guest, const char *path, GVariant *options,
-                            guint owner_uid, gboolean managed, GError **error);
+/* Validates @options and the guest's state, creates the file (in a
+ * thread: a missing directory or an existing file is an error here), then
+ * exports the Migration1 object (Direction "save") and lets the save run
+ * in the background. @managed: write the managed-save file (replacing an
+ * older one). */
+void md_save_start_async (MdManager *manager, MdGuest *guest, const char *path, GVariant *options,
+                          guint owner_uid, gboolean managed, GAsyncReadyCallback callback,
+                          gpointer user_data);
+/* The Migration1 object (a new reference), or NULL when nothing started. */
+MdMigration *md_save_start_finish (GAsyncResult *result, GError **error);
 
 /* Restores the guest saved in @path. @expected: the guest the file must
  * belong to (Guest1.Restore, Start with a managed save), or NULL to find
