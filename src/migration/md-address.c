@@ -76,10 +76,17 @@ md_address_parse_host (const char *text, const char *what, GError **error)
       return NULL;
     }
   if (text[0] == '[' && text[length - 1] == ']')
-    host = g_strndup (text + 1, length - 2);
-  else
-    host = g_strdup (text);
-  if (g_hostname_is_ip_address (host) && (text[0] != '[' || strchr (host, ':') != NULL))
+    {
+      /* Brackets only ever hold an IPv6 literal. */
+      host = g_strndup (text + 1, length - 2);
+      if (g_hostname_is_ip_address (host) && strchr (host, ':') != NULL)
+        return g_steal_pointer (&host);
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                   "%s '%s': only an IPv6 address goes in brackets", what, text);
+      return NULL;
+    }
+  host = g_strdup (text);
+  if (g_hostname_is_ip_address (host))
     return g_steal_pointer (&host);
   if (is_host_name (host))
     return g_steal_pointer (&host);

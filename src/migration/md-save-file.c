@@ -51,10 +51,10 @@ md_save_compression_to_string (MdSaveCompression compression)
 const char *const *
 md_save_compressor_argv (MdSaveCompression compression, gboolean decompress)
 {
-  static const char *const gzip[] = { "gzip", "-c", "-n", NULL };
-  static const char *const gunzip[] = { "gzip", "-d", "-c", NULL };
-  static const char *const zstd[] = { "zstd", "-q", "-c", NULL };
-  static const char *const unzstd[] = { "zstd", "-q", "-d", "-c", NULL };
+  static const char *const gzip[] = { "gzip", "--stdout", "--no-name", NULL };
+  static const char *const gunzip[] = { "gzip", "--decompress", "--stdout", NULL };
+  static const char *const zstd[] = { "zstd", "--quiet", "--stdout", NULL };
+  static const char *const unzstd[] = { "zstd", "--quiet", "--decompress", "--stdout", NULL };
 
   switch (compression)
     {
