@@ -386,6 +386,55 @@ class CrossHost(SaveTestCase):
                            what="the transient guest to go")
 
 
+class Migrationctl(SaveTestCase):
+    """migrationctl save / restore / managedsave against the real daemon."""
+
+    def ctl(self, *args):
+        return subprocess.run([harness.CTL, "--address", self.bus.address] + list(args),
+                              capture_output=True, text=True, timeout=120)
+
+    def test_save_restore_managedsave(self):
+        daemon = self.start_daemon()
+        client = self.client()
+        guest = harness.TestGuest(self.scratch, "ctl", size_mib=8, seed=4)
+        path = self.start_guest(client, guest)
+
+        usage = self.ctl("save", "ctl", self.scratch.join("x"), "--compress", "xz")
+        self.assertEqual(usage.returncode, 2, usage.stderr)
+        self.assertIn("--compress", usage.stderr)
+        self.assertFalse(os.path.exists(self.scratch.join("x")))
+
+        target = self.scratch.join("ctl.state")
+        done = self.ctl("save", "ctl", target, "--compress", "zstd", "--paused")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertIn("saved ctl to " + target, done.stdout)
+        self.assertEqual(self.state(client, path), "saved")
+        again = self.ctl("save", "ctl", target)
+        self.assertEqual(again.returncode, 1)
+
+        bad = self.scratch.join("bad.state")
+        with open(bad, "wb") as f:
+            f.write(b"not a save file" * 1000)
+        refused = self.ctl("restore", bad)
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("not a migrationd save file", refused.stderr)
+
+        restored = self.ctl("restore", target)
+        self.assertEqual(restored.returncode, 0, restored.stderr)
+        self.assertIn("restored ctl from " + target, restored.stdout)
+        self.assertEqual(self.state(client, path), "paused")  # --paused was recorded
+        client.call(path, GUEST_IFACE, "Resume", "(a{sv})", ({},))
+
+        managed = self.ctl("managedsave", "ctl")
+        self.assertEqual(managed.returncode, 0, managed.stdout + managed.stderr)
+        self.assertTrue(client.get_property(path, GUEST_IFACE, "HasManagedSave"))
+        started = self.ctl("start", "ctl")
+        self.assertEqual(started.returncode, 0, started.stderr)
+        self.assertEqual(self.state(client, path), "running")
+        self.assertFalse(os.path.exists(os.path.join(daemon.state_dir, "save", "ctl.save")))
+        client.call(path, GUEST_IFACE, "Destroy", "(a{sv})", ({},))
+
+
 class MigrationAddress(SaveTestCase):
 
     BAD = ["host;reboot", "$(reboot)", "`id`", "a b", "x" * 4096, "host|nc", "[::1", "-oProxyCommand=x",
