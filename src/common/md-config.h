@@ -27,6 +27,10 @@ typedef struct
   guint migration_keep_seconds;
   guint shutdown_timeout;
   char *accelerator; /* auto, kvm, tcg */
+  /* keep: guests run on when the daemon stops; managed-save: the daemon
+   * managed-saves its running persistent guests when it stops and
+   * restores them when it starts again (host shutdown and boot). */
+  char *on_stop;
   char *qemu_binary;
 
   /* [tls] */

@@ -7,6 +7,7 @@
 #include "common/md-error.h"
 #include "md-manager.h"
 #include "migration/md-migration-dest.h"
+#include "migration/md-save.h"
 #include "peer/md-peer.h"
 
 struct _MdDaemon
@@ -23,6 +24,7 @@ struct _MdDaemon
   GBusNameOwnerFlags name_flags;
   gboolean name_acquired;
   gboolean done;
+  gboolean saving_all; /* on-stop = managed-save is under way */
 };
 
 enum
@@ -180,6 +182,8 @@ on_manager_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   self->name_id = g_bus_own_name_on_connection (self->connection, MD_BUS_NAME, self->name_flags,
                                                 on_name_acquired, on_name_lost, self, NULL);
+  /* Guests the last stop saved (on-stop = managed-save) come back. */
+  md_save_restore_at_start (self->manager);
 }
 
 gboolean
@@ -223,8 +227,8 @@ md_daemon_start (MdDaemon *self, const MdDaemonOptions *options, GError **error)
   return TRUE;
 }
 
-void
-md_daemon_stop (MdDaemon *self)
+static void
+stop_now (MdDaemon *self)
 {
   /* Release the name first so a successor can take it at once. */
   if (self->name_id != 0)
@@ -233,4 +237,30 @@ md_daemon_stop (MdDaemon *self)
   if (self->connection != NULL)
     g_dbus_connection_flush_sync (self->connection, NULL, NULL);
   emit_done (self, 0);
+}
+
+static void
+on_all_saved (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (MdDaemon) self = user_data;
+
+  md_save_all_finish (MD_MANAGER (source), result, NULL);
+  g_message ("on-stop: every guest that could be saved is saved; stopping");
+  stop_now (self);
+}
+
+void
+md_daemon_stop (MdDaemon *self)
+{
+  /* on-stop = managed-save: the guests go to disk first (a second signal
+   * stops at once, leaving the rest running). */
+  if (g_str_equal (self->config->on_stop, "managed-save") && !self->saving_all && self->name_id != 0
+      && !self->done)
+    {
+      self->saving_all = TRUE;
+      g_message ("on-stop: managed-saving the running guests before stopping");
+      md_save_all_async (self->manager, on_all_saved, g_object_ref (self));
+      return;
+    }
+  stop_now (self);
 }

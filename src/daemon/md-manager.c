@@ -310,6 +310,27 @@ md_manager_undefine_guest (MdManager *self, MdGuest *guest, GError **error)
 }
 
 static int
+compare_guest_names (gconstpointer a, gconstpointer b)
+{
+  return g_strcmp0 (md_guest_get_name (*(MdGuest *const *) a),
+                    md_guest_get_name (*(MdGuest *const *) b));
+}
+
+GPtrArray *
+md_manager_list_guests (MdManager *self)
+{
+  GPtrArray *guests = g_ptr_array_new ();
+  GHashTableIter iter;
+  gpointer guest;
+
+  g_hash_table_iter_init (&iter, self->guests);
+  while (g_hash_table_iter_next (&iter, NULL, &guest))
+    g_ptr_array_add (guests, guest);
+  g_ptr_array_sort (guests, compare_guest_names);
+  return guests;
+}
+
+static int
 compare_paths (gconstpointer a, gconstpointer b)
 {
   return g_strcmp0 (*(const char *const *) a, *(const char *const *) b);

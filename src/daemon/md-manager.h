@@ -37,6 +37,8 @@ MdAuth *md_manager_get_auth (MdManager *self);
 const MdQemuCaps *md_manager_get_qemu_caps (MdManager *self);
 
 MdGuest *md_manager_find_guest (MdManager *self, const char *name_or_uuid);
+/* Every guest (borrowed references), sorted by name. */
+GPtrArray *md_manager_list_guests (MdManager *self);
 
 /* Registry operations the migration engines use. */
 void md_manager_add_guest (MdManager *self, MdGuest *guest);

@@ -45,4 +45,11 @@ void md_save_restore_async (MdManager *manager, const char *path, GVariant *opti
 /* The restored guest (a new reference). */
 MdGuest *md_save_restore_finish (GAsyncResult *result, GError **error);
 
+/* [daemon] on-stop = managed-save (md-save-all.c): managed-save every
+ * running or paused persistent guest (completes when all are done, the
+ * failed ones running on), and, at the next start, restore them. */
+void md_save_all_async (MdManager *manager, GAsyncReadyCallback callback, gpointer user_data);
+gboolean md_save_all_finish (MdManager *manager, GAsyncResult *result, GError **error);
+void md_save_restore_at_start (MdManager *manager);
+
 G_END_DECLS

@@ -386,6 +386,47 @@ class CrossHost(SaveTestCase):
                            what="the transient guest to go")
 
 
+class OnStop(SaveTestCase):
+    """[daemon] on-stop = managed-save: guests survive a daemon stop (host
+    shutdown) and come back when it starts."""
+
+    CONFIG = "[daemon]\nhost-name=hostA\nlisten-address=\naccelerator=tcg\non-stop=managed-save\n"
+
+    def test_stop_saves_and_start_restores(self):
+        daemon = self.start_daemon(config=self.CONFIG)
+        client = self.client()
+        guest = harness.TestGuest(self.scratch, "boot", size_mib=16, seed=8)
+        path = self.start_guest(client, guest)
+        other = harness.TestGuest(self.scratch, "kept", size_mib=8, seed=1)
+        kept_path = self.define(client, other)  # defined, shut off: left alone
+        last_before = self.last_pass(guest)
+
+        self.assertEqual(daemon.terminate(), 0)
+        self.assertEqual(harness.qemu_pids_in(self.scratch.path), [])
+        self.assertTrue(os.path.isfile(os.path.join(daemon.state_dir, "save", "boot.save")))
+        self.assertFalse(os.path.exists(os.path.join(daemon.state_dir, "save", "kept.save")))
+        self.assertIn("boot", open(os.path.join(daemon.state_dir, "save", "restore-at-start")).read())
+        last = self.last_pass(guest)
+        self.assertGreaterEqual(last, last_before)
+
+        daemon = self.start_daemon(config=self.CONFIG)
+        client = self.client()
+        harness.wait_until(lambda: self.state(client, path) == "running", timeout=60,
+                           what="the guest to be restored at start")
+        self.assert_ram_continues(guest, last)
+        self.assertFalse(client.get_property(path, GUEST_IFACE, "HasManagedSave"))
+        harness.wait_until(lambda: sorted(os.listdir(os.path.join(daemon.state_dir, "save"))) == [],
+                           what="the managed save and the list to go")
+        self.assertEqual(self.state(client, kept_path), "shut-off")
+        client.call(path, GUEST_IFACE, "Destroy", "(a{sv})", ({},))
+
+    def test_bad_on_stop_value_is_a_config_error(self):
+        config = self.CONFIG.replace("managed-save", "hibernate")
+        with self.assertRaises(AssertionError) as ctx:
+            self.start_daemon(config=config)
+        self.assertIn("on-stop", str(ctx.exception))
+
+
 class Migrationctl(SaveTestCase):
     """migrationctl save / restore / managedsave against the real daemon."""
 
