@@ -292,8 +292,15 @@ class RestoreErrors(SaveTestCase):
             _guest, path, target = self.saved_file(client, name, compression)
             size = os.path.getsize(target)
             os.truncate(target, 4096 + (size - 4096) // 2)
+            if compression == "zstd":
+                # Unknown here: the restore would create it, and must not
+                # leave it behind.
+                client.call(path, GUEST_IFACE, "Undefine", "(a{sv})", ({},))
             self.check_refused(client, target, "org.migrationd.Error.QemuFailed", target)
-            self.assertIn(self.state(client, path), ("shut-off", "saved"))
+            if compression == "zstd":
+                self.assertNotIn(path, client.call(MANAGER_PATH, MANAGER_IFACE, "ListGuests", reply="(ao)")[0])
+            else:
+                self.assertIn(self.state(client, path), ("shut-off", "saved"))
             self.assertEqual(os.listdir(daemon.runtime_dir), [])
             # Only the header left: refused before any QEMU starts.
             os.truncate(target, 4096)
