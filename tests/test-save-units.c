@@ -119,6 +119,37 @@ test_constructors_refuse (void)
   g_clear_error (&error);
 }
 
+static void
+test_peer_uri (void)
+{
+  const char *good[][2] = {
+    { "tcp:192.0.2.1:49152", "tcp:192.0.2.1:49152" },
+    { "tcp:[2001:db8::1]:1", "tcp:[2001:db8::1]:1" },
+    { "tcp:dst.example.com:65535", "tcp:dst.example.com:65535" },
+  };
+  const char *bad[] = { "exec:rm -rf /",  "unix:/tmp/x",       "fd:3",        "tcp:host:0",
+                        "tcp:host:65536", "tcp:host",          "tcp::1:80",   "tcp:a;b:80",
+                        "tcp:$(id):80",   "tcp:host:80 extra", "TCP:host:80", "" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (good); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (MdAddress) address = md_address_parse_tcp_uri (good[i][0], &error);
+      g_autofree char *uri = NULL;
+      g_assert_no_error (error);
+      uri = md_address_to_uri (address, &error);
+      g_assert_cmpstr (uri, ==, good[i][1]);
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (MdAddress) address = md_address_parse_tcp_uri (bad[i], &error);
+      if (address != NULL)
+        g_error ("accepted peer URI '%s'", bad[i]);
+      g_assert_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT);
+    }
+}
+
 static char *
 qapi_of (MdAddress *address)
 {
@@ -302,6 +333,7 @@ main (int argc, char **argv)
   g_test_add_func ("/address/uri", test_uri_rendering);
   g_test_add_func ("/address/constructors-refuse", test_constructors_refuse);
   g_test_add_func ("/address/qapi", test_qapi_channels);
+  g_test_add_func ("/address/peer-uri", test_peer_uri);
   g_test_add_func ("/save-file/header", test_header_round_trip_and_damage);
   g_test_add_func ("/save-file/create-commit", test_file_create_and_commit);
   g_test_add_func ("/save-file/compression", test_compression_names);

@@ -138,6 +138,32 @@ md_address_new_inet (const char *host, guint16 port, GError **error)
   return address;
 }
 
+MdAddress *
+md_address_parse_tcp_uri (const char *uri, GError **error)
+{
+  g_autofree char *host = NULL;
+  const char *rest;
+  const char *colon;
+  guint64 port = 0;
+
+  if (uri == NULL || !g_str_has_prefix (uri, "tcp:"))
+    goto bad;
+  rest = uri + 4;
+  colon = strrchr (rest, ':');
+  if (colon == NULL || colon == rest
+      || !g_ascii_string_to_unsigned (colon + 1, 10, 1, 65535, &port, NULL))
+    goto bad;
+  host = g_strndup (rest, (gsize) (colon - rest));
+  /* An IPv6 literal must come in brackets here, or the port is ambiguous. */
+  if (strchr (host, ':') != NULL && host[0] != '[')
+    goto bad;
+  return md_address_new_inet (host, (guint16) port, error);
+bad:
+  g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+               "'%.80s' is not a tcp:HOST:PORT migration address", uri ? uri : "");
+  return NULL;
+}
+
 static gboolean
 check_printable (const char *text, const char *what, GError **error)
 {

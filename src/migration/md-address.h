@@ -54,6 +54,12 @@ typedef struct
  * brackets. */
 char *md_address_parse_host (const char *text, const char *what, GError **error);
 
+/* A live-migration URI a peer sent ("tcp:HOST:PORT" or "tcp:[V6]:PORT"),
+ * parsed and checked as user input is: anything else (exec:, unix:, fd:,
+ * junk) is MD_ERROR_INVALID_ARGUMENT. The source never hands QEMU a string
+ * it did not render itself. */
+MdAddress *md_address_parse_tcp_uri (const char *uri, GError **error);
+
 /* Constructors; each validates its input (MD_ERROR_INVALID_ARGUMENT). */
 MdAddress *md_address_new_inet (const char *host, guint16 port, GError **error);
 MdAddress *md_address_new_unix (const char *path, GError **error);
