@@ -301,6 +301,15 @@ md_manager_undefine_guest (MdManager *self, MdGuest *guest, GError **error)
     }
   if (!md_manager_delete_definition (self, md_guest_get_name (guest), error))
     return FALSE;
+  if (md_dbus_guest1_get_has_managed_save (MD_DBUS_GUEST1 (guest)))
+    {
+      /* Without its definition nothing can start from it. */
+      g_autofree char *saved = md_save_managed_path (self, md_guest_get_name (guest));
+      if (g_unlink (saved) < 0 && errno != ENOENT)
+        g_warning ("cannot remove the managed save %s of undefined guest %s: %s", saved,
+                   md_guest_get_name (guest), g_strerror (errno));
+      md_guest_set_has_managed_save (guest, FALSE);
+    }
   g_message ("undefined guest %s", md_guest_get_name (guest));
   if (md_guest_is_active (guest))
     md_guest_set_persistent (guest, FALSE); /* as libvirt: it runs on, transient */

@@ -837,6 +837,14 @@ validate_and_create (MdManager *manager, MdGuest *guest, const char *path, GVari
                    "options 'running' and 'paused' exclude each other");
       return NULL;
     }
+  if (managed && !md_guest_is_persistent (guest))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
+                   "guest %s is transient: it would be gone once stopped, and its managed save "
+                   "with it; use Save with a file, or define the guest first",
+                   md_guest_get_name (guest));
+      return NULL;
+    }
   if (md_options_get_uint64 (options, "bandwidth", 0) > G_MAXINT64)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,

@@ -174,7 +174,24 @@ class SaveRestore(SaveTestCase):
         self.assert_ram_continues(guest, last)
         self.assertFalse(os.path.exists(managed))
         self.assertFalse(client.get_property(path, GUEST_IFACE, "HasManagedSave"))
-        client.call(path, GUEST_IFACE, "Destroy", "(a{sv})", ({},))
+
+        # Undefining a guest removes its managed save with it.
+        props = self.wait_done(client, client.call(path, GUEST_IFACE, "ManagedSave", "(a{sv})", ({},), "(o)")[0])
+        self.assertEqual(props["State"], "completed", props["ErrorMessage"])
+        self.assertTrue(os.path.isfile(managed))
+        client.call(path, GUEST_IFACE, "Undefine", "(a{sv})", ({},))
+        self.assertFalse(os.path.exists(managed))
+
+    def test_managed_save_of_transient_guest_refused(self):
+        self.start_daemon()
+        client = self.client()
+        guest = harness.TestGuest(self.scratch, "transient", size_mib=8)
+        path = client.call(MANAGER_PATH, MANAGER_IFACE, "CreateGuest", "(sa{sv})", (guest.xml, {}), "(o)")[0]
+        guest.wait_serial(r"MDGUEST VERIFY pass=\d+ sum=[0-9a-f]+ ok")
+        message = self.assertDBusError("org.migrationd.Error.InvalidState", client.call, path, GUEST_IFACE,
+                                       "ManagedSave", "(a{sv})", ({},), "(o)")
+        self.assertIn("transient", message)
+        self.assert_guest_keeps_running(client, path, guest)
 
 
 class SaveErrors(SaveTestCase):
