@@ -104,6 +104,7 @@ class SaveRestore(SaveTestCase):
         guest = harness.TestGuest(self.scratch, "zsave", size_mib=16, seed=11)
         path = self.start_guest(client, guest)
         target = self.scratch.join("zsave.state")
+        fds_before = len(os.listdir("/proc/%d/fd" % daemon.proc.pid))
         migration = self.save(client, path, target, {"compression": GLib.Variant("s", "zstd")})
         self.assertTrue(migration.startswith("/org/migrationd/migration/"), migration)
         props = self.wait_done(client, migration)
@@ -131,6 +132,10 @@ class SaveRestore(SaveTestCase):
         self.assert_ram_continues(guest, last)
         self.assertEqual(children_named(daemon.proc.pid, "zstd"), [])
         client.call(path, GUEST_IFACE, "Destroy", "(a{sv})", ({},))
+        # No descriptor of the file, the pipes or QEMU's socket stays open.
+        harness.wait_until(lambda: len(os.listdir("/proc/%d/fd" % daemon.proc.pid)) <= fds_before,
+                           what="the daemon's fd count to drop back to %d" % fds_before)
+        self.assertEqual(daemon.terminate(), 0)  # and, under VALGRIND=1, no memory errors
 
     def test_save_paused_option_restores_paused(self):
         self.start_daemon()
@@ -282,6 +287,7 @@ class SaveErrors(SaveTestCase):
                            what="the partial file to go")
         harness.wait_until(lambda: children_named(daemon.proc.pid, "gzip") == [], what="gzip to exit")
         self.assert_guest_keeps_running(client, path, guest)
+        self.assertEqual(daemon.terminate(), 0)
 
 
 class RestoreErrors(SaveTestCase):
@@ -326,6 +332,7 @@ class RestoreErrors(SaveTestCase):
             self.check_refused(client, target, "org.migrationd.Error.InvalidArgument", "truncated")
             os.truncate(target, 100)
             self.check_refused(client, target, "org.migrationd.Error.InvalidArgument", "truncated")
+        self.assertEqual(daemon.terminate(), 0)
 
     def test_bad_magic_and_corrupt_header(self):
         self.start_daemon()
