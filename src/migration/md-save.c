@@ -67,6 +67,7 @@ typedef struct
 
   gboolean stopped_cpus;
   gboolean qemu_migrating;
+  gboolean committing; /* the file is being flushed and named */
   gboolean finishing;
   gboolean done;
   guint poll_id;
@@ -282,6 +283,7 @@ on_committed (GObject *source, GAsyncResult *result, gpointer user_data)
       save_unref (save);
       return;
     }
+  save->committing = FALSE;
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       save_fail (save, error);
@@ -301,6 +303,7 @@ commit_file (Save *save)
 {
   g_autoptr (GTask) task = g_task_new (NULL, NULL, on_committed, save_ref (save));
 
+  save->committing = TRUE;
   md_migration_set_phase (save->migration, "finish");
   g_task_set_task_data (task, save, NULL);
   g_task_run_in_thread (task, commit_in_thread);
@@ -699,6 +702,16 @@ control_cancel (gpointer engine, GError **error)
 {
   Save *save = engine;
 
+  if (save->committing || save->finishing)
+    {
+      /* Once the file is being named, the guest's state is going there:
+       * stopping now could leave it in neither place. */
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
+                   "the save of %s is being finished (file flushed and named); too late to "
+                   "cancel",
+                   md_guest_get_name (save->guest));
+      return FALSE;
+    }
   save_fail (save, g_error_new (MD_ERROR, MD_ERROR_CANCELLED,
                                 "host %s: saving guest %s was cancelled; the guest keeps its "
                                 "state and %s was not written",
