@@ -3,11 +3,10 @@
 
 #include "md-dbus-generated.h"
 #include "domain/md-domain.h"
+#include "md-host.h"
 #include "qemu/md-qemu.h"
 
 G_BEGIN_DECLS
-
-typedef struct _MdManager MdManager;
 
 typedef enum
 {
@@ -29,7 +28,7 @@ G_DECLARE_FINAL_TYPE (MdGuest, md_guest, MD, GUEST, MdDbusGuest1Skeleton)
  * transient guest is removed by the manager then. */
 
 /* Takes @def. The guest is not exported until the manager does it. */
-MdGuest *md_guest_new (MdManager *manager, MdDomain *def, gboolean persistent);
+MdGuest *md_guest_new (MdHost *host, MdDomain *def, gboolean persistent);
 
 const char *md_guest_get_name (MdGuest *self);
 const char *md_guest_get_uuid (MdGuest *self);
@@ -55,6 +54,9 @@ gboolean md_guest_is_busy (MdGuest *self);
  * in the managed-save file (HasManagedSave). */
 void md_guest_mark_saved (MdGuest *self, gboolean managed);
 void md_guest_set_has_managed_save (MdGuest *self, gboolean has);
+/* Where the managed save of guest @name lives: save/NAME.save in the
+ * state directory. */
+char *md_guest_managed_save_path (const MdConfig *config, const char *name);
 /* After a failed restore: QEMU is gone as planned, not crashed; the guest
  * is "saved" if a managed save remains, else "shut-off". */
 void md_guest_settle_stopped (MdGuest *self);

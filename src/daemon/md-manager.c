@@ -6,7 +6,6 @@
 #include "common/md-error.h"
 
 #include "common/md-options.h"
-#include "migration/md-save.h"
 #include "peer/md-trust.h"
 
 #include <errno.h>
@@ -22,12 +21,15 @@ struct _MdManager
   GDBusObjectManagerServer *object_manager;
   MdQemuCaps *caps;
   GHashTable *guests;    /* name -> MdGuest */
-  GPtrArray *migrations; /* MdMigration, oldest first */
+  GPtrArray *migrations; /* object paths (char *), oldest first */
+  MdHost host;
   guint next_migration;
   MdPeerTlsConfig peer_tls;
   char *host_uuid;
   MdTrust *trust;
   MdPeerListener *listener; /* not owned; NULL when not listening */
+  guint recovering;         /* journal records still being resolved */
+  MdPeerPool *peer_pool;
 };
 
 static void md_manager_iface_init (MdDbusManager1Iface *iface);
@@ -187,7 +189,7 @@ handle_define_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
     }
   else
     {
-      g_autoptr (MdGuest) guest = md_guest_new (self, g_steal_pointer (&def), TRUE);
+      g_autoptr (MdGuest) guest = md_guest_new (&self->host, g_steal_pointer (&def), TRUE);
       md_manager_add_guest (self, guest);
       existing = guest;
     }
@@ -240,7 +242,7 @@ handle_create_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
                                              self->config->host_name, md_guest_get_name (existing));
       return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
-  guest = md_guest_new (self, g_steal_pointer (&def), FALSE);
+  guest = md_guest_new (&self->host, g_steal_pointer (&def), FALSE);
   md_manager_add_guest (self, guest);
   md_guest_start_async (guest, md_options_get_boolean (options, "start-paused", FALSE), NULL,
                         on_create_started, invocation);
@@ -255,7 +257,7 @@ on_restored (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (MdGuest) guest = NULL;
   GError *error = NULL;
 
-  guest = md_save_restore_finish (result, &error);
+  guest = self->host.restore_guest_finish (result, &error);
   if (guest == NULL)
     {
       md_error_return (invocation, error);
@@ -269,7 +271,9 @@ static gboolean
 handle_restore (MdDbusManager1 *object, GDBusMethodInvocation *invocation, const char *file,
                 GVariant *options)
 {
-  md_save_restore_async (MD_MANAGER (object), file, options, NULL, on_restored, invocation);
+  MdManager *self = MD_MANAGER (object);
+
+  self->host.restore_guest (self, file, options, NULL, on_restored, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -304,7 +308,7 @@ md_manager_undefine_guest (MdManager *self, MdGuest *guest, GError **error)
   if (md_dbus_guest1_get_has_managed_save (MD_DBUS_GUEST1 (guest)))
     {
       /* Without its definition nothing can start from it. */
-      g_autofree char *saved = md_save_managed_path (self, md_guest_get_name (guest));
+      g_autofree char *saved = md_guest_managed_save_path (self->config, md_guest_get_name (guest));
       if (g_unlink (saved) < 0 && errno != ENOENT)
         g_warning ("cannot remove the managed save %s of undefined guest %s: %s", saved,
                    md_guest_get_name (guest), g_strerror (errno));
@@ -316,27 +320,6 @@ md_manager_undefine_guest (MdManager *self, MdGuest *guest, GError **error)
   else
     md_manager_remove_guest (self, guest);
   return TRUE;
-}
-
-static int
-compare_guest_names (gconstpointer a, gconstpointer b)
-{
-  return g_strcmp0 (md_guest_get_name (*(MdGuest *const *) a),
-                    md_guest_get_name (*(MdGuest *const *) b));
-}
-
-GPtrArray *
-md_manager_list_guests (MdManager *self)
-{
-  GPtrArray *guests = g_ptr_array_new ();
-  GHashTableIter iter;
-  gpointer guest;
-
-  g_hash_table_iter_init (&iter, self->guests);
-  while (g_hash_table_iter_next (&iter, NULL, &guest))
-    g_ptr_array_add (guests, guest);
-  g_ptr_array_sort (guests, compare_guest_names);
-  return guests;
 }
 
 static int
@@ -387,8 +370,7 @@ handle_list_migrations (MdDbusManager1 *object, GDBusMethodInvocation *invocatio
   g_autoptr (GPtrArray) paths = g_ptr_array_new ();
 
   for (guint i = 0; i < self->migrations->len; i++)
-    g_ptr_array_add (
-        paths, (gpointer) md_migration_get_object_path (g_ptr_array_index (self->migrations, i)));
+    g_ptr_array_add (paths, g_ptr_array_index (self->migrations, i));
   g_ptr_array_add (paths, NULL);
   md_dbus_manager1_complete_list_migrations (object, invocation,
                                              (const char *const *) paths->pdata);
@@ -401,23 +383,84 @@ md_manager_next_migration_number (MdManager *self)
   return ++self->next_migration;
 }
 
-void
-md_manager_add_migration (MdManager *self, MdMigration *migration)
+GList *
+md_manager_list_guests (MdManager *self)
 {
-  g_autoptr (MdDbusObjectSkeleton) object =
-      md_dbus_object_skeleton_new (md_migration_get_object_path (migration));
+  return g_hash_table_get_values (self->guests);
+}
 
-  md_dbus_object_skeleton_set_migration1 (object, MD_DBUS_MIGRATION1 (migration));
-  g_ptr_array_add (self->migrations, g_object_ref (migration));
+gboolean
+md_manager_is_recovering (MdManager *self)
+{
+  return self->recovering > 0;
+}
+
+void
+md_manager_hold_recovery (MdManager *self, gboolean hold)
+{
+  if (hold)
+    self->recovering++;
+  else if (self->recovering > 0)
+    self->recovering--;
+}
+
+void
+md_manager_add_migration (MdManager *self, const char *path, MdDbusMigration1 *migration)
+{
+  g_autoptr (MdDbusObjectSkeleton) object = md_dbus_object_skeleton_new (path);
+
+  md_dbus_object_skeleton_set_migration1 (object, migration);
+  g_ptr_array_add (self->migrations, g_strdup (path));
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
 }
 
 void
-md_manager_forget_migration (MdManager *self, MdMigration *migration)
+md_manager_forget_migration (MdManager *self, const char *path)
 {
-  g_dbus_object_manager_server_unexport (self->object_manager,
-                                         md_migration_get_object_path (migration));
-  g_ptr_array_remove (self->migrations, migration);
+  g_dbus_object_manager_server_unexport (self->object_manager, path);
+  for (guint i = 0; i < self->migrations->len; i++)
+    if (g_str_equal (g_ptr_array_index (self->migrations, i), path))
+      {
+        g_ptr_array_remove_index (self->migrations, i);
+        break;
+      }
+}
+
+MdHost *
+md_manager_get_host (MdManager *self)
+{
+  return &self->host;
+}
+
+void
+md_manager_set_migrate_func (MdManager *self,
+                             char *(*func) (gpointer owner, MdGuest *guest, const char *destination,
+                                            GVariant *options, guint owner_uid, GError **error))
+{
+  self->host.migrate_guest = func;
+}
+
+void
+md_manager_set_save_funcs (MdManager *self, const MdHost *funcs)
+{
+  self->host.save_guest = funcs->save_guest;
+  self->host.save_guest_finish = funcs->save_guest_finish;
+  self->host.restore_guest = funcs->restore_guest;
+  self->host.restore_guest_finish = funcs->restore_guest_finish;
+}
+
+static gboolean
+host_undefine_guest (gpointer owner, MdGuest *guest, GError **error)
+{
+  return md_manager_undefine_guest (owner, guest, error);
+}
+
+static char *
+no_migrations (gpointer owner, MdGuest *guest, const char *destination, GVariant *options,
+               guint owner_uid, GError **error)
+{
+  g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED, "this daemon has no migration engine");
+  return NULL;
 }
 
 const MdPeerTlsConfig *
@@ -517,6 +560,7 @@ md_manager_finalize (GObject *object)
 
   g_clear_pointer (&self->guests, g_hash_table_unref);
   g_clear_pointer (&self->migrations, g_ptr_array_unref);
+  g_clear_pointer (&self->peer_pool, md_peer_pool_free);
   g_free (self->host_uuid);
   g_clear_pointer (&self->trust, md_trust_free);
   g_clear_object (&self->object_manager);
@@ -535,7 +579,16 @@ static void
 md_manager_init (MdManager *self)
 {
   self->guests = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
-  self->migrations = g_ptr_array_new_with_free_func (g_object_unref);
+  self->migrations = g_ptr_array_new_with_free_func (g_free);
+  /* A minute covers back-to-back migrations; the peer's keepalive
+   * notices a dead idle connection before that. */
+  self->peer_pool = md_peer_pool_new (60);
+}
+
+MdPeerPool *
+md_manager_get_peer_pool (MdManager *self)
+{
+  return self->peer_pool;
 }
 
 MdManager *
@@ -549,6 +602,11 @@ md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
 
   self->config = config;
   self->auth = g_object_ref (auth);
+  self->host.config = config;
+  self->host.auth = self->auth;
+  self->host.owner = self;
+  self->host.undefine_guest = host_undefine_guest;
+  self->host.migrate_guest = no_migrations;
   self->host_uuid = g_strdup (host_uuid);
   self->peer_tls.tls_dir = config->tls_dir;
   self->trust = md_trust_new (config, config->state_dir);
@@ -556,6 +614,7 @@ md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
   self->peer_tls.host_uuid = self->host_uuid;
   self->peer_tls.host_name = config->host_name;
   self->peer_tls.handshake_timeout = config->handshake_timeout;
+  self->peer_tls.peer_timeout = config->peer_timeout;
   self->object_manager = g_dbus_object_manager_server_new (MD_MANAGER_PATH);
 
   md_dbus_manager1_set_version (MD_DBUS_MANAGER1 (self), PACKAGE_VERSION);
@@ -653,8 +712,9 @@ load_definitions (MdManager *self)
           continue;
         }
       {
-        g_autoptr (MdGuest) guest = md_guest_new (self, g_steal_pointer (&def), TRUE);
-        g_autofree char *saved = md_save_managed_path (self, md_guest_get_name (guest));
+        g_autoptr (MdGuest) guest = md_guest_new (&self->host, g_steal_pointer (&def), TRUE);
+        g_autofree char *saved =
+            md_guest_managed_save_path (self->config, md_guest_get_name (guest));
         if (g_file_test (saved, G_FILE_TEST_IS_REGULAR))
           md_guest_set_has_managed_save (guest, TRUE);
         md_manager_add_guest (self, guest);
@@ -750,7 +810,7 @@ reattach_next (GTask *task)
           reattach_next (task);
           return;
         }
-      transient = md_guest_new (self, g_steal_pointer (&def), FALSE);
+      transient = md_guest_new (&self->host, g_steal_pointer (&def), FALSE);
       md_manager_add_guest (self, transient);
       guest = transient;
     }
@@ -767,6 +827,7 @@ on_caps_probed (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
 
   self->caps = md_qemu_caps_probe_finish (result, &error);
+  self->host.caps = self->caps;
   if (self->caps == NULL)
     {
       g_task_return_error (task, g_steal_pointer (&error));

@@ -101,7 +101,7 @@ on_save_started (GObject *source, GAsyncResult *result, gpointer user_data)
 void
 md_save_all_async (MdManager *manager, GAsyncReadyCallback callback, gpointer user_data)
 {
-  g_autoptr (GPtrArray) guests = md_manager_list_guests (manager);
+  g_autoptr (GList) guests = md_manager_list_guests (manager);
   g_autoptr (GVariant) options = g_variant_ref_sink (g_variant_new ("a{sv}", NULL));
   SaveAll *all = g_new0 (SaveAll, 1);
 
@@ -109,9 +109,9 @@ md_save_all_async (MdManager *manager, GAsyncReadyCallback callback, gpointer us
   all->saved = g_string_new (NULL);
   all->task = g_task_new (manager, NULL, callback, user_data);
   all->pending = 1; /* released below, once every save has started */
-  for (guint i = 0; i < guests->len; i++)
+  for (GList *l = guests; l != NULL; l = l->next)
     {
-      MdGuest *guest = g_ptr_array_index (guests, i);
+      MdGuest *guest = l->data;
       MdGuestState state = md_guest_get_state (guest);
       SaveOne *one;
 

@@ -412,7 +412,7 @@ pick_guest (Restore *restore, const MdDomain *def, GError **error)
     }
   if (guest == NULL)
     {
-      guest = md_guest_new (manager, md_domain_copy (def), FALSE);
+      guest = md_guest_new (md_manager_get_host (manager), md_domain_copy (def), FALSE);
       md_manager_add_guest (manager, guest);
       restore->created = TRUE;
       restore->guest = guest;

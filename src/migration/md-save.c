@@ -116,9 +116,7 @@ host_name (Save *save)
 char *
 md_save_managed_path (MdManager *manager, const char *name)
 {
-  g_autofree char *file = g_strdup_printf ("%s.save", name);
-
-  return g_build_filename (md_manager_get_config (manager)->state_dir, "save", file, NULL);
+  return md_guest_managed_save_path (md_manager_get_config (manager), name);
 }
 
 GSubprocess *
@@ -689,7 +687,8 @@ on_file_created (GObject *source, GAsyncResult *result, gpointer user_data)
       save_unref (save);
       return;
     }
-  md_manager_add_migration (save->manager, save->migration);
+  md_manager_add_migration (save->manager, md_migration_get_object_path (save->migration),
+                            MD_DBUS_MIGRATION1 (save->migration));
   g_task_return_pointer (caller, g_object_ref (save->migration), g_object_unref);
   g_object_unref (caller);
   start_stream (save);
@@ -719,35 +718,59 @@ control_cancel (gpointer engine, GError **error)
   return TRUE;
 }
 
-static void
-on_param_set (GObject *source, GAsyncResult *result, gpointer user_data)
+typedef struct
 {
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, NULL);
+  Save *save;
+  guint64 value;
+  MdMigrationTuned done;
+  gpointer user_data;
+} Tuning;
+
+static void
+on_bandwidth_set (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Tuning *t = user_data;
+  GError *error = NULL;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+
+  if (node != NULL)
+    md_migration_set_bandwidth_property (t->save->migration, t->value);
+  t->done (error, t->user_data);
+  save_unref (t->save);
+  g_free (t);
 }
 
 static gboolean
-control_set_bandwidth (gpointer engine, guint64 bps, GError **error)
+control_set_bandwidth (gpointer engine, guint64 bps, MdMigrationTuned done, gpointer user_data,
+                       GError **error)
 {
   Save *save = engine;
   MdQmp *qmp = md_guest_get_qmp (save->guest);
   g_autoptr (JsonObject) args = json_object_new ();
+  Tuning *t;
 
-  if (qmp == NULL || bps > G_MAXINT64)
+  if (qmp == NULL || save->finishing || bps > G_MAXINT64)
     {
-      g_set_error (error, MD_ERROR,
-                   qmp == NULL ? MD_ERROR_INVALID_STATE : MD_ERROR_INVALID_ARGUMENT,
-                   "cannot change the bandwidth of this save now");
+      g_set_error (
+          error, MD_ERROR,
+          qmp == NULL || save->finishing ? MD_ERROR_INVALID_STATE : MD_ERROR_INVALID_ARGUMENT,
+          "cannot change the bandwidth of the save of %s now", md_guest_get_name (save->guest));
       return FALSE;
     }
   json_object_set_int_member (args, "max-bandwidth",
                               bps > 0 ? (gint64) bps : G_GINT64_CONSTANT (1) << 40);
-  md_qmp_execute_async (qmp, "migrate-set-parameters", args, NULL, on_param_set, NULL);
-  md_migration_set_bandwidth_property (save->migration, bps);
+  t = g_new0 (Tuning, 1);
+  t->save = save_ref (save);
+  t->value = bps;
+  t->done = done;
+  t->user_data = user_data;
+  md_qmp_execute_async (qmp, "migrate-set-parameters", args, NULL, on_bandwidth_set, t);
   return TRUE;
 }
 
 static gboolean
-control_set_max_downtime (gpointer engine, guint64 ms, GError **error)
+control_set_max_downtime (gpointer engine, guint64 ms, MdMigrationTuned done, gpointer user_data,
+                          GError **error)
 {
   g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
                "a save stops the guest's CPUs first, so there is no downtime to limit");

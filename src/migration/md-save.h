@@ -10,6 +10,7 @@
 #include "common/md-options.h"
 #include "daemon/md-guest.h"
 #include "daemon/md-manager.h"
+#include "md-migration.h"
 
 G_BEGIN_DECLS
 
