@@ -97,6 +97,12 @@ def qmp_socket_of(pid):
         match = re.search(r"id=charmonitor,path=([^,]+)", arg)
         if match:
             return match.group(1)
+    # The daemon binds the QMP socket itself and hands QEMU the listening
+    # descriptor (fd=3): the socket is <runtime dir>/<name>.qmp, next to
+    # the -pidfile.
+    if any(re.search(r"id=charmonitor,fd=\d+", arg) for arg in args) and "-pidfile" in args:
+        pidfile = args[args.index("-pidfile") + 1]
+        return pidfile[: -len(".pid")] + ".qmp"
     raise AssertionError("QEMU %d has no QMP socket on its command line: %s" % (pid, args))
 
 
