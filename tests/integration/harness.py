@@ -151,15 +151,20 @@ class Bus:
 
 
 class MockPolkit:
-    """python-dbusmock's polkitd template: allows exactly the actions set."""
+    """python-dbusmock's polkitd template: allows exactly the actions set.
+    @wait False: the caller calls wait() (to start several at once)."""
 
-    def __init__(self, bus, scratch):
+    def __init__(self, bus, scratch, wait=True):
         self.log = open(scratch.join("polkit-mock.log"), "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dbusmock", "--system", "--template", "polkitd"],
             stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ))
-        wait_until(lambda: bus.name_has_owner("org.freedesktop.PolicyKit1"), what="mock polkitd")
         self.bus = bus
+        if wait:
+            self.wait()
+
+    def wait(self):
+        wait_until(lambda: self.bus.name_has_owner("org.freedesktop.PolicyKit1"), what="mock polkitd")
 
     def set_allowed(self, actions):
         self.bus.connection.call_sync(
@@ -260,12 +265,15 @@ class Daemon:
         self.proc = subprocess.Popen(self.argv(), stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)
         if wait:
-            timeout = 120 if os.environ.get("VALGRIND") == "1" else 30
-            wait_until(lambda: self._owns_name() or self.proc.poll() is not None,
-                       timeout=timeout, what="migrationd to own " + BUS_NAME)
-            if self.proc.poll() is not None:
-                raise AssertionError("migrationd exited with %d:\n%s" % (self.proc.returncode,
-                                                                          self.read_log()))
+            self.wait_started()
+
+    def wait_started(self):
+        """Until the daemon owns its bus name (it exited: an error)."""
+        timeout = 120 if os.environ.get("VALGRIND") == "1" else 30
+        wait_until(lambda: self._owns_name() or self.proc.poll() is not None,
+                   timeout=timeout, what="migrationd to own " + BUS_NAME)
+        if self.proc.poll() is not None:
+            raise AssertionError("migrationd exited with %d:\n%s" % (self.proc.returncode, self.read_log()))
 
     def _owns_name(self):
         if not self.bus.name_has_owner(BUS_NAME):
