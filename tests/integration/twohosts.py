@@ -319,9 +319,24 @@ class Host:
         return guest_name + ".xml" in self.definition_files()
 
     def qemu_pids(self):
-        """This host's QEMUs: their command line holds <scratch>/<host>/
-        (QMP socket and pidfile in the runtime directory)."""
-        return harness.qemu_pids_in(self.dir + os.sep)
+        """This host's QEMUs: as root, those in this host's network
+        namespace; without namespaces, those whose environment names this
+        host's bus (inherited from its daemon)."""
+        if self.netns:
+            try:
+                ns = os.stat("/run/netns/" + self.netns).st_ino
+            except FileNotFoundError:
+                return []
+            pids = []
+            for pid in harness.qemu_processes():
+                try:
+                    if os.stat("/proc/%d/ns/net" % pid).st_ino == ns:
+                        pids.append(pid)
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+            return sorted(pids)
+        return sorted(pid for pid, (_cmdline, environ) in harness.qemu_processes().items()
+                      if self.busdir.path + os.sep in environ)
 
     def run_in_netns(self, argv, **kwargs):
         if self.netns:
