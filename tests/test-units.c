@@ -110,6 +110,10 @@ test_config_errors (void)
     { "[peer a:b]\naddress=x\n", "one word" },
     { "[peer beta]\ndn=CN=b\n", "missing key 'address'" },
     { "not a key file", "cannot read configuration" },
+    { "[storage]\nimage-dirs=images\n", "not an absolute path" },
+    { "[storage]\nreuse-existing-images=maybe\n", "reuse-existing-images" },
+    { "[storage]\nfs-check-timeout=0\n", "fs-check-timeout" },
+    { "[storage]\nimages=/x\n", "unknown key 'images'" },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
@@ -137,11 +141,11 @@ test_auth_table_is_complete (void)
     md_dbus_guest1_interface_info (),
     md_dbus_migration1_interface_info (),
   };
-  const char *changing[] = { "DefineGuest",    "CreateGuest",   "AddPeer",  "RemovePeer",
-                             "Start",          "Shutdown",      "Destroy",  "Pause",
-                             "Resume",         "Reset",         "Undefine", "Migrate",
-                             "Save",           "Restore",       "Cancel",   "SetBandwidth",
-                             "SetMaxDowntime", "StartPostcopy", NULL };
+  const char *changing[] = { "DefineGuest",  "CreateGuest",    "AddPeer",       "RemovePeer",
+                             "Start",        "Shutdown",       "Destroy",       "Pause",
+                             "Resume",       "Reset",          "Undefine",      "Migrate",
+                             "Save",         "Restore",        "ManagedSave",   "Cancel",
+                             "SetBandwidth", "SetMaxDowntime", "StartPostcopy", NULL };
 
   for (guint i = 0; i < G_N_ELEMENTS (infos); i++)
     for (guint m = 0; infos[i]->methods[m] != NULL; m++)

@@ -28,12 +28,21 @@ typedef struct
   guint shutdown_timeout;
   guint peer_timeout; /* s without a sign of life from a peer daemon */
   char *accelerator;  /* auto, kvm, tcg */
+  /* keep: guests run on when the daemon stops; managed-save: the daemon
+   * managed-saves its running persistent guests when it stops and
+   * restores them when it starts again (host shutdown and boot). */
+  char *on_stop;
   char *qemu_binary;
 
   /* [tls] */
   char *tls_dir;
   GStrv allowed_dns;
   guint handshake_timeout;
+
+  /* [storage] */
+  GStrv image_dirs; /* empty: <state_dir>/images (md_config_get_image_dirs) */
+  gboolean reuse_existing_images;
+  guint fs_check_timeout; /* seconds a file-system check may take */
 
   /* [peer NAME] groups */
   GPtrArray *peers; /* MdConfigPeer */
@@ -46,6 +55,9 @@ typedef struct
 MdConfig *md_config_load (const char *path, GError **error);
 MdConfig *md_config_new_default (void);
 void md_config_free (MdConfig *config);
+/* The directories incoming disk images may live in: [storage] image-dirs,
+ * or <state_dir>/images when none are configured (transfer full). */
+GStrv md_config_get_image_dirs (const MdConfig *config);
 const MdConfigPeer *md_config_find_peer (const MdConfig *config, const char *name);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdConfig, md_config_free)
