@@ -10,8 +10,6 @@
 #include "qemu/md-qemu-caps.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <gio/gunixsocketaddress.h>
 #include <glib/gstdio.h>
 #include <sys/wait.h>
 
@@ -396,23 +394,8 @@ log_dir (MdGuest *self)
   return g_build_filename (self->host->config->state_dir, "log", NULL);
 }
 
-/* QEMU's QMP socket, bound and listening before QEMU starts (QEMU gets
- * it as this descriptor): the daemon's connect succeeds at once and the
- * greeting comes as soon as QEMU is up, with no retry loop. */
+/* QEMU gets its QMP socket, bound and listening, as this descriptor. */
 #define QMP_CHILD_FD 3
-
-static int
-listen_qmp (const char *path, GError **error)
-{
-  g_autoptr (GSocket) sock =
-      g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT, error);
-  g_autoptr (GSocketAddress) address = g_unix_socket_address_new (path);
-
-  if (sock == NULL || !g_socket_bind (sock, address, FALSE, error)
-      || !g_socket_listen (sock, error))
-    return -1;
-  return fcntl (g_socket_get_fd (sock), F_DUPFD_CLOEXEC, QMP_CHILD_FD + 1);
-}
 
 static void start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incoming,
                             GCancellable *cancellable, GAsyncReadyCallback callback,
@@ -520,7 +503,7 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   g_message ("guest %s: starting %s", self->def->name, argv_line);
   self->busy = "starting";
   self->stop_requested = FALSE;
-  qmp_fd = listen_qmp (self->qmp_path, &error);
+  qmp_fd = md_qemu_listen_qmp (self->qmp_path, QMP_CHILD_FD + 1, &error);
   if (qmp_fd < 0)
     {
       g_prefix_error (&error, "host %s: guest %s: QMP socket %s: ", host_name (self),

@@ -8,6 +8,8 @@
  * connection triggers an immediate check. */
 #include "config.h"
 
+#include <gio/gunixsocketaddress.h>
+
 #include "md-qemu.h"
 
 #include "common/md-error.h"
@@ -944,4 +946,17 @@ md_qemu_process_init (MdQemuProcess *self)
 {
   self->pidfd = -1;
   self->wait_status = -1;
+}
+
+int
+md_qemu_listen_qmp (const char *path, int min_fd, GError **error)
+{
+  g_autoptr (GSocket) sock =
+      g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT, error);
+  g_autoptr (GSocketAddress) address = g_unix_socket_address_new (path);
+
+  if (sock == NULL || !g_socket_bind (sock, address, FALSE, error)
+      || !g_socket_listen (sock, error))
+    return -1;
+  return fcntl (g_socket_get_fd (sock), F_DUPFD_CLOEXEC, min_fd);
 }

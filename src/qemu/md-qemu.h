@@ -34,6 +34,12 @@ MdQemuProcess *md_qemu_spawn_full (const char *const *argv, const char *log_path
                                    const int *source_fds, const int *target_fds, guint n_fds,
                                    GError **error);
 
+/* A unix socket bound to @path and listening, as a close-on-exec
+ * descriptor >= @min_fd (-1 with @error): QEMU inherits it for QMP
+ * (-chardev socket,fd=N,server=on), so the daemon's connect succeeds at
+ * once and the greeting comes as soon as QEMU is up, with no retry loop. */
+int md_qemu_listen_qmp (const char *path, int min_fd, GError **error);
+
 /* Adopt a QEMU started by an earlier instance of the daemon. The PID is only
  * trusted if /proc/<pid>/cmdline has "-uuid <expected_uuid>" (the PID may
  * have been reused by an unrelated process) and the process is alive (not a
