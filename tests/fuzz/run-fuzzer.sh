@@ -9,4 +9,4 @@ shift 2
 work=$(mktemp -d "${TMPDIR:-/tmp}/md-fuzz-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-"$fuzzer" -seed=1 -max_len=65536 -timeout=20 -rss_limit_mb=2048 "$@" "$work" "$seeds"
+"$fuzzer" -seed=1 -max_len=65536 -timeout=60 -rss_limit_mb=2048 "$@" "$work" "$seeds"
