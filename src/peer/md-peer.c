@@ -1472,8 +1472,8 @@ md_peer_listener_set_allowed_dns (MdPeerListener *self, const char *const *allow
 
 /* A TLS client speaks first. With TCP_DEFER_ACCEPT the kernel hands us a
  * connection when its first bytes arrive, so a real peer is never
- * "silent" when admit() looks, and a silent one reaches us only after the
- * handshake timeout (then admit() and the timeout deal with it). */
+ * "silent" when admit() looks, and a silent one reaches us only after a
+ * few seconds (then admit() and the handshake timeout deal with it). */
 static void
 on_listener_event (GSocketListener *listener, GSocketListenerEvent event, GSocket *socket,
                    gpointer user_data)
@@ -1482,8 +1482,8 @@ on_listener_event (GSocketListener *listener, GSocketListenerEvent event, GSocke
   g_autoptr (GError) error = NULL;
 
   if (event == G_SOCKET_LISTENER_BOUND
-      && !g_socket_set_option (socket, IPPROTO_TCP, TCP_DEFER_ACCEPT, (gint) self->cfg->timeout,
-                               &error))
+      && !g_socket_set_option (socket, IPPROTO_TCP, TCP_DEFER_ACCEPT,
+                               (gint) MIN (self->cfg->timeout, 5), &error))
     g_warning ("peer listener: cannot set TCP_DEFER_ACCEPT: %s", error->message);
 }
 
