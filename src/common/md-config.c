@@ -30,6 +30,7 @@ md_config_new_default (void)
   config->migration_port_max = 49215;
   config->migration_keep_seconds = 600;
   config->shutdown_timeout = 120;
+  config->peer_timeout = 30;
   config->accelerator = g_strdup ("auto");
   config->qemu_binary = g_strdup (MD_QEMU_BINARY);
   config->tls_dir = g_build_filename (MD_SYSCONFDIR, "tls", NULL);
@@ -97,6 +98,7 @@ static const KeyDesc known_keys[] = {
   { "daemon", "migration-port-max", KEY_PORT, OFF (migration_port_max), 1, 65535 },
   { "daemon", "migration-keep-seconds", KEY_UINT, OFF (migration_keep_seconds), 0, 86400 * 7 },
   { "daemon", "shutdown-timeout", KEY_UINT, OFF (shutdown_timeout), 1, 3600 },
+  { "daemon", "peer-timeout", KEY_UINT, OFF (peer_timeout), 2, 3600 },
   { "daemon", "accelerator", KEY_STRING, OFF (accelerator), 0, 0 },
   { "daemon", "qemu-binary", KEY_STRING, OFF (qemu_binary), 0, 0 },
   { "tls", "directory", KEY_STRING, OFF (tls_dir), 0, 0 },

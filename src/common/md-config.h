@@ -26,7 +26,8 @@ typedef struct
   guint16 migration_port_max;
   guint migration_keep_seconds;
   guint shutdown_timeout;
-  char *accelerator; /* auto, kvm, tcg */
+  guint peer_timeout; /* s without a sign of life from a peer daemon */
+  char *accelerator;  /* auto, kvm, tcg */
   char *qemu_binary;
 
   /* [tls] */

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "daemon/md-guest.h"
+#include "md-migration.h"
 #include "daemon/md-manager.h"
 #include "common/md-options.h"
 
@@ -14,9 +15,5 @@ G_BEGIN_DECLS
  * when nothing was started. */
 MdMigration *md_migration_source_start (MdManager *manager, MdGuest *guest, const char *destination,
                                         GVariant *options, guint owner_uid, GError **error);
-
-/* The migrate-set-capabilities arguments for @opts; both ends of a
- * migration set the same ones. */
-JsonObject *md_migration_capabilities_args (const MdMigrateOptions *opts);
 
 G_END_DECLS

@@ -125,6 +125,18 @@ md_migration_set_statistic (MdMigration *self, const char *key, GVariant *value)
   g_hash_table_insert (self->statistics, g_strdup (key), g_variant_ref_sink (value));
 }
 
+void
+md_migration_mark_time (MdMigration *self, const char *event)
+{
+  g_autofree char *key = g_strdup_printf ("time-%s-ms", event);
+
+  if (g_hash_table_contains (self->statistics, key))
+    return; /* the first time counts */
+  md_migration_set_statistic (
+      self, key,
+      g_variant_new_uint64 ((guint64) (g_get_monotonic_time () - self->start_monotonic) / 1000));
+}
+
 static gboolean
 check_controllable (MdMigration *self, GDBusMethodInvocation *invocation, const char *what)
 {
@@ -398,6 +410,22 @@ md_migration_set_running_state (MdMigration *self, const char *state)
 }
 
 void
+md_migration_set_needs_attention (MdMigration *self, const GError *error)
+{
+  MdDbusMigration1 *iface = MD_DBUS_MIGRATION1 (self);
+  g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_FAILED);
+
+  if (self->finished)
+    return;
+  md_dbus_migration1_set_state (iface, "needs-attention");
+  md_dbus_migration1_set_error_name (iface, md_error_code_to_dbus_name (converted->code));
+  md_dbus_migration1_set_error_message (iface, converted->message);
+  g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self));
+  g_warning ("migration %s of %s needs attention: %s", self->object_path,
+             md_dbus_migration1_get_guest_name (iface), converted->message);
+}
+
+void
 md_migration_set_bandwidth_property (MdMigration *self, guint64 bytes_per_second)
 {
   md_dbus_migration1_set_bandwidth (MD_DBUS_MIGRATION1 (self), bytes_per_second);
@@ -436,7 +464,7 @@ on_keep_expired (gpointer user_data)
   MdMigration *self = user_data;
 
   self->keep_id = 0;
-  md_manager_forget_migration (self->manager, self);
+  md_manager_forget_migration (self->manager, self->object_path);
   return G_SOURCE_REMOVE;
 }
 
@@ -483,7 +511,9 @@ md_migration_complete (MdMigration *self, const GError *error, guint64 downtime_
       md_dbus_migration1_set_progress (iface, 1.0);
       md_dbus_migration1_set_progress_valid (iface, TRUE);
     }
-  md_dbus_migration1_set_phase (iface, "done");
+  /* A failed migration keeps showing the phase it failed in. */
+  if (self->error == NULL)
+    md_dbus_migration1_set_phase (iface, "done");
   md_dbus_migration1_set_state (iface, state);
   md_dbus_migration1_set_error_name (iface, name);
   md_dbus_migration1_set_error_message (iface, message);

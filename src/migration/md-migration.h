@@ -66,6 +66,10 @@ void md_migration_set_peer (MdMigration *self, const char *peer);
 void md_migration_set_phase (MdMigration *self, const char *phase);
 /* queued, running, postcopy (completed/failed/cancelled via _complete). */
 void md_migration_set_running_state (MdMigration *self, const char *state);
+/* The daemon cannot prove which copy of the guest is the only one: State
+ * "needs-attention" with @error saying what was left and why; the object
+ * stays until an admin resolves it (or a later resolution completes it). */
+void md_migration_set_needs_attention (MdMigration *self, const GError *error);
 void md_migration_set_bandwidth_property (MdMigration *self, guint64 bytes_per_second);
 void md_migration_set_max_downtime_property (MdMigration *self, guint64 ms);
 
@@ -74,6 +78,10 @@ void md_migration_set_max_downtime_property (MdMigration *self, guint64 ms);
 void md_migration_update_stats (MdMigration *self, const MdMigrationStats *stats);
 /* Extra counters for GetStatistics (QEMU's own figures). */
 void md_migration_set_statistic (MdMigration *self, const char *key, GVariant *value);
+/* Statistic "time-@event-ms": ms from the start of this Migration1 to now,
+ * set once (the first call counts). bench/migrate-bench.py splits the
+ * fixed cost of a migration into phases with them. */
+void md_migration_mark_time (MdMigration *self, const char *event);
 
 /* Records the outcome (@error NULL on success; the first error wins, later
  * ones passed here are kept as detail), flushes the properties, emits

@@ -119,6 +119,7 @@ check_finish (GVariant *parameters, GError **error)
   static const MdOptionSpec finish_specs[] = {
     { "error-name", "s" },
     { "error-message", "s" },
+    { "token", "s" }, /* admission: proves a reconnecting source prepared it */
     { NULL, NULL },
   };
   const char *id;
@@ -138,6 +139,15 @@ check_abort (GVariant *parameters, GError **error)
   g_variant_get (parameters, "(&s&s)", &id, &reason);
   return check_string ("Abort", "migration_id", id, MD_PEER_ID_MAX, FALSE, error)
          && check_string ("Abort", "reason", reason, MD_PEER_REASON_MAX, TRUE, error);
+}
+
+static gboolean
+check_resolve (GVariant *parameters, GError **error)
+{
+  const char *id;
+
+  g_variant_get (parameters, "(&s)", &id);
+  return check_string ("Resolve", "migration_id", id, MD_PEER_ID_MAX, FALSE, error);
 }
 
 static gboolean
@@ -177,7 +187,7 @@ md_peer_check_call (const char *method, GVariant *parameters, GError **error)
   } calls[] = {
     { "Hello", "(ussa{sv})", check_hello },  { "Prepare", "(ssa{sv})", check_prepare },
     { "Finish", "(sba{sv})", check_finish }, { "Abort", "(ss)", check_abort },
-    { "CheckPaths", "(as)", check_paths },
+    { "CheckPaths", "(as)", check_paths },   { "Resolve", "(s)", check_resolve },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (calls); i++)

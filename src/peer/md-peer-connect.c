@@ -442,7 +442,7 @@ on_client_dbus_ready (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   op->conn = md_peer_connection_new_internal (dbus, op->address, op->server_dn, FALSE,
-                                              op->cfg->max_message_size);
+                                              op->cfg->max_message_size, op->cfg->liveness_timeout);
   op->stage = "Peer1 setup";
   md_dbus_peer1_proxy_new (dbus,
                            G_DBUS_PROXY_FLAGS_DO_NOT_LOAD_PROPERTIES

@@ -28,6 +28,7 @@ typedef struct
   char *host_name;
   guint timeout;
   gsize max_message_size;
+  guint liveness_timeout; /* s */
 } MdPeerConfig;
 
 MdPeerConfig *md_peer_config_new (const MdPeerTlsConfig *in);
@@ -50,7 +51,7 @@ gboolean md_peer_allow_anonymous_only (GDBusAuthObserver *observer, const char *
 
 MdPeerConnection *md_peer_connection_new_internal (GDBusConnection *dbus, const char *address,
                                                    const char *dn, gboolean incoming,
-                                                   gsize max_message_size);
+                                                   gsize max_message_size, guint liveness_timeout);
 void md_peer_connection_set_identity (MdPeerConnection *self, guint version, const char *uuid,
                                       const char *name, GVariant *info);
 void md_peer_connection_set_proxy (MdPeerConnection *self, MdDbusPeer1 *proxy);

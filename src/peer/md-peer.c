@@ -11,6 +11,7 @@
 #include "common/md-error.h"
 #include "md-peer-private.h"
 #include "md-peer-check.h"
+#include "md-peer-liveness.h"
 
 #include <gnutls/x509.h>
 #include <string.h>
@@ -46,6 +47,7 @@ md_peer_config_new (const MdPeerTlsConfig *in)
   cfg->timeout = in->handshake_timeout ? in->handshake_timeout : MD_PEER_DEFAULT_HANDSHAKE_TIMEOUT;
   cfg->max_message_size =
       in->max_message_size ? in->max_message_size : MD_PEER_DEFAULT_MAX_MESSAGE_SIZE;
+  cfg->liveness_timeout = in->peer_timeout ? in->peer_timeout : MD_PEER_DEFAULT_LIVENESS_TIMEOUT;
   return cfg;
 }
 
@@ -254,6 +256,7 @@ struct _MdPeerConnection
   GDBusInterfaceSkeleton *skeleton; /* incoming */
   MdPeerListener *listener;         /* incoming, weak */
   guint hello_timeout_id;           /* incoming, until Hello */
+  MdPeerLiveness *liveness;         /* keepalives, until closed */
 };
 
 enum
@@ -287,6 +290,7 @@ connection_mark_closed (MdPeerConnection *self)
   if (self->closed)
     return;
   self->closed = TRUE;
+  g_clear_pointer (&self->liveness, md_peer_liveness_stop);
   g_clear_handle_id (&self->hello_timeout_id, g_source_remove);
   if (self->skeleton != NULL)
     unexport_skeleton (self);
@@ -312,6 +316,7 @@ md_peer_connection_dispose (GObject *object)
 {
   MdPeerConnection *self = MD_PEER_CONNECTION (object);
 
+  g_clear_pointer (&self->liveness, md_peer_liveness_stop);
   g_clear_handle_id (&self->hello_timeout_id, g_source_remove);
   if (self->skeleton != NULL)
     {
@@ -357,9 +362,22 @@ md_peer_connection_class_init (MdPeerConnectionClass *klass)
       "closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 0);
 }
 
+/* The peer said nothing for the whole timeout; md-peer-liveness closed
+ * the GDBus connection, but its "closed" signal waits for the stream to
+ * close: say it now. */
+static void
+on_peer_dead (const char *reason, gpointer user_data)
+{
+  MdPeerConnection *self = user_data;
+
+  g_object_ref (self);
+  connection_mark_closed (self);
+  g_object_unref (self);
+}
+
 MdPeerConnection *
 md_peer_connection_new_internal (GDBusConnection *dbus, const char *address, const char *dn,
-                                 gboolean incoming, gsize max_message_size)
+                                 gboolean incoming, gsize max_message_size, guint liveness_timeout)
 {
   MdPeerConnection *self = g_object_new (MD_TYPE_PEER_CONNECTION, NULL);
 
@@ -369,6 +387,7 @@ md_peer_connection_new_internal (GDBusConnection *dbus, const char *address, con
   self->incoming = incoming;
   self->closed_id = g_signal_connect (dbus, "closed", G_CALLBACK (on_dbus_closed), self);
   add_size_filter (dbus, max_message_size, address);
+  self->liveness = md_peer_liveness_start (dbus, address, liveness_timeout, on_peer_dead, self);
   return self;
 }
 
@@ -517,6 +536,7 @@ enum
   SIGNAL_HANDLE_FINISH,
   SIGNAL_HANDLE_ABORT,
   SIGNAL_HANDLE_CHECK_PATHS,
+  SIGNAL_HANDLE_RESOLVE,
   N_SIGNALS
 };
 
@@ -833,9 +853,27 @@ skeleton_handle_check_paths (MdDbusPeer1 *object, GDBusMethodInvocation *invocat
   return TRUE;
 }
 
+static gboolean
+skeleton_handle_resolve (MdDbusPeer1 *object, GDBusMethodInvocation *invocation,
+                         const char *migration_id)
+{
+  MdPeerSkeleton *self = MD_PEER_SKELETON (object);
+  MdPeerListener *listener = skeleton_gate (self, invocation);
+  gboolean handled = FALSE;
+
+  if (listener == NULL)
+    return TRUE;
+  g_signal_emit (listener, signals[SIGNAL_HANDLE_RESOLVE], 0, self->conn, invocation, migration_id,
+                 &handled);
+  if (!handled)
+    not_handled (self, invocation);
+  return TRUE;
+}
+
 static void
 md_peer_skeleton_iface_init (MdDbusPeer1Iface *iface)
 {
+  iface->handle_resolve = skeleton_handle_resolve;
   iface->handle_hello = skeleton_handle_hello;
   iface->handle_prepare = skeleton_handle_prepare;
   iface->handle_finish = skeleton_handle_finish;
@@ -1041,7 +1079,8 @@ on_server_dbus_ready (GObject *source, GAsyncResult *result, gpointer user_data)
 
   cert = g_tls_connection_get_peer_certificate (G_TLS_CONNECTION (in->tls));
   dn = cert ? md_peer_cert_subject_dn (cert) : NULL;
-  conn = md_peer_connection_new_internal (dbus, in->address, dn, TRUE, self->cfg->max_message_size);
+  conn = md_peer_connection_new_internal (dbus, in->address, dn, TRUE, self->cfg->max_message_size,
+                                          self->cfg->liveness_timeout);
   g_set_weak_pointer (&conn->listener, self);
 
   skeleton = g_object_new (MD_TYPE_PEER_SKELETON, NULL);
@@ -1386,6 +1425,9 @@ md_peer_listener_class_init (MdPeerListenerClass *klass)
   signals[SIGNAL_HANDLE_CHECK_PATHS] = g_signal_new (
       "handle-check-paths", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL,
       NULL, G_TYPE_BOOLEAN, 3, MD_TYPE_PEER_CONNECTION, G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRV);
+  signals[SIGNAL_HANDLE_RESOLVE] = g_signal_new (
+      "handle-resolve", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL, NULL,
+      G_TYPE_BOOLEAN, 3, MD_TYPE_PEER_CONNECTION, G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING);
 }
 
 GTlsDatabase *

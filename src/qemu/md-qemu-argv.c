@@ -757,8 +757,13 @@ md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError *
   {
     g_autofree char *qmp = qo (opts->qmp_socket);
 
-    add2 (&b, "-chardev",
-          g_strdup_printf ("socket,id=charmonitor,path=%s,server=on,wait=off", qmp));
+    if (opts->qmp_listen_fd > 0)
+      add2 (
+          &b, "-chardev",
+          g_strdup_printf ("socket,id=charmonitor,fd=%d,server=on,wait=off", opts->qmp_listen_fd));
+    else
+      add2 (&b, "-chardev",
+            g_strdup_printf ("socket,id=charmonitor,path=%s,server=on,wait=off", qmp));
   }
   add2 (&b, "-mon", g_strdup ("chardev=charmonitor,id=monitor,mode=control"));
   {

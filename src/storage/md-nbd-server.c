@@ -6,6 +6,10 @@
 #include "qemu/md-qemu.h"
 
 #include <glib/gstdio.h>
+#include <unistd.h>
+
+/* Where the server finds an inherited listening socket. */
+#define LISTEN_FD 3
 
 struct _MdNbdServer
 {
@@ -114,11 +118,18 @@ build_argv (const MdNbdServerOptions *o, const char *qmp_path)
           json_builder_set_member_name (server, "addr");
           json_builder_begin_object (server);
           json_builder_set_member_name (server, "type");
-          json_builder_add_string_value (server, o->unix_path != NULL ? "unix" : "inet");
+          json_builder_add_string_value (server, o->unix_path != NULL       ? "unix"
+                                                 : o->listen_socket != NULL ? "fd"
+                                                                            : "inet");
           if (o->unix_path != NULL)
             {
               json_builder_set_member_name (server, "path");
               json_builder_add_string_value (server, o->unix_path);
+            }
+          else if (o->listen_socket != NULL)
+            {
+              json_builder_set_member_name (server, "str");
+              json_builder_add_string_value (server, G_STRINGIFY (LISTEN_FD));
             }
           else
             {
@@ -198,7 +209,16 @@ md_nbd_server_start_async (const MdNbdServerOptions *options, GCancellable *canc
   log_path = g_strdup_printf ("%s/%s-nbd.log", options->runtime_dir, options->id);
   g_unlink (server->qmp_path);
   argv = build_argv (options, server->qmp_path);
-  server->proc = md_qemu_spawn ((const char *const *) argv, log_path, &error);
+  if (options->listen_socket != NULL && options->unix_path == NULL)
+    {
+      int source_fd = dup (g_socket_get_fd (options->listen_socket));
+      int target_fd = LISTEN_FD;
+
+      server->proc = md_qemu_spawn_full ((const char *const *) argv, log_path, &source_fd,
+                                         &target_fd, 1, &error);
+    }
+  else
+    server->proc = md_qemu_spawn ((const char *const *) argv, log_path, &error);
   if (server->proc == NULL)
     {
       g_task_return_new_error (task, MD_ERROR, MD_ERROR_STORAGE_FAILED,
