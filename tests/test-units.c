@@ -110,6 +110,10 @@ test_config_errors (void)
     { "[peer a:b]\naddress=x\n", "one word" },
     { "[peer beta]\ndn=CN=b\n", "missing key 'address'" },
     { "not a key file", "cannot read configuration" },
+    { "[storage]\nimage-dirs=images\n", "not an absolute path" },
+    { "[storage]\nreuse-existing-images=maybe\n", "reuse-existing-images" },
+    { "[storage]\nfs-check-timeout=0\n", "fs-check-timeout" },
+    { "[storage]\nimages=/x\n", "unknown key 'images'" },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)

@@ -36,6 +36,8 @@ md_config_new_default (void)
   config->tls_dir = g_build_filename (MD_SYSCONFDIR, "tls", NULL);
   config->allowed_dns = g_new0 (char *, 1);
   config->handshake_timeout = 10;
+  config->image_dirs = g_new0 (char *, 1);
+  config->fs_check_timeout = 20;
   config->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) md_config_peer_free);
   return config;
 }
@@ -54,8 +56,20 @@ md_config_free (MdConfig *config)
   g_free (config->qemu_binary);
   g_free (config->tls_dir);
   g_strfreev (config->allowed_dns);
+  g_strfreev (config->image_dirs);
   g_ptr_array_unref (config->peers);
   g_free (config);
+}
+
+GStrv
+md_config_get_image_dirs (const MdConfig *config)
+{
+  if (config->image_dirs != NULL && config->image_dirs[0] != NULL)
+    return g_strdupv (config->image_dirs);
+  g_autofree char *dir = g_build_filename (config->state_dir, "images", NULL);
+  char *dirs[] = { dir, NULL };
+
+  return g_strdupv (dirs);
 }
 
 const MdConfigPeer *
@@ -76,6 +90,7 @@ typedef enum
   KEY_PORT,
   KEY_UINT,
   KEY_LIST,
+  KEY_BOOL,
 } KeyType;
 
 typedef struct
@@ -104,6 +119,9 @@ static const KeyDesc known_keys[] = {
   { "tls", "directory", KEY_STRING, OFF (tls_dir), 0, 0 },
   { "tls", "allowed-dns", KEY_LIST, OFF (allowed_dns), 0, 0 },
   { "tls", "handshake-timeout", KEY_UINT, OFF (handshake_timeout), 1, 600 },
+  { "storage", "image-dirs", KEY_LIST, OFF (image_dirs), 0, 0 },
+  { "storage", "reuse-existing-images", KEY_BOOL, OFF (reuse_existing_images), 0, 0 },
+  { "storage", "fs-check-timeout", KEY_UINT, OFF (fs_check_timeout), 1, 3600 },
 };
 
 static const KeyDesc *
@@ -152,6 +170,14 @@ load_key (MdConfig *config, GKeyFile *kf, const char *path, const KeyDesc *desc,
         g_ptr_array_add (items, NULL);
         g_strfreev (*field);
         *field = (char **) g_ptr_array_free (g_steal_pointer (&items), FALSE);
+        return TRUE;
+      }
+    case KEY_BOOL:
+      {
+        gboolean value = g_key_file_get_boolean (kf, desc->group, desc->key, &local_error);
+        if (local_error != NULL)
+          break;
+        *(gboolean *) (base + desc->offset) = value;
         return TRUE;
       }
     case KEY_PORT:
@@ -236,6 +262,14 @@ validate (MdConfig *config, const char *path, GError **error)
                    config->accelerator);
       return FALSE;
     }
+  for (guint i = 0; config->image_dirs[i] != NULL; i++)
+    if (!g_path_is_absolute (config->image_dirs[i]))
+      {
+        g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                     "%s: [storage] image-dirs: '%s' is not an absolute path", path,
+                     config->image_dirs[i]);
+        return FALSE;
+      }
   if (*config->host_name == '\0')
     {
       g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: [daemon] host-name is empty", path);
@@ -276,10 +310,12 @@ md_config_load (const char *path, GError **error)
             return NULL;
           continue;
         }
-      if (!g_str_equal (group, "daemon") && !g_str_equal (group, "tls"))
+      if (!g_str_equal (group, "daemon") && !g_str_equal (group, "tls")
+          && !g_str_equal (group, "storage"))
         {
           g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
-                       "%s: unknown group [%s] (known: [daemon], [tls], [peer NAME])", file, group);
+                       "%s: unknown group [%s] (known: [daemon], [tls], [storage], [peer NAME])",
+                       file, group);
           return NULL;
         }
       keys = g_key_file_get_keys (kf, group, NULL, NULL);

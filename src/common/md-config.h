@@ -35,6 +35,11 @@ typedef struct
   GStrv allowed_dns;
   guint handshake_timeout;
 
+  /* [storage] */
+  GStrv image_dirs; /* empty: <state_dir>/images (md_config_get_image_dirs) */
+  gboolean reuse_existing_images;
+  guint fs_check_timeout; /* seconds a file-system check may take */
+
   /* [peer NAME] groups */
   GPtrArray *peers; /* MdConfigPeer */
 } MdConfig;
@@ -46,6 +51,9 @@ typedef struct
 MdConfig *md_config_load (const char *path, GError **error);
 MdConfig *md_config_new_default (void);
 void md_config_free (MdConfig *config);
+/* The directories incoming disk images may live in: [storage] image-dirs,
+ * or <state_dir>/images when none are configured (transfer full). */
+GStrv md_config_get_image_dirs (const MdConfig *config);
 const MdConfigPeer *md_config_find_peer (const MdConfig *config, const char *name);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdConfig, md_config_free)

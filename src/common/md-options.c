@@ -111,6 +111,7 @@ const MdOptionSpec md_migrate_option_specs[] = {
   { "nbd-port", "q" },
   { "nbd-address", "s" },
   { "verify", "b" },
+  { "reuse-existing-images", "b" },
   { "auth.no_user_interaction", "b" },
   { NULL, NULL },
 };

@@ -178,6 +178,11 @@ release_process (MdGuest *self, MdGuestState final_state)
     g_warning ("guest %s: %s", self->def->name, error->message);
   if (self->qmp_path != NULL)
     g_unlink (self->qmp_path);
+  {
+    g_autofree char *pid_file = g_strdup_printf ("%s.pid", name);
+    g_autofree char *pid_path = g_build_filename (config->runtime_dir, pid_file, NULL);
+    g_unlink (pid_path);
+  }
   g_clear_pointer (&self->live, md_domain_free);
   self->stop_requested = FALSE;
   self->incoming = FALSE;
@@ -493,6 +498,10 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   opts.machine = self->live->os.machine;
   opts.qmp_socket = self->qmp_path;
   opts.qmp_listen_fd = QMP_CHILD_FD;
+  /* With the QMP socket passed as a descriptor, the pidfile is what names
+   * this host's runtime directory on QEMU's command line (and admins'
+   * ps output shows whose QEMU it is). */
+  opts.runtime_dir = config->runtime_dir;
   opts.serial_log_dir = logs;
   opts.sandbox = caps->sandbox;
   argv = md_qemu_build_argv (self->live, &opts, &error);

@@ -380,9 +380,13 @@ md_manager_add_migration (MdManager *self, const char *path, MdDbusMigration1 *m
 void
 md_manager_forget_migration (MdManager *self, const char *path)
 {
-  g_dbus_object_manager_server_unexport (self->object_manager, path);
+  /* @path is usually the migration's own object path: unexporting may
+   * drop the last reference and free it (valgrind saw that). */
+  g_autofree char *copy = g_strdup (path);
+
+  g_dbus_object_manager_server_unexport (self->object_manager, copy);
   for (guint i = 0; i < self->migrations->len; i++)
-    if (g_str_equal (g_ptr_array_index (self->migrations, i), path))
+    if (g_str_equal (g_ptr_array_index (self->migrations, i), copy))
       {
         g_ptr_array_remove_index (self->migrations, i);
         break;

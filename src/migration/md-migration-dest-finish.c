@@ -490,16 +490,32 @@ dest_handle_resolve (MdPeerListener *listener, MdPeerConnection *conn,
   return TRUE;
 }
 
+static void
+on_paths_checked (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GDBusMethodInvocation) invocation = user_data;
+  GError *error = NULL;
+  g_autoptr (GVariant) visible = md_image_admission_check_paths_finish (result, &error);
+
+  if (visible == NULL)
+    {
+      md_error_return (g_steal_pointer (&invocation), error);
+      return;
+    }
+  md_dbus_peer1_complete_check_paths (NULL, g_steal_pointer (&invocation), visible);
+}
+
+/* Answers only for paths inside the image directories, off the main
+ * loop: anything else gets no answer, so a peer cannot probe this host's
+ * files. */
 gboolean
 dest_handle_check_paths (MdPeerListener *listener, MdPeerConnection *conn,
                          GDBusMethodInvocation *invocation, const char *const *paths,
                          MdMigrationDest *dest)
 {
-  GVariantBuilder builder;
+  const char *none[] = { NULL };
 
-  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{sb}"));
-  for (guint i = 0; paths != NULL && paths[i] != NULL; i++)
-    g_variant_builder_add (&builder, "{sb}", paths[i], g_file_test (paths[i], G_FILE_TEST_EXISTS));
-  md_dbus_peer1_complete_check_paths (NULL, invocation, g_variant_builder_end (&builder));
+  md_image_admission_check_paths_async (dest->admission, paths != NULL ? paths : none,
+                                        on_paths_checked, g_object_ref (invocation));
   return TRUE;
 }

@@ -7,6 +7,7 @@
 #include "md-incoming-owner.h"
 #include "md-migration-dest.h"
 #include "md-migration-machine.h"
+#include "storage/md-image-admission.h"
 #include "storage/md-nbd-server.h"
 
 G_BEGIN_DECLS
@@ -20,7 +21,8 @@ struct _MdMigrationDest
 {
   MdManager *manager;
   MdPeerListener *listener;
-  GHashTable *incoming; /* "owner DN\nmigration id" -> Incoming */
+  MdImageAdmission *admission; /* which files incoming migrations may touch */
+  GHashTable *incoming;        /* "owner DN\nmigration id" -> Incoming */
   gulong handler_ids[5];
 };
 

@@ -17,6 +17,7 @@
 #include "md-incoming-owner.h"
 #include "qemu/md-qemu-argv.h"
 #include "storage/md-nbd-server.h"
+#include "storage/md-image-admission.h"
 #include "storage/md-storage.h"
 
 #include <errno.h>
@@ -93,6 +94,29 @@ incoming_clear (Incoming *in)
 /* ---- failure: remove what Prepare made -------------------------------- */
 
 static void
+on_images_removed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (IncomingRef) in = user_data;
+
+  md_image_admission_remove_finish (result);
+  incoming_end (in, "aborted");
+}
+
+/* Removes the images Prepare created (in the admission's worker: a hung
+ * mount must not stop the daemon), then ends the migration. */
+static void
+remove_images_and_end (Incoming *in)
+{
+  if (in->created == NULL || in->created[0] == NULL)
+    {
+      incoming_end (in, "aborted");
+      return;
+    }
+  md_image_admission_remove_async (in->dest->admission, (const char *const *) in->created,
+                                   on_images_removed, incoming_ref (in));
+}
+
+static void
 on_incoming_killed (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr (IncomingRef) in = user_data;
@@ -101,8 +125,7 @@ on_incoming_killed (GObject *source, GAsyncResult *result, gpointer user_data)
   if (!md_guest_destroy_finish (MD_GUEST (source), result, &error))
     g_warning ("incoming migration %s: killing the prepared QEMU: %s", in->id, error->message);
   /* Only now, with QEMU gone, nothing writes to them any more. */
-  md_storage_remove ((const char *const *) in->created);
-  incoming_end (in, "aborted");
+  remove_images_and_end (in);
 }
 
 /* Ends an incoming migration that failed: its Migration1 records @error,
@@ -140,8 +163,7 @@ incoming_abort (Incoming *in, const GError *error)
     }
   if (in->guest != NULL)
     md_guest_end_migration (in->guest, FALSE);
-  md_storage_remove ((const char *const *) in->created);
-  incoming_end (in, "aborted");
+  remove_images_and_end (in);
 }
 
 /* Tells the source at once, rather than letting it find out from a
@@ -848,7 +870,7 @@ on_targets_created (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (IncomingRef) in = user_data;
   GError *error = NULL;
 
-  in->created = md_storage_create_targets_finish (result, &error);
+  in->created = md_image_admission_prepare_finish (result, &error);
   if (in->created == NULL)
     {
       prepare_failed (in, error);
@@ -863,10 +885,88 @@ on_targets_created (GObject *source, GAsyncResult *result, gpointer user_data)
       prepare_succeeded (in); /* reports the abort and cleans up */
       return;
     }
-  if (in->offline)
+  if (in->offline && (in->disks_info == NULL || g_variant_n_children (in->disks_info) == 0))
+    prepare_succeeded (in);
+  else if (in->offline)
     start_offline_server (in);
   else
     start_incoming_qemu (in);
+}
+
+/* What a peer's definition must not choose on this host: the program run
+ * as QEMU (only the configured one) and the entropy source (only a
+ * random device, never a disk the guest could read). */
+static gboolean
+check_host_programs (MdMigrationDest *dest, const MdDomain *def, GError **error)
+{
+  const MdConfig *config = md_manager_get_config (dest->manager);
+  const char *random_devices[] = { "/dev/urandom", "/dev/random", "/dev/hwrng", NULL };
+
+  if (def->emulator != NULL && g_strcmp0 (def->emulator, config->qemu_binary) != 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_NOT_AUTHORIZED,
+                   "host %s, phase prepare: the definition names the emulator %s; this host "
+                   "runs only its [daemon] qemu-binary (%s): leave <emulator> out",
+                   config->host_name, def->emulator, config->qemu_binary);
+      return FALSE;
+    }
+  for (guint i = 0; def->rngs != NULL && i < def->rngs->len; i++)
+    {
+      const MdDomainRng *rng = g_ptr_array_index (def->rngs, i);
+
+      if (rng->backend != NULL && !g_strv_contains (random_devices, rng->backend))
+        {
+          g_set_error (error, MD_ERROR, MD_ERROR_NOT_AUTHORIZED,
+                       "host %s, phase prepare: the entropy source %s is not a random device "
+                       "(one of /dev/urandom, /dev/random, /dev/hwrng)",
+                       config->host_name, rng->backend);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* The disk paths of this host's other guests: a reused image must not be
+ * one of them, nor may a serial log overwrite one. The arriving guest's
+ * own definition (same UUID) does not count. */
+static GStrv
+disks_of_other_guests (MdManager *manager, const MdDomain *arriving)
+{
+  g_autoptr (GStrvBuilder) paths = g_strv_builder_new ();
+  g_autoptr (GList) guests = md_manager_list_guests (manager);
+
+  for (GList *l = guests; l != NULL; l = l->next)
+    {
+      MdGuest *guest = l->data;
+      const MdDomain *defs[2];
+
+      if (g_ascii_strcasecmp (md_guest_get_uuid (guest), arriving->uuid) == 0)
+        continue;
+      defs[0] = md_guest_get_definition (guest);
+      defs[1] = md_guest_get_live_definition (guest);
+      for (guint d = 0; d < G_N_ELEMENTS (defs); d++)
+        for (guint i = 0; defs[d] != NULL && i < defs[d]->disks->len; i++)
+          {
+            const MdDomainDisk *disk = g_ptr_array_index (defs[d]->disks, i);
+            if (disk->source != NULL && *disk->source != '\0')
+              g_strv_builder_add (paths, disk->source);
+          }
+    }
+  return g_strv_builder_end (paths);
+}
+
+/* Every host-side path the definition names is checked (and copy
+ * targets created) by the image admission, off the main loop. */
+static void
+admit_images (Incoming *in)
+{
+  g_auto (GStrv) in_use = disks_of_other_guests (in->dest->manager, in->def);
+  gboolean reuse = FALSE;
+
+  g_variant_lookup (in->opts->given, "reuse-existing-images", "b", &reuse);
+  md_image_admission_prepare_async (in->dest->admission, in->def, in->disks_info, reuse,
+                                    (const char *const *) in_use, NULL, on_targets_created,
+                                    incoming_ref (in));
 }
 
 /* The state machine and its journal: what a restarted daemon needs to
@@ -984,16 +1084,15 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       md_error_return (invocation, g_steal_pointer (&error));
       return TRUE;
     }
+  if (!check_host_programs (dest, def, &error))
+    {
+      md_error_return (invocation, g_steal_pointer (&error));
+      return TRUE;
+    }
   if (!check_guest_not_here (dest, def, invocation, &by_name))
     return TRUE;
 
   disks_info = opts->disks_info != NULL ? g_variant_ref (opts->disks_info) : NULL;
-  if (!md_storage_check_shared (def, disks_info, host_name (dest), &error))
-    {
-      g_prefix_error (&error, "host %s, phase prepare: ", host_name (dest));
-      md_error_return (invocation, g_steal_pointer (&error));
-      return TRUE;
-    }
 
   in = g_rc_box_new0 (Incoming);
   in->dest = dest;
@@ -1022,13 +1121,14 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
                             MD_DBUS_MIGRATION1 (in->migration));
   md_fault_point ("dest-prepare-started");
 
-  if (in->offline && (in->disks_info == NULL || g_variant_n_children (in->disks_info) == 0))
+  address = wanted_address != NULL ? g_strdup (wanted_address) : local_address_of (conn);
+  if (in->offline)
     {
-      prepare_succeeded (in);
+      /* No QEMU migration stream: only the NBD server listens. */
+      in->address = g_steal_pointer (&address);
+      admit_images (in);
       return TRUE;
     }
-
-  address = wanted_address != NULL ? g_strdup (wanted_address) : local_address_of (conn);
   if (address != NULL)
     in->migration_socket =
         bind_listener (dest, address, in->opts->migration_port, "migration-port", &error);
@@ -1046,20 +1146,25 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
                                           : g_strdup_printf ("tcp:%s:%u", address, port);
   in->address = g_steal_pointer (&address);
 
-  if (in->disks_info != NULL && g_variant_n_children (in->disks_info) > 0)
-    {
-      md_storage_create_targets_async (in->def, in->disks_info, host_name (dest), NULL,
-                                       on_targets_created, incoming_ref (in));
-      return TRUE;
-    }
-  start_incoming_qemu (in);
+  admit_images (in);
   return TRUE;
 }
 
 MdMigrationDest *
-md_migration_dest_new (MdManager *manager, MdPeerListener *listener)
+md_migration_dest_new (MdManager *manager, MdPeerListener *listener, GError **error)
 {
-  MdMigrationDest *dest = g_new0 (MdMigrationDest, 1);
+  const MdConfig *config = md_manager_get_config (manager);
+  gboolean configured = config->image_dirs != NULL && config->image_dirs[0] != NULL;
+  g_auto (GStrv) dirs = md_config_get_image_dirs (config);
+  MdImageAdmission *admission = md_image_admission_new (
+      (const char *const *) dirs, !configured, config->reuse_existing_images,
+      config->fs_check_timeout, config->host_name, error);
+  MdMigrationDest *dest;
+
+  if (admission == NULL)
+    return NULL;
+  dest = g_new0 (MdMigrationDest, 1);
+  dest->admission = admission;
 
   dest->manager = manager;
   dest->listener = listener;
@@ -1086,5 +1191,6 @@ md_migration_dest_free (MdMigrationDest *dest)
   for (guint i = 0; i < G_N_ELEMENTS (dest->handler_ids); i++)
     g_clear_signal_handler (&dest->handler_ids[i], dest->listener);
   g_hash_table_unref (dest->incoming);
+  md_image_admission_free (dest->admission);
   g_free (dest);
 }

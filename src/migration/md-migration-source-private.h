@@ -41,7 +41,10 @@ typedef struct
   char *nbd_host;       /* the peer's NBD server */
   GStrv fresh_targets;  /* the peer created these images: all zero */
   guint16 nbd_port;
-  guint mirrors_added; /* NBD client nodes + mirror jobs made so far */
+  MdQmp *mirror_qmp; /* BLOCK_JOB_COMPLETED tells why a mirror stopped */
+  gulong mirror_event_id;
+  GError *mirror_error; /* the first mirror's failure, worded for the user */
+  guint mirrors_added;  /* NBD client nodes + mirror jobs made so far */
   gboolean mirrors_ready;
   guint64 disk_total;
   guint64 disk_processed;

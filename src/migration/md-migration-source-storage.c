@@ -32,6 +32,28 @@ mirror_job_prefix (Source *src)
 
 static void on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data);
 
+/* A mirror that ends with an error vanishes from query-block-jobs; its
+ * event keeps QEMU's reason (e.g. the destination's disk is full). */
+static void
+on_block_job_completed (MdQmp *qmp, const char *name, JsonObject *data, gint64 timestamp,
+                        Source *src)
+{
+  const char *device = json_object_get_string_member_with_default (data, "device", "");
+  const char *error = json_object_get_string_member_with_default (data, "error", NULL);
+  const char *target = device + strlen ("md-mirror-");
+  const char *path = NULL;
+
+  if (error == NULL || !g_str_has_prefix (device, "md-mirror-") || src->mirror_error != NULL)
+    return;
+  for (guint i = 0; src->dest_def != NULL && i < src->dest_def->disks->len; i++)
+    {
+      const MdDomainDisk *disk = g_ptr_array_index (src->dest_def->disks, i);
+      if (g_str_equal (disk->target, target))
+        path = disk->source;
+    }
+  src->mirror_error = md_storage_mirror_error (error, target, source_peer_name (src), path);
+}
+
 static void
 poll_block_jobs (Source *src)
 {
@@ -111,6 +133,8 @@ on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
   n = scan_jobs (src, json_node_get_array (node), &total, &done, &all_ready, &error);
   if (error != NULL || n < src->plan->len)
     {
+      if (error == NULL && src->mirror_error != NULL)
+        error = g_error_copy (src->mirror_error);
       if (error == NULL)
         error = g_error_new (MD_ERROR, MD_ERROR_STORAGE_FAILED,
                              "host %s, phase mirror-disks: a disk mirror to host %s stopped "
@@ -173,6 +197,12 @@ on_nbd_node_added (Source *src, GError *error)
                       source_host_name (src), disk->target, source_peer_name (src));
       source_fail (src, error);
       return;
+    }
+  if (src->mirror_qmp == NULL && md_guest_get_qmp (src->guest) != NULL)
+    {
+      src->mirror_qmp = g_object_ref (md_guest_get_qmp (src->guest));
+      src->mirror_event_id = g_signal_connect (src->mirror_qmp, "event::BLOCK_JOB_COMPLETED",
+                                               G_CALLBACK (on_block_job_completed), src);
     }
   args = source_json_args ();
   json_object_set_string_member (args, "job-id", job);

@@ -78,6 +78,7 @@ source_clear (Source *src)
   g_free (src->migration_id);
   g_free (src->tag);
   g_free (src->peer_token);
+  g_clear_error (&src->mirror_error);
   g_free (src->tls_object);
 }
 
@@ -248,6 +249,9 @@ source_teardown (Source *src)
     for (guint i = 0; i < G_N_ELEMENTS (src->event_ids); i++)
       g_clear_signal_handler (&src->event_ids[i], src->event_qmp);
   g_clear_object (&src->event_qmp);
+  if (src->mirror_qmp != NULL)
+    g_clear_signal_handler (&src->mirror_event_id, src->mirror_qmp);
+  g_clear_object (&src->mirror_qmp);
   g_clear_handle_id (&src->progress_id, g_source_remove);
   g_clear_handle_id (&src->abort_id, g_source_remove);
   g_cancellable_cancel (src->cancellable);

@@ -166,7 +166,9 @@ start_peer_listener (MdDaemon *self, GError **error)
                       config->peer_port);
       return FALSE;
     }
-  self->dest = md_migration_dest_new (self->manager, self->listener);
+  self->dest = md_migration_dest_new (self->manager, self->listener, error);
+  if (self->dest == NULL)
+    return FALSE;
   md_manager_set_listener (self->manager, self->listener);
   address =
       g_strdup_printf ("%s:%u", config->listen_address, md_peer_listener_get_port (self->listener));

@@ -481,24 +481,37 @@ class TestGuest:
                           what="serial output /%s/ of %s" % (pattern, self.name))
 
 
-def qemu_pids_in(directory):
-    """PIDs of QEMU processes whose command line mentions @directory (each
-    test's scratch directory is its own, so parallel tests do not mix)."""
-    pids = []
+def qemu_processes():
+    """{pid: (command line, environment)} of every live qemu-system process."""
+    result = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open("/proc/%s/cmdline" % entry, "rb") as f:
                 cmdline = f.read().decode(errors="replace")
+            if "qemu-system" not in cmdline:
+                continue
             with open("/proc/%s/stat" % entry) as f:
                 if f.read().split(") ", 1)[1].startswith("Z"):
                     continue
-        except (FileNotFoundError, ProcessLookupError, IndexError):
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                environ = f.read().decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, IndexError, PermissionError):
             continue
-        if "qemu-system" in cmdline and directory in cmdline:
-            pids.append(int(entry))
-    return pids
+        result[int(entry)] = (cmdline, environ)
+    return result
+
+
+def qemu_pids_in(directory):
+    """PIDs of QEMU processes whose command line or environment mentions
+    @directory (each test's scratch directory is its own, so parallel tests
+    do not mix). The environment counts because the QMP socket is now a
+    passed fd: a guest without disks has no scratch path on its command
+    line, but it inherits its daemon's DBUS_SYSTEM_BUS_ADDRESS, a socket
+    in the scratch directory."""
+    return sorted(pid for pid, (cmdline, environ) in qemu_processes().items()
+                  if directory in cmdline or directory in environ)
 
 
 def kill_qemus_in(directory):

@@ -90,14 +90,19 @@ LOST = {("kill_dest_qemu", "postcopy"), ("kill_dest_qemu", "confirm")}
 SKIPPED_CELLS = {}
 
 
-def qmp_socket_of(pid):
+def qmp_socket_of(host, pid):
+    """The QMP socket of guest f's QEMU: on its command line, or (when the
+    daemon bound it and passed the fd) <runtime dir>/f.qmp."""
     with open("/proc/%d/cmdline" % pid, "rb") as f:
         args = f.read().decode(errors="replace").split("\0")
     for arg in args:
         match = re.search(r"id=charmonitor,path=([^,]+)", arg)
         if match:
             return match.group(1)
-    raise AssertionError("QEMU %d has no QMP socket on its command line: %s" % (pid, args))
+    path = os.path.join(host.daemon.runtime_dir, "f.qmp")
+    if os.path.exists(path):
+        return path
+    raise AssertionError("no QMP socket for QEMU %d: not on its command line %s, no %s" % (pid, args, path))
 
 
 class QMP:
@@ -385,7 +390,7 @@ class Faults(twohosts.TwoHostsTestCase):
         the daemon back; it re-attaches to the QEMU."""
         pid = host.qemu_pids()[0]
         host.daemon.sigkill()
-        qmp = QMP(qmp_socket_of(pid))
+        qmp = QMP(qmp_socket_of(host, pid))
         try:
             objects = [o["name"] for o in qmp.execute("qom-list", path="/objects")]
             nodes = [n for n in qmp.execute("query-named-block-nodes", flat=True) if n.get("drv") == "nbd"]

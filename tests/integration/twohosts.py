@@ -45,6 +45,7 @@ MIGRATE_OPTION_TYPES = {
     "destination-name": "s", "migration-address": "s", "migration-port": "q",
     "paused-on-destination": "b", "abort-after": "u", "copy-storage": "s", "disks": "as",
     "nbd-port": "q", "nbd-address": "s", "verify": "b", "auth.no_user_interaction": "b",
+    "reuse-existing-images": "b",
 }
 
 
@@ -275,6 +276,10 @@ class Host:
         self.daemon = None
         self.tls_dir = None
         self.allowed_dns = []
+        # Both "hosts" share this machine's files: test images live in the
+        # scratch directory, which each host allows as an image directory.
+        self.image_dirs = [scratch.path]
+        self.storage_config = ""
 
     @property
     def peer_address(self):
@@ -283,9 +288,11 @@ class Host:
     def config(self, extra=""):
         return ("[daemon]\nhost-name=%s\nlisten-address=%s\npeer-port=%d\nmigration-port-min=%d\n"
                 "migration-port-max=%d\nmigration-keep-seconds=600\naccelerator=tcg\n\n"
-                "[tls]\ndirectory=%s\nallowed-dns=%s\nhandshake-timeout=15\n%s"
+                "[tls]\ndirectory=%s\nallowed-dns=%s\nhandshake-timeout=15\n\n"
+                "[storage]\nimage-dirs=%s\n%s\n%s"
                 % (self.name, self.address, self.peer_port, self.migration_ports[0],
-                   self.migration_ports[1], self.tls_dir, ";".join(self.allowed_dns), extra))
+                   self.migration_ports[1], self.tls_dir, ";".join(self.allowed_dns),
+                   ";".join(self.image_dirs), self.storage_config, extra))
 
     def polkit_ready(self):
         self.polkitd.wait()
@@ -312,9 +319,24 @@ class Host:
         return guest_name + ".xml" in self.definition_files()
 
     def qemu_pids(self):
-        """This host's QEMUs: their command line holds <scratch>/<host>/
-        (QMP socket and pidfile in the runtime directory)."""
-        return harness.qemu_pids_in(self.dir + os.sep)
+        """This host's QEMUs: as root, those in this host's network
+        namespace; without namespaces, those whose environment names this
+        host's bus (inherited from its daemon)."""
+        if self.netns:
+            try:
+                ns = os.stat("/run/netns/" + self.netns).st_ino
+            except FileNotFoundError:
+                return []
+            pids = []
+            for pid in harness.qemu_processes():
+                try:
+                    if os.stat("/proc/%d/ns/net" % pid).st_ino == ns:
+                        pids.append(pid)
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+            return sorted(pids)
+        return sorted(pid for pid, (_cmdline, environ) in harness.qemu_processes().items()
+                      if self.busdir.path + os.sep in environ)
 
     def run_in_netns(self, argv, **kwargs):
         if self.netns:
