@@ -367,6 +367,16 @@ on_progress (MdNbdCopy *copy, guint64 done, guint64 total, gpointer user_data)
     g_cancellable_cancel (watch->cancel_when_started);
 }
 
+/* The main loop kept running during the copy: no stall of a second, or
+ * of a third of the copy when a loaded machine (sanitizers, other jobs)
+ * makes everything slower. A copier that blocked the loop would stall it
+ * for the whole copy. */
+static void
+assert_loop_ran (const Watch *watch, gint64 elapsed_us)
+{
+  g_assert_cmpint (watch->max_gap, <, MAX (G_USEC_PER_SEC, elapsed_us / 3));
+}
+
 static gboolean
 on_tick (gpointer user_data)
 {
@@ -474,7 +484,7 @@ test_sparse_copy (Fixture *fx, gconstpointer data)
   seconds = md_nbd_copy_get_elapsed (copy) / 1e6;
   g_assert_cmpfloat (seconds, >, 0);
   g_assert_cmpuint (watch.n_progress, <=, (guint) (seconds * 4) + 4);
-  g_assert_cmpint (watch.max_gap, <, G_USEC_PER_SEC);
+  assert_loop_ran (&watch, md_nbd_copy_get_elapsed (copy));
 }
 
 /* A qcow2 source served without multi-conn to a raw destination: one
@@ -794,7 +804,7 @@ test_cancel (Fixture *fx, gconstpointer data)
   assert_contains (error->message, "the destination image is incomplete and must not be used");
   g_assert_cmpuint (md_nbd_copy_get_bytes_copied (copy), >, 0);
   g_assert_cmpuint (md_nbd_copy_get_bytes_copied (copy), <, 384 * MiB);
-  g_assert_cmpint (watch.max_gap, <, G_USEC_PER_SEC);
+  assert_loop_ran (&watch, md_nbd_copy_get_elapsed (copy));
   /* Stopping took no drain timeout: cancelled within a second of starting. */
   g_assert_cmpint (md_nbd_copy_get_elapsed (copy), <, 5 * G_USEC_PER_SEC);
   for (guint i = 0; i < fx->servers->len; i++)

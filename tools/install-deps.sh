@@ -16,6 +16,8 @@ MD_PACKAGES=(
   logrotate
   # Man pages: scdoc builds them, man -l checks them.
   scdoc man-db
+  # The fuzzers (tests/fuzz): clang with libFuzzer.
+  clang-14 libclang-rt-14-dev llvm-14
 )
 
 install_deps () {

@@ -970,6 +970,9 @@ on_powerdown_sent (GObject *source, GAsyncResult *result, gpointer user_data)
   g_object_unref (self);
 }
 
+/* A day: longer is a typo, not a guest that takes its time. */
+#define MD_GUEST_SHUTDOWN_TIMEOUT_MAX (24 * 3600)
+
 static gboolean
 handle_shutdown (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVariant *options)
 {
@@ -980,10 +983,11 @@ handle_shutdown (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVaria
       || !check_idle_and_active (self, invocation, "shut down"))
     return G_DBUS_METHOD_INVOCATION_HANDLED;
   timeout = md_options_get_uint32 (options, "timeout", timeout);
-  if (timeout == 0)
+  if (timeout == 0 || timeout > MD_GUEST_SHUTDOWN_TIMEOUT_MAX)
     {
       g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                                             "option 'timeout' of Shutdown must be at least 1 s");
+                                             "option 'timeout' of Shutdown must be 1-%u s, not %u",
+                                             MD_GUEST_SHUTDOWN_TIMEOUT_MAX, timeout);
       return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
   self->busy = "shutting down";

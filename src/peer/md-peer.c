@@ -15,6 +15,8 @@
 
 #include <gnutls/x509.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 static void
 peer_config_clear (gpointer data)
@@ -1510,6 +1512,23 @@ md_peer_listener_set_allowed_dns (MdPeerListener *self, const char *const *allow
   self->cfg->allowed_dns = g_strv_builder_end (dns);
 }
 
+/* A TLS client speaks first. With TCP_DEFER_ACCEPT the kernel hands us a
+ * connection when its first bytes arrive, so a real peer is never
+ * "silent" when admit() looks, and a silent one reaches us only after a
+ * few seconds (then admit() and the handshake timeout deal with it). */
+static void
+on_listener_event (GSocketListener *listener, GSocketListenerEvent event, GSocket *socket,
+                   gpointer user_data)
+{
+  MdPeerListener *self = user_data;
+  g_autoptr (GError) error = NULL;
+
+  if (event == G_SOCKET_LISTENER_BOUND
+      && !g_socket_set_option (socket, IPPROTO_TCP, TCP_DEFER_ACCEPT,
+                               (gint) MIN (self->cfg->timeout, 5), &error))
+    g_warning ("peer listener: cannot set TCP_DEFER_ACCEPT: %s", error->message);
+}
+
 gboolean
 md_peer_listener_listen (MdPeerListener *self, const char *address, guint16 port, GError **error)
 {
@@ -1526,6 +1545,7 @@ md_peer_listener_listen (MdPeerListener *self, const char *address, guint16 port
       /* A flood fills the accept queue before we run: keep it deep enough
        * that a real peer still gets through to admit(). */
       g_socket_listener_set_backlog (G_SOCKET_LISTENER (self->service), 512);
+      g_signal_connect (self->service, "event", G_CALLBACK (on_listener_event), self);
       g_signal_connect (self->service, "incoming", G_CALLBACK (on_incoming), self);
     }
 

@@ -354,8 +354,14 @@ handle_event (MdQmp *self, JsonObject *message)
     {
       JsonObject *t = json_node_get_object (ts);
 
-      timestamp_us = json_object_get_int_member_with_default (t, "seconds", 0) * G_USEC_PER_SEC
-                     + json_object_get_int_member_with_default (t, "microseconds", 0);
+      gint64 seconds = json_object_get_int_member_with_default (t, "seconds", 0);
+      gint64 micro = json_object_get_int_member_with_default (t, "microseconds", 0);
+
+      /* QEMU's word, not ours: out of range is "no timestamp", never an
+       * overflow (found by tests/fuzz/fuzz-qmp). */
+      if (seconds >= 0 && seconds < G_MAXINT64 / G_USEC_PER_SEC - 1 && micro >= 0
+          && micro < G_USEC_PER_SEC)
+        timestamp_us = seconds * G_USEC_PER_SEC + micro;
     }
   g_debug ("QMP %s: event %s", self->socket_path, name);
   g_signal_emit (self, signals[SIGNAL_EVENT], g_quark_from_string (name), name, data_obj,

@@ -132,6 +132,17 @@ class Inputs(MigrationTestCase):
         self.assert_runs_on_a(guest)
         self.assert_nothing_on_b("tune")
 
+    def test_shutdown_timeout_out_of_range_is_named(self):
+        guest = self.running_guest("shutrange")
+        path = harness.guest_path("shutrange")
+        for value in (0, 24 * 3600 + 1, U32_MAX):
+            with self.subTest(timeout=value):
+                message = self.assertDBusError("org.migrationd.Error.InvalidArgument", self.client_a.call,
+                                               path, harness.GUEST_IFACE, "Shutdown", "(a{sv})",
+                                               ({"timeout": GLib.Variant("u", value)},))
+                self.assertIn("'timeout'", message)
+        self.assert_runs_on_a(guest)
+
     def test_guest_names_follow_the_pattern(self):
         template = self.guest("namecheck", size_mib=8).xml
         for bad in ("..", ".hidden", "-rf", "a/b", "n" * 65):

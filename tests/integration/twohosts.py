@@ -288,7 +288,7 @@ class Host:
     def config(self, extra=""):
         return ("[daemon]\nhost-name=%s\nlisten-address=%s\npeer-port=%d\nmigration-port-min=%d\n"
                 "migration-port-max=%d\nmigration-keep-seconds=600\naccelerator=tcg\n\n"
-                "[tls]\ndirectory=%s\nallowed-dns=%s\nhandshake-timeout=5\n\n"
+                "[tls]\ndirectory=%s\nallowed-dns=%s\nhandshake-timeout=15\n\n"
                 "[storage]\nimage-dirs=%s\n%s\n%s"
                 % (self.name, self.address, self.peer_port, self.migration_ports[0],
                    self.migration_ports[1], self.tls_dir, ";".join(self.allowed_dns),
