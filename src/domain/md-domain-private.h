@@ -1,5 +1,5 @@
-/* migrationd: internals shared by md-domain.c, md-domain-xml.c and
- * md-domain-format.c (one module split in three files to stay readable). */
+/* migrationd: internals shared by the md-domain*.c files (one module,
+ * split by job: model, XML parser, formatter, validation, addresses, ABI). */
 #pragma once
 
 #include "md-domain.h"
@@ -48,7 +48,25 @@ void md_dom_timer_free (MdDomainTimer *t);
 /* Six hex pairs separated by ':', not multicast. */
 gboolean md_dom_valid_mac (const char *mac);
 
+/* The controller of @type with @index, or NULL. */
+MdDomainController *md_dom_find_controller (const MdDomain *dom, MdDomainControllerType type,
+                                            guint index);
+
 /* "vdb" -> 1, "sdaa" -> 26; -1 if @target is not vd/sd/hd + letters. */
 int md_dom_target_index (const char *target);
+
+/* Set MD_ERROR_INVALID_XML "domain definition: <message>"; returns FALSE. */
+gboolean md_dom_invalid (GError **error, const char *format, ...) G_GNUC_PRINTF (2, 3);
+
+/* One device of any kind, for checks that span kinds (aliases, addresses). */
+typedef struct
+{
+  const char *alias;
+  const MdDomainAddress *address; /* NULL for devices without one (serials) */
+  const char *what;
+} DevRef;
+
+/* Append a DevRef for every device of @dom to @out (a GArray of DevRef). */
+void md_dom_collect_devices (const MdDomain *dom, GArray *out);
 
 G_END_DECLS

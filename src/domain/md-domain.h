@@ -4,7 +4,8 @@
  * The model is a plain struct (not a GObject): it is data that travels between
  * modules and hosts, is copied and compared, and has no behaviour of its own.
  *
- * Implementation: md-domain.c (model, validation, addresses, ABI check),
+ * Implementation: md-domain.c (model), md-domain-validate.c,
+ * md-domain-addresses.c, md-domain-abi.c (equality and ABI check),
  * md-domain-xml.c (parser), md-domain-format.c (formatter).
  *
  * Parsing (md_domain_parse):
