@@ -41,7 +41,6 @@ valid_alias (const char *alias)
   return TRUE;
 }
 
-
 gboolean
 md_dom_invalid (GError **error, const char *format, ...)
 {
@@ -102,9 +101,9 @@ md_domain_validate (const MdDomain *dom, GError **error)
     return md_dom_invalid (error, "memory must be positive");
   if (dom->current_memory > dom->memory)
     return md_dom_invalid (error,
-                    "currentMemory (%" G_GUINT64_FORMAT " bytes) exceeds memory (%" G_GUINT64_FORMAT
-                    " bytes)",
-                    dom->current_memory, dom->memory);
+                           "currentMemory (%" G_GUINT64_FORMAT
+                           " bytes) exceeds memory (%" G_GUINT64_FORMAT " bytes)",
+                           dom->current_memory, dom->memory);
   if (dom->vcpus < 1 || dom->vcpus_current < 1 || dom->vcpus_current > dom->vcpus)
     return md_dom_invalid (error, "vcpu must be >= 1 and current vcpus 1..%u", dom->vcpus);
   if (dom->cpu.sockets || dom->cpu.cores || dom->cpu.threads || dom->cpu.dies)
@@ -113,8 +112,9 @@ md_domain_validate (const MdDomain *dom, GError **error)
                       * MAX (dom->cpu.cores, 1) * MAX (dom->cpu.threads, 1);
 
       if (total != dom->vcpus)
-        return md_dom_invalid (error, "CPU topology gives %" G_GUINT64_FORMAT " vcpus, <vcpu> says %u",
-                        total, dom->vcpus);
+        return md_dom_invalid (error,
+                               "CPU topology gives %" G_GUINT64_FORMAT " vcpus, <vcpu> says %u",
+                               total, dom->vcpus);
     }
 
   for (guint i = 0; i < dom->disks->len; i++)
@@ -123,7 +123,8 @@ md_domain_validate (const MdDomain *dom, GError **error)
       g_autofree char *key = NULL;
 
       if (md_dom_target_index (d->target) < 0)
-        return md_dom_invalid (error, "invalid disk target '%s' (expected vdX, sdX or hdX)", d->target);
+        return md_dom_invalid (error, "invalid disk target '%s' (expected vdX, sdX or hdX)",
+                               d->target);
       if (g_hash_table_contains (seen, d->target))
         return md_dom_invalid (error, "duplicate disk target '%s'", d->target);
       g_hash_table_add (seen, g_strdup (d->target));
@@ -136,7 +137,7 @@ md_domain_validate (const MdDomain *dom, GError **error)
       if (d->bus == MD_DOMAIN_DISK_BUS_VIRTIO ? d->address.type == MD_DOMAIN_ADDRESS_DRIVE
                                               : d->address.type == MD_DOMAIN_ADDRESS_PCI)
         return md_dom_invalid (error, "disk %s: address type does not fit bus %s", d->target,
-                        md_dom_disk_bus_names[d->bus]);
+                               md_dom_disk_bus_names[d->bus]);
       if (d->address.type == MD_DOMAIN_ADDRESS_DRIVE)
         {
           MdDomainControllerType ct = d->bus == MD_DOMAIN_DISK_BUS_IDE ? MD_DOMAIN_CONTROLLER_IDE
@@ -150,17 +151,17 @@ md_domain_validate (const MdDomain *dom, GError **error)
           if (d->address.unit > max_unit
               || (d->bus == MD_DOMAIN_DISK_BUS_IDE && d->address.drive_bus > 1)
               || (d->bus != MD_DOMAIN_DISK_BUS_IDE && d->address.drive_bus != 0))
-            return md_dom_invalid (error, "disk %s: drive address bus %u unit %u out of range for %s",
-                            d->target, d->address.drive_bus, d->address.unit,
-                            md_dom_disk_bus_names[d->bus]);
+            return md_dom_invalid (
+                error, "disk %s: drive address bus %u unit %u out of range for %s", d->target,
+                d->address.drive_bus, d->address.unit, md_dom_disk_bus_names[d->bus]);
           if (!md_dom_find_controller (dom, ct, d->address.controller))
             return md_dom_invalid (error, "disk %s: no %s controller with index %u", d->target,
-                            md_dom_controller_type_names[ct], d->address.controller);
+                                   md_dom_controller_type_names[ct], d->address.controller);
           key = g_strdup_printf ("drive %d %u %u %u %u", d->bus, d->address.controller,
                                  d->address.drive_bus, d->address.target, d->address.unit);
           if (g_hash_table_contains (seen, key))
             return md_dom_invalid (error, "disk %s: drive address already used by another disk",
-                            d->target);
+                                   d->target);
           g_hash_table_add (seen, g_steal_pointer (&key));
         }
       any_boot_order |= d->boot_order != 0;
@@ -171,9 +172,9 @@ md_domain_validate (const MdDomain *dom, GError **error)
 
       if (n->mac && !md_dom_valid_mac (n->mac))
         return md_dom_invalid (error,
-                        "invalid MAC address '%s' (expected six hex pairs like "
-                        "52:54:00:12:34:56, not multicast)",
-                        n->mac);
+                               "invalid MAC address '%s' (expected six hex pairs like "
+                               "52:54:00:12:34:56, not multicast)",
+                               n->mac);
       any_boot_order |= n->boot_order != 0;
     }
   if (any_boot_order && dom->os.boot_devs->len > 0)
@@ -188,7 +189,7 @@ md_domain_validate (const MdDomain *dom, GError **error)
 
           if (o->type == c->type && o->index == c->index)
             return md_dom_invalid (error, "duplicate controller type '%s' index %u",
-                            md_dom_controller_type_names[c->type], c->index);
+                                   md_dom_controller_type_names[c->type], c->index);
         }
       if (c->type == MD_DOMAIN_CONTROLLER_IDE && (q35 || c->index != 0))
         {
@@ -214,13 +215,14 @@ md_domain_validate (const MdDomain *dom, GError **error)
       if (((MdDomainChardev *) dom->serials->pdata[i])->port
           == ((MdDomainChardev *) dom->serials->pdata[j])->port)
         return md_dom_invalid (error, "two serials on port %u",
-                        ((MdDomainChardev *) dom->serials->pdata[i])->port);
+                               ((MdDomainChardev *) dom->serials->pdata[i])->port);
   for (guint i = 0; i < dom->graphics->len; i++)
     {
       MdDomainGraphics *g = dom->graphics->pdata[i];
 
       if ((g->type == MD_DOMAIN_GRAPHICS_VNC ? ++n_vnc : ++n_spice) > 1)
-        return md_dom_invalid (error, "more than one %s graphics", md_dom_graphics_type_names[g->type]);
+        return md_dom_invalid (error, "more than one %s graphics",
+                               md_dom_graphics_type_names[g->type]);
     }
   for (guint i = 0; i < dom->inputs->len; i++)
     {
@@ -243,9 +245,9 @@ md_domain_validate (const MdDomain *dom, GError **error)
         {
           if (!valid_alias (r->alias))
             return md_dom_invalid (error,
-                            "invalid device alias '%s' (1..20 characters from A-Z a-z "
-                            "0-9 _ . -, starting with a letter)",
-                            r->alias);
+                                   "invalid device alias '%s' (1..20 characters from A-Z a-z "
+                                   "0-9 _ . -, starting with a letter)",
+                                   r->alias);
           if (g_hash_table_contains (seen, r->alias))
             return md_dom_invalid (error, "duplicate device alias '%s'", r->alias);
           g_hash_table_add (seen, g_strdup (r->alias));
@@ -256,14 +258,15 @@ md_domain_validate (const MdDomain *dom, GError **error)
           g_strdup_printf ("pci %u:%u.%u", r->address->bus, r->address->slot, r->address->function);
       if (g_hash_table_contains (seen, key))
         return md_dom_invalid (error, "device %s: PCI address %02x:%02x.%x is used twice",
-                        r->alias ? r->alias : "", r->address->bus, r->address->slot,
-                        r->address->function);
+                               r->alias ? r->alias : "", r->address->bus, r->address->slot,
+                               r->address->function);
       g_hash_table_add (seen, g_steal_pointer (&key));
-      if (r->address->bus != 0 && !md_dom_find_controller (dom, MD_DOMAIN_CONTROLLER_PCI, r->address->bus))
+      if (r->address->bus != 0
+          && !md_dom_find_controller (dom, MD_DOMAIN_CONTROLLER_PCI, r->address->bus))
         return md_dom_invalid (error,
-                        "device %s: PCI bus %u has no controller (add a pcie-root-port "
-                        "with index %u)",
-                        r->alias ? r->alias : "", r->address->bus, r->address->bus);
+                               "device %s: PCI bus %u has no controller (add a pcie-root-port "
+                               "with index %u)",
+                               r->alias ? r->alias : "", r->address->bus, r->address->bus);
     }
   return TRUE;
 }

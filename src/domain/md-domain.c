@@ -416,7 +416,6 @@ md_domain_copy (const MdDomain *s)
   return d;
 }
 
-
 gboolean
 md_dom_valid_mac (const char *mac)
 {
