@@ -73,6 +73,9 @@ field_address (Section *sec, const MdDomainAddress *a)
     case MD_DOMAIN_ADDRESS_USB:
       field (sec, "address", FALSE, "usb %u:%u", a->usb_bus, a->usb_port);
       break;
+    case MD_DOMAIN_ADDRESS_VIRTIO_SERIAL:
+      field (sec, "address", FALSE, "virtio-serial %u:%u:%u", a->controller, a->vs_bus, a->vs_port);
+      break;
     case MD_DOMAIN_ADDRESS_NONE:
     default:
       field (sec, "address", FALSE, "(none)");
@@ -80,10 +83,9 @@ field_address (Section *sec, const MdDomainAddress *a)
     }
 }
 
-static GPtrArray *
-describe (const MdDomain *dom)
+static void
+describe_domain (GPtrArray *out, const MdDomain *dom)
 {
-  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) section_free);
   Section *sec = section_new (out, "domain", g_strdup ("domain"));
   g_autoptr (GString) list = g_string_new (NULL);
 
@@ -110,6 +112,9 @@ describe (const MdDomain *dom)
   field (sec, "apic", FALSE, "%d", dom->apic);
   field (sec, "pae", FALSE, "%d", dom->pae);
   field (sec, "vmport", FALSE, "%s", md_dom_tristate_names[dom->vmport]);
+  field (sec, "smm", FALSE, "%s", md_dom_tristate_names[dom->smm]);
+  field (sec, "suspend-to-mem", FALSE, "%s", md_dom_tristate_names[dom->suspend_to_mem]);
+  field (sec, "suspend-to-disk", FALSE, "%s", md_dom_tristate_names[dom->suspend_to_disk]);
   field (sec, "cpu mode", FALSE, "%s", md_dom_cpu_mode_names[dom->cpu.mode]);
   field (sec, "cpu model", FALSE, "%s", S (dom->cpu.model));
   field (sec, "cpu topology", FALSE, "%u/%u/%u/%u", dom->cpu.sockets, dom->cpu.dies, dom->cpu.cores,
@@ -138,6 +143,12 @@ describe (const MdDomain *dom)
   field (sec, "on_reboot", TRUE, "%s", md_dom_lifecycle_names[dom->on_reboot]);
   field (sec, "on_crash", TRUE, "%s", md_dom_lifecycle_names[dom->on_crash]);
   field (sec, "emulator", TRUE, "%s", S (dom->emulator));
+}
+
+static void
+describe_storage_net (GPtrArray *out, const MdDomain *dom)
+{
+  Section *sec;
 
   for (guint i = 0; i < dom->disks->len; i++)
     {
@@ -159,6 +170,7 @@ describe (const MdDomain *dom)
       field (sec, "cache", TRUE, "%s", md_dom_disk_cache_names[d->cache]);
       field (sec, "discard", TRUE, "%s", md_dom_disk_discard_names[d->discard]);
       field (sec, "io", TRUE, "%s", md_dom_disk_io_names[d->io]);
+      field (sec, "detect_zeroes", TRUE, "%s", md_dom_disk_detect_zeroes_names[d->detect_zeroes]);
     }
   for (guint i = 0; i < dom->controllers->len; i++)
     {
@@ -203,6 +215,13 @@ describe (const MdDomain *dom)
           field (sec, "path", TRUE, "%s", S (c->path));
         }
     }
+}
+
+static void
+describe_ui (GPtrArray *out, const MdDomain *dom)
+{
+  Section *sec;
+
   for (guint i = 0; i < dom->graphics->len; i++)
     {
       MdDomainGraphics *g = dom->graphics->pdata[i];
@@ -214,6 +233,7 @@ describe (const MdDomain *dom)
       field (sec, "port", TRUE, "%d", g->port);
       field (sec, "autoport", TRUE, "%d", g->autoport);
       field (sec, "passwd", TRUE, "%s", S (g->passwd));
+      field (sec, "image compression", TRUE, "%s", S (g->image_compression));
     }
   for (guint i = 0; i < dom->videos->len; i++)
     {
@@ -253,6 +273,79 @@ describe (const MdDomain *dom)
       field_address (sec, &r->address);
       field (sec, "backend", TRUE, "%s", S (r->backend));
     }
+}
+
+static void
+describe_more (GPtrArray *out, const MdDomain *dom)
+{
+  Section *sec;
+
+  for (guint i = 0; i < dom->channels->len; i++)
+    {
+      MdDomainChannel *c = dom->channels->pdata[i];
+
+      sec = section_new (out, "channels", g_strdup_printf ("channel %s", S (c->target_name)));
+      field (sec, "type", FALSE, "%s", md_dom_channel_type_names[c->type]);
+      field (sec, "name", FALSE, "%s", S (c->target_name));
+      field (sec, "alias", FALSE, "%s", S (c->alias));
+      field_address (sec, &c->address);
+    }
+  for (guint i = 0; i < dom->sounds->len; i++)
+    {
+      MdDomainSound *snd = dom->sounds->pdata[i];
+
+      sec = section_new (out, "sounds", g_strdup_printf ("sound %u", i));
+      field (sec, "model", FALSE, "%s", S (snd->model));
+      field (sec, "alias", FALSE, "%s", S (snd->alias));
+      field_address (sec, &snd->address);
+      field (sec, "audio", TRUE, "%u", snd->audio_id);
+    }
+  for (guint i = 0; i < dom->audios->len; i++)
+    {
+      MdDomainAudio *a = dom->audios->pdata[i];
+
+      sec = section_new (out, "audios", g_strdup_printf ("audio %u", a->id));
+      field (sec, "id", TRUE, "%u", a->id);
+      field (sec, "type", TRUE, "%s", S (a->type));
+    }
+  for (guint i = 0; i < dom->redirdevs->len; i++)
+    {
+      MdDomainRedirdev *r = dom->redirdevs->pdata[i];
+
+      sec = section_new (out, "redirdevs", g_strdup_printf ("redirdev %u", i));
+      field (sec, "alias", FALSE, "%s", S (r->alias));
+      field_address (sec, &r->address);
+    }
+  for (guint i = 0; i < dom->watchdogs->len; i++)
+    {
+      MdDomainWatchdog *w = dom->watchdogs->pdata[i];
+
+      sec = section_new (out, "watchdogs", g_strdup_printf ("watchdog %u", i));
+      field (sec, "model", FALSE, "%s", S (w->model));
+      field (sec, "alias", FALSE, "%s", S (w->alias));
+      field_address (sec, &w->address);
+      field (sec, "action", TRUE, "%s", S (w->action));
+    }
+  for (guint i = 0; i < dom->panics->len; i++)
+    {
+      MdDomainPanic *p = dom->panics->pdata[i];
+
+      sec = section_new (out, "panics", g_strdup_printf ("panic %u", i));
+      field (sec, "model", FALSE, "%s", S (p->model));
+      field (sec, "alias", FALSE, "%s", S (p->alias));
+      field_address (sec, &p->address);
+    }
+}
+
+static GPtrArray *
+describe (const MdDomain *dom)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) section_free);
+
+  describe_domain (out, dom);
+  describe_storage_net (out, dom);
+  describe_ui (out, dom);
+  describe_more (out, dom);
   return out;
 }
 
@@ -274,7 +367,9 @@ compare (const MdDomain *a, const MdDomain *b, gboolean abi_only, GError **error
 
   static const char *const kinds[] = { "disks",      "controllers", "interfaces", "serials",
                                        "consoles",   "graphics",    "videos",     "inputs",
-                                       "memballoon", "rngs",        NULL };
+                                       "memballoon", "rngs",        "channels",   "sounds",
+                                       "audios",     "redirdevs",   "watchdogs",  "panics",
+                                       NULL };
 
   for (guint i = 0; kinds[i]; i++)
     if (count_kind (sa, kinds[i]) != count_kind (sb, kinds[i]))

@@ -14,6 +14,8 @@ extern const char *const md_dom_disk_bus_names[];
 extern const char *const md_dom_disk_cache_names[];
 extern const char *const md_dom_disk_discard_names[];
 extern const char *const md_dom_disk_io_names[];
+extern const char *const md_dom_disk_detect_zeroes_names[];
+extern const char *const md_dom_channel_type_names[];
 extern const char *const md_dom_controller_type_names[];
 extern const char *const md_dom_interface_type_names[];
 extern const char *const md_dom_chardev_type_names[];
@@ -29,6 +31,11 @@ extern const char *const md_dom_nic_models[];
 extern const char *const md_dom_video_models[];
 extern const char *const md_dom_input_types[];
 extern const char *const md_dom_input_buses[];
+extern const char *const md_dom_sound_models[];
+extern const char *const md_dom_audio_types[];
+extern const char *const md_dom_watchdog_models[];
+extern const char *const md_dom_watchdog_actions[];
+extern const char *const md_dom_panic_models[];
 
 /* Index of @s in @names, -1 if absent or NULL. */
 int md_dom_lookup (const char *const *names, const char *s);
@@ -44,6 +51,16 @@ void md_dom_memballoon_free (MdDomainMemballoon *m);
 void md_dom_rng_free (MdDomainRng *r);
 void md_dom_cpu_feature_free (MdDomainCpuFeature *f);
 void md_dom_timer_free (MdDomainTimer *t);
+void md_dom_channel_free (MdDomainChannel *c);
+void md_dom_sound_free (MdDomainSound *s);
+void md_dom_audio_free (MdDomainAudio *a);
+void md_dom_redirdev_free (MdDomainRedirdev *r);
+void md_dom_watchdog_free (MdDomainWatchdog *w);
+void md_dom_panic_free (MdDomainPanic *p);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdDomainAudio, md_dom_audio_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdDomainRedirdev, md_dom_redirdev_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdDomainWatchdog, md_dom_watchdog_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdDomainPanic, md_dom_panic_free)
 
 /* Six hex pairs separated by ':', not multicast. */
 gboolean md_dom_valid_mac (const char *mac);

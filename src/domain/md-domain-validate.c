@@ -64,12 +64,26 @@ md_dom_collect_devices (const MdDomain *dom, GArray *out)
       DevRef r_ = { d_->alias, &d_->address, #T };                                                 \
       g_array_append_val (out, r_);                                                                \
     }
-  ADD (dom->controllers, MdDomainController);
+  for (guint i = 0; i < dom->controllers->len; i++)
+    {
+      MdDomainController *c = dom->controllers->pdata[i];
+      /* ICH9 UHCI companions carry their master's alias (as in libvirt). */
+      gboolean companion = c->type == MD_DOMAIN_CONTROLLER_USB && c->model
+                           && g_str_has_prefix (c->model, "ich9-uhci");
+      DevRef r = { companion ? NULL : c->alias, &c->address, "MdDomainController" };
+
+      g_array_append_val (out, r);
+    }
   ADD (dom->disks, MdDomainDisk);
   ADD (dom->interfaces, MdDomainInterface);
   ADD (dom->videos, MdDomainVideo);
   ADD (dom->inputs, MdDomainInput);
   ADD (dom->rngs, MdDomainRng);
+  ADD (dom->channels, MdDomainChannel);
+  ADD (dom->sounds, MdDomainSound);
+  ADD (dom->redirdevs, MdDomainRedirdev);
+  ADD (dom->watchdogs, MdDomainWatchdog);
+  ADD (dom->panics, MdDomainPanic);
 #undef ADD
   if (dom->memballoon)
     {
@@ -84,15 +98,9 @@ md_dom_collect_devices (const MdDomain *dom, GArray *out)
     }
 }
 
-gboolean
-md_domain_validate (const MdDomain *dom, GError **error)
+static gboolean
+validate_basics (const MdDomain *dom, GError **error)
 {
-  g_autoptr (GArray) devs = g_array_new (FALSE, FALSE, sizeof (DevRef));
-  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  gboolean q35 = md_domain_machine_is_q35 (dom->os.machine);
-  gboolean any_boot_order = FALSE;
-  guint n_vnc = 0, n_spice = 0;
-
   if (!md_domain_validate_name (dom->name, error))
     return FALSE;
   if (!dom->uuid || !g_uuid_string_is_valid (dom->uuid))
@@ -116,6 +124,15 @@ md_domain_validate (const MdDomain *dom, GError **error)
                                "CPU topology gives %" G_GUINT64_FORMAT " vcpus, <vcpu> says %u",
                                total, dom->vcpus);
     }
+
+  return TRUE;
+}
+
+static gboolean
+validate_disks_nics (const MdDomain *dom, gboolean q35, GError **error)
+{
+  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  gboolean any_boot_order = FALSE;
 
   for (guint i = 0; i < dom->disks->len; i++)
     {
@@ -179,6 +196,12 @@ md_domain_validate (const MdDomain *dom, GError **error)
     }
   if (any_boot_order && dom->os.boot_devs->len > 0)
     return md_dom_invalid (error, "per-device <boot order> and <os><boot dev> cannot be mixed");
+  return TRUE;
+}
+
+static gboolean
+validate_controllers (const MdDomain *dom, gboolean q35, GError **error)
+{
   for (guint i = 0; i < dom->controllers->len; i++)
     {
       MdDomainController *c = dom->controllers->pdata[i];
@@ -187,7 +210,10 @@ md_domain_validate (const MdDomain *dom, GError **error)
         {
           MdDomainController *o = dom->controllers->pdata[j];
 
-          if (o->type == c->type && o->index == c->index)
+          if (o->type == c->type && o->index == c->index
+              && !(g_strcmp0 (o->model, c->model) != 0 && c->type == MD_DOMAIN_CONTROLLER_USB
+                   && g_str_has_prefix (o->model ? o->model : "", "ich9-")
+                   && g_str_has_prefix (c->model ? c->model : "", "ich9-")))
             return md_dom_invalid (error, "duplicate controller type '%s' index %u",
                                    md_dom_controller_type_names[c->type], c->index);
         }
@@ -210,6 +236,36 @@ md_domain_validate (const MdDomain *dom, GError **error)
           return FALSE;
         }
     }
+  return TRUE;
+}
+
+static gboolean
+validate_spice_users (const MdDomain *dom, guint n_spice, GError **error)
+{
+  const char *user = NULL;
+
+  for (guint i = 0; i < dom->channels->len && !user; i++)
+    if (((MdDomainChannel *) dom->channels->pdata[i])->type == MD_DOMAIN_CHANNEL_SPICEVMC)
+      user = "channel type='spicevmc'";
+  if (dom->redirdevs->len > 0)
+    user = "redirdev type='spicevmc'";
+  for (guint i = 0; i < dom->audios->len && !user; i++)
+    if (g_strcmp0 (((MdDomainAudio *) dom->audios->pdata[i])->type, "spice") == 0)
+      user = "audio type='spice'";
+  if (user && n_spice == 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
+                   "%s needs <graphics type='spice'>; add one or remove it", user);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+validate_devices (const MdDomain *dom, gboolean q35, GError **error)
+{
+  guint n_vnc = 0, n_spice = 0;
+
   for (guint i = 0; i < dom->serials->len; i++)
     for (guint j = 0; j < i; j++)
       if (((MdDomainChardev *) dom->serials->pdata[i])->port
@@ -233,8 +289,39 @@ md_domain_validate (const MdDomain *dom, GError **error)
         return md_dom_invalid (error, "input %s on bus usb needs a USB controller", in->type);
     }
 
+  for (guint i = 0; i < dom->sounds->len; i++)
+    {
+      MdDomainSound *snd = dom->sounds->pdata[i];
+      gboolean found = FALSE;
+
+      for (guint j = 0; j < dom->audios->len; j++)
+        found |= ((MdDomainAudio *) dom->audios->pdata[j])->id == snd->audio_id;
+      if (!found)
+        return md_dom_invalid (error, "sound %s: no <audio id='%u'>", snd->model, snd->audio_id);
+    }
+  for (guint i = 0; i < dom->watchdogs->len; i++)
+    if (!q35 && strcmp (((MdDomainWatchdog *) dom->watchdogs->pdata[i])->model, "itco") == 0)
+      {
+        g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
+                     "watchdog itco is part of q35's ICH9 chipset; on pc use model='i6300esb'");
+        return FALSE;
+      }
+  if (dom->smm && !q35)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
+                   "<smm> is a q35 feature; remove it on pc machines");
+      return FALSE;
+    }
+  return validate_spice_users (dom, n_spice, error);
+}
+
+static gboolean
+validate_refs (const MdDomain *dom, GError **error)
+{
+  g_autoptr (GArray) devs = g_array_new (FALSE, FALSE, sizeof (DevRef));
+  g_autoptr (GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
   /* Aliases unique and well-formed; PCI addresses unique, on existing buses. */
-  g_hash_table_remove_all (seen);
   md_dom_collect_devices (dom, devs);
   for (guint i = 0; i < devs->len; i++)
     {
@@ -269,4 +356,14 @@ md_domain_validate (const MdDomain *dom, GError **error)
                                r->alias ? r->alias : "", r->address->bus, r->address->bus);
     }
   return TRUE;
+}
+
+gboolean
+md_domain_validate (const MdDomain *dom, GError **error)
+{
+  gboolean q35 = md_domain_machine_is_q35 (dom->os.machine);
+
+  return validate_basics (dom, error) && validate_disks_nics (dom, q35, error)
+         && validate_controllers (dom, q35, error) && validate_devices (dom, q35, error)
+         && validate_refs (dom, error);
 }

@@ -19,6 +19,8 @@ const char *const md_dom_disk_cache_names[] = { "default",   "none",       "writ
                                                 NULL };
 const char *const md_dom_disk_discard_names[] = { "default", "unmap", "ignore", NULL };
 const char *const md_dom_disk_io_names[] = { "default", "native", "threads", "io_uring", NULL };
+const char *const md_dom_disk_detect_zeroes_names[] = { "default", "off", "on", "unmap", NULL };
+const char *const md_dom_channel_type_names[] = { "unix", "spicevmc", NULL };
 const char *const md_dom_controller_type_names[] = { "pci", "ide",           "sata", "scsi",
                                                      "usb", "virtio-serial", NULL };
 const char *const md_dom_interface_type_names[] = { "user", "network", "bridge", NULL };
@@ -29,17 +31,26 @@ const char *const md_dom_cpu_mode_names[] = { "none", "host-passthrough", "host-
                                               NULL };
 const char *const md_dom_clock_offset_names[] = { "utc", "localtime", NULL };
 const char *const md_dom_tristate_names[] = { "default", "on", "off", NULL };
-const char *const md_dom_address_type_names[] = { "none", "pci", "drive", "usb", NULL };
+const char *const md_dom_address_type_names[] = { "none", "pci",           "drive",
+                                                  "usb",  "virtio-serial", NULL };
 
-const char *const md_dom_controller_models[] = { "pci-root",    "pcie-root", "pcie-root-port",
-                                                 "piix3-uhci",  "qemu-xhci", "none",
-                                                 "virtio-scsi", NULL };
+const char *const md_dom_controller_models[] = { "pci-root",   "pcie-root",  "pcie-root-port",
+                                                 "piix3-uhci", "qemu-xhci",  "nec-xhci",
+                                                 "ich9-ehci1", "ich9-uhci1", "ich9-uhci2",
+                                                 "ich9-uhci3", "none",       "virtio-scsi",
+                                                 NULL };
 const char *const md_dom_nic_models[] = { "virtio", "e1000", "e1000e", "rtl8139", NULL };
 const char *const md_dom_video_models[] = {
   "vga", "cirrus", "virtio", "qxl", "bochs", "none", NULL
 };
 const char *const md_dom_input_types[] = { "mouse", "keyboard", "tablet", NULL };
 const char *const md_dom_input_buses[] = { "ps2", "usb", "virtio", NULL };
+const char *const md_dom_sound_models[] = { "ich6", "ich9", "ac97", NULL };
+const char *const md_dom_audio_types[] = { "none", "spice", "pa", NULL };
+const char *const md_dom_watchdog_models[] = { "i6300esb", "itco", NULL };
+const char *const md_dom_watchdog_actions[] = { "reset", "shutdown",   "poweroff", "pause",
+                                                "none",  "inject-nmi", "dump",     NULL };
+const char *const md_dom_panic_models[] = { "isa", "pvpanic", NULL };
 
 int
 md_dom_lookup (const char *const *names, const char *s)
@@ -105,6 +116,7 @@ md_dom_graphics_free (MdDomainGraphics *g)
 {
   g_free (g->listen);
   g_free (g->passwd);
+  g_free (g->image_compression);
   g_free (g);
 }
 
@@ -160,6 +172,53 @@ md_dom_timer_free (MdDomainTimer *t)
 }
 
 void
+md_dom_channel_free (MdDomainChannel *c)
+{
+  g_free (c->target_name);
+  g_free (c->alias);
+  g_free (c);
+}
+
+void
+md_dom_sound_free (MdDomainSound *s)
+{
+  g_free (s->model);
+  g_free (s->alias);
+  g_free (s);
+}
+
+void
+md_dom_audio_free (MdDomainAudio *a)
+{
+  g_free (a->type);
+  g_free (a);
+}
+
+void
+md_dom_redirdev_free (MdDomainRedirdev *r)
+{
+  g_free (r->alias);
+  g_free (r);
+}
+
+void
+md_dom_watchdog_free (MdDomainWatchdog *w)
+{
+  g_free (w->model);
+  g_free (w->action);
+  g_free (w->alias);
+  g_free (w);
+}
+
+void
+md_dom_panic_free (MdDomainPanic *p)
+{
+  g_free (p->model);
+  g_free (p->alias);
+  g_free (p);
+}
+
+void
 md_domain_machine_type_free (MdDomainMachineType *type)
 {
   if (!type)
@@ -190,6 +249,12 @@ md_domain_new (void)
   dom->videos = g_ptr_array_new_with_free_func ((GDestroyNotify) md_dom_video_free);
   dom->inputs = g_ptr_array_new_with_free_func ((GDestroyNotify) md_dom_input_free);
   dom->rngs = g_ptr_array_new_with_free_func ((GDestroyNotify) md_dom_rng_free);
+  dom->channels = g_ptr_array_new_with_free_func ((GDestroyNotify) md_dom_channel_free);
+  dom->sounds = g_ptr_array_new_with_free_func ((GDestroyNotify) md_dom_sound_free);
+  dom->audios = g_ptr_array_new_with_free_func ((GDestroyNotify) md_dom_audio_free);
+  dom->redirdevs = g_ptr_array_new_with_free_func ((GDestroyNotify) md_dom_redirdev_free);
+  dom->watchdogs = g_ptr_array_new_with_free_func ((GDestroyNotify) md_dom_watchdog_free);
+  dom->panics = g_ptr_array_new_with_free_func ((GDestroyNotify) md_dom_panic_free);
   return dom;
 }
 
@@ -225,6 +290,12 @@ md_domain_free (MdDomain *dom)
   g_ptr_array_unref (dom->inputs);
   md_dom_memballoon_free (dom->memballoon);
   g_ptr_array_unref (dom->rngs);
+  g_ptr_array_unref (dom->channels);
+  g_ptr_array_unref (dom->sounds);
+  g_ptr_array_unref (dom->audios);
+  g_ptr_array_unref (dom->redirdevs);
+  g_ptr_array_unref (dom->watchdogs);
+  g_ptr_array_unref (dom->panics);
   g_free (dom);
 }
 
@@ -284,6 +355,7 @@ copy_graphics (gconstpointer src, gpointer unused)
 
   d->listen = g_strdup (s->listen);
   d->passwd = g_strdup (s->passwd);
+  d->image_compression = g_strdup (s->image_compression);
   return d;
 }
 
@@ -318,6 +390,71 @@ copy_rng (gconstpointer src, gpointer unused)
 
   d->model = g_strdup (s->model);
   d->backend = g_strdup (s->backend);
+  d->alias = g_strdup (s->alias);
+  return d;
+}
+
+static gpointer
+copy_channel (gconstpointer src, gpointer unused)
+{
+  const MdDomainChannel *s = src;
+  MdDomainChannel *d = g_memdup2 (s, sizeof *s);
+
+  d->target_name = g_strdup (s->target_name);
+  d->alias = g_strdup (s->alias);
+  return d;
+}
+
+static gpointer
+copy_sound (gconstpointer src, gpointer unused)
+{
+  const MdDomainSound *s = src;
+  MdDomainSound *d = g_memdup2 (s, sizeof *s);
+
+  d->model = g_strdup (s->model);
+  d->alias = g_strdup (s->alias);
+  return d;
+}
+
+static gpointer
+copy_audio (gconstpointer src, gpointer unused)
+{
+  const MdDomainAudio *s = src;
+  MdDomainAudio *d = g_memdup2 (s, sizeof *s);
+
+  d->type = g_strdup (s->type);
+  return d;
+}
+
+static gpointer
+copy_redirdev (gconstpointer src, gpointer unused)
+{
+  const MdDomainRedirdev *s = src;
+  MdDomainRedirdev *d = g_memdup2 (s, sizeof *s);
+
+  d->alias = g_strdup (s->alias);
+  return d;
+}
+
+static gpointer
+copy_watchdog (gconstpointer src, gpointer unused)
+{
+  const MdDomainWatchdog *s = src;
+  MdDomainWatchdog *d = g_memdup2 (s, sizeof *s);
+
+  d->model = g_strdup (s->model);
+  d->action = g_strdup (s->action);
+  d->alias = g_strdup (s->alias);
+  return d;
+}
+
+static gpointer
+copy_panic (gconstpointer src, gpointer unused)
+{
+  const MdDomainPanic *s = src;
+  MdDomainPanic *d = g_memdup2 (s, sizeof *s);
+
+  d->model = g_strdup (s->model);
   d->alias = g_strdup (s->alias);
   return d;
 }
@@ -385,6 +522,9 @@ md_domain_copy (const MdDomain *s)
   d->apic = s->apic;
   d->pae = s->pae;
   d->vmport = s->vmport;
+  d->smm = s->smm;
+  d->suspend_to_mem = s->suspend_to_mem;
+  d->suspend_to_disk = s->suspend_to_disk;
   d->cpu.mode = s->cpu.mode;
   d->cpu.model = g_strdup (s->cpu.model);
   d->cpu.sockets = s->cpu.sockets;
@@ -413,6 +553,12 @@ md_domain_copy (const MdDomain *s)
       d->memballoon->alias = g_strdup (s->memballoon->alias);
     }
   copy_array (d->rngs, s->rngs, copy_rng);
+  copy_array (d->channels, s->channels, copy_channel);
+  copy_array (d->sounds, s->sounds, copy_sound);
+  copy_array (d->audios, s->audios, copy_audio);
+  copy_array (d->redirdevs, s->redirdevs, copy_redirdev);
+  copy_array (d->watchdogs, s->watchdogs, copy_watchdog);
+  copy_array (d->panics, s->panics, copy_panic);
   return d;
 }
 

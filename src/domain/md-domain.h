@@ -61,6 +61,7 @@ typedef enum
   MD_DOMAIN_ADDRESS_PCI,
   MD_DOMAIN_ADDRESS_DRIVE,
   MD_DOMAIN_ADDRESS_USB,
+  MD_DOMAIN_ADDRESS_VIRTIO_SERIAL,
 } MdDomainAddressType;
 
 typedef struct
@@ -80,6 +81,9 @@ typedef struct
   /* usb (usb inputs) */
   guint usb_bus;
   guint usb_port;
+  /* virtio-serial (channels): controller above, then bus and port */
+  guint vs_bus;
+  guint vs_port;
 } MdDomainAddress;
 
 typedef enum
@@ -177,10 +181,19 @@ typedef enum
   MD_DOMAIN_DISK_IO_URING,
 } MdDomainDiskIo;
 
+typedef enum
+{
+  MD_DOMAIN_DISK_DETECT_ZEROES_DEFAULT = 0,
+  MD_DOMAIN_DISK_DETECT_ZEROES_OFF,
+  MD_DOMAIN_DISK_DETECT_ZEROES_ON,
+  MD_DOMAIN_DISK_DETECT_ZEROES_UNMAP,
+} MdDomainDiskDetectZeroes;
+
 typedef struct
 {
   MdDomainDiskType type;
   MdDomainDiskDevice device;
+  MdDomainDiskDetectZeroes detect_zeroes;
   MdDomainDiskFormat format; /* <driver type=> */
   MdDomainDiskCache cache;
   MdDomainDiskDiscard discard;
@@ -264,8 +277,63 @@ typedef struct
   char *listen; /* host side; NULL = 127.0.0.1 */
   int port;     /* host side; -1 with autoport */
   gboolean autoport;
-  char *passwd; /* host side; stored in the definition as libvirt does */
+  char *passwd;            /* host side; stored in the definition as libvirt does;
+                 * reaches QEMU through a secret object file, never argv */
+  char *image_compression; /* spice <image compression=>, NULL = default */
 } MdDomainGraphics;
+
+typedef enum
+{
+  MD_DOMAIN_CHANNEL_UNIX = 0, /* a socket the daemon owns in its runtime dir */
+  MD_DOMAIN_CHANNEL_SPICEVMC,
+} MdDomainChannelType;
+
+/* A <channel> on a virtio-serial port (guest agent, SPICE agent). */
+typedef struct
+{
+  MdDomainChannelType type;
+  char *target_name;       /* "org.qemu.guest_agent.0", "com.redhat.spice.0" */
+  char *alias;             /* "channel0" */
+  MdDomainAddress address; /* virtio-serial controller/bus/port */
+} MdDomainChannel;
+
+/* A <sound> card; it plays into the <audio> backend with @audio_id. */
+typedef struct
+{
+  char *model;    /* ich6, ich9, ac97 */
+  guint audio_id; /* <audio id=> it uses; 0 = the first <audio> */
+  char *alias;    /* "sound0" */
+  MdDomainAddress address;
+} MdDomainSound;
+
+/* An <audio> backend (host side). */
+typedef struct
+{
+  guint id;   /* >= 1 */
+  char *type; /* none, spice, pa */
+} MdDomainAudio;
+
+/* A <redirdev bus='usb' type='spicevmc'>: USB redirection over SPICE. */
+typedef struct
+{
+  char *alias;             /* "redir0" */
+  MdDomainAddress address; /* usb */
+} MdDomainRedirdev;
+
+typedef struct
+{
+  char *model;  /* i6300esb, itco (q35's built-in TCO) */
+  char *action; /* reset, shutdown, poweroff, pause, none, dump, inject-nmi; NULL = reset */
+  char *alias;  /* "watchdog0" */
+  MdDomainAddress address; /* PCI for i6300esb */
+} MdDomainWatchdog;
+
+typedef struct
+{
+  char *model;             /* isa (pvpanic on the ISA bus) or pvpanic (PCI) */
+  char *alias;             /* "panic0" */
+  MdDomainAddress address; /* PCI for model pvpanic */
+} MdDomainPanic;
 
 typedef struct
 {
@@ -331,6 +399,9 @@ typedef struct
   gboolean apic;
   gboolean pae;
   MdDomainTristate vmport;
+  MdDomainTristate smm;             /* <features><smm state=> (q35) */
+  MdDomainTristate suspend_to_mem;  /* <pm><suspend-to-mem enabled=> */
+  MdDomainTristate suspend_to_disk; /* <pm><suspend-to-disk enabled=> */
 
   struct
   {
@@ -359,6 +430,12 @@ typedef struct
   GPtrArray *inputs;              /* MdDomainInput* */
   MdDomainMemballoon *memballoon; /* absent: assign_addresses adds virtio, as libvirt */
   GPtrArray *rngs;                /* MdDomainRng* */
+  GPtrArray *channels;            /* MdDomainChannel* */
+  GPtrArray *sounds;              /* MdDomainSound* */
+  GPtrArray *audios;              /* MdDomainAudio* */
+  GPtrArray *redirdevs;           /* MdDomainRedirdev* */
+  GPtrArray *watchdogs;           /* MdDomainWatchdog* */
+  GPtrArray *panics;              /* MdDomainPanic* */
 } MdDomain;
 
 /* An empty domain with all arrays allocated; arch x86_64, type hvm. */
