@@ -36,6 +36,7 @@ md_config_new_default (void)
   config->allowed_dns = g_new0 (char *, 1);
   config->handshake_timeout = 10;
   config->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) md_config_peer_free);
+  config->networks = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   return config;
 }
 
@@ -54,6 +55,7 @@ md_config_free (MdConfig *config)
   g_free (config->tls_dir);
   g_strfreev (config->allowed_dns);
   g_ptr_array_unref (config->peers);
+  g_hash_table_unref (config->networks);
   g_free (config);
 }
 
@@ -216,6 +218,31 @@ load_peer_group (MdConfig *config, GKeyFile *kf, const char *path, const char *g
   return TRUE;
 }
 
+/* [networks]: NAME = BRIDGE (a Linux interface name). */
+static gboolean
+load_networks_group (MdConfig *config, GKeyFile *kf, const char *path, GError **error)
+{
+  g_auto (GStrv) keys = g_key_file_get_keys (kf, "networks", NULL, NULL);
+
+  for (guint i = 0; keys[i] != NULL; i++)
+    {
+      g_autofree char *bridge = g_key_file_get_string (kf, "networks", keys[i], NULL);
+      gsize len = bridge ? strlen (bridge) : 0;
+
+      if (len == 0 || len > 15 || strpbrk (bridge, "/ \t:") != NULL || g_str_equal (bridge, ".")
+          || g_str_equal (bridge, ".."))
+        {
+          g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                       "%s: [networks] %s: '%s' is not a bridge name (1..15 characters, no / : "
+                       "or spaces)",
+                       path, keys[i], bridge ? bridge : "");
+          return FALSE;
+        }
+      g_hash_table_replace (config->networks, g_strdup (keys[i]), g_steal_pointer (&bridge));
+    }
+  return TRUE;
+}
+
 static gboolean
 validate (MdConfig *config, const char *path, GError **error)
 {
@@ -274,10 +301,17 @@ md_config_load (const char *path, GError **error)
             return NULL;
           continue;
         }
+      if (g_str_equal (group, "networks"))
+        {
+          if (!load_networks_group (config, kf, file, error))
+            return NULL;
+          continue;
+        }
       if (!g_str_equal (group, "daemon") && !g_str_equal (group, "tls"))
         {
           g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
-                       "%s: unknown group [%s] (known: [daemon], [tls], [peer NAME])", file, group);
+                       "%s: unknown group [%s] (known: [daemon], [tls], [networks], [peer NAME])",
+                       file, group);
           return NULL;
         }
       keys = g_key_file_get_keys (kf, group, NULL, NULL);

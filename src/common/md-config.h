@@ -34,6 +34,10 @@ typedef struct
   GStrv allowed_dns;
   guint handshake_timeout;
 
+  /* [networks]: libvirt network name -> host bridge, so guests written
+   * with <interface type='network'> run here through that bridge. */
+  GHashTable *networks;
+
   /* [peer NAME] groups */
   GPtrArray *peers; /* MdConfigPeer */
 } MdConfig;

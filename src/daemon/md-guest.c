@@ -9,6 +9,7 @@
 #include "common/md-options.h"
 #include "qemu/md-qemu-argv.h"
 #include "qemu/md-qemu-caps.h"
+#include "qemu/md-qemu-log.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -178,6 +179,13 @@ release_process (MdGuest *self, MdGuestState final_state)
     g_warning ("guest %s: %s", self->def->name, error->message);
   if (self->qmp_path != NULL)
     g_unlink (self->qmp_path);
+  if (self->live != NULL && self->qmp_path != NULL)
+    {
+      MdQemuArgvOptions opts = { .qmp_socket = self->qmp_path,
+                                 .runtime_files_dir = config->runtime_dir };
+
+      md_qemu_remove_runtime_files (self->live, &opts);
+    }
   g_clear_pointer (&self->live, md_domain_free);
   self->stop_requested = FALSE;
   self->incoming = FALSE;
@@ -302,16 +310,25 @@ typedef struct
 static void
 start_fail (MdGuest *self, GTask *task, GError *error)
 {
-  g_autofree char *tail = md_qemu_log_tail (self->log_path, 10);
+  g_autofree char *last_error = NULL;
+  /* Only a QEMU we spawned wrote this start's part of the log. */
+  g_autofree char *log =
+      self->proc != NULL ? md_qemu_log_this_start (self->log_path, 20, &last_error) : NULL;
+  g_auto (GStrv) first_line = g_strsplit (error->message, "\n", 2);
+  g_autoptr (GString) msg = g_string_new (NULL);
 
-  g_prefix_error (&error, "host %s: starting guest %s failed: ", host_name (self), self->def->name);
-  if (tail != NULL && strstr (error->message, tail) == NULL)
-    {
-      g_autofree char *message =
-          g_strdup_printf ("%s\nQEMU log (%s):\n%s", error->message, self->log_path, tail);
-      g_free (error->message);
-      error->message = g_steal_pointer (&message);
-    }
+  /* QEMU's own words first; then what we saw (e.g. the QMP socket closing),
+   * then this start's log only: earlier runs would only mislead. */
+  g_string_append_printf (msg, "host %s: starting guest %s failed: ", host_name (self),
+                          self->def->name);
+  if (last_error)
+    g_string_append_printf (msg, "%s\n(%s)", last_error, first_line[0]);
+  else
+    g_string_append (msg, first_line[0]);
+  if (log)
+    g_string_append_printf (msg, "\nQEMU log of this start (%s):\n%s", self->log_path, log);
+  g_free (error->message);
+  error->message = g_string_free (g_steal_pointer (&msg), FALSE);
   if (self->proc != NULL && !md_qemu_process_has_exited (self->proc))
     {
       /* Nothing may be left behind by a failed start. */
@@ -365,6 +382,14 @@ on_start_qmp (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   attach_qmp (self, qmp);
   write_runtime_record (self);
+  {
+    const MdConfig *config = md_manager_get_config (self->manager);
+    MdQemuArgvOptions opts = { .qmp_socket = self->qmp_path,
+                               .runtime_files_dir = config->runtime_dir };
+
+    /* QEMU read the graphics passwords while starting; the files go now. */
+    md_qemu_remove_secrets (self->live, &opts);
+  }
   if (data->incoming)
     {
       set_state (self, MD_GUEST_STATE_MIGRATING_IN);
@@ -422,6 +447,7 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   g_autoptr (MdQemuProcess) proc = NULL;
   g_autofree char *argv_line = NULL;
   MdQemuArgvOptions opts = { 0 };
+  g_autoptr (GArray) spice_ports = NULL;
   StartData *data = g_new0 (StartData, 1);
   const char *accel;
 
@@ -474,7 +500,17 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   opts.qmp_socket = self->qmp_path;
   opts.serial_log_dir = logs;
   opts.sandbox = caps->sandbox;
-  argv = md_qemu_build_argv (self->live, &opts, &error);
+  opts.runtime_files_dir = config->runtime_dir;
+  opts.networks = config->networks;
+  spice_ports = md_qemu_pick_graphics_ports (self->live, &error);
+  if (spice_ports != NULL)
+    {
+      opts.graphics_ports = (const int *) spice_ports->data;
+      opts.n_graphics_ports = spice_ports->len;
+      argv = md_qemu_build_argv (self->live, &opts, &error);
+    }
+  if (argv != NULL && !md_qemu_write_secrets (self->live, &opts, &error))
+    g_clear_pointer (&argv, g_strfreev);
   if (argv == NULL)
     {
       g_clear_pointer (&self->live, md_domain_free);
