@@ -98,7 +98,8 @@ parse_disk (MdDomain *dom, xmlNode *node, GError **error)
       {
         const char *key = d->type == MD_DOMAIN_DISK_TYPE_FILE ? "file" : "dev";
 
-        if (!mdx_check_attrs (c, (const char *const[]){ key, NULL }, NULL, error))
+        if (!mdx_check_attrs (c, (const char *const[]){ key, NULL },
+                              (const char *const[]){ "index", NULL }, error))
           return FALSE;
         g_free (d->source);
         d->source = mdx_attr (c, key);
@@ -147,10 +148,11 @@ parse_disk (MdDomain *dom, xmlNode *node, GError **error)
       }
     else if (IS (c, "backingStore"))
       {
-        if (c->children || c->properties)
-          return mdx_node_error (error, MD_ERROR_NOT_SUPPORTED, c,
-                                 "backing chains in the XML are not supported (QEMU reads the "
-                                 "backing file from the qcow2 header)");
+        /* virsh dumpxml shows the chain it found; QEMU reads the same
+         * chain from the qcow2 header, so the description is not kept. */
+        g_info ("domain XML line %ld: ignoring <backingStore> (QEMU follows the image's own "
+                "backing file)",
+                xmlGetLineNo (c));
       }
     else
       COMMON_OR_FAIL (node, c, &d->alias, &d->address);
@@ -195,10 +197,24 @@ parse_controller (MdDomain *dom, xmlNode *node, GError **error)
       || !mdx_string_attr_in (node, "model", md_dom_controller_models, &c->model, error))
     return FALSE;
   c->type = v;
+  if (!xmlHasProp (node, (const xmlChar *) "index") && c->type == MD_DOMAIN_CONTROLLER_PCI
+      && g_strcmp0 (c->model, "pci-root") != 0 && g_strcmp0 (c->model, "pcie-root") != 0)
+    {
+      /* virt-install writes root ports without an index; libvirt numbers
+       * them in order after the root. */
+      for (guint i = 0; i < dom->controllers->len; i++)
+        {
+          MdDomainController *o = dom->controllers->pdata[i];
+
+          if (o->type == MD_DOMAIN_CONTROLLER_PCI)
+            c->index = MAX (c->index, o->index + 1);
+        }
+      c->index = MAX (c->index, 1);
+    }
   FOREACH_ELEMENT (node, ch)
   {
-    if (IS (ch, "model") || IS (ch, "target"))
-      g_info ("domain XML line %ld: ignoring <controller><%s> (derived from the index)",
+    if (IS (ch, "model") || IS (ch, "target") || IS (ch, "master"))
+      g_info ("domain XML line %ld: ignoring <controller><%s> (derived from index and model)",
               xmlGetLineNo (ch), (const char *) ch->name);
     else
       COMMON_OR_FAIL (node, ch, &c->alias, &c->address);
@@ -238,8 +254,11 @@ parse_interface (MdDomain *dom, xmlNode *node, GError **error)
                           : i->type == MD_DOMAIN_INTERFACE_NETWORK ? "network"
                                                                    : "";
 
-        if (!mdx_check_attrs (c, (const char *const[]){ key, NULL },
-                              (const char *const[]){ "portid", NULL }, error))
+        if (!mdx_check_attrs (
+                c, (const char *const[]){ key, NULL },
+                (const char *const[]){
+                    "portid", i->type == MD_DOMAIN_INTERFACE_NETWORK ? "bridge" : NULL, NULL },
+                error))
           return FALSE;
         g_free (i->source);
         i->source = mdx_attr (c, key);
@@ -357,14 +376,25 @@ parse_graphics (MdDomain *dom, xmlNode *node, GError **error)
 
   g_ptr_array_add (holder, g);
   if (!mdx_check_attrs (
-          node, (const char *const[]){ "type", "port", "autoport", "listen", "passwd", NULL }, NULL,
-          error)
+          node,
+          (const char *const[]){ "type", "port", "autoport", "listen", "passwd", "tls-port", NULL },
+          NULL, error)
       || !mdx_enum_attr (node, "type", md_dom_graphics_type_names, TRUE, &v, error)
       || !mdx_string_attr_in (node, "listen", NULL, &g->listen, error)
       || !mdx_string_attr_in (node, "passwd", NULL, &g->passwd, error))
     return FALSE;
   g->type = v;
   g->port = -1;
+  {
+    g_autofree char *tls_port = mdx_attr (node, "tls-port");
+
+    /* virt-install writes tls-port='-1' (none); TLS for SPICE is not built. */
+    if (tls_port && strcmp (tls_port, "-1") != 0)
+      return mdx_node_error (error, MD_ERROR_NOT_SUPPORTED, node,
+                             "tls-port='%s'; instead: remove it (SPICE over TLS is not "
+                             "supported; tunnel through SSH)",
+                             tls_port);
+  }
   if (port && strcmp (port, "-1") != 0)
     {
       guint p = 0;
@@ -429,7 +459,7 @@ parse_video (MdDomain *dom, xmlNode *node, GError **error)
     if (IS (c, "model"))
       {
         if (!mdx_check_attrs (c, (const char *const[]){ "type", "vram", "heads", NULL },
-                              (const char *const[]){ "primary", NULL }, error)
+                              (const char *const[]){ "primary", "ram", "vgamem", NULL }, error)
             || !mdx_string_attr_in (c, "type", md_dom_video_models, &vd->model, error)
             || !mdx_uint_attr (c, "vram", 1024 * 1024, &vd->vram, error)
             || !mdx_uint_attr (c, "heads", 16, &vd->heads, error))

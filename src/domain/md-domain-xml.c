@@ -157,6 +157,9 @@ parse_cpu (MdDomain *dom, xmlNode *node, GError **error)
         g_free (dom->cpu.model);
         dom->cpu.model = g_strstrip (mdx_text_of (c));
       }
+    else if (IS (c, "vendor"))
+      g_info ("domain XML line %ld: ignoring <cpu><vendor> (implied by the model)",
+              xmlGetLineNo (c));
     else if (IS (c, "topology"))
       {
         if (!mdx_check_attrs (c,

@@ -235,10 +235,15 @@ usb_controller_props (const MdDomainController *c)
 static gboolean
 add_controllers (Builder *b, GError **error)
 {
-  for (guint i = 0; i < b->dom->controllers->len; i++)
+  /* PCI buses first: other controllers may sit behind a root port. */
+  for (guint n = 0; n < 2 * b->dom->controllers->len; n++)
     {
+      guint i = n % b->dom->controllers->len;
       const MdDomainController *c = b->dom->controllers->pdata[i];
       g_autofree char *props = NULL;
+
+      if ((n < b->dom->controllers->len) != (c->type == MD_DOMAIN_CONTROLLER_PCI))
+        continue;
 
       switch (c->type)
         {
@@ -669,7 +674,10 @@ add_videos (Builder *b, GError **error)
       else
         g_string_append (s, "bochs-display");
       g_string_append_printf (s, ",id=%s", v->alias);
-      if (v->vram && strcmp (v->model, "virtio") != 0)
+      /* bochs-display sizes its memory in bytes, the VGA family in MiB. */
+      if (v->vram && strcmp (v->model, "bochs") == 0)
+        g_string_append_printf (s, ",vgamem=%" G_GUINT64_FORMAT, (guint64) v->vram * 1024);
+      else if (v->vram && strcmp (v->model, "virtio") != 0)
         g_string_append_printf (s, ",vgamem_mb=%u", MAX (v->vram / 1024, 1));
       if (v->heads && (strcmp (v->model, "virtio") == 0 || strcmp (v->model, "qxl") == 0))
         g_string_append_printf (s, ",max_outputs=%u", v->heads);
