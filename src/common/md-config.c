@@ -50,6 +50,7 @@ md_config_free (MdConfig *config)
   g_free (config->runtime_dir);
   g_free (config->host_name);
   g_free (config->listen_address);
+  g_strfreev (config->cpu_model_allow);
   g_free (config->accelerator);
   g_free (config->qemu_binary);
   g_free (config->tls_dir);
@@ -101,6 +102,7 @@ static const KeyDesc known_keys[] = {
   { "daemon", "shutdown-timeout", KEY_UINT, OFF (shutdown_timeout), 1, 3600 },
   { "daemon", "accelerator", KEY_STRING, OFF (accelerator), 0, 0 },
   { "daemon", "qemu-binary", KEY_STRING, OFF (qemu_binary), 0, 0 },
+  { "daemon", "cpu-model-allow", KEY_LIST, OFF (cpu_model_allow), 0, 0 },
   { "tls", "directory", KEY_STRING, OFF (tls_dir), 0, 0 },
   { "tls", "allowed-dns", KEY_LIST, OFF (allowed_dns), 0, 0 },
   { "tls", "handshake-timeout", KEY_UINT, OFF (handshake_timeout), 1, 600 },

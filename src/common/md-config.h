@@ -28,6 +28,9 @@ typedef struct
   guint shutdown_timeout;
   char *accelerator; /* auto, kvm, tcg */
   char *qemu_binary;
+  /* When set, the only CPU models and features this host accepts (stands
+   * for an older QEMU in tests); NULL = whatever QEMU can run. */
+  GStrv cpu_model_allow;
 
   /* [tls] */
   char *tls_dir;

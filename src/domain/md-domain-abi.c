@@ -117,6 +117,7 @@ describe_domain (GPtrArray *out, const MdDomain *dom)
   field (sec, "suspend-to-disk", FALSE, "%s", md_dom_tristate_names[dom->suspend_to_disk]);
   field (sec, "cpu mode", FALSE, "%s", md_dom_cpu_mode_names[dom->cpu.mode]);
   field (sec, "cpu model", FALSE, "%s", S (dom->cpu.model));
+  field (sec, "cpu migratable", FALSE, "%s", md_dom_tristate_names[dom->cpu.migratable]);
   field (sec, "cpu topology", FALSE, "%u/%u/%u/%u", dom->cpu.sockets, dom->cpu.dies, dom->cpu.cores,
          dom->cpu.threads);
   g_string_truncate (list, 0);

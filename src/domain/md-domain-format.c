@@ -139,7 +139,10 @@ format_cpu_clock (GString *s, const MdDomain *dom)
 {
   if (dom->cpu.mode != MD_DOMAIN_CPU_MODE_NONE)
     {
-      g_string_append_printf (s, "  <cpu mode='%s'>\n", md_dom_cpu_mode_names[dom->cpu.mode]);
+      g_string_append_printf (s, "  <cpu mode='%s'", md_dom_cpu_mode_names[dom->cpu.mode]);
+      if (dom->cpu.migratable)
+        g_string_append_printf (s, " migratable='%s'", md_dom_tristate_names[dom->cpu.migratable]);
+      g_string_append (s, ">\n");
       xelem_text (s, 4, "model", dom->cpu.model);
       if (dom->cpu.sockets || dom->cpu.dies || dom->cpu.cores || dom->cpu.threads)
         {

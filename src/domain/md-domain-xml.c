@@ -143,11 +143,15 @@ parse_cpu (MdDomain *dom, xmlNode *node, GError **error)
 {
   int mode = MD_DOMAIN_CPU_MODE_CUSTOM;
 
-  if (!mdx_check_attrs (node, (const char *const[]){ "mode", NULL },
-                        (const char *const[]){ "match", "check", "migratable", NULL }, error)
-      || !mdx_enum_attr (node, "mode", md_dom_cpu_mode_names, FALSE, &mode, error))
+  if (!mdx_check_attrs (node, (const char *const[]){ "mode", "migratable", NULL },
+                        (const char *const[]){ "match", "check", NULL }, error)
+      || !mdx_enum_attr (node, "mode", md_dom_cpu_mode_names, FALSE, &mode, error)
+      || !parse_state_attr (node, "migratable", "on", "off", &dom->cpu.migratable, error))
     return FALSE;
   dom->cpu.mode = mode;
+  if (dom->cpu.migratable && mode != MD_DOMAIN_CPU_MODE_HOST_PASSTHROUGH)
+    return mdx_node_error (error, MD_ERROR_INVALID_XML, node,
+                           "migratable= only applies to mode='host-passthrough'");
   FOREACH_ELEMENT (node, c)
   {
     if (IS (c, "model"))

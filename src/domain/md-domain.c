@@ -526,6 +526,7 @@ md_domain_copy (const MdDomain *s)
   d->suspend_to_mem = s->suspend_to_mem;
   d->suspend_to_disk = s->suspend_to_disk;
   d->cpu.mode = s->cpu.mode;
+  d->cpu.migratable = s->cpu.migratable;
   d->cpu.model = g_strdup (s->cpu.model);
   d->cpu.sockets = s->cpu.sockets;
   d->cpu.dies = s->cpu.dies;

@@ -409,6 +409,8 @@ typedef struct
     char *model;                         /* custom only */
     guint sockets, dies, cores, threads; /* <topology>, 0 = not given */
     GPtrArray *features;                 /* MdDomainCpuFeature* */
+    /* host-passthrough only: migratable='on' promises identical hosts. */
+    MdDomainTristate migratable;
   } cpu;
 
   MdDomainClockOffset clock_offset;
