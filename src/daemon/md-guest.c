@@ -42,6 +42,9 @@ struct _MdGuest
   /* QEMU waits for an incoming migration: a daemon restart must kill it,
    * since the migration it belongs to died with the old daemon. */
   gboolean incoming;
+  /* Cancelled when QEMU exits while we still wait for its QMP socket, so a
+   * start QEMU refused fails at once, with QEMU's own message. */
+  GCancellable *start_wait;
 };
 
 enum
@@ -223,11 +226,20 @@ complete_shutdown (MdGuest *self, GError *error)
 }
 
 static void
+cancel_start_wait (GCancellable *caller, GCancellable *start_wait)
+{
+  g_cancellable_cancel (start_wait);
+}
+
+static void
 on_process_exited (MdQemuProcess *proc, int wait_status, MdGuest *self)
 {
   g_autoptr (MdGuest) keep = g_object_ref (self);
   gboolean abnormal = FALSE;
   g_autofree char *tail = NULL;
+
+  if (self->start_wait != NULL && self->qmp == NULL)
+    g_cancellable_cancel (self->start_wait);
 
   if (wait_status != -1)
     abnormal =
@@ -305,15 +317,17 @@ typedef struct
 {
   gboolean paused;
   gboolean incoming;
+  gboolean spawned; /* this start wrote its part of the QEMU log */
 } StartData;
 
 static void
 start_fail (MdGuest *self, GTask *task, GError *error)
 {
   g_autofree char *last_error = NULL;
+  StartData *data = g_task_get_task_data (task);
   /* Only a QEMU we spawned wrote this start's part of the log. */
   g_autofree char *log =
-      self->proc != NULL ? md_qemu_log_this_start (self->log_path, 20, &last_error) : NULL;
+      data->spawned ? md_qemu_log_this_start (self->log_path, 20, &last_error) : NULL;
   g_auto (GStrv) first_line = g_strsplit (error->message, "\n", 2);
   g_autoptr (GString) msg = g_string_new (NULL);
 
@@ -367,6 +381,13 @@ on_start_qmp (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
   g_autoptr (MdQmp) qmp = md_qmp_connect_finish (result, &error);
 
+  g_clear_object (&self->start_wait);
+  if (qmp == NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED)
+      && (self->proc == NULL || md_qemu_process_has_exited (self->proc)))
+    {
+      g_clear_error (&error);
+      g_set_error (&error, MD_ERROR, MD_ERROR_QEMU_FAILED, "QEMU exited during start-up");
+    }
   if (qmp == NULL)
     {
       start_fail (self, task, g_steal_pointer (&error));
@@ -530,7 +551,13 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
       return;
     }
   attach_process (self, proc);
-  md_qmp_connect_full_async (self->qmp_path, self->log_path, 30000, cancellable, on_start_qmp,
+  data->spawned = TRUE;
+  g_clear_object (&self->start_wait);
+  self->start_wait = g_cancellable_new ();
+  if (cancellable != NULL)
+    g_cancellable_connect (cancellable, G_CALLBACK (cancel_start_wait),
+                           g_object_ref (self->start_wait), g_object_unref);
+  md_qmp_connect_full_async (self->qmp_path, self->log_path, 30000, self->start_wait, on_start_qmp,
                              g_steal_pointer (&task));
 }
 
@@ -1080,6 +1107,7 @@ md_guest_finalize (GObject *object)
   md_domain_free (self->def);
   g_clear_pointer (&self->live, md_domain_free);
   g_free (self->object_path);
+  g_clear_object (&self->start_wait);
   g_free (self->qmp_path);
   g_free (self->log_path);
   G_OBJECT_CLASS (md_guest_parent_class)->finalize (object);
