@@ -469,6 +469,7 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   g_autofree char *argv_line = NULL;
   MdQemuArgvOptions opts = { 0 };
   g_autoptr (GArray) spice_ports = NULL;
+  g_autofree char *debug_qmp = NULL;
   StartData *data = g_new0 (StartData, 1);
   const char *accel;
 
@@ -523,6 +524,14 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   opts.sandbox = caps->sandbox;
   opts.runtime_files_dir = config->runtime_dir;
   opts.networks = config->networks;
+  if (g_getenv ("MIGRATIOND_DEBUG_QMP_DIR") != NULL)
+    {
+      /* A second monitor for inspection (tests); never set in production. */
+      g_autofree char *file = g_strdup_printf ("%s-%s.qmp", config->host_name, self->def->name);
+
+      debug_qmp = g_build_filename (g_getenv ("MIGRATIOND_DEBUG_QMP_DIR"), file, NULL);
+      opts.debug_qmp_socket = debug_qmp;
+    }
   spice_ports = md_qemu_pick_graphics_ports (self->live, &error);
   if (spice_ports != NULL)
     {

@@ -764,6 +764,14 @@ md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError *
                   g_strdup_printf ("socket,id=charmonitor,path=%s,server=on,wait=off", qmp));
   }
   md_argv_add2 (&b, "-mon", g_strdup ("chardev=charmonitor,id=monitor,mode=control"));
+  if (opts->debug_qmp_socket)
+    {
+      g_autofree char *dbg = md_argv_qo (opts->debug_qmp_socket);
+
+      md_argv_add2 (&b, "-chardev",
+                    g_strdup_printf ("socket,id=chardebug,path=%s,server=on,wait=off", dbg));
+      md_argv_add2 (&b, "-mon", g_strdup ("chardev=chardebug,id=debugmonitor,mode=control"));
+    }
   {
     gboolean slew = FALSE;
 

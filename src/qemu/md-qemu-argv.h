@@ -81,6 +81,9 @@ typedef struct
    * (<dir>/<name>.<alias>.secret, see md_qemu_write_secrets()). NULL: the
    * directory of qmp_socket. */
   const char *runtime_files_dir;
+  /* If set, a second QMP monitor at this path, for inspection from outside
+   * (MIGRATIOND_DEBUG_QMP_DIR; tests compare query-pci across hosts). */
+  const char *debug_qmp_socket;
   /* [networks] of the configuration: network name -> bridge, for
    * <interface type='network'> (NULL: no networks mapped). */
   GHashTable *networks;
