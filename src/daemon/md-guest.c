@@ -42,9 +42,7 @@ struct _MdGuest
   /* QEMU waits for an incoming migration: a daemon restart must kill it,
    * since the migration it belongs to died with the old daemon. */
   gboolean incoming;
-  /* Cancelled when QEMU exits while we still wait for its QMP socket, so a
-   * start QEMU refused fails at once, with QEMU's own message. */
-  GCancellable *start_wait;
+  GCancellable *start_wait; /* cancelled if QEMU exits before QMP is up */
 };
 
 enum
@@ -182,13 +180,8 @@ release_process (MdGuest *self, MdGuestState final_state)
     g_warning ("guest %s: %s", self->def->name, error->message);
   if (self->qmp_path != NULL)
     g_unlink (self->qmp_path);
-  if (self->live != NULL && self->qmp_path != NULL)
-    {
-      MdQemuArgvOptions opts = { .qmp_socket = self->qmp_path,
-                                 .runtime_files_dir = config->runtime_dir };
-
-      md_qemu_remove_runtime_files (self->live, &opts);
-    }
+  if (self->live != NULL)
+    md_qemu_remove_runtime_files (self->live, config->runtime_dir);
   g_clear_pointer (&self->live, md_domain_free);
   self->stop_requested = FALSE;
   self->incoming = FALSE;
@@ -226,12 +219,6 @@ complete_shutdown (MdGuest *self, GError *error)
 }
 
 static void
-cancel_start_wait (GCancellable *caller, GCancellable *start_wait)
-{
-  g_cancellable_cancel (start_wait);
-}
-
-static void
 on_process_exited (MdQemuProcess *proc, int wait_status, MdGuest *self)
 {
   g_autoptr (MdGuest) keep = g_object_ref (self);
@@ -240,7 +227,6 @@ on_process_exited (MdQemuProcess *proc, int wait_status, MdGuest *self)
 
   if (self->start_wait != NULL && self->qmp == NULL)
     g_cancellable_cancel (self->start_wait);
-
   if (wait_status != -1)
     abnormal =
         WIFSIGNALED (wait_status) || (WIFEXITED (wait_status) && WEXITSTATUS (wait_status) != 0);
@@ -323,26 +309,11 @@ typedef struct
 static void
 start_fail (MdGuest *self, GTask *task, GError *error)
 {
-  g_autofree char *last_error = NULL;
   StartData *data = g_task_get_task_data (task);
+  g_autofree char *prefix =
+      g_strdup_printf ("host %s: starting guest %s failed: ", host_name (self), self->def->name);
   /* Only a QEMU we spawned wrote this start's part of the log. */
-  g_autofree char *log =
-      data->spawned ? md_qemu_log_this_start (self->log_path, 20, &last_error) : NULL;
-  g_auto (GStrv) first_line = g_strsplit (error->message, "\n", 2);
-  g_autoptr (GString) msg = g_string_new (NULL);
-
-  /* QEMU's own words first; then what we saw (e.g. the QMP socket closing),
-   * then this start's log only: earlier runs would only mislead. */
-  g_string_append_printf (msg, "host %s: starting guest %s failed: ", host_name (self),
-                          self->def->name);
-  if (last_error)
-    g_string_append_printf (msg, "%s\n(%s)", last_error, first_line[0]);
-  else
-    g_string_append (msg, first_line[0]);
-  if (log)
-    g_string_append_printf (msg, "\nQEMU log of this start (%s):\n%s", self->log_path, log);
-  g_free (error->message);
-  error->message = g_string_free (g_steal_pointer (&msg), FALSE);
+  md_qemu_log_explain_start_failure (error, prefix, data->spawned ? self->log_path : NULL);
   if (self->proc != NULL && !md_qemu_process_has_exited (self->proc))
     {
       /* Nothing may be left behind by a failed start. */
@@ -382,8 +353,7 @@ on_start_qmp (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (MdQmp) qmp = md_qmp_connect_finish (result, &error);
 
   g_clear_object (&self->start_wait);
-  if (qmp == NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED)
-      && (self->proc == NULL || md_qemu_process_has_exited (self->proc)))
+  if (qmp == NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {
       g_clear_error (&error);
       g_set_error (&error, MD_ERROR, MD_ERROR_QEMU_FAILED, "QEMU exited during start-up");
@@ -403,14 +373,8 @@ on_start_qmp (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   attach_qmp (self, qmp);
   write_runtime_record (self);
-  {
-    const MdConfig *config = md_manager_get_config (self->manager);
-    MdQemuArgvOptions opts = { .qmp_socket = self->qmp_path,
-                               .runtime_files_dir = config->runtime_dir };
-
-    /* QEMU read the graphics passwords while starting; the files go now. */
-    md_qemu_remove_secrets (self->live, &opts);
-  }
+  /* QEMU read the graphics passwords while starting; the files go now. */
+  md_qemu_remove_secrets (self->live, md_manager_get_config (self->manager)->runtime_dir);
   if (data->incoming)
     {
       set_state (self, MD_GUEST_STATE_MIGRATING_IN);
@@ -468,8 +432,6 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   g_autoptr (MdQemuProcess) proc = NULL;
   g_autofree char *argv_line = NULL;
   MdQemuArgvOptions opts = { 0 };
-  g_autoptr (GArray) spice_ports = NULL;
-  g_autofree char *debug_qmp = NULL;
   StartData *data = g_new0 (StartData, 1);
   const char *accel;
 
@@ -524,23 +486,7 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   opts.sandbox = caps->sandbox;
   opts.runtime_files_dir = config->runtime_dir;
   opts.networks = config->networks;
-  if (g_getenv ("MIGRATIOND_DEBUG_QMP_DIR") != NULL)
-    {
-      /* A second monitor for inspection (tests); never set in production. */
-      g_autofree char *file = g_strdup_printf ("%s-%s.qmp", config->host_name, self->def->name);
-
-      debug_qmp = g_build_filename (g_getenv ("MIGRATIOND_DEBUG_QMP_DIR"), file, NULL);
-      opts.debug_qmp_socket = debug_qmp;
-    }
-  spice_ports = md_qemu_pick_graphics_ports (self->live, &error);
-  if (spice_ports != NULL)
-    {
-      opts.graphics_ports = (const int *) spice_ports->data;
-      opts.n_graphics_ports = spice_ports->len;
-      argv = md_qemu_build_argv (self->live, &opts, &error);
-    }
-  if (argv != NULL && !md_qemu_write_secrets (self->live, &opts, &error))
-    g_clear_pointer (&argv, g_strfreev);
+  argv = md_qemu_build_start_argv (self->live, &opts, config->host_name, &error);
   if (argv == NULL)
     {
       g_clear_pointer (&self->live, md_domain_free);
@@ -563,9 +509,6 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   data->spawned = TRUE;
   g_clear_object (&self->start_wait);
   self->start_wait = g_cancellable_new ();
-  if (cancellable != NULL)
-    g_cancellable_connect (cancellable, G_CALLBACK (cancel_start_wait),
-                           g_object_ref (self->start_wait), g_object_unref);
   md_qmp_connect_full_async (self->qmp_path, self->log_path, 30000, self->start_wait, on_start_qmp,
                              g_steal_pointer (&task));
 }

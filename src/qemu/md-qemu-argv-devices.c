@@ -67,8 +67,11 @@ md_qemu_write_secrets (const MdDomain *dom, const MdQemuArgvOptions *opts, GErro
 }
 
 void
-md_qemu_remove_secrets (const MdDomain *dom, const MdQemuArgvOptions *opts)
+md_qemu_remove_secrets (const MdDomain *dom, const char *runtime_files_dir)
 {
+  MdQemuArgvOptions dir = { .runtime_files_dir = runtime_files_dir };
+  const MdQemuArgvOptions *opts = &dir;
+
   for (guint i = 0; i < dom->graphics->len; i++)
     {
       g_autofree char *path = secret_path (dom, opts, i);
@@ -79,9 +82,12 @@ md_qemu_remove_secrets (const MdDomain *dom, const MdQemuArgvOptions *opts)
 }
 
 void
-md_qemu_remove_runtime_files (const MdDomain *dom, const MdQemuArgvOptions *opts)
+md_qemu_remove_runtime_files (const MdDomain *dom, const char *runtime_files_dir)
 {
-  md_qemu_remove_secrets (dom, opts);
+  MdQemuArgvOptions dir = { .runtime_files_dir = runtime_files_dir };
+  const MdQemuArgvOptions *opts = &dir;
+
+  md_qemu_remove_secrets (dom, runtime_files_dir);
   for (guint i = 0; i < dom->channels->len; i++)
     {
       const MdDomainChannel *ch = dom->channels->pdata[i];
@@ -142,6 +148,33 @@ md_qemu_pick_graphics_ports (const MdDomain *dom, GError **error)
       g_array_append_val (ports, port);
     }
   return ports;
+}
+
+GStrv
+md_qemu_build_start_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, const char *host_name,
+                          GError **error)
+{
+  MdQemuArgvOptions o = *opts;
+  g_autoptr (GArray) ports = md_qemu_pick_graphics_ports (dom, error);
+  g_autofree char *debug_qmp = NULL;
+  g_auto (GStrv) argv = NULL;
+
+  if (!ports)
+    return NULL;
+  o.graphics_ports = (const int *) ports->data;
+  o.n_graphics_ports = ports->len;
+  if (g_getenv ("MIGRATIOND_DEBUG_QMP_DIR") != NULL)
+    {
+      /* A second monitor for inspection (tests); never set in production. */
+      g_autofree char *file = g_strdup_printf ("%s-%s.qmp", host_name, dom->name);
+
+      debug_qmp = g_build_filename (g_getenv ("MIGRATIOND_DEBUG_QMP_DIR"), file, NULL);
+      o.debug_qmp_socket = debug_qmp;
+    }
+  argv = md_qemu_build_argv (dom, &o, error);
+  if (!argv || !md_qemu_write_secrets (dom, &o, error))
+    return NULL;
+  return g_steal_pointer (&argv);
 }
 
 /* ---- graphics ---- */

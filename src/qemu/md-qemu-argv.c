@@ -715,6 +715,29 @@ add_balloon_rng (Builder *b, GError **error)
   return TRUE;
 }
 
+/* -rtc and the PIT policy from <clock>. */
+static void
+add_clock (Builder *b)
+{
+  const MdDomain *dom = b->dom;
+  gboolean slew = FALSE;
+
+  for (guint i = 0; i < dom->timers->len; i++)
+    {
+      MdDomainTimer *t = dom->timers->pdata[i];
+
+      if (strcmp (t->name, "rtc") == 0 && g_strcmp0 (t->tickpolicy, "catchup") == 0)
+        slew = TRUE;
+      if (strcmp (t->name, "pit") == 0 && t->tickpolicy && b->kvm)
+        md_argv_add2 (b, "-global", g_strdup_printf ("kvm-pit.lost_tick_policy=%s", t->tickpolicy));
+    }
+  md_argv_add2 (
+      b, "-rtc",
+      g_strdup_printf ("base=%s%s",
+                       dom->clock_offset == MD_DOMAIN_CLOCK_LOCALTIME ? "localtime" : "utc",
+                       slew ? ",driftfix=slew" : ""));
+}
+
 GStrv
 md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError **error)
 {
@@ -772,25 +795,7 @@ md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError *
                     g_strdup_printf ("socket,id=chardebug,path=%s,server=on,wait=off", dbg));
       md_argv_add2 (&b, "-mon", g_strdup ("chardev=chardebug,id=debugmonitor,mode=control"));
     }
-  {
-    gboolean slew = FALSE;
-
-    for (guint i = 0; i < dom->timers->len; i++)
-      {
-        MdDomainTimer *t = dom->timers->pdata[i];
-
-        if (strcmp (t->name, "rtc") == 0 && g_strcmp0 (t->tickpolicy, "catchup") == 0)
-          slew = TRUE;
-        if (strcmp (t->name, "pit") == 0 && t->tickpolicy && b.kvm)
-          md_argv_add2 (&b, "-global",
-                        g_strdup_printf ("kvm-pit.lost_tick_policy=%s", t->tickpolicy));
-      }
-    md_argv_add2 (
-        &b, "-rtc",
-        g_strdup_printf ("base=%s%s",
-                         dom->clock_offset == MD_DOMAIN_CLOCK_LOCALTIME ? "localtime" : "utc",
-                         slew ? ",driftfix=slew" : ""));
-  }
+  add_clock (&b);
   md_argv_add (&b, "-no-shutdown");
   if (dom->on_reboot == MD_DOMAIN_LIFECYCLE_DESTROY)
     md_argv_add (&b, "-no-reboot");

@@ -103,14 +103,20 @@ char *md_qemu_channel_socket_path (const MdDomain *dom, const MdQemuArgvOptions 
  * argv or logs. Call before spawning QEMU; md_qemu_remove_secrets() after
  * QEMU has read them (it does at start-up) or when it exits. */
 gboolean md_qemu_write_secrets (const MdDomain *dom, const MdQemuArgvOptions *opts, GError **error);
-void md_qemu_remove_secrets (const MdDomain *dom, const MdQemuArgvOptions *opts);
+void md_qemu_remove_secrets (const MdDomain *dom, const char *runtime_files_dir);
 /* Secrets and channel sockets of @dom (after QEMU exited). */
-void md_qemu_remove_runtime_files (const MdDomain *dom, const MdQemuArgvOptions *opts);
+void md_qemu_remove_runtime_files (const MdDomain *dom, const char *runtime_files_dir);
 
 /* One TCP port per <graphics> of @dom, for MdQemuArgvOptions.graphics_ports:
  * a free port from 5900 up for SPICE with autoport (QEMU cannot pick one
  * itself), 0 (keep the definition's) for the others. */
 GArray *md_qemu_pick_graphics_ports (const MdDomain *dom, GError **error);
+
+/* md_qemu_build_argv() for a start by the daemon on host @host_name: picks
+ * the SPICE ports, adds the inspection monitor <dir>/<host>-<name>.qmp when
+ * MIGRATIOND_DEBUG_QMP_DIR is set (tests), and writes the password secrets. */
+GStrv md_qemu_build_start_argv (const MdDomain *dom, const MdQemuArgvOptions *opts,
+                                const char *host_name, GError **error);
 
 GStrv md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError **error);
 

@@ -82,3 +82,22 @@ md_qemu_log_this_start (const char *log_path, guint max_lines, char **last_error
   g_ptr_array_add (kept, NULL);
   return g_strjoinv ("\n", (char **) kept->pdata);
 }
+
+void
+md_qemu_log_explain_start_failure (GError *error, const char *prefix, const char *log_path)
+{
+  g_autofree char *last_error = NULL;
+  g_autofree char *log = log_path ? md_qemu_log_this_start (log_path, 20, &last_error) : NULL;
+  g_auto (GStrv) first_line = g_strsplit (error->message, "\n", 2);
+  GString *msg = g_string_new (prefix);
+
+  /* QEMU's own words first; earlier runs' log would only mislead. */
+  if (last_error)
+    g_string_append_printf (msg, "%s\n(%s)", last_error, first_line[0] ? first_line[0] : "");
+  else
+    g_string_append (msg, first_line[0] ? first_line[0] : "");
+  if (log)
+    g_string_append_printf (msg, "\nQEMU log of this start (%s):\n%s", log_path, log);
+  g_free (error->message);
+  error->message = g_string_free (msg, FALSE);
+}
