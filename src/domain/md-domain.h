@@ -16,17 +16,32 @@
  *  - libxml2's own diagnostics become the GError message (nothing is printed);
  *  - every element and attribute outside the subset is an error
  *    (MD_ERROR_INVALID_XML, or MD_ERROR_NOT_SUPPORTED for libvirt features we
- *    know but do not implement, e.g. <channel>, <sound>, <hostdev>), naming it
- *    and its line;
+ *    know but do not implement, e.g. <hostdev>, <filesystem>, <tpm>), naming
+ *    it, its line and, for the common ones, what to use instead; the parser
+ *    goes on after a problem and reports all of them in one error, one line
+ *    each ("domain XML has N problems:\n  line 12: <hostdev>: ...");
+ *  - the devices virt-install and virt-manager write are in the subset:
+ *    disks (cache, io, discard, detect_zeroes; cdroms with or without media),
+ *    controllers (pci roots and root ports, ide, sata, virtio-scsi, usb
+ *    qemu-xhci/nec-xhci/piix3-uhci/ich9-ehci1 with ich9-uhci companions,
+ *    virtio-serial), interfaces user/bridge/network, serial and console
+ *    (pty, file), channels (unix guest agent, spicevmc), graphics vnc/spice
+ *    (listen, port, autoport, passwd, <image compression>), video, input,
+ *    sound ich6/ich9/ac97 with <audio> none/spice/pa, redirdev spicevmc,
+ *    watchdog i6300esb/itco, panic isa/pvpanic, memballoon, rng random;
+ *    features acpi/apic/pae/vmport/smm, <pm> suspend flags, clock timers,
+ *    lifecycle actions;
  *  - accepted and ignored (logged with g_info, dropped from the model, not
- *    formatted back): <resource>, <seclabel>, <pm>, <on_lockfailure>,
- *    <keywrap>, the <vcpu placement/cpuset> attributes, <cpu match/check/
- *    migratable> and <model fallback> attributes, <memballoon><stats>,
- *    <interface><target>, <disk><backingStore/>, <controller><model>/<target>
- *    (pcie-root-port chassis/port are derived from the index), <serial>/
- *    <console> pty <source path> and tty (runtime pty names), the
- *    <graphics><listen> child (its address is folded into @listen),
- *    <domain id=...> (the runtime id of a running libvirt guest);
+ *    formatted back): <resource>, <seclabel>, <on_lockfailure>, <keywrap>,
+ *    the <vcpu placement/cpuset> attributes, <cpu match/check> and <model
+ *    fallback> attributes, <cpu><vendor>, <memballoon><stats>,
+ *    <interface><target>, <disk><backingStore> (QEMU follows the image's
+ *    own chain) and <source index>, <controller><model>/<target>/<master>
+ *    (derived from index and model), <serial>/<console> pty <source path>
+ *    and tty (runtime pty names), the <graphics><listen> child (its address
+ *    is folded into @listen), tls-port='-1', qxl ram/vgamem, a unix
+ *    channel's <source path> (the daemon owns the socket), <domain id=...>
+ *    (the runtime id of a running libvirt guest);
  *  - <metadata> is kept verbatim (its serialized children) and formatted back;
  *    elements of other namespaces are refused everywhere else;
  *  - defaults as libvirt: bus from the target prefix (vd virtio, sd scsi, hd

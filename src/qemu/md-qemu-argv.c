@@ -155,7 +155,9 @@ add_machine_cpu (Builder *b, const char *machine, GError **error)
       cpu = g_string_new ("host");
       break;
     case MD_DOMAIN_CPU_MODE_HOST_MODEL:
-      /* Without libvirt's CPU model expansion the closest QEMU has. */
+      /* Defined guests never get here: define expands host-model into a
+       * named model (md_qemu_caps_check_definition). A bare parsed
+       * definition gets the closest QEMU has. */
       cpu = g_string_new (b->kvm ? "host" : "max");
       break;
     case MD_DOMAIN_CPU_MODE_CUSTOM:
