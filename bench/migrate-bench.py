@@ -433,6 +433,55 @@ def daemon_setup(bench):
     bench.md_guest = path
 
 
+# The fixed cost of a migration, split with the daemons' time-<event>-ms
+# statistics (ms from the start of each Migration1; md_migration_mark_time):
+# source: peer-connected, prepared, migrate-started, qemu-completed,
+# finish-sent, finished; destination: qemu-starting, qemu-ready, prepared,
+# finish-received, resumed.
+BREAKDOWN = ("connect+hello", "dest qemu->qmp", "prepare", "transfer-qemu", "finish->resume", "confirm")
+
+
+def incoming_statistics(dst, stats):
+    """GetStatistics() of the destination's Migration1 of this run."""
+    path = stats.get("peer-migration")
+    if not path:
+        return {}
+    try:
+        return dst.client.call(path, "org.migrationd.Migration1", "GetStatistics", None, None, "(a{sv})")[0]
+    except Exception as e:  # an older daemon or a removed object: no split
+        log("    no destination statistics for %s: %s" % (path, e))
+        return {}
+
+
+def overhead_breakdown(src, dst, result):
+    """{part: ms} of the wall time around QEMU's own migration time:
+    connect+hello  Migrate() to the authenticated peer connection (TLS + Hello);
+    dest qemu->qmp destination QEMU spawned to its QMP ready (part of prepare);
+    prepare        peer connected to Prepare answered (includes dest qemu);
+    transfer-qemu  Prepare answered to QEMU completed, minus QEMU's total-time:
+                   source QMP set-up (TLS object, capabilities, parameters)
+                   and the delay in noticing completion;
+    finish->resume QEMU completed to Finish answered (destination resumed);
+    confirm        Finish answered to Completed seen by the client."""
+    def t(stats, name):
+        value = stats.get("time-%s-ms" % name)
+        return None if value is None else float(value)
+
+    needed = [t(src, n) for n in ("peer-connected", "prepared", "qemu-completed", "finished")]
+    if None in needed or result["qemu"] is None:
+        return {}
+    connected, prepared, completed, finished = needed
+    ready, starting = t(dst, "qemu-ready"), t(dst, "qemu-starting")
+    return {
+        "connect+hello": connected,
+        "dest qemu->qmp": ready - starting if ready is not None and starting is not None else None,
+        "prepare": prepared - connected,
+        "transfer-qemu": completed - prepared - result["qemu"],
+        "finish->resume": finished - completed,
+        "confirm": result["wall"] - finished,
+    }
+
+
 def daemon_runs(bench, transport, runs):
     from gi.repository import GLib
     harness = bench.harness
@@ -479,6 +528,7 @@ def daemon_runs(bench, transport, runs):
         result = {"qemu": float(stats["qemu-total-time-ms"]), "wall": (t1 - t0) * 1000,
                   "downtime": float(props["Downtime"]), "md-total": float(props["TotalTime"]),
                   "phases": src.phase_times(mig, t0, t1)}
+        result["breakdown"] = overhead_breakdown(stats, incoming_statistics(dst, stats), result)
         if result["qemu"] == 0:
             # The daemon read query-migrate in the moment QEMU 7.2 says
             # "completed" but has not yet set total-time and downtime: the
@@ -490,6 +540,9 @@ def daemon_runs(bench, transport, runs):
                fmt(result["downtime"])))
         log("    phases (ms, as the client saw Migration1.Phase change): "
             + ", ".join("%s %.0f" % kv for kv in result["phases"].items()))
+        if result["breakdown"]:
+            log("    overhead breakdown (ms, daemon time-*-ms statistics): "
+                + ", ".join("%s %s" % (k, fmt(v)) for k, v in result["breakdown"].items()))
         bench.md_src = dst
         bench.serial.wait_pass_above(max(before, bench.serial.last_pass()), bench.args.timeout)
     return results
@@ -643,6 +696,22 @@ def table(args, all_results):
                        % (mode, transport, ", ".join("%s %.0f" % (n, statistics.mean(r["phases"].get(n, 0)
                                                                                     for r in results))
                                                      for n in names)))
+    for mode, per_transport in all_results:
+        for transport, results in per_transport.items():
+            if isinstance(results, str):
+                continue
+            split = [r["breakdown"] for r in results if r.get("breakdown")]
+            if not split:
+                continue
+            parts = []
+            for name in BREAKDOWN:
+                values = [b[name] for b in split if b.get(name) is not None]
+                parts.append("%s %s" % (name, "%.0f" % statistics.mean(values) if values else "?"))
+            overhead = statistics.mean(r["wall"] - r["qemu"] for r in results if r.get("breakdown"))
+            out.append("%s/%s overhead %.0f ms = %s (mean over %d runs; dest qemu->qmp is part of prepare)"
+                       % (mode, transport, overhead, " + ".join(p for p in parts if not p.startswith("dest")),
+                          len(split)))
+            out.append("    of which dest qemu->qmp %s" % [p for p in parts if p.startswith("dest")][0].split()[-1])
     out.extend(notes)
     return "\n".join(out)
 

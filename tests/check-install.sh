@@ -220,7 +220,7 @@ if [ -f "$dest$config" ]; then
 		fail "$config does not load"
 	fi
 	for k in host-name listen-address peer-port migration-port-min migration-port-max \
-		migration-keep-seconds shutdown-timeout accelerator qemu-binary \
+		migration-keep-seconds shutdown-timeout peer-timeout accelerator qemu-binary \
 		directory allowed-dns handshake-timeout; do
 		grep -q "^#$k=" "$dest$config" || fail "$config: key $k is not documented"
 	done

@@ -4,6 +4,7 @@
 
 #include "common/md-error.h"
 #include "peer/md-peer.h"
+#include "peer/md-peer-check.h"
 
 #include <glib/gstdio.h>
 #include <string.h>
@@ -655,6 +656,241 @@ test_prepare_forwarded (void)
   fixture_stop (&f);
 }
 
+static guint
+count_refusals (Fixture *f, const char *what)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < f->refused->len; i++)
+    if (strstr (f->refused->pdata[i], what) != NULL)
+      n++;
+  return n;
+}
+
+static GSocketConnection *
+raw_connect_nowait (Fixture *f)
+{
+  GSocketConnection *conn = raw_connect (f);
+
+  /* Let the listener accept it, as a daemon under load would. */
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  return conn;
+}
+
+/* 200 silent connections from our address: the per-address cap keeps
+ * them to MAX_PENDING_PER_ADDRESS by dropping the oldest, each dropped one
+ * reads why in plain text, and a real peer from the same address still
+ * gets in. */
+static void
+test_flood_admits_peer (void)
+{
+  Fixture f = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) flood = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr (MdPeerConnection) conn = NULL;
+  char buf[256] = { 0 };
+  gssize n;
+
+  fixture_start (&f, "ca1", "hostB", 10);
+  for (guint i = 0; i < 200; i++)
+    g_ptr_array_add (flood, raw_connect_nowait (&f));
+  WAIT_UNTIL (count_refusals (&f, "peer busy") >= 200 - 16);
+  /* The first was the oldest silent one: it was dropped with a reason. */
+  n = g_input_stream_read (g_io_stream_get_input_stream (G_IO_STREAM (flood->pdata[0])), buf,
+                           sizeof buf - 1, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (n, >, 0);
+  g_assert_true (g_str_has_prefix (buf, "MIGRATIOND-BUSY host hostB: peer busy"));
+
+  conn = connect_to (&f, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (f.accepted->len, ==, 1);
+  md_peer_connection_close (conn);
+  fixture_stop (&f);
+}
+
+/* A fake peer port that sends @text and closes. */
+static gboolean
+on_fake_incoming (GSocketService *service, GSocketConnection *socket, GObject *source,
+                  gpointer user_data)
+{
+  const char *text = user_data;
+
+  g_output_stream_write_all (g_io_stream_get_output_stream (G_IO_STREAM (socket)), text,
+                             strlen (text), NULL, NULL, NULL);
+  g_io_stream_close (G_IO_STREAM (socket), NULL, NULL);
+  return TRUE;
+}
+
+/* The client says what the other side did, not a guess. */
+static void
+test_refusals_are_named (void)
+{
+  const struct
+  {
+    const char *sends;
+    gint code;
+    const char *says;
+  } cases[] = {
+    { "MIGRATIOND-BUSY host hostB: peer busy: too many pending connections\n", MD_ERROR_PEER_FAILED,
+      "is busy and refused the connection (host hostB: peer busy" },
+    { "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", MD_ERROR_TLS_FAILED,
+      "is not TLS on this port: it sent 'SSH-2.0-OpenSSH_9.2p1 Debian-2.'" },
+    { "", MD_ERROR_PEER_FAILED, "closed the connection before answering the TLS handshake" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      Fixture f = { 0 };
+      g_autoptr (GSocketService) fake = g_socket_service_new ();
+      g_autoptr (GError) error = NULL;
+      g_autoptr (MdPeerConnection) conn = NULL;
+      g_autofree char *address = NULL;
+      guint16 port;
+
+      fixture_start (&f, "ca1", "hostB", 10);
+      port = g_socket_listener_add_any_inet_port (G_SOCKET_LISTENER (fake), NULL, &error);
+      g_assert_no_error (error);
+      g_signal_connect (fake, "incoming", G_CALLBACK (on_fake_incoming), (gpointer) cases[i].sends);
+      address = g_strdup_printf ("127.0.0.1:%u", port);
+      conn = connect_to (&f, address, &error);
+      g_test_message ("%s", error ? error->message : "(no error)");
+      g_assert_null (conn);
+      g_assert_error (error, MD_ERROR, cases[i].code);
+      g_assert_nonnull (strstr (error->message, cases[i].says));
+      g_socket_service_stop (fake);
+      g_socket_listener_close (G_SOCKET_LISTENER (fake));
+      fixture_stop (&f);
+    }
+}
+
+/* Established connections per certificate DN are limited; the one over
+ * the limit is told "peer busy" in Hello's answer. */
+static void
+test_connections_per_dn_limited (void)
+{
+  Fixture f = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) conns = g_ptr_array_new_with_free_func (g_object_unref);
+  g_autoptr (MdPeerConnection) over = NULL;
+
+  fixture_start (&f, "ca1", "hostB", 10);
+  for (guint i = 0; i < 32; i++)
+    {
+      MdPeerConnection *conn = connect_to (&f, NULL, &error);
+      g_assert_no_error (error);
+      g_ptr_array_add (conns, conn);
+    }
+  over = connect_to (&f, NULL, &error);
+  g_assert_null (over);
+  g_assert_error (error, MD_ERROR, MD_ERROR_PEER_FAILED);
+  g_assert_nonnull (strstr (error->message, "peer busy"));
+  g_assert_nonnull (strstr (error->message, "32 connections from DN 'CN=hostA,O=migrationd'"));
+  g_clear_error (&error);
+  /* One closes: the next one gets in. */
+  md_peer_connection_close (conns->pdata[0]);
+  WAIT_UNTIL (md_peer_connection_is_closed (conns->pdata[0]));
+  WAIT_UNTIL (md_peer_connection_is_closed (f.accepted->pdata[0]));
+  over = connect_to (&f, NULL, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < conns->len; i++)
+    md_peer_connection_close (conns->pdata[i]);
+  md_peer_connection_close (over);
+  fixture_stop (&f);
+}
+
+static gboolean
+count_prepare (MdPeerListener *listener, MdPeerConnection *conn, GDBusMethodInvocation *invocation,
+               const char *migration_id, const char *xml, GVariant *options, gpointer user_data)
+{
+  (*(guint *) user_data)++;
+  return on_handle_prepare (listener, conn, invocation, migration_id, xml, options, NULL);
+}
+
+static GVariant *
+call_peer (GDBusConnection *dbus, const char *method, GVariant *args, const char *reply_type,
+           GError **error)
+{
+  g_autoptr (GAsyncResult) result = NULL;
+
+  g_dbus_connection_call (dbus, NULL, MD_PEER_OBJECT_PATH, "org.migrationd.Peer1", method, args,
+                          G_VARIANT_TYPE (reply_type), G_DBUS_CALL_FLAGS_NONE, 5000, NULL,
+                          store_result, &result);
+  WAIT_UNTIL (result != NULL);
+  return g_dbus_connection_call_finish (dbus, result, error);
+}
+
+/* A peer with a valid certificate sending wrong-typed, oversized or
+ * out-of-range arguments is refused by name before any handler runs. */
+static void
+test_bad_arguments_refused (void)
+{
+  Fixture f = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MdPeerConnection) conn = NULL;
+  g_autofree char *long_reason = g_strnfill (MD_PEER_REASON_MAX + 1, 'r');
+  g_autofree char *long_id = g_strnfill (MD_PEER_ID_MAX + 1, 'i');
+  const char *relative[] = { "etc/shadow", NULL };
+  guint prepared = 0;
+  GDBusConnection *dbus;
+  const struct
+  {
+    const char *method;
+    GVariant *args;
+    const char *reply;
+    const char *named;
+  } bad[] = {
+    { "Prepare", g_variant_new_parsed ("('/m/1', '<domain/>', {'tls': <'yes'>})"), "(a{sv})",
+      "'tls'" },
+    { "Prepare",
+      g_variant_new_parsed ("('/m/1', '<domain/>', {'parallel-connections': <uint32 100000>})"),
+      "(a{sv})", "'parallel-connections'" },
+    { "Prepare", g_variant_new_parsed ("('/m/1', '<domain/>', {'source-persistent': <uint32 1>})"),
+      "(a{sv})", "'source-persistent'" },
+    { "Prepare",
+      g_variant_new_parsed (
+          "('/m/1', '<domain/>', {'disks-info': <[{'target': <'vdb'>, 'path': <7>}]>})"),
+      "(a{sv})", "'disks-info'" },
+    { "Prepare",
+      g_variant_new ("(ss@a{sv})", long_id, "<domain/>", g_variant_new_parsed ("@a{sv} {}")),
+      "(a{sv})", "'migration_id'" },
+    { "Prepare", g_variant_new_parsed ("('/m/1', '', @a{sv} {})"), "(a{sv})", "'xml'" },
+    { "Finish", g_variant_new_parsed ("('/m/1', true, {'error-name': <5>})"), "(a{sv})",
+      "'error-name'" },
+    { "Finish", g_variant_new_parsed ("('/m/1', true, {'rm': <'-rf'>})"), "(a{sv})", "'rm'" },
+    { "Abort", g_variant_new ("(ss)", "/m/1", long_reason), "()", "'reason'" },
+    { "CheckPaths", g_variant_new ("(^as)", relative), "(a{sb})", "absolute" },
+  };
+
+  fixture_start (&f, "ca1", "hostB", 10);
+  g_signal_connect (f.listener, "handle-prepare", G_CALLBACK (count_prepare), &prepared);
+  conn = connect_to (&f, NULL, &error);
+  g_assert_no_error (error);
+  dbus = md_peer_connection_get_dbus (conn);
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (GVariant) reply =
+          call_peer (dbus, bad[i].method, bad[i].args, bad[i].reply, &error);
+
+      g_test_message ("%s: %s", bad[i].method, error ? error->message : "(no error)");
+      g_assert_null (reply);
+      g_assert_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT);
+      g_assert_nonnull (strstr (error->message, bad[i].named));
+      g_clear_error (&error);
+    }
+  g_assert_cmpuint (prepared, ==, 0);
+  /* The connection is still good, and a good Prepare reaches the handler. */
+  g_clear_pointer (&error, g_error_free);
+  {
+    g_autoptr (GVariant) reply = call_prepare (dbus, &error);
+    g_assert_no_error (error);
+  }
+  g_assert_cmpuint (prepared, ==, 1);
+  md_peer_connection_close (conn);
+  fixture_stop (&f);
+}
+
 static gboolean
 on_data_stream (MdPeerListener *listener, GIOStream *stream, const char *alpn, const char *dn,
                 gpointer user_data)
@@ -824,6 +1060,10 @@ main (int argc, char **argv)
   g_test_add_func ("/peer/hello-timeout", test_hello_timeout);
   g_test_add_func ("/peer/tls12-refused", test_tls12_refused);
   g_test_add_func ("/peer/prepare-forwarded", test_prepare_forwarded);
+  g_test_add_func ("/peer/bad-arguments-refused", test_bad_arguments_refused);
+  g_test_add_func ("/peer/flood-admits-peer", test_flood_admits_peer);
+  g_test_add_func ("/peer/refusals-are-named", test_refusals_are_named);
+  g_test_add_func ("/peer/connections-per-dn-limited", test_connections_per_dn_limited);
   g_test_add_func ("/peer/data-stream", test_data_stream);
 
   ret = g_test_run ();

@@ -121,6 +121,10 @@ test_config_errors (void)
     { "[networks]\ndefault=\n", "is not a bridge name" },
     { "[networks]\nlab=a-bridge-name-too-long\n", "1..15 characters" },
     { "not a key file", "cannot read configuration" },
+    { "[storage]\nimage-dirs=images\n", "not an absolute path" },
+    { "[storage]\nreuse-existing-images=maybe\n", "reuse-existing-images" },
+    { "[storage]\nfs-check-timeout=0\n", "fs-check-timeout" },
+    { "[storage]\nimages=/x\n", "unknown key 'images'" },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
@@ -197,6 +201,124 @@ test_options (void)
   g_assert_nonnull (strstr (error->message, "'timeout'"));
 }
 
+/* Every Migrate option with a bad value is refused by name; defaults are
+ * filled in; the Options view drops auth.* keys. */
+static void
+test_migrate_options_defaults (void)
+{
+  g_autoptr (GVariant) empty = g_variant_ref_sink (g_variant_new_parsed ("@a{sv} {}"));
+  g_autoptr (GVariant) given = g_variant_ref_sink (g_variant_new_parsed (
+      "{'tls': <false>, 'parallel-connections': <uint32 4>, 'compression': <'zstd'>, "
+      "'copy-storage': <'incremental'>, 'disks': <['vda', 'vdb']>, "
+      "'migration-port': <uint16 49152>, 'migration-address': <'192.0.2.2'>, "
+      "'auth.no_user_interaction': <true>}"));
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MdMigrateOptions) defaults = md_migrate_options_parse (empty, NULL, &error);
+  g_autoptr (MdMigrateOptions) opts = NULL;
+
+  g_assert_no_error (error);
+  g_assert_true (defaults->live);
+  g_assert_true (defaults->tls);
+  g_assert_false (defaults->offline);
+  g_assert_cmpuint (defaults->max_downtime, ==, MD_MIGRATE_MAX_DOWNTIME_DEFAULT);
+  g_assert_cmpuint (defaults->bandwidth, ==, 0);
+  g_assert_cmpint (defaults->copy_storage, ==, MD_MIGRATE_COPY_STORAGE_NONE);
+  g_assert_null (defaults->disks);
+
+  opts = md_migrate_options_parse (given, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_false (opts->tls);
+  g_assert_cmpuint (opts->parallel_connections, ==, 4);
+  g_assert_cmpint (opts->compression, ==, MD_MIGRATE_COMPRESSION_ZSTD);
+  g_assert_cmpstr (md_migrate_compression_to_string (opts->compression), ==, "zstd");
+  g_assert_cmpint (opts->copy_storage, ==, MD_MIGRATE_COPY_STORAGE_INCREMENTAL);
+  g_assert_cmpuint (g_strv_length (opts->disks), ==, 2);
+  g_assert_cmpuint (opts->migration_port, ==, 49152);
+  g_assert_cmpstr (opts->migration_address, ==, "192.0.2.2");
+  g_assert_false (g_variant_lookup (opts->given, "auth.no_user_interaction", "b", NULL));
+  g_assert_true (g_variant_lookup (opts->given, "tls", "b", NULL));
+}
+
+static void
+test_migrate_options_refused (void)
+{
+  const struct
+  {
+    const char *options;
+    const char *named;
+  } bad[] = {
+    { "{'max-downtime': <uint64 0>}", "'max-downtime'" },
+    { "{'max-downtime': <uint64 18446744073709551615>}", "'max-downtime'" },
+    { "{'max-downtime': <uint64 2000001>}", "'max-downtime'" },
+    { "{'bandwidth': <uint64 18446744073709551615>}", "'bandwidth'" },
+    { "{'parallel-connections': <uint32 17>}", "'parallel-connections'" },
+    { "{'parallel-connections': <uint32 100000>}", "'parallel-connections'" },
+    { "{'abort-after': <uint32 4294967295>}", "'abort-after'" },
+    { "{'migration-port': <uint16 22>}", "'migration-port'" },
+    { "{'migration-port': <uint16 1>}", "'migration-port'" },
+    { "{'nbd-port': <uint16 80>}", "'nbd-port'" },
+    { "{'copy-storage': <'some'>}", "'copy-storage'" },
+    { "{'compression': <'lz4'>, 'parallel-connections': <uint32 2>}", "'compression'" },
+    { "{'compression': <'zlib'>}", "'compression'" },
+    { "{'migration-address': <'host; rm -rf'>}", "'migration-address'" },
+    { "{'nbd-address': <''>}", "'nbd-address'" },
+    { "{'destination-name': <''>}", "'destination-name'" },
+    { "{'disks': <['vda', 'vda']>}", "'disks'" },
+    { "{'disks': <['']>}", "'disks'" },
+    { "{'tls': <'yes'>}", "'tls'" },
+    { "{'bandwidth': <uint32 5>}", "'bandwidth'" },
+    { "{'live': <true>, 'live': <false>}", "'live'" },
+    { "{'no-such-option': <true>}", "'no-such-option'" },
+    /* Peer-only keys are not for D-Bus callers. */
+    { "{'source-host': <'a'>}", "'source-host'" },
+    { "{'disks-info': <@aa{sv} []>}", "'disks-info'" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (GVariant) options = g_variant_ref_sink (g_variant_new_parsed (bad[i].options));
+      g_autoptr (GError) error = NULL;
+      g_autoptr (MdMigrateOptions) opts = md_migrate_options_parse (options, NULL, &error);
+
+      g_test_message ("%s", bad[i].options);
+      g_assert_null (opts);
+      g_assert_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT);
+      g_assert_nonnull (strstr (error->message, bad[i].named));
+    }
+}
+
+static void
+test_migrate_options_peer (void)
+{
+  const MdMigrateOptionsLimits limits = { MD_MIGRATE_OPTIONS_FROM_PEER, 49400, 49419 };
+  g_autoptr (GVariant) good = g_variant_ref_sink (g_variant_new_parsed (
+      "{'source-host': <'hostA'>, 'source-persistent': <true>, 'migration-port': <uint16 49401>, "
+      "'disks-info': <[{'target': <'vdb'>, 'path': <'/x.qcow2'>, 'virtual-size': <uint64 1>}]>}"));
+  g_autoptr (GVariant) out_of_range =
+      g_variant_ref_sink (g_variant_new_parsed ("{'migration-port': <uint16 49420>}"));
+  g_autoptr (GVariant) wrong_type =
+      g_variant_ref_sink (g_variant_new_parsed ("{'source-persistent': <'yes'>}"));
+  g_autoptr (GVariant) bad_info = g_variant_ref_sink (
+      g_variant_new_parsed ("{'disks-info': <[{'target': <'vdb'>, 'path': <uint32 1>}]>}"));
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MdMigrateOptions) opts = md_migrate_options_parse (good, &limits, &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpstr (opts->source_host, ==, "hostA");
+  g_assert_true (opts->source_persistent);
+  g_assert_cmpuint (g_variant_n_children (opts->disks_info), ==, 1);
+  g_assert_false (g_variant_lookup (opts->given, "source-host", "&s", NULL));
+  g_assert_null (md_migrate_options_parse (out_of_range, &limits, &error));
+  g_assert_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (error->message, "49400-49419"));
+  g_clear_error (&error);
+  g_assert_null (md_migrate_options_parse (wrong_type, &limits, &error));
+  g_assert_nonnull (strstr (error->message, "'source-persistent'"));
+  g_clear_error (&error);
+  g_assert_null (md_migrate_options_parse (bad_info, &limits, &error));
+  g_assert_nonnull (strstr (error->message, "'disks-info'"));
+}
+
 static void
 test_trust (void)
 {
@@ -243,6 +365,9 @@ main (int argc, char *argv[])
   g_test_add_func ("/config/errors", test_config_errors);
   g_test_add_func ("/auth/table-complete", test_auth_table_is_complete);
   g_test_add_func ("/options/check", test_options);
+  g_test_add_func ("/options/migrate-defaults", test_migrate_options_defaults);
+  g_test_add_func ("/options/migrate-refused", test_migrate_options_refused);
+  g_test_add_func ("/options/migrate-peer", test_migrate_options_peer);
   g_test_add_func ("/trust/add-remove", test_trust);
   return g_test_run ();
 }

@@ -8,6 +8,7 @@ MD_PACKAGES=(
   qemu-system-x86 qemu-utils
   python3 python3-gi python3-dbusmock dbus-test-runner
   valgrind clang-format iproute2 procps psmisc util-linux
+  python3-fusepy libfuse2
 )
 
 install_deps () {

@@ -30,11 +30,14 @@ md_config_new_default (void)
   config->migration_port_max = 49215;
   config->migration_keep_seconds = 600;
   config->shutdown_timeout = 120;
+  config->peer_timeout = 30;
   config->accelerator = g_strdup ("auto");
   config->qemu_binary = g_strdup (MD_QEMU_BINARY);
   config->tls_dir = g_build_filename (MD_SYSCONFDIR, "tls", NULL);
   config->allowed_dns = g_new0 (char *, 1);
   config->handshake_timeout = 10;
+  config->image_dirs = g_new0 (char *, 1);
+  config->fs_check_timeout = 20;
   config->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) md_config_peer_free);
   config->networks = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   return config;
@@ -55,9 +58,21 @@ md_config_free (MdConfig *config)
   g_free (config->qemu_binary);
   g_free (config->tls_dir);
   g_strfreev (config->allowed_dns);
+  g_strfreev (config->image_dirs);
   g_ptr_array_unref (config->peers);
   g_hash_table_unref (config->networks);
   g_free (config);
+}
+
+GStrv
+md_config_get_image_dirs (const MdConfig *config)
+{
+  if (config->image_dirs != NULL && config->image_dirs[0] != NULL)
+    return g_strdupv (config->image_dirs);
+  g_autofree char *dir = g_build_filename (config->state_dir, "images", NULL);
+  char *dirs[] = { dir, NULL };
+
+  return g_strdupv (dirs);
 }
 
 const MdConfigPeer *
@@ -78,6 +93,7 @@ typedef enum
   KEY_PORT,
   KEY_UINT,
   KEY_LIST,
+  KEY_BOOL,
 } KeyType;
 
 typedef struct
@@ -100,12 +116,16 @@ static const KeyDesc known_keys[] = {
   { "daemon", "migration-port-max", KEY_PORT, OFF (migration_port_max), 1, 65535 },
   { "daemon", "migration-keep-seconds", KEY_UINT, OFF (migration_keep_seconds), 0, 86400 * 7 },
   { "daemon", "shutdown-timeout", KEY_UINT, OFF (shutdown_timeout), 1, 3600 },
+  { "daemon", "peer-timeout", KEY_UINT, OFF (peer_timeout), 2, 3600 },
   { "daemon", "accelerator", KEY_STRING, OFF (accelerator), 0, 0 },
   { "daemon", "qemu-binary", KEY_STRING, OFF (qemu_binary), 0, 0 },
   { "daemon", "cpu-model-allow", KEY_LIST, OFF (cpu_model_allow), 0, 0 },
   { "tls", "directory", KEY_STRING, OFF (tls_dir), 0, 0 },
   { "tls", "allowed-dns", KEY_LIST, OFF (allowed_dns), 0, 0 },
   { "tls", "handshake-timeout", KEY_UINT, OFF (handshake_timeout), 1, 600 },
+  { "storage", "image-dirs", KEY_LIST, OFF (image_dirs), 0, 0 },
+  { "storage", "reuse-existing-images", KEY_BOOL, OFF (reuse_existing_images), 0, 0 },
+  { "storage", "fs-check-timeout", KEY_UINT, OFF (fs_check_timeout), 1, 3600 },
 };
 
 static const KeyDesc *
@@ -154,6 +174,14 @@ load_key (MdConfig *config, GKeyFile *kf, const char *path, const KeyDesc *desc,
         g_ptr_array_add (items, NULL);
         g_strfreev (*field);
         *field = (char **) g_ptr_array_free (g_steal_pointer (&items), FALSE);
+        return TRUE;
+      }
+    case KEY_BOOL:
+      {
+        gboolean value = g_key_file_get_boolean (kf, desc->group, desc->key, &local_error);
+        if (local_error != NULL)
+          break;
+        *(gboolean *) (base + desc->offset) = value;
         return TRUE;
       }
     case KEY_PORT:
@@ -263,6 +291,14 @@ validate (MdConfig *config, const char *path, GError **error)
                    config->accelerator);
       return FALSE;
     }
+  for (guint i = 0; config->image_dirs[i] != NULL; i++)
+    if (!g_path_is_absolute (config->image_dirs[i]))
+      {
+        g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                     "%s: [storage] image-dirs: '%s' is not an absolute path", path,
+                     config->image_dirs[i]);
+        return FALSE;
+      }
   if (*config->host_name == '\0')
     {
       g_set_error (error, MD_ERROR, MD_ERROR_CONFIG, "%s: [daemon] host-name is empty", path);
@@ -309,10 +345,12 @@ md_config_load (const char *path, GError **error)
             return NULL;
           continue;
         }
-      if (!g_str_equal (group, "daemon") && !g_str_equal (group, "tls"))
+      if (!g_str_equal (group, "daemon") && !g_str_equal (group, "tls")
+          && !g_str_equal (group, "storage"))
         {
           g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
-                       "%s: unknown group [%s] (known: [daemon], [tls], [networks], [peer NAME])",
+                       "%s: unknown group [%s] (known: [daemon], [tls], [storage], [networks], "
+                       "[peer NAME])",
                        file, group);
           return NULL;
         }

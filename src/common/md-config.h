@@ -26,7 +26,8 @@ typedef struct
   guint16 migration_port_max;
   guint migration_keep_seconds;
   guint shutdown_timeout;
-  char *accelerator; /* auto, kvm, tcg */
+  guint peer_timeout; /* s without a sign of life from a peer daemon */
+  char *accelerator;  /* auto, kvm, tcg */
   char *qemu_binary;
   /* When set, the only CPU models and features this host accepts (stands
    * for an older QEMU in tests); NULL = whatever QEMU can run. */
@@ -36,6 +37,11 @@ typedef struct
   char *tls_dir;
   GStrv allowed_dns;
   guint handshake_timeout;
+
+  /* [storage] */
+  GStrv image_dirs; /* empty: <state_dir>/images (md_config_get_image_dirs) */
+  gboolean reuse_existing_images;
+  guint fs_check_timeout; /* seconds a file-system check may take */
 
   /* [networks]: libvirt network name -> host bridge, so guests written
    * with <interface type='network'> run here through that bridge. */
@@ -52,6 +58,9 @@ typedef struct
 MdConfig *md_config_load (const char *path, GError **error);
 MdConfig *md_config_new_default (void);
 void md_config_free (MdConfig *config);
+/* The directories incoming disk images may live in: [storage] image-dirs,
+ * or <state_dir>/images when none are configured (transfer full). */
+GStrv md_config_get_image_dirs (const MdConfig *config);
 const MdConfigPeer *md_config_find_peer (const MdConfig *config, const char *name);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdConfig, md_config_free)

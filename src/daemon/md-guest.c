@@ -4,14 +4,14 @@
 
 #include "md-guest.h"
 #include "common/md-error.h"
-#include "md-manager.h"
-#include "migration/md-migration-source.h"
 #include "common/md-options.h"
 #include "qemu/md-qemu-argv.h"
 #include "qemu/md-qemu-caps.h"
 #include "qemu/md-qemu-log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <gio/gunixsocketaddress.h>
 #include <glib/gstdio.h>
 #include <sys/wait.h>
 
@@ -19,9 +19,9 @@ struct _MdGuest
 {
   MdDbusGuest1Skeleton parent_instance;
 
-  MdManager *manager; /* not owned: the manager outlives its guests */
-  MdDomain *def;      /* persistent definition, or the transient one */
-  MdDomain *live;     /* what QEMU runs with; NULL when shut off */
+  MdHost *host;   /* not owned: the manager's, which outlives its guests */
+  MdDomain *def;  /* persistent definition, or the transient one */
+  MdDomain *live; /* what QEMU runs with; NULL when shut off */
   gboolean persistent;
   MdGuestState state;
   char *object_path;
@@ -81,7 +81,7 @@ md_guest_state_to_string (MdGuestState state)
 static const char *
 host_name (MdGuest *self)
 {
-  return md_manager_get_config (self->manager)->host_name;
+  return self->host->config->host_name;
 }
 
 /* Publishes what the definition and process say as D-Bus properties. */
@@ -141,7 +141,7 @@ runtime_name (MdGuest *self)
 static void
 write_runtime_record (MdGuest *self)
 {
-  const MdConfig *config = md_manager_get_config (self->manager);
+  const MdConfig *config = self->host->config;
   g_autoptr (JsonObject) extra = json_object_new ();
   g_autofree char *xml = md_domain_format (self->live);
   g_autofree char *name = runtime_name (self);
@@ -161,7 +161,7 @@ write_runtime_record (MdGuest *self)
 static void
 release_process (MdGuest *self, MdGuestState final_state)
 {
-  const MdConfig *config = md_manager_get_config (self->manager);
+  const MdConfig *config = self->host->config;
   g_autofree char *name = runtime_name (self);
   g_autoptr (GError) error = NULL;
 
@@ -182,6 +182,11 @@ release_process (MdGuest *self, MdGuestState final_state)
     g_unlink (self->qmp_path);
   if (self->live != NULL)
     md_qemu_remove_runtime_files (self->live, config->runtime_dir);
+  {
+    g_autofree char *pid_file = g_strdup_printf ("%s.pid", name);
+    g_autofree char *pid_path = g_build_filename (config->runtime_dir, pid_file, NULL);
+    g_unlink (pid_path);
+  }
   g_clear_pointer (&self->live, md_domain_free);
   self->stop_requested = FALSE;
   self->incoming = FALSE;
@@ -374,7 +379,7 @@ on_start_qmp (GObject *source, GAsyncResult *result, gpointer user_data)
   attach_qmp (self, qmp);
   write_runtime_record (self);
   /* QEMU read the graphics passwords while starting; the files go now. */
-  md_qemu_remove_secrets (self->live, md_manager_get_config (self->manager)->runtime_dir);
+  md_qemu_remove_secrets (self->live, self->host->config->runtime_dir);
   if (data->incoming)
     {
       set_state (self, MD_GUEST_STATE_MIGRATING_IN);
@@ -395,7 +400,25 @@ on_start_qmp (GObject *source, GAsyncResult *result, gpointer user_data)
 static char *
 log_dir (MdGuest *self)
 {
-  return g_build_filename (md_manager_get_config (self->manager)->state_dir, "log", NULL);
+  return g_build_filename (self->host->config->state_dir, "log", NULL);
+}
+
+/* QEMU's QMP socket, bound and listening before QEMU starts (QEMU gets
+ * it as this descriptor): the daemon's connect succeeds at once and the
+ * greeting comes as soon as QEMU is up, with no retry loop. */
+#define QMP_CHILD_FD 3
+
+static int
+listen_qmp (const char *path, GError **error)
+{
+  g_autoptr (GSocket) sock =
+      g_socket_new (G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_DEFAULT, error);
+  g_autoptr (GSocketAddress) address = g_unix_socket_address_new (path);
+
+  if (sock == NULL || !g_socket_bind (sock, address, FALSE, error)
+      || !g_socket_listen (sock, error))
+    return -1;
+  return fcntl (g_socket_get_fd (sock), F_DUPFD_CLOEXEC, QMP_CHILD_FD + 1);
 }
 
 static void start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incoming,
@@ -422,8 +445,8 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
 {
   g_autoptr (MdDomain) owned_live = live;
   g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
-  const MdConfig *config = md_manager_get_config (self->manager);
-  const MdQemuCaps *caps = md_manager_get_qemu_caps (self->manager);
+  const MdConfig *config = self->host->config;
+  const MdQemuCaps *caps = self->host->caps;
   g_autofree char *logs = log_dir (self);
   g_autofree char *name = runtime_name (self);
   g_autofree char *qmp_file = g_strdup_printf ("%s.qmp", name);
@@ -434,6 +457,8 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   MdQemuArgvOptions opts = { 0 };
   StartData *data = g_new0 (StartData, 1);
   const char *accel;
+  int qmp_fd;
+  const int qmp_child_fd = QMP_CHILD_FD;
 
   data->paused = paused;
   data->incoming = incoming;
@@ -482,6 +507,11 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   opts.accel = accel;
   opts.machine = self->live->os.machine;
   opts.qmp_socket = self->qmp_path;
+  opts.qmp_listen_fd = QMP_CHILD_FD;
+  /* With the QMP socket passed as a descriptor, the pidfile is what names
+   * this host's runtime directory on QEMU's command line (and admins'
+   * ps output shows whose QEMU it is). */
+  opts.runtime_dir = config->runtime_dir;
   opts.serial_log_dir = logs;
   opts.sandbox = caps->sandbox;
   opts.runtime_files_dir = config->runtime_dir;
@@ -499,7 +529,16 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   g_message ("guest %s: starting %s", self->def->name, argv_line);
   self->busy = "starting";
   self->stop_requested = FALSE;
-  proc = md_qemu_spawn ((const char *const *) argv, self->log_path, &error);
+  qmp_fd = listen_qmp (self->qmp_path, &error);
+  if (qmp_fd < 0)
+    {
+      g_prefix_error (&error, "host %s: guest %s: QMP socket %s: ", host_name (self),
+                      self->def->name, self->qmp_path);
+      start_fail (self, task, g_steal_pointer (&error));
+      return;
+    }
+  proc = md_qemu_spawn_full ((const char *const *) argv, self->log_path, &qmp_fd, &qmp_child_fd, 1,
+                             &error);
   if (proc == NULL)
     {
       start_fail (self, task, g_steal_pointer (&error));
@@ -538,7 +577,9 @@ on_reattach_status (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   status = json_object_get_string_member_with_default (json_node_get_object (node), "status", "");
-  if (g_str_equal (status, "running"))
+  if (self->incoming)
+    set_state (self, MD_GUEST_STATE_MIGRATING_IN);
+  else if (g_str_equal (status, "running"))
     set_state (self, MD_GUEST_STATE_RUNNING);
   else if (g_str_equal (status, "guest-panicked"))
     set_state (self, MD_GUEST_STATE_CRASHED);
@@ -599,21 +640,10 @@ md_guest_reattach_async (MdGuest *self, MdQemuRuntime *record, GCancellable *can
       g_task_return_error (task, g_steal_pointer (&error));
       return;
     }
-  if (json_object_get_boolean_member_with_default (record->extra, "incoming", FALSE))
-    {
-      /* The migration this QEMU waited for died with the previous daemon;
-       * the guest runs on the source, so this copy must go. */
-      g_message ("guest %s: killing QEMU pid %d, prepared for an incoming migration that ended "
-                 "with the previous daemon",
-                 record->name, record->pid);
-      md_qemu_process_kill_async (proc, 1000, NULL, NULL, NULL);
-      if (record->qmp_path != NULL)
-        g_unlink (record->qmp_path);
-      g_task_return_new_error (task, MD_ERROR, MD_ERROR_CANCELLED,
-                               "incoming migration of %s was interrupted by a daemon restart",
-                               record->name);
-      return;
-    }
+  /* A QEMU prepared for an incoming migration is adopted as migrating-in:
+   * the migration journal (md-migration-recover.c) decides whether it
+   * holds the guest (after the switch-over) or must go (before it). */
+  self->incoming = json_object_get_boolean_member_with_default (record->extra, "incoming", FALSE);
   self->live = g_steal_pointer (&live);
   g_free (self->qmp_path);
   self->qmp_path = g_strdup (record->qmp_path);
@@ -912,7 +942,7 @@ static gboolean
 handle_shutdown (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVariant *options)
 {
   MdGuest *self = MD_GUEST (object);
-  guint timeout = md_manager_get_config (self->manager)->shutdown_timeout;
+  guint timeout = self->host->config->shutdown_timeout;
 
   if (!check_options (invocation, options, shutdown_options, "Shutdown")
       || !check_idle_and_active (self, invocation, "shut down"))
@@ -941,7 +971,7 @@ handle_undefine (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVaria
 
   if (!check_options (invocation, options, no_options, "Undefine"))
     return G_DBUS_METHOD_INVOCATION_HANDLED;
-  if (!md_manager_undefine_guest (self->manager, self, &error))
+  if (!self->host->undefine_guest (self->host->owner, self, &error))
     return md_error_return (invocation, error);
   md_dbus_guest1_complete_undefine (object, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
@@ -978,7 +1008,7 @@ handle_migrate (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, const c
   MdGuest *self = MD_GUEST (object);
   guint uid_plus_one =
       GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (invocation), MD_AUTH_CALLER_UID_KEY));
-  g_autoptr (MdMigration) migration = NULL;
+  g_autofree char *migration = NULL;
   GError *error = NULL;
 
   if (self->busy != NULL)
@@ -995,11 +1025,12 @@ handle_migrate (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, const c
                                              md_dbus_guest1_get_migration (object));
       return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
-  migration = md_migration_source_start (self->manager, self, destination, options,
+  /* The engine sits above guests: the service wired it in (md-host.h). */
+  migration = self->host->migrate_guest (self->host->owner, self, destination, options,
                                          uid_plus_one > 0 ? uid_plus_one - 1 : 0, &error);
   if (migration == NULL)
     return md_error_return (invocation, error);
-  md_dbus_guest1_complete_migrate (object, invocation, md_migration_get_object_path (migration));
+  md_dbus_guest1_complete_migrate (object, invocation, migration);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
@@ -1083,19 +1114,19 @@ md_guest_init (MdGuest *self)
 }
 
 MdGuest *
-md_guest_new (MdManager *manager, MdDomain *def, gboolean persistent)
+md_guest_new (MdHost *host, MdDomain *def, gboolean persistent)
 {
   MdGuest *self = g_object_new (MD_TYPE_GUEST, NULL);
   g_autofree char *escaped = g_dbus_escape_object_path (def->name);
 
-  self->manager = manager;
+  self->host = host;
   self->def = def;
   self->persistent = persistent;
   self->state = MD_GUEST_STATE_SHUT_OFF;
   self->object_path = g_strdup_printf ("%s/guest/%s", MD_MANAGER_PATH, escaped);
   md_dbus_guest1_set_migration (MD_DBUS_GUEST1 (self), "/");
   sync_properties (self);
-  md_auth_attach (md_manager_get_auth (manager), G_DBUS_INTERFACE_SKELETON (self));
+  md_auth_attach (host->auth, G_DBUS_INTERFACE_SKELETON (self));
   return self;
 }
 

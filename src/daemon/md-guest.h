@@ -3,11 +3,10 @@
 
 #include "md-dbus-generated.h"
 #include "domain/md-domain.h"
+#include "md-host.h"
 #include "qemu/md-qemu.h"
 
 G_BEGIN_DECLS
-
-typedef struct _MdManager MdManager;
 
 typedef enum
 {
@@ -28,7 +27,7 @@ G_DECLARE_FINAL_TYPE (MdGuest, md_guest, MD, GUEST, MdDbusGuest1Skeleton)
  * transient guest is removed by the manager then. */
 
 /* Takes @def. The guest is not exported until the manager does it. */
-MdGuest *md_guest_new (MdManager *manager, MdDomain *def, gboolean persistent);
+MdGuest *md_guest_new (MdHost *host, MdDomain *def, gboolean persistent);
 
 const char *md_guest_get_name (MdGuest *self);
 const char *md_guest_get_uuid (MdGuest *self);

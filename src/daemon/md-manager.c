@@ -21,12 +21,15 @@ struct _MdManager
   GDBusObjectManagerServer *object_manager;
   MdQemuCaps *caps;
   GHashTable *guests;    /* name -> MdGuest */
-  GPtrArray *migrations; /* MdMigration, oldest first */
+  GPtrArray *migrations; /* object paths (char *), oldest first */
+  MdHost host;
   guint next_migration;
   MdPeerTlsConfig peer_tls;
   char *host_uuid;
   MdTrust *trust;
   MdPeerListener *listener; /* not owned; NULL when not listening */
+  guint recovering;         /* journal records still being resolved */
+  MdPeerPool *peer_pool;
 };
 
 static void md_manager_iface_init (MdDbusManager1Iface *iface);
@@ -199,7 +202,7 @@ handle_define_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
     }
   else
     {
-      g_autoptr (MdGuest) guest = md_guest_new (self, g_steal_pointer (&def), TRUE);
+      g_autoptr (MdGuest) guest = md_guest_new (&self->host, g_steal_pointer (&def), TRUE);
       md_manager_add_guest (self, guest);
       existing = guest;
     }
@@ -252,7 +255,7 @@ handle_create_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
                                              self->config->host_name, md_guest_get_name (existing));
       return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
-  guest = md_guest_new (self, g_steal_pointer (&def), FALSE);
+  guest = md_guest_new (&self->host, g_steal_pointer (&def), FALSE);
   md_manager_add_guest (self, guest);
   md_guest_start_async (guest, md_options_get_boolean (options, "start-paused", FALSE), NULL,
                         on_create_started, invocation);
@@ -343,8 +346,7 @@ handle_list_migrations (MdDbusManager1 *object, GDBusMethodInvocation *invocatio
   g_autoptr (GPtrArray) paths = g_ptr_array_new ();
 
   for (guint i = 0; i < self->migrations->len; i++)
-    g_ptr_array_add (
-        paths, (gpointer) md_migration_get_object_path (g_ptr_array_index (self->migrations, i)));
+    g_ptr_array_add (paths, g_ptr_array_index (self->migrations, i));
   g_ptr_array_add (paths, NULL);
   md_dbus_manager1_complete_list_migrations (object, invocation,
                                              (const char *const *) paths->pdata);
@@ -357,23 +359,79 @@ md_manager_next_migration_number (MdManager *self)
   return ++self->next_migration;
 }
 
-void
-md_manager_add_migration (MdManager *self, MdMigration *migration)
+GList *
+md_manager_list_guests (MdManager *self)
 {
-  g_autoptr (MdDbusObjectSkeleton) object =
-      md_dbus_object_skeleton_new (md_migration_get_object_path (migration));
+  return g_hash_table_get_values (self->guests);
+}
 
-  md_dbus_object_skeleton_set_migration1 (object, MD_DBUS_MIGRATION1 (migration));
-  g_ptr_array_add (self->migrations, g_object_ref (migration));
+gboolean
+md_manager_is_recovering (MdManager *self)
+{
+  return self->recovering > 0;
+}
+
+void
+md_manager_hold_recovery (MdManager *self, gboolean hold)
+{
+  if (hold)
+    self->recovering++;
+  else if (self->recovering > 0)
+    self->recovering--;
+}
+
+void
+md_manager_add_migration (MdManager *self, const char *path, MdDbusMigration1 *migration)
+{
+  g_autoptr (MdDbusObjectSkeleton) object = md_dbus_object_skeleton_new (path);
+
+  md_dbus_object_skeleton_set_migration1 (object, migration);
+  g_ptr_array_add (self->migrations, g_strdup (path));
   g_dbus_object_manager_server_export (self->object_manager, G_DBUS_OBJECT_SKELETON (object));
 }
 
 void
-md_manager_forget_migration (MdManager *self, MdMigration *migration)
+md_manager_forget_migration (MdManager *self, const char *path)
 {
-  g_dbus_object_manager_server_unexport (self->object_manager,
-                                         md_migration_get_object_path (migration));
-  g_ptr_array_remove (self->migrations, migration);
+  /* @path is usually the migration's own object path: unexporting may
+   * drop the last reference and free it (valgrind saw that). */
+  g_autofree char *copy = g_strdup (path);
+
+  g_dbus_object_manager_server_unexport (self->object_manager, copy);
+  for (guint i = 0; i < self->migrations->len; i++)
+    if (g_str_equal (g_ptr_array_index (self->migrations, i), copy))
+      {
+        g_ptr_array_remove_index (self->migrations, i);
+        break;
+      }
+}
+
+MdHost *
+md_manager_get_host (MdManager *self)
+{
+  return &self->host;
+}
+
+void
+md_manager_set_migrate_func (MdManager *self,
+                             char *(*func) (gpointer owner, MdGuest *guest, const char *destination,
+                                            GVariant *options, guint owner_uid, GError **error))
+{
+  self->host.migrate_guest = func;
+}
+
+static gboolean
+host_undefine_guest (gpointer owner, MdGuest *guest, GError **error)
+{
+  return md_manager_undefine_guest (owner, guest, error);
+}
+
+static char *
+no_migrations (gpointer owner, MdGuest *guest, const char *destination, GVariant *options,
+               guint owner_uid, GError **error)
+{
+  g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED, "this daemon has no migration engine");
+  return NULL;
 }
 
 const MdPeerTlsConfig *
@@ -472,6 +530,7 @@ md_manager_finalize (GObject *object)
 
   g_clear_pointer (&self->guests, g_hash_table_unref);
   g_clear_pointer (&self->migrations, g_ptr_array_unref);
+  g_clear_pointer (&self->peer_pool, md_peer_pool_free);
   g_free (self->host_uuid);
   g_clear_pointer (&self->trust, md_trust_free);
   g_clear_object (&self->object_manager);
@@ -490,7 +549,16 @@ static void
 md_manager_init (MdManager *self)
 {
   self->guests = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_object_unref);
-  self->migrations = g_ptr_array_new_with_free_func (g_object_unref);
+  self->migrations = g_ptr_array_new_with_free_func (g_free);
+  /* A minute covers back-to-back migrations; the peer's keepalive
+   * notices a dead idle connection before that. */
+  self->peer_pool = md_peer_pool_new (60);
+}
+
+MdPeerPool *
+md_manager_get_peer_pool (MdManager *self)
+{
+  return self->peer_pool;
 }
 
 MdManager *
@@ -503,6 +571,11 @@ md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
 
   self->config = config;
   self->auth = g_object_ref (auth);
+  self->host.config = config;
+  self->host.auth = self->auth;
+  self->host.owner = self;
+  self->host.undefine_guest = host_undefine_guest;
+  self->host.migrate_guest = no_migrations;
   self->host_uuid = g_strdup (host_uuid);
   self->peer_tls.tls_dir = config->tls_dir;
   self->trust = md_trust_new (config, config->state_dir);
@@ -510,6 +583,7 @@ md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
   self->peer_tls.host_uuid = self->host_uuid;
   self->peer_tls.host_name = config->host_name;
   self->peer_tls.handshake_timeout = config->handshake_timeout;
+  self->peer_tls.peer_timeout = config->peer_timeout;
   self->object_manager = g_dbus_object_manager_server_new (MD_MANAGER_PATH);
 
   md_dbus_manager1_set_version (MD_DBUS_MANAGER1 (self), PACKAGE_VERSION);
@@ -607,7 +681,7 @@ load_definitions (MdManager *self)
           continue;
         }
       {
-        g_autoptr (MdGuest) guest = md_guest_new (self, g_steal_pointer (&def), TRUE);
+        g_autoptr (MdGuest) guest = md_guest_new (&self->host, g_steal_pointer (&def), TRUE);
         md_manager_add_guest (self, guest);
       }
     }
@@ -701,7 +775,7 @@ reattach_next (GTask *task)
           reattach_next (task);
           return;
         }
-      transient = md_guest_new (self, g_steal_pointer (&def), FALSE);
+      transient = md_guest_new (&self->host, g_steal_pointer (&def), FALSE);
       md_manager_add_guest (self, transient);
       guest = transient;
     }
@@ -718,6 +792,7 @@ on_caps_probed (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
 
   self->caps = md_qemu_caps_probe_finish (result, &error);
+  self->host.caps = self->caps;
   if (self->caps == NULL)
     {
       g_task_return_error (task, g_steal_pointer (&error));

@@ -5,13 +5,12 @@
 #include "common/md-config.h"
 #include "md-dbus-generated.h"
 #include "md-guest.h"
-#include "migration/md-migration.h"
+#include "md-host.h"
+#include "peer/md-peer-pool.h"
 #include "peer/md-peer.h"
 #include "qemu/md-qemu-caps.h"
 
 G_BEGIN_DECLS
-
-#define MD_MANAGER_PATH "/org/migrationd"
 
 #define MD_TYPE_MANAGER (md_manager_get_type ())
 G_DECLARE_FINAL_TYPE (MdManager, md_manager, MD, MANAGER, MdDbusManager1Skeleton)
@@ -52,9 +51,28 @@ MdDomain *md_manager_prepare_definition_full (MdManager *self, const char *xml, 
 
 /* Migrations: numbered objects below /org/migrationd/migration. */
 guint md_manager_next_migration_number (MdManager *self);
-void md_manager_add_migration (MdManager *self, MdMigration *migration);
+/* Exports a Migration1 object (the manager knows only the interface: the
+ * engines sit above it). */
+void md_manager_add_migration (MdManager *self, const char *path, MdDbusMigration1 *migration);
+/* Every guest (container owned by the caller, guests borrowed). */
+GList *md_manager_list_guests (MdManager *self);
+/* While migrations a previous daemon left open are being resolved
+ * (md-migration-recover.c), new ones are refused. */
+gboolean md_manager_is_recovering (MdManager *self);
+void md_manager_hold_recovery (MdManager *self, gboolean hold);
 /* Unexports a finished migration (its keep time ran out). */
-void md_manager_forget_migration (MdManager *self, MdMigration *migration);
+void md_manager_forget_migration (MdManager *self, const char *path);
+
+/* Authenticated peer connections kept for the next migration. */
+MdPeerPool *md_manager_get_peer_pool (MdManager *self);
+
+/* What guests get of the host (md-host.h). */
+MdHost *md_manager_get_host (MdManager *self);
+/* Guest1.Migrate goes to @func (the service wires in the engine). */
+void md_manager_set_migrate_func (MdManager *self,
+                                  char *(*func) (gpointer owner, MdGuest *guest,
+                                                 const char *destination, GVariant *options,
+                                                 guint owner_uid, GError **error));
 
 /* A trusted peer by name (migrationd.conf or AddPeer), or NULL. */
 const MdConfigPeer *md_manager_find_peer (MdManager *self, const char *name);

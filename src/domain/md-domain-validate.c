@@ -18,10 +18,15 @@ md_domain_validate_name (const char *name, GError **error)
   for (gsize i = 0; i < len; i++)
     if (!g_ascii_isalnum (name[i]) && !strchr ("_.+-", name[i]))
       len = 0;
+  /* The name becomes a file name (NAME.xml) and a command-line word:
+   * no "..", no hidden file, nothing that reads as an option. */
+  if (len > 0 && (name[0] == '-' || name[0] == '.'))
+    len = 0;
   if (len < 1 || len > MD_DOMAIN_NAME_MAX)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "invalid guest name '%s': use 1..%d characters from A-Z a-z 0-9 _ . + -",
+                   "invalid guest name '%.80s': use 1..%d characters from A-Z a-z 0-9 _ . + -, "
+                   "not starting with - or .",
                    name ? name : "", MD_DOMAIN_NAME_MAX);
       return FALSE;
     }

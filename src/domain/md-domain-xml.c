@@ -294,7 +294,8 @@ parse_identity (MdDomain *dom, xmlNode *c, GError **error)
     g_strstrip (*field);
   if (field == &dom->name && !md_domain_validate_name (*field, NULL))
     return mdx_node_error (error, MD_ERROR_INVALID_XML, c,
-                           "invalid name '%s': use 1..%d characters from A-Z a-z 0-9 _ . + -",
+                           "invalid name '%.80s': use 1..%d characters from A-Z a-z 0-9 _ . "
+                           "+ -, not starting with - or .",
                            *field, MD_DOMAIN_NAME_MAX);
   if (field == &dom->uuid)
     {

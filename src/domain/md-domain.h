@@ -474,8 +474,9 @@ char *md_domain_format (const MdDomain *dom);
 /* Deep equality of every field (host-side ones included). */
 gboolean md_domain_equal (const MdDomain *a, const MdDomain *b);
 
-/* Check a guest name: 1..MD_DOMAIN_NAME_MAX characters from [A-Za-z0-9_.+-]
- * (MD_ERROR_INVALID_ARGUMENT otherwise). */
+/* Check a guest name: 1..MD_DOMAIN_NAME_MAX characters from [A-Za-z0-9_.+-],
+ * the first not '-' or '.' (so no "..", "-rf", hidden files; '/' is not in
+ * the set). MD_ERROR_INVALID_ARGUMENT otherwise. */
 gboolean md_domain_validate_name (const char *name, GError **error);
 
 /* Semantic checks on a domain built or edited in code (parse runs them):

@@ -7,66 +7,65 @@
  * connection drops before Finish, it is all removed (autokill). */
 #include "config.h"
 
-#include "md-migration-dest.h"
+#include "md-migration-dest-private.h"
+#include "md-migration-qemu.h"
 #include "md-migration-source.h"
 #include "common/md-error.h"
+#include "common/md-fault.h"
+#include "common/md-listen-socket.h"
 #include "common/md-options.h"
+#include "md-incoming-owner.h"
 #include "qemu/md-qemu-argv.h"
 #include "storage/md-nbd-server.h"
+#include "storage/md-image-admission.h"
 #include "storage/md-storage.h"
 
 #include <errno.h>
 
-#define FINISH_WAIT_MS 60000
-#define FINISH_POLL_MS 100
-
-struct _MdMigrationDest
+Incoming *
+incoming_ref (Incoming *in)
 {
-  MdManager *manager;
-  MdPeerListener *listener;
-  GHashTable *incoming; /* migration id -> Incoming */
-  gulong handler_ids[4];
-};
+  return g_rc_box_acquire (in);
+}
 
-typedef struct
+static void incoming_clear (Incoming *in);
+
+void
+incoming_unref (Incoming *in)
 {
-  MdMigrationDest *dest;
-  char *id;
-  MdPeerConnection *conn;
-  gulong closed_id;
-  MdGuest *guest;
-  gboolean guest_created;
-  gboolean dest_had_config;
-  MdMigration *migration;
-  GVariant *options;
-  MdDomain *def;
-  char *uri;
-  char *address;        /* where QEMU and the NBD server listen */
-  GVariant *disks_info; /* disks the source mirrors to us (aa{sv}) */
-  GStrv created;        /* target images we made: removed on failure */
-  guint16 nbd_port;
-  guint exports_added;
-  MdNbdServer *nbd_server; /* offline copies: qemu-storage-daemon */
-  char *tls_object;
-  gboolean offline;
-  gboolean prepared;
-  gboolean ended;
-  GError *abort_error; /* set when Abort/Finish(false) came during Prepare */
-  gulong stopped_id;   /* the prepared QEMU went away before Finish */
-  GDBusMethodInvocation *prepare_invocation;
-  GDBusMethodInvocation *finish_invocation;
-  gint64 finish_deadline;
-} Incoming;
+  g_rc_box_release_full (in, (GDestroyNotify) incoming_clear);
+}
 
-static const char *
+const char *
 host_name (MdMigrationDest *dest)
 {
   return md_manager_get_config (dest->manager)->host_name;
 }
 
-static void
-incoming_free (Incoming *in)
+void
+incoming_stop_events (Incoming *in)
 {
+  if (in->event_qmp != NULL)
+    g_clear_signal_handler (&in->event_id, in->event_qmp);
+  g_clear_object (&in->event_qmp);
+  g_clear_handle_id (&in->finish_timeout_id, g_source_remove);
+}
+
+/* The migration is over here: the table lets go of it, and @outcome
+ * ("running", "aborted") stays in the journal for a source that asks. */
+void
+incoming_end (Incoming *in, const char *outcome)
+{
+  incoming_stop_events (in);
+  if (in->machine != NULL)
+    md_machine_end (in->machine, outcome, FALSE);
+  g_hash_table_remove (in->dest->incoming, in->key);
+}
+
+static void
+incoming_clear (Incoming *in)
+{
+  incoming_stop_events (in);
   if (in->conn != NULL && in->closed_id != 0)
     g_signal_handler_disconnect (in->conn, in->closed_id);
   if (in->guest != NULL && in->stopped_id != 0)
@@ -74,7 +73,7 @@ incoming_free (Incoming *in)
   g_clear_object (&in->conn);
   g_clear_object (&in->guest);
   g_clear_object (&in->migration);
-  g_clear_pointer (&in->options, g_variant_unref);
+  g_clear_pointer (&in->opts, md_migrate_options_free);
   g_clear_pointer (&in->def, md_domain_free);
   g_clear_error (&in->abort_error);
   g_free (in->uri);
@@ -83,47 +82,88 @@ incoming_free (Incoming *in)
   g_strfreev (in->created);
   g_clear_pointer (&in->nbd_server, md_nbd_server_free);
   g_free (in->tls_object);
+  g_clear_object (&in->migration_socket);
+  g_clear_object (&in->nbd_socket);
+  g_clear_pointer (&in->owner, md_incoming_owner_free);
+  g_free (in->key);
   g_free (in->id);
-  g_free (in);
+  g_free (in->tag);
+  g_clear_pointer (&in->machine, md_machine_free);
 }
 
 /* ---- failure: remove what Prepare made -------------------------------- */
 
 static void
+on_images_removed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (IncomingRef) in = user_data;
+
+  md_image_admission_remove_finish (result);
+  incoming_end (in, "aborted");
+}
+
+/* Removes the images Prepare created (in the admission's worker: a hung
+ * mount must not stop the daemon), then ends the migration. */
+static void
+remove_images_and_end (Incoming *in)
+{
+  if (in->created == NULL || in->created[0] == NULL)
+    {
+      incoming_end (in, "aborted");
+      return;
+    }
+  md_image_admission_remove_async (in->dest->admission, (const char *const *) in->created,
+                                   on_images_removed, incoming_ref (in));
+}
+
+static void
 on_incoming_killed (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  Incoming *in = user_data;
+  g_autoptr (IncomingRef) in = user_data;
   g_autoptr (GError) error = NULL;
 
   if (!md_guest_destroy_finish (MD_GUEST (source), result, &error))
     g_warning ("incoming migration %s: killing the prepared QEMU: %s", in->id, error->message);
   /* Only now, with QEMU gone, nothing writes to them any more. */
-  md_storage_remove ((const char *const *) in->created);
-  g_hash_table_remove (in->dest->incoming, in->id);
+  remove_images_and_end (in);
 }
 
 /* Ends an incoming migration that failed: its Migration1 records @error,
  * the prepared QEMU is killed and a guest object made for it goes away
  * with it (it is transient); a definition that existed stays. */
-static void
+void
 incoming_abort (Incoming *in, const GError *error)
 {
   if (in->ended)
     return;
+  if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE)
+    {
+      /* The guest is (partly) here now: nothing kills this copy because
+       * of a failure; it is left as it is and says so. */
+      g_autoptr (GError) attention = g_error_new (
+          MD_ERROR, MD_ERROR_FAILED, "%s; host %s holds the guest (%s) and left its QEMU as it is",
+          error->message, host_name (in->dest),
+          md_authority_to_string (md_machine_get_authority (in->machine)));
+      in->ended = TRUE;
+      if (in->migration != NULL)
+        md_migration_set_needs_attention (in->migration, attention);
+      incoming_end (in, "running");
+      return;
+    }
   in->ended = TRUE;
+  md_fault_point ("dest-fail");
   g_message ("incoming migration %s of %s aborted: %s", in->id, in->def->name, error->message);
   g_clear_pointer (&in->nbd_server, md_nbd_server_free);
   if (in->migration != NULL)
     md_migration_complete (in->migration, error, 0);
   if (in->guest != NULL && md_guest_is_active (in->guest))
     {
-      md_guest_destroy_async (in->guest, on_incoming_killed, in);
+      md_guest_destroy_async (in->guest, on_incoming_killed, incoming_ref (in));
       return;
     }
   if (in->guest != NULL)
     md_guest_end_migration (in->guest, FALSE);
-  md_storage_remove ((const char *const *) in->created);
-  g_hash_table_remove (in->dest->incoming, in->id);
+  remove_images_and_end (in);
 }
 
 /* Tells the source at once, rather than letting it find out from a
@@ -160,18 +200,24 @@ on_incoming_qemu_stopped (MdGuest *guest, Incoming *in)
 }
 
 static void
-on_connection_closed (MdPeerConnection *conn, Incoming *in)
+source_lost (Incoming *in)
 {
   g_autoptr (GError) error = NULL;
 
-  /* A Finish under way runs to its end: it resumes the guest here (the
-   * source already gave it up) or aborts by itself. */
-  if (in->ended || in->finish_invocation != NULL)
+  if (in->ended || in->finishing)
     return;
+  if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE)
+    {
+      /* Postcopy: the source QEMU can never run this guest again, and
+       * keeps serving its pages without its daemon. This copy is the
+       * only one that can go on. */
+      adopt_after_lost_source (in);
+      return;
+    }
   error = g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
                        "host %s: the connection to source host %s dropped before Finish; "
                        "removed what Prepare made (the guest stays on the source)",
-                       host_name (in->dest), md_peer_connection_get_host_name (conn));
+                       host_name (in->dest), md_peer_connection_get_host_name (in->conn));
   if (in->prepare_invocation != NULL)
     {
       /* Prepare still runs: it notices abort_error when it completes. */
@@ -182,11 +228,109 @@ on_connection_closed (MdPeerConnection *conn, Incoming *in)
   incoming_abort (in, error);
 }
 
+static void
+on_status_after_close (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (IncomingRef) in = user_data;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, NULL);
+  const char *status =
+      node != NULL
+          ? json_object_get_string_member_with_default (json_node_get_object (node), "status", "")
+          : "";
+
+  /* QEMU's word beats a MIGRATION event still in the queue. */
+  if (g_str_has_prefix (status, "postcopy") && !in->ended && in->machine != NULL)
+    md_machine_set_authority (in->machine, MD_AUTHORITY_SPLIT);
+  source_lost (in);
+}
+
+static void
+on_connection_closed (MdPeerConnection *conn, Incoming *in)
+{
+  MdQmp *qmp = in->guest != NULL ? md_guest_get_qmp (in->guest) : NULL;
+
+  /* A Finish under way runs to its end: it resumes the guest here (the
+   * source already gave it up) or aborts by itself. */
+  if (in->ended || in->finishing)
+    return;
+  if (qmp != NULL && in->prepare_invocation == NULL)
+    {
+      md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_status_after_close,
+                            incoming_ref (in));
+      return;
+    }
+  source_lost (in);
+}
+
+/* ---- who may act on a migration ------------------------------------------ */
+
+char *
+incoming_key (MdPeerConnection *conn, const char *id)
+{
+  const char *dn = md_peer_connection_get_dn (conn);
+  g_autofree char *normalized = md_peer_normalize_dn (dn != NULL ? dn : "");
+
+  return g_strdup_printf ("%s\n%s", normalized, id);
+}
+
+/* A reconnect that proved itself with the token takes over: autokill and
+ * the Aborted signal follow the new connection. */
+static void
+incoming_rebind (Incoming *in, MdPeerConnection *conn)
+{
+  g_message ("incoming migration %s: peer %s resumed control on a new connection", in->id,
+             md_peer_connection_get_address (conn));
+  g_clear_signal_handler (&in->closed_id, in->conn);
+  g_set_object (&in->conn, conn);
+  in->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (on_connection_closed), in);
+}
+
+/* The incoming migration @id for a @method call on @conn, carrying
+ * @token (or NULL). NULL with @error unset: there is none. NULL with
+ * @error set: it belongs to another peer identity, or the call comes on
+ * another connection without the right token. */
+Incoming *
+incoming_for_call (MdMigrationDest *dest, MdPeerConnection *conn, const char *id, const char *token,
+                   const char *method, GError **error)
+{
+  g_autofree char *key = incoming_key (conn, id);
+  Incoming *in = g_hash_table_lookup (dest->incoming, key);
+  const char *dn = md_peer_connection_get_dn (conn);
+
+  if (in == NULL)
+    {
+      GHashTableIter iter;
+      Incoming *other;
+
+      g_hash_table_iter_init (&iter, dest->incoming);
+      while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &other))
+        if (g_str_equal (other->id, id)
+            && !md_incoming_owner_check (other->owner, dn, FALSE, NULL, host_name (dest), method,
+                                         id, error))
+          {
+            g_message ("refused %s of incoming migration %s from %s: %s", method, id,
+                       md_peer_connection_get_address (conn), (*error)->message);
+            return NULL;
+          }
+      return NULL;
+    }
+  if (!md_incoming_owner_check (in->owner, dn, conn == in->conn, token, host_name (dest), method,
+                                id, error))
+    {
+      g_message ("refused %s of incoming migration %s from %s: %s", method, id,
+                 md_peer_connection_get_address (conn), (*error)->message);
+      return NULL;
+    }
+  if (conn != in->conn)
+    incoming_rebind (in, conn);
+  return in;
+}
+
 /* ---- Prepare -------------------------------------------------------------- */
 
 /* A Peer1 call of this migration failed in @phase: answer it with @error
  * (taken) and remove what Prepare made. */
-static void
+void
 call_failed (Incoming *in, GDBusMethodInvocation **pending, const char *phase, GError *error)
 {
   GDBusMethodInvocation *invocation = g_steal_pointer (pending);
@@ -223,7 +367,7 @@ prepare_succeeded (Incoming *in)
       g_variant_builder_add (
           &result, "{sv}", "migration",
           g_variant_new_object_path (md_migration_get_object_path (in->migration)));
-      md_migration_set_phase (in->migration, "perform");
+      md_machine_advance (in->machine, MD_PHASE_PERFORM);
       md_migration_set_running_state (in->migration, "running");
     }
   if (in->uri != NULL)
@@ -248,10 +392,12 @@ prepare_succeeded (Incoming *in)
     }
   g_variant_builder_add (&result, "{sv}", "tls-hostname",
                          g_variant_new_string (host_name (in->dest)));
+  g_variant_builder_add (&result, "{sv}", "token",
+                         g_variant_new_string (md_incoming_owner_get_token (in->owner)));
+  md_migration_mark_time (in->migration, "prepared");
+  md_fault_point ("dest-prepare-done");
   md_dbus_peer1_complete_prepare (NULL, invocation, g_variant_builder_end (&result));
 }
-
-typedef void (*InStep) (Incoming *in, GError *error);
 
 typedef struct
 {
@@ -259,41 +405,62 @@ typedef struct
   InStep next;
 } InStepData;
 
-static void
-on_in_step (GObject *source, GAsyncResult *result, gpointer user_data)
+static gpointer
+step_ref (gpointer data)
 {
-  InStepData *data = user_data;
-  GError *error = NULL;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
-
-  data->next (data->in, error);
-  g_free (data);
+  return data;
 }
 
 static void
+step_free (gpointer data)
+{
+  InStepData *step = data;
+
+  incoming_unref (step->in);
+  g_free (step);
+}
+
+static void
+on_in_step (gpointer owner, GError *error)
+{
+  InStepData *step = owner;
+
+  step->next (step->in, error);
+}
+
+/* The shared step runner (md-migration-qemu.h), holding a reference;
+ * @fd >= 0 travels with the command (getfd): QEMU gets its own copy. */
+static void
+in_qmp_fd (Incoming *in, const char *command, JsonObject *args, int fd, InStep next)
+{
+  InStepData *step = g_new0 (InStepData, 1);
+  g_autofree char *gone = g_strdup_printf ("host %s: the prepared QEMU of %s died",
+                                           host_name (in->dest), in->def->name);
+
+  step->in = incoming_ref (in);
+  step->next = next;
+  md_migration_qemu_step_fd (in->guest != NULL ? md_guest_get_qmp (in->guest) : NULL, command, args,
+                             fd, step, step_ref, step_free, on_in_step, gone);
+}
+
+void
 in_qmp (Incoming *in, const char *command, JsonObject *args, InStep next)
 {
-  MdQmp *qmp = md_guest_get_qmp (in->guest);
-  InStepData *data;
-
-  if (qmp == NULL)
-    {
-      next (in, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED, "the prepared QEMU of %s died",
-                             in->def->name));
-      if (args != NULL)
-        json_object_unref (args);
-      return;
-    }
-  data = g_new0 (InStepData, 1);
-  data->in = in;
-  data->next = next;
-  md_qmp_execute_async (qmp, command, args, NULL, on_in_step, data);
-  if (args != NULL)
-    json_object_unref (args);
+  in_qmp_fd (in, command, args, -1, next);
 }
 
-static gboolean pick_port (MdMigrationDest *dest, const char *address, guint16 wanted,
-                           guint16 *port, GError **error);
+/* Hands QEMU our listening @socket under @fdname. */
+static void
+in_qmp_getfd (Incoming *in, GSocket *socket, const char *fdname, InStep next)
+{
+  JsonObject *args = json_object_new ();
+
+  json_object_set_string_member (args, "fdname", fdname);
+  in_qmp_fd (in, "getfd", args, g_socket_get_fd (socket), next);
+}
+
+static GSocket *bind_listener (MdMigrationDest *dest, const char *address, guint16 wanted,
+                               const char *what, GError **error);
 
 static const MdDomainDisk *
 disk_of (Incoming *in, GVariant *info)
@@ -354,7 +521,49 @@ after_nbd_server (Incoming *in, GError *error)
       prepare_failed (in, error);
       return;
     }
+  g_clear_object (&in->nbd_socket); /* QEMU listens on its copy */
   add_next_export (in, NULL);
+}
+
+static void
+after_nbd_getfd (Incoming *in, GError *error)
+{
+  JsonObject *args, *addr, *data;
+
+  if (error != NULL)
+    {
+      after_nbd_server (in, error);
+      return;
+    }
+  data = json_object_new ();
+  json_object_set_string_member (data, "str", NBD_FDNAME);
+  addr = json_object_new ();
+  json_object_set_string_member (addr, "type", "fd");
+  json_object_set_object_member (addr, "data", data);
+  args = json_object_new ();
+  json_object_set_object_member (args, "addr", addr);
+  if (in->tls_object != NULL)
+    json_object_set_string_member (args, "tls-creds", in->tls_object);
+  in_qmp (in, "nbd-server-start", args, after_nbd_server);
+}
+
+/* The NBD server's address: the nbd-address option or ours; its socket
+ * is bound here and handed to QEMU or qemu-storage-daemon. */
+static gboolean
+bind_nbd_socket (Incoming *in, GError **error)
+{
+  const char *wanted = in->opts->nbd_address;
+
+  if (wanted != NULL)
+    {
+      g_free (in->address);
+      in->address = g_strdup (wanted);
+    }
+  in->nbd_socket = bind_listener (in->dest, in->address, in->opts->nbd_port, "nbd-port", error);
+  if (in->nbd_socket == NULL)
+    return FALSE;
+  in->nbd_port = md_listen_socket_get_port (in->nbd_socket);
+  return TRUE;
 }
 
 /* Disks the source copies arrive over NBD: a server on our address (TLS
@@ -364,34 +573,13 @@ static void
 start_nbd_server (Incoming *in)
 {
   GError *error = NULL;
-  g_autofree char *port = NULL;
-  const char *wanted = md_options_get_string (in->options, "nbd-address");
-  JsonObject *args, *addr, *data;
 
-  if (wanted != NULL)
+  if (!bind_nbd_socket (in, &error))
     {
-      g_free (in->address);
-      in->address = g_strdup (wanted);
-    }
-  if (!pick_port (in->dest, in->address, md_options_get_uint16 (in->options, "nbd-port", 0),
-                  &in->nbd_port, &error))
-    {
-      g_prefix_error (&error, "option 'nbd-port': ");
       prepare_failed (in, error);
       return;
     }
-  port = g_strdup_printf ("%u", in->nbd_port);
-  data = json_object_new ();
-  json_object_set_string_member (data, "host", in->address);
-  json_object_set_string_member (data, "port", port);
-  addr = json_object_new ();
-  json_object_set_string_member (addr, "type", "inet");
-  json_object_set_object_member (addr, "data", data);
-  args = json_object_new ();
-  json_object_set_object_member (args, "addr", addr);
-  if (in->tls_object != NULL)
-    json_object_set_string_member (args, "tls-creds", in->tls_object);
-  in_qmp (in, "nbd-server-start", args, after_nbd_server);
+  in_qmp_getfd (in, in->nbd_socket, NBD_FDNAME, after_nbd_getfd);
 }
 
 static void
@@ -402,6 +590,7 @@ after_incoming_started (Incoming *in, GError *error)
       prepare_failed (in, error);
       return;
     }
+  g_clear_object (&in->migration_socket); /* QEMU listens on its copy */
   if (in->disks_info != NULL && g_variant_n_children (in->disks_info) > 0)
     {
       start_nbd_server (in);
@@ -423,7 +612,7 @@ after_exports (Incoming *in, GError *error)
 }
 
 static void
-after_parameters (Incoming *in, GError *error)
+after_migration_getfd (Incoming *in, GError *error)
 {
   JsonObject *args;
 
@@ -432,30 +621,34 @@ after_parameters (Incoming *in, GError *error)
       prepare_failed (in, error);
       return;
     }
+  /* A "tcp:" URI whose address is an fd: QEMU listens on (and accepts
+   * multifd channels from) the socket we bound. */
   args = json_object_new ();
-  json_object_set_string_member (args, "uri", in->uri);
+  json_object_set_string_member (args, "uri", "tcp:fd:" MIGRATION_FDNAME);
   in_qmp (in, "migrate-incoming", args, after_incoming_started);
+}
+
+static void
+after_parameters (Incoming *in, GError *error)
+{
+  if (error != NULL)
+    {
+      prepare_failed (in, error);
+      return;
+    }
+  in_qmp_getfd (in, in->migration_socket, MIGRATION_FDNAME, after_migration_getfd);
 }
 
 static void
 after_capabilities (Incoming *in, GError *error)
 {
-  JsonObject *args;
-  guint32 channels = md_options_get_uint32 (in->options, "parallel-connections", 0);
-  const char *compression = md_options_get_string (in->options, "compression");
-
   if (error != NULL)
     {
       prepare_failed (in, error);
       return;
     }
-  args = json_object_new ();
-  json_object_set_string_member (args, "tls-creds", in->tls_object ? in->tls_object : "");
-  if (channels > 0)
-    json_object_set_int_member (args, "multifd-channels", channels);
-  if (compression != NULL && channels > 0)
-    json_object_set_string_member (args, "multifd-compression", compression);
-  in_qmp (in, "migrate-set-parameters", args, after_parameters);
+  in_qmp (in, "migrate-set-parameters",
+          md_migration_qemu_parameters (in->opts, FALSE, in->tls_object, NULL), after_parameters);
 }
 
 static void
@@ -466,16 +659,35 @@ after_tls_object (Incoming *in, GError *error)
       prepare_failed (in, error);
       return;
     }
-  in_qmp (in, "migrate-set-capabilities", md_migration_capabilities_args (in->options),
+  in_qmp (in, "migrate-set-capabilities", md_migration_qemu_capabilities (in->opts),
           after_capabilities);
+}
+
+/* QEMU says its incoming migration moved on: postcopy means this copy
+ * now holds part of the guest, and nothing may kill it alone. */
+static void
+on_incoming_migration_event (MdQmp *qmp, const char *name, JsonObject *data, gint64 timestamp,
+                             Incoming *in)
+{
+  const char *status = json_object_get_string_member_with_default (data, "status", "");
+
+  if (in->ended || in->machine == NULL)
+    return;
+  if (g_str_equal (status, "postcopy-active"))
+    {
+      if (md_machine_get_phase (in->machine) == MD_PHASE_PERFORM)
+        md_machine_advance (in->machine, MD_PHASE_POSTCOPY);
+      if (md_machine_get_authority (in->machine) == MD_AUTHORITY_SOURCE)
+        md_machine_set_authority (in->machine, MD_AUTHORITY_SPLIT);
+      md_migration_set_running_state (in->migration, "postcopy");
+    }
 }
 
 static void
 on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  Incoming *in = user_data;
+  g_autoptr (IncomingRef) in = user_data;
   GError *error = NULL;
-  JsonObject *args;
 
   if (!md_guest_start_finish (MD_GUEST (source), result, &error))
     {
@@ -488,21 +700,29 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
       return;
     }
   md_guest_begin_migration (in->guest, md_migration_get_object_path (in->migration), TRUE);
+  md_migration_mark_time (in->migration, "qemu-ready");
   in->stopped_id =
       g_signal_connect (in->guest, "stopped", G_CALLBACK (on_incoming_qemu_stopped), in);
-  if (!md_options_get_boolean (in->options, "tls", TRUE))
+  if (md_guest_get_process (in->guest) != NULL)
+    md_journal_set_int (md_machine_get_journal (in->machine), "qemu-pid",
+                        md_qemu_process_get_pid (md_guest_get_process (in->guest)));
+  md_journal_set_string (md_machine_get_journal (in->machine), "guest", in->def->name);
+  in->event_qmp = g_object_ref (md_guest_get_qmp (in->guest));
+  in->event_id = g_signal_connect (in->event_qmp, "event::MIGRATION",
+                                   G_CALLBACK (on_incoming_migration_event), in);
+  if (!in->opts->tls)
     {
+      md_machine_commit (in->machine);
       after_tls_object (in, NULL);
       return;
     }
-  in->tls_object = g_strdup ("md-tls-incoming");
-  args = json_object_new ();
-  json_object_set_string_member (args, "qom-type", "tls-creds-x509");
-  json_object_set_string_member (args, "id", in->tls_object);
-  json_object_set_string_member (args, "dir", md_manager_get_config (in->dest->manager)->tls_dir);
-  json_object_set_string_member (args, "endpoint", "server");
-  json_object_set_boolean_member (args, "verify-peer", TRUE);
-  in_qmp (in, "object-add", args, after_tls_object);
+  in->tls_object = g_strdup_printf ("md-tls-in-%s", in->tag);
+  md_journal_list_add (md_machine_get_journal (in->machine), "qemu-objects", in->tls_object);
+  md_machine_commit (in->machine);
+  in_qmp (in, "object-add",
+          md_migration_qemu_tls_object (in->tls_object,
+                                        md_manager_get_config (in->dest->manager)->tls_dir, TRUE),
+          after_tls_object);
 }
 
 /* The address the source reached us on: QEMU listens there too, unless
@@ -527,56 +747,34 @@ local_address_of (MdPeerConnection *conn)
       g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (address)));
 }
 
-/* A port nobody listens on now. QEMU binds it a moment later; the range
- * is ours (configuration), so a race with another program is unlikely,
- * and QEMU's own error would name it. */
-static gboolean
-port_is_free (const char *address, guint16 port)
-{
-  g_autoptr (GSocket) socket = NULL;
-  g_autoptr (GInetAddress) inet = g_inet_address_new_from_string (address);
-  g_autoptr (GSocketAddress) sa = NULL;
-
-  if (inet == NULL)
-    return FALSE;
-  socket = g_socket_new (g_inet_address_get_family (inet), G_SOCKET_TYPE_STREAM,
-                         G_SOCKET_PROTOCOL_TCP, NULL);
-  if (socket == NULL)
-    return FALSE;
-  sa = g_inet_socket_address_new (inet, port);
-  return g_socket_bind (socket, sa, FALSE, NULL);
-}
-
-static gboolean
-pick_port (MdMigrationDest *dest, const char *address, guint16 wanted, guint16 *port,
-           GError **error)
+/* A listening socket of our own for QEMU's migration stream or NBD
+ * server (@what names the option that can choose the port): QEMU gets
+ * this very socket, so no other migration can take the port meanwhile. */
+static GSocket *
+bind_listener (MdMigrationDest *dest, const char *address, guint16 wanted, const char *what,
+               GError **error)
 {
   const MdConfig *config = md_manager_get_config (dest->manager);
+  g_autoptr (GError) local_error = NULL;
+  GSocket *socket = md_listen_socket_bind (address, wanted, config->migration_port_min,
+                                           config->migration_port_max, &local_error);
 
-  if (wanted != 0)
-    {
-      if (!port_is_free (address, wanted))
-        {
-          g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                       "option 'migration-port': %s:%u is in use on host %s; pick another or "
-                       "leave it out",
-                       address, wanted, config->host_name);
-          return FALSE;
-        }
-      *port = wanted;
-      return TRUE;
-    }
-  for (guint p = config->migration_port_min; p <= config->migration_port_max; p++)
-    if (port_is_free (address, (guint16) p))
-      {
-        *port = (guint16) p;
-        return TRUE;
-      }
-  g_set_error (error, MD_ERROR, MD_ERROR_FAILED,
-               "host %s: no free port in [daemon] migration-port-min..max (%u-%u) on %s; "
-               "widen the range or wait for running migrations",
-               config->host_name, config->migration_port_min, config->migration_port_max, address);
-  return FALSE;
+  if (socket != NULL)
+    return socket;
+  if (wanted != 0 && g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE))
+    g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                 "option '%s': %s:%u is in use on host %s; pick another or leave it out", what,
+                 address, wanted, config->host_name);
+  else if (g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE))
+    g_set_error (error, MD_ERROR, MD_ERROR_FAILED,
+                 "host %s: no free port in [daemon] migration-port-min..max (%u-%u) on %s; "
+                 "widen the range or wait for running migrations",
+                 config->host_name, config->migration_port_min, config->migration_port_max,
+                 address);
+  else
+    g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "host %s: cannot listen on %s for %s: %s",
+                 config->host_name, address, what, local_error->message);
+  return NULL;
 }
 
 static void
@@ -590,23 +788,25 @@ start_incoming_qemu (Incoming *in)
   else
     {
       /* Transient until Finish decides, per the persist table. */
-      in->guest = md_guest_new (manager, md_domain_copy (in->def), FALSE);
+      in->guest = md_guest_new (md_manager_get_host (manager), md_domain_copy (in->def), FALSE);
       in->guest_created = TRUE;
       md_manager_add_guest (manager, in->guest);
     }
   md_dbus_migration1_set_guest (MD_DBUS_MIGRATION1 (in->migration),
                                 md_guest_get_object_path (in->guest));
+  md_migration_mark_time (in->migration, "qemu-starting");
   md_guest_start_incoming_async (in->guest, md_domain_copy (in->def), NULL,
-                                 on_incoming_qemu_started, in);
+                                 on_incoming_qemu_started, incoming_ref (in));
 }
 
 static void
 on_offline_server_started (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  Incoming *in = user_data;
+  g_autoptr (IncomingRef) in = user_data;
   GError *error = NULL;
 
   in->nbd_server = md_nbd_server_start_finish (result, &error);
+  g_clear_object (&in->nbd_socket); /* qemu-storage-daemon has its copy */
   if (in->nbd_server == NULL)
     {
       prepare_failed (in, error);
@@ -625,19 +825,11 @@ start_offline_server (Incoming *in)
   g_autoptr (GPtrArray) formats = g_ptr_array_new ();
   g_autofree char *id = g_strdup_printf (
       "incoming-%s", strrchr (md_migration_get_object_path (in->migration), '/') + 1);
-  const char *wanted = md_options_get_string (in->options, "nbd-address");
   MdNbdServerOptions options = { 0 };
   GError *error = NULL;
 
-  if (wanted != NULL)
+  if (!bind_nbd_socket (in, &error))
     {
-      g_free (in->address);
-      in->address = g_strdup (wanted);
-    }
-  if (!pick_port (in->dest, in->address, md_options_get_uint16 (in->options, "nbd-port", 0),
-                  &in->nbd_port, &error))
-    {
-      g_prefix_error (&error, "option 'nbd-port': ");
       prepare_failed (in, error);
       return;
     }
@@ -667,33 +859,177 @@ start_offline_server (Incoming *in)
   options.writable = TRUE;
   options.host = in->address;
   options.port = in->nbd_port;
-  options.tls_dir = md_options_get_boolean (in->options, "tls", TRUE)
-                        ? md_manager_get_config (in->dest->manager)->tls_dir
-                        : NULL;
-  md_nbd_server_start_async (&options, NULL, on_offline_server_started, in);
+  options.listen_socket = in->nbd_socket;
+  options.tls_dir = in->opts->tls ? md_manager_get_config (in->dest->manager)->tls_dir : NULL;
+  md_nbd_server_start_async (&options, NULL, on_offline_server_started, incoming_ref (in));
 }
 
 static void
 on_targets_created (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  Incoming *in = user_data;
+  g_autoptr (IncomingRef) in = user_data;
   GError *error = NULL;
 
-  in->created = md_storage_create_targets_finish (result, &error);
+  in->created = md_image_admission_prepare_finish (result, &error);
   if (in->created == NULL)
     {
       prepare_failed (in, error);
       return;
     }
+  /* Before anything writes to them: a restarted daemon removes them. */
+  for (guint i = 0; in->created[i] != NULL; i++)
+    md_journal_list_add (md_machine_get_journal (in->machine), "images", in->created[i]);
+  md_machine_commit (in->machine);
   if (in->abort_error != NULL)
     {
       prepare_succeeded (in); /* reports the abort and cleans up */
       return;
     }
-  if (in->offline)
+  if (in->offline && (in->disks_info == NULL || g_variant_n_children (in->disks_info) == 0))
+    prepare_succeeded (in);
+  else if (in->offline)
     start_offline_server (in);
   else
     start_incoming_qemu (in);
+}
+
+/* What a peer's definition must not choose on this host: the program run
+ * as QEMU (only the configured one) and the entropy source (only a
+ * random device, never a disk the guest could read). */
+static gboolean
+check_host_programs (MdMigrationDest *dest, const MdDomain *def, GError **error)
+{
+  const MdConfig *config = md_manager_get_config (dest->manager);
+  const char *random_devices[] = { "/dev/urandom", "/dev/random", "/dev/hwrng", NULL };
+
+  if (def->emulator != NULL && g_strcmp0 (def->emulator, config->qemu_binary) != 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_NOT_AUTHORIZED,
+                   "host %s, phase prepare: the definition names the emulator %s; this host "
+                   "runs only its [daemon] qemu-binary (%s): leave <emulator> out",
+                   config->host_name, def->emulator, config->qemu_binary);
+      return FALSE;
+    }
+  for (guint i = 0; def->rngs != NULL && i < def->rngs->len; i++)
+    {
+      const MdDomainRng *rng = g_ptr_array_index (def->rngs, i);
+
+      if (rng->backend != NULL && !g_strv_contains (random_devices, rng->backend))
+        {
+          g_set_error (error, MD_ERROR, MD_ERROR_NOT_AUTHORIZED,
+                       "host %s, phase prepare: the entropy source %s is not a random device "
+                       "(one of /dev/urandom, /dev/random, /dev/hwrng)",
+                       config->host_name, rng->backend);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* The disk paths of this host's other guests: a reused image must not be
+ * one of them, nor may a serial log overwrite one. The arriving guest's
+ * own definition (same UUID) does not count. */
+static GStrv
+disks_of_other_guests (MdManager *manager, const MdDomain *arriving)
+{
+  g_autoptr (GStrvBuilder) paths = g_strv_builder_new ();
+  g_autoptr (GList) guests = md_manager_list_guests (manager);
+
+  for (GList *l = guests; l != NULL; l = l->next)
+    {
+      MdGuest *guest = l->data;
+      const MdDomain *defs[2];
+
+      if (g_ascii_strcasecmp (md_guest_get_uuid (guest), arriving->uuid) == 0)
+        continue;
+      defs[0] = md_guest_get_definition (guest);
+      defs[1] = md_guest_get_live_definition (guest);
+      for (guint d = 0; d < G_N_ELEMENTS (defs); d++)
+        for (guint i = 0; defs[d] != NULL && i < defs[d]->disks->len; i++)
+          {
+            const MdDomainDisk *disk = g_ptr_array_index (defs[d]->disks, i);
+            if (disk->source != NULL && *disk->source != '\0')
+              g_strv_builder_add (paths, disk->source);
+          }
+    }
+  return g_strv_builder_end (paths);
+}
+
+/* Every host-side path the definition names is checked (and copy
+ * targets created) by the image admission, off the main loop. */
+static void
+admit_images (Incoming *in)
+{
+  g_auto (GStrv) in_use = disks_of_other_guests (in->dest->manager, in->def);
+  gboolean reuse = FALSE;
+
+  g_variant_lookup (in->opts->given, "reuse-existing-images", "b", &reuse);
+  md_image_admission_prepare_async (in->dest->admission, in->def, in->disks_info, reuse,
+                                    (const char *const *) in_use, NULL, on_targets_created,
+                                    incoming_ref (in));
+}
+
+/* The state machine and its journal: what a restarted daemon needs to
+ * find this migration's QEMU, images and owner again. */
+static void
+incoming_start_journal (Incoming *in, gboolean guest_created)
+{
+  MdManager *manager = in->dest->manager;
+
+  in->machine = md_machine_new (
+      MD_MIGRATION_INCOMING, in, in->migration,
+      md_journal_new (md_manager_get_config (manager)->state_dir, in->id, "incoming"));
+  md_journal_set_string (md_machine_get_journal (in->machine), "guest", in->def->name);
+  md_journal_set_string (md_machine_get_journal (in->machine), "guest-uuid", in->def->uuid);
+  md_journal_set_string (md_machine_get_journal (in->machine), "owner-dn",
+                         md_incoming_owner_get_dn (in->owner));
+  md_journal_set_int (md_machine_get_journal (in->machine), "guest-created", guest_created);
+  md_journal_set_int (md_machine_get_journal (in->machine), "paused-on-destination",
+                      in->opts->paused_on_destination);
+}
+
+/* The guest may arrive only if neither its name nor its UUID is active
+ * here, and both name one guest (or none). FALSE once @invocation got
+ * the error; @by_name is the inactive guest of that name, if any. */
+static gboolean
+check_guest_not_here (MdMigrationDest *dest, const MdDomain *def, GDBusMethodInvocation *invocation,
+                      MdGuest **by_name_out)
+{
+  MdManager *manager = dest->manager;
+  MdGuest *by_name, *by_uuid;
+
+  by_name = md_manager_find_guest (manager, def->name);
+  by_uuid = md_manager_find_guest (manager, def->uuid);
+  if ((by_name != NULL && md_guest_is_active (by_name))
+      || (by_uuid != NULL && md_guest_is_active (by_uuid)))
+    {
+      MdGuest *active = by_name != NULL && md_guest_is_active (by_name) ? by_name : by_uuid;
+      g_dbus_method_invocation_return_error (
+          invocation, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
+          "host %s, phase prepare: guest %s (%s) is already %s here; it cannot arrive twice",
+          host_name (dest), md_guest_get_name (active), md_guest_get_uuid (active),
+          md_guest_state_to_string (md_guest_get_state (active)));
+      return FALSE;
+    }
+  if (by_name != by_uuid && by_name != NULL && by_uuid != NULL)
+    {
+      g_dbus_method_invocation_return_error (
+          invocation, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
+          "host %s, phase prepare: name %s and UUID %s belong to two different guests here",
+          host_name (dest), def->name, def->uuid);
+      return FALSE;
+    }
+  if (by_name == NULL && by_uuid != NULL)
+    {
+      g_dbus_method_invocation_return_error (
+          invocation, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
+          "host %s, phase prepare: UUID %s already belongs to guest %s here", host_name (dest),
+          def->uuid, md_guest_get_name (by_uuid));
+      return FALSE;
+    }
+
+  *by_name_out = by_name;
+  return TRUE;
 }
 
 static gboolean
@@ -705,14 +1041,36 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   g_autoptr (GError) error = NULL;
   g_autoptr (MdDomain) def = NULL;
   g_autofree char *address = NULL;
-  MdGuest *by_name, *by_uuid;
-  const char *source_host = md_options_get_string (options, "source-host");
-  const char *wanted_address = md_options_get_string (options, "migration-address");
+  MdGuest *by_name = NULL;
+  const MdConfig *config = md_manager_get_config (manager);
+  const MdMigrateOptionsLimits limits = { MD_MIGRATE_OPTIONS_FROM_PEER, config->migration_port_min,
+                                          config->migration_port_max };
+  g_autoptr (MdMigrateOptions) opts = md_migrate_options_parse (options, &limits, &error);
+  const char *source_host;
+  const char *wanted_address;
   g_autoptr (GVariant) disks_info = NULL;
   guint16 port = 0;
   Incoming *in;
+  g_autofree char *key = incoming_key (conn, id);
 
-  if (g_hash_table_contains (dest->incoming, id))
+  if (opts == NULL)
+    {
+      g_prefix_error (&error, "host %s, phase prepare: ", host_name (dest));
+      md_error_return (invocation, g_steal_pointer (&error));
+      return TRUE;
+    }
+  source_host = opts->source_host;
+  wanted_address = opts->migration_address;
+  if (md_manager_is_recovering (manager))
+    {
+      g_dbus_method_invocation_return_error (
+          invocation, MD_ERROR, MD_ERROR_INVALID_STATE,
+          "host %s is still resolving migrations its previous daemon left open; try again in "
+          "a moment",
+          host_name (dest));
+      return TRUE;
+    }
+  if (g_hash_table_contains (dest->incoming, key))
     {
       g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
                                              "host %s: migration %s is already prepared",
@@ -727,74 +1085,55 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       md_error_return (invocation, g_steal_pointer (&error));
       return TRUE;
     }
-  by_name = md_manager_find_guest (manager, def->name);
-  by_uuid = md_manager_find_guest (manager, def->uuid);
-  if ((by_name != NULL && md_guest_is_active (by_name))
-      || (by_uuid != NULL && md_guest_is_active (by_uuid)))
+  if (!check_host_programs (dest, def, &error))
     {
-      MdGuest *active = by_name != NULL && md_guest_is_active (by_name) ? by_name : by_uuid;
-      g_dbus_method_invocation_return_error (
-          invocation, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
-          "host %s, phase prepare: guest %s (%s) is already %s here; it cannot arrive twice",
-          host_name (dest), md_guest_get_name (active), md_guest_get_uuid (active),
-          md_guest_state_to_string (md_guest_get_state (active)));
-      return TRUE;
-    }
-  if (by_name != by_uuid && by_name != NULL && by_uuid != NULL)
-    {
-      g_dbus_method_invocation_return_error (
-          invocation, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
-          "host %s, phase prepare: name %s and UUID %s belong to two different guests here",
-          host_name (dest), def->name, def->uuid);
-      return TRUE;
-    }
-  if (by_name == NULL && by_uuid != NULL)
-    {
-      g_dbus_method_invocation_return_error (
-          invocation, MD_ERROR, MD_ERROR_ALREADY_EXISTS,
-          "host %s, phase prepare: UUID %s already belongs to guest %s here", host_name (dest),
-          def->uuid, md_guest_get_name (by_uuid));
-      return TRUE;
-    }
-
-  disks_info = g_variant_lookup_value (options, "disks-info", G_VARIANT_TYPE ("aa{sv}"));
-  if (!md_storage_check_shared (def, disks_info, host_name (dest), &error))
-    {
-      g_prefix_error (&error, "host %s, phase prepare: ", host_name (dest));
       md_error_return (invocation, g_steal_pointer (&error));
       return TRUE;
     }
+  if (!check_guest_not_here (dest, def, invocation, &by_name))
+    return TRUE;
 
-  in = g_new0 (Incoming, 1);
+  disks_info = opts->disks_info != NULL ? g_variant_ref (opts->disks_info) : NULL;
+
+  in = g_rc_box_new0 (Incoming);
   in->dest = dest;
   in->id = g_strdup (id);
+  in->key = g_steal_pointer (&key);
+  in->owner = md_incoming_owner_new (md_peer_connection_get_dn (conn));
+  in->tag = md_migration_qemu_new_tag ();
   in->disks_info = g_steal_pointer (&disks_info);
   in->conn = g_object_ref (conn);
-  in->options = g_variant_ref (options);
-  in->offline = md_options_get_boolean (options, "offline", FALSE);
+  in->offline = opts->offline;
+  in->opts = g_steal_pointer (&opts);
   in->dest_had_config = by_name != NULL && md_guest_is_persistent (by_name);
   in->def = g_steal_pointer (&def);
   in->prepare_invocation = invocation;
-  g_hash_table_insert (dest->incoming, in->id, in);
+  g_hash_table_insert (dest->incoming, in->key, in);
   in->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (on_connection_closed), in);
 
-  in->migration = md_migration_new (
-      manager, md_manager_next_migration_number (manager), MD_MIGRATION_INCOMING,
-      by_name != NULL ? md_guest_get_object_path (by_name) : "/", in->def->name,
-      source_host != NULL ? source_host : md_peer_connection_get_host_name (conn), 0, options);
-  md_migration_set_phase (in->migration, "prepare");
-  md_manager_add_migration (manager, in->migration);
-
-  if (in->offline && (in->disks_info == NULL || g_variant_n_children (in->disks_info) == 0))
-    {
-      prepare_succeeded (in);
-      return TRUE;
-    }
+  in->migration =
+      md_migration_new (manager, md_manager_next_migration_number (manager), MD_MIGRATION_INCOMING,
+                        by_name != NULL ? md_guest_get_object_path (by_name) : "/", in->def->name,
+                        source_host != NULL ? source_host : md_peer_connection_get_host_name (conn),
+                        0, in->opts->given);
+  incoming_start_journal (in, by_name == NULL);
+  md_machine_advance (in->machine, MD_PHASE_PREPARE);
+  md_manager_add_migration (manager, md_migration_get_object_path (in->migration),
+                            MD_DBUS_MIGRATION1 (in->migration));
+  md_fault_point ("dest-prepare-started");
 
   address = wanted_address != NULL ? g_strdup (wanted_address) : local_address_of (conn);
-  if (address == NULL
-      || !pick_port (dest, address, md_options_get_uint16 (options, "migration-port", 0), &port,
-                     &error))
+  if (in->offline)
+    {
+      /* No QEMU migration stream: only the NBD server listens. */
+      in->address = g_steal_pointer (&address);
+      admit_images (in);
+      return TRUE;
+    }
+  if (address != NULL)
+    in->migration_socket =
+        bind_listener (dest, address, in->opts->migration_port, "migration-port", &error);
+  if (in->migration_socket == NULL)
     {
       if (error == NULL)
         error = g_error_new (MD_ERROR, MD_ERROR_FAILED,
@@ -803,354 +1142,45 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       prepare_failed (in, g_steal_pointer (&error));
       return TRUE;
     }
+  port = md_listen_socket_get_port (in->migration_socket);
   in->uri = strchr (address, ':') != NULL ? g_strdup_printf ("tcp:[%s]:%u", address, port)
                                           : g_strdup_printf ("tcp:%s:%u", address, port);
   in->address = g_steal_pointer (&address);
 
-  if (in->disks_info != NULL && g_variant_n_children (in->disks_info) > 0)
-    {
-      md_migration_set_phase (in->migration, "prepare");
-      md_storage_create_targets_async (in->def, in->disks_info, host_name (dest), NULL,
-                                       on_targets_created, in);
-      return TRUE;
-    }
-  start_incoming_qemu (in);
-  return TRUE;
-}
-
-/* ---- Finish ------------------------------------------------------------------ */
-
-/* The persist/undefine-source table, destination half: a definition is
- * kept or created here if persist was asked, or if the source guest was
- * persistent and a definition existed here already; otherwise the guest
- * is transient here and a definition that existed is removed. */
-static gboolean
-apply_persist_table (Incoming *in, GError **error)
-{
-  MdManager *manager = in->dest->manager;
-  gboolean persist =
-      md_options_get_boolean (in->options, "persist-destination", FALSE) || in->offline;
-  gboolean source_persistent = md_options_get_boolean (in->options, "source-persistent", FALSE);
-
-  if (persist)
-    {
-      if (!md_manager_save_definition (manager, in->def, error))
-        return FALSE;
-      md_guest_set_definition (in->guest, md_domain_copy (in->def));
-      md_guest_set_persistent (in->guest, TRUE);
-    }
-  else if (source_persistent && in->dest_had_config)
-    md_guest_set_persistent (in->guest, TRUE);
-  else
-    {
-      if (in->dest_had_config && !md_manager_delete_definition (manager, in->def->name, error))
-        return FALSE;
-      md_guest_set_persistent (in->guest, FALSE);
-    }
-  return TRUE;
-}
-
-static void
-finish_reply (Incoming *in, gboolean running)
-{
-  GDBusMethodInvocation *invocation = g_steal_pointer (&in->finish_invocation);
-  g_autoptr (GError) error = NULL;
-  g_autofree char *xml = md_domain_format (in->def);
-  GVariantBuilder result;
-
-  if (!apply_persist_table (in, &error))
-    md_migration_add_error_detail (in->migration, error);
-  md_guest_end_migration (in->guest, running);
-  g_clear_pointer (&in->created, g_strfreev); /* the guest's disks now */
-  in->ended = TRUE;
-  md_migration_complete (in->migration, NULL, 0);
-  g_variant_builder_init (&result, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&result, "{sv}", "xml", g_variant_new_string (xml));
-  g_variant_builder_add (&result, "{sv}", "persisted",
-                         g_variant_new_boolean (md_guest_is_persistent (in->guest)));
-  md_dbus_peer1_complete_finish (NULL, invocation, g_variant_builder_end (&result));
-  g_message ("incoming migration %s: %s now runs on host %s", in->id, in->def->name,
-             host_name (in->dest));
-  g_hash_table_remove (in->dest->incoming, in->id);
-}
-
-static void
-finish_failed (Incoming *in, GError *error)
-{
-  call_failed (in, &in->finish_invocation, "finish", error);
-}
-
-static void
-after_cont (Incoming *in, GError *error)
-{
-  if (error != NULL)
-    {
-      finish_failed (in, error);
-      return;
-    }
-  finish_reply (in, TRUE);
-}
-
-static void finish_wait (Incoming *in);
-
-static void
-resume_or_stay_paused (Incoming *in, GError *error)
-{
-  if (error != NULL)
-    {
-      /* The source already dropped its NBD client; a failure to stop our
-       * server is a leak to report, not a reason to lose the guest. */
-      g_warning ("incoming migration %s: stopping the NBD server: %s", in->id, error->message);
-      g_error_free (error);
-    }
-  if (md_options_get_boolean (in->options, "paused-on-destination", FALSE))
-    finish_reply (in, FALSE);
-  else
-    in_qmp (in, "cont", NULL, after_cont);
-}
-
-static void
-on_export_deleted (Incoming *in, GError *error)
-{
-  if (error != NULL)
-    {
-      g_warning ("incoming migration %s: removing an NBD export: %s", in->id, error->message);
-      g_error_free (error);
-    }
-  if (--in->exports_added == 0)
-    in_qmp (in, "nbd-server-stop", NULL, resume_or_stay_paused);
-}
-
-/* The disks arrived (the source has cancelled its mirrors and dropped
- * its NBD nodes): the exports and the server go before the guest runs. */
-static void
-stop_exports (Incoming *in)
-{
-  guint n = in->exports_added;
-
-  if (n == 0)
-    {
-      resume_or_stay_paused (in, NULL);
-      return;
-    }
-  for (guint i = 0; i < n; i++)
-    {
-      g_autoptr (GVariant) info = g_variant_get_child_value (in->disks_info, i);
-      const char *target = NULL;
-      g_autofree char *id = NULL;
-      JsonObject *args = json_object_new ();
-
-      g_variant_lookup (info, "target", "&s", &target);
-      id = g_strdup_printf ("md-export-%s", target);
-      json_object_set_string_member (args, "id", id);
-      in_qmp (in, "block-export-del", args, on_export_deleted);
-    }
-}
-
-static void
-on_dest_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Incoming *in = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
-  const char *status;
-
-  if (node == NULL)
-    {
-      finish_failed (in, g_steal_pointer (&error));
-      return;
-    }
-  status = json_object_get_string_member_with_default (json_node_get_object (node), "status", "");
-  if (g_str_equal (status, "completed") || g_str_equal (status, "postcopy-active"))
-    {
-      stop_exports (in);
-      return;
-    }
-  if (g_str_equal (status, "failed") || g_str_equal (status, "cancelled")
-      || g_get_monotonic_time () > in->finish_deadline)
-    {
-      finish_failed (in, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
-                                      "the incoming QEMU of %s did not complete the migration "
-                                      "(status '%s')",
-                                      in->def->name, status));
-      return;
-    }
-  g_timeout_add_once (FINISH_POLL_MS, (GSourceOnceFunc) finish_wait, in);
-}
-
-static void
-finish_wait (Incoming *in)
-{
-  MdQmp *qmp = md_guest_get_qmp (in->guest);
-
-  if (qmp == NULL)
-    {
-      finish_failed (in, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
-                                      "the incoming QEMU of %s died", in->def->name));
-      return;
-    }
-  md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_dest_query_migrate, in);
-}
-
-static void
-finish_offline (Incoming *in)
-{
-  g_autoptr (GError) error = NULL;
-
-  if (in->guest == NULL)
-    {
-      MdGuest *existing = md_manager_find_guest (in->dest->manager, in->def->name);
-      if (existing != NULL)
-        in->guest = g_object_ref (existing);
-      else
-        {
-          in->guest = md_guest_new (in->dest->manager, md_domain_copy (in->def), TRUE);
-          in->guest_created = TRUE;
-          md_manager_add_guest (in->dest->manager, in->guest);
-        }
-    }
-  finish_reply (in, FALSE);
-}
-
-static void
-on_offline_server_stopped (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Incoming *in = user_data;
-  GError *error = NULL;
-
-  /* A clean exit flushed the images; anything else and they are suspect. */
-  if (!md_nbd_server_stop_finish (result, &error))
-    {
-      finish_failed (in, error);
-      return;
-    }
-  finish_offline (in);
-}
-
-static gboolean
-on_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
-                  GDBusMethodInvocation *invocation, const char *id, gboolean success,
-                  GVariant *options, MdMigrationDest *dest)
-{
-  Incoming *in = g_hash_table_lookup (dest->incoming, id);
-
-  if ((in == NULL || in->ended) && !success)
-    {
-      /* Already gone (we aborted it ourselves): the cleanup is done. */
-      md_dbus_peer1_complete_finish (NULL, invocation, g_variant_new ("a{sv}", NULL));
-      return TRUE;
-    }
-  if (in == NULL || in->ended)
-    {
-      g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_NOT_FOUND,
-                                             "host %s: no migration %s is prepared here",
-                                             host_name (dest), id);
-      return TRUE;
-    }
-  if (!success)
-    {
-      const char *name = md_options_get_string (options, "error-name");
-      const char *message = md_options_get_string (options, "error-message");
-      g_autoptr (GError) error = g_error_new (
-          MD_ERROR, MD_ERROR_FAILED, "the source host reported: %s%s%s",
-          message != NULL ? message : "failure", name != NULL ? " " : "", name != NULL ? name : "");
-      GError *remote = NULL;
-
-      if (name != NULL)
-        {
-          /* Keep the source's error name on this host's Migration1 too. */
-          remote = g_dbus_error_new_for_dbus_error (name, message != NULL ? message : "");
-          g_clear_error (&error);
-          error = md_error_convert (remote, MD_ERROR_FAILED);
-          g_error_free (remote);
-        }
-      md_dbus_peer1_complete_finish (NULL, invocation, g_variant_new ("a{sv}", NULL));
-      if (in->prepare_invocation != NULL)
-        {
-          if (in->abort_error == NULL)
-            in->abort_error = g_error_copy (error);
-        }
-      else
-        incoming_abort (in, error);
-      return TRUE;
-    }
-  if (!in->prepared || in->finish_invocation != NULL)
-    {
-      g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_INVALID_STATE,
-                                             "host %s: migration %s is not ready to finish",
-                                             host_name (dest), id);
-      return TRUE;
-    }
-  in->finish_invocation = invocation;
-  md_migration_set_phase (in->migration, "finish");
-  if (in->offline && in->nbd_server != NULL)
-    {
-      md_nbd_server_stop_async (g_steal_pointer (&in->nbd_server), on_offline_server_stopped, in);
-      return TRUE;
-    }
-  if (in->offline)
-    {
-      finish_offline (in);
-      return TRUE;
-    }
-  in->finish_deadline = g_get_monotonic_time () + FINISH_WAIT_MS * 1000;
-  finish_wait (in);
-  return TRUE;
-}
-
-static gboolean
-on_handle_abort (MdPeerListener *listener, MdPeerConnection *conn,
-                 GDBusMethodInvocation *invocation, const char *id, const char *reason,
-                 MdMigrationDest *dest)
-{
-  Incoming *in = g_hash_table_lookup (dest->incoming, id);
-  g_autoptr (GError) error = NULL;
-
-  md_dbus_peer1_complete_abort (NULL, invocation);
-  if (in == NULL || in->ended)
-    return TRUE; /* idempotent */
-  error = g_error_new (MD_ERROR, MD_ERROR_CANCELLED, "aborted by the source host: %s", reason);
-  if (in->prepare_invocation != NULL)
-    {
-      if (in->abort_error == NULL)
-        in->abort_error = g_steal_pointer (&error);
-    }
-  else
-    incoming_abort (in, error);
-  return TRUE;
-}
-
-static gboolean
-on_handle_check_paths (MdPeerListener *listener, MdPeerConnection *conn,
-                       GDBusMethodInvocation *invocation, const char *const *paths,
-                       MdMigrationDest *dest)
-{
-  GVariantBuilder builder;
-
-  g_variant_builder_init (&builder, G_VARIANT_TYPE ("a{sb}"));
-  for (guint i = 0; paths != NULL && paths[i] != NULL; i++)
-    g_variant_builder_add (&builder, "{sb}", paths[i], g_file_test (paths[i], G_FILE_TEST_EXISTS));
-  md_dbus_peer1_complete_check_paths (NULL, invocation, g_variant_builder_end (&builder));
+  admit_images (in);
   return TRUE;
 }
 
 MdMigrationDest *
-md_migration_dest_new (MdManager *manager, MdPeerListener *listener)
+md_migration_dest_new (MdManager *manager, MdPeerListener *listener, GError **error)
 {
-  MdMigrationDest *dest = g_new0 (MdMigrationDest, 1);
+  const MdConfig *config = md_manager_get_config (manager);
+  gboolean configured = config->image_dirs != NULL && config->image_dirs[0] != NULL;
+  g_auto (GStrv) dirs = md_config_get_image_dirs (config);
+  MdImageAdmission *admission = md_image_admission_new (
+      (const char *const *) dirs, !configured, config->reuse_existing_images,
+      config->fs_check_timeout, config->host_name, error);
+  MdMigrationDest *dest;
+
+  if (admission == NULL)
+    return NULL;
+  dest = g_new0 (MdMigrationDest, 1);
+  dest->admission = admission;
 
   dest->manager = manager;
   dest->listener = listener;
   dest->incoming =
-      g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) incoming_free);
+      g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) incoming_unref);
   dest->handler_ids[0] =
       g_signal_connect (listener, "handle-prepare", G_CALLBACK (on_handle_prepare), dest);
   dest->handler_ids[1] =
-      g_signal_connect (listener, "handle-finish", G_CALLBACK (on_handle_finish), dest);
+      g_signal_connect (listener, "handle-finish", G_CALLBACK (dest_handle_finish), dest);
   dest->handler_ids[2] =
-      g_signal_connect (listener, "handle-abort", G_CALLBACK (on_handle_abort), dest);
+      g_signal_connect (listener, "handle-abort", G_CALLBACK (dest_handle_abort), dest);
   dest->handler_ids[3] =
-      g_signal_connect (listener, "handle-check-paths", G_CALLBACK (on_handle_check_paths), dest);
+      g_signal_connect (listener, "handle-check-paths", G_CALLBACK (dest_handle_check_paths), dest);
+  dest->handler_ids[4] =
+      g_signal_connect (listener, "handle-resolve", G_CALLBACK (dest_handle_resolve), dest);
   return dest;
 }
 
@@ -1162,5 +1192,6 @@ md_migration_dest_free (MdMigrationDest *dest)
   for (guint i = 0; i < G_N_ELEMENTS (dest->handler_ids); i++)
     g_clear_signal_handler (&dest->handler_ids[i], dest->listener);
   g_hash_table_unref (dest->incoming);
+  md_image_admission_free (dest->admission);
   g_free (dest);
 }

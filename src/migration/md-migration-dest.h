@@ -10,8 +10,10 @@ G_BEGIN_DECLS
 typedef struct _MdMigrationDest MdMigrationDest;
 
 /* Answers the Peer1 calls @listener receives; both are borrowed and must
- * outlive the returned object. */
-MdMigrationDest *md_migration_dest_new (MdManager *manager, MdPeerListener *listener);
+ * outlive the returned object. Makes the default image directory when
+ * [storage] image-dirs is not set; MD_ERROR_CONFIG when it cannot. */
+MdMigrationDest *md_migration_dest_new (MdManager *manager, MdPeerListener *listener,
+                                        GError **error);
 void md_migration_dest_free (MdMigrationDest *dest);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdMigrationDest, md_migration_dest_free)

@@ -2,22 +2,31 @@
  * and its storage half). Not for other modules. */
 #pragma once
 
+#include "md-migration-machine.h"
+#include "md-migration-qemu.h"
 #include "md-migration-source.h"
 #include "storage/md-offline-copy.h"
 #include "storage/md-storage.h"
 
 G_BEGIN_DECLS
 
-#define POLL_INTERVAL_MS 250
+/* Progress figures only: state changes come from QEMU's events. */
+#define PROGRESS_INTERVAL_MS 250
 
+/* One outgoing migration: a reference-counted box (g_rc_box). Every
+ * pending QMP command, peer call and timer holds a reference; the run
+ * itself holds one until source_done(). */
 typedef struct
 {
   MdManager *manager;
   MdGuest *guest;
   MdMigration *migration;
-  GVariant *options;
+  MdMachine *machine;     /* phases, authority, undo list, journal */
+  MdMigrateOptions *opts; /* parsed Guest1.Migrate options */
   char *destination;
   char *migration_id;
+  char *tag;        /* unique prefix of this migration's names inside QEMU */
+  char *peer_token; /* from Prepare: proves to the peer that we prepared it */
 
   MdPeerConnection *peer;
   gulong peer_closed_id;
@@ -32,7 +41,10 @@ typedef struct
   char *nbd_host;       /* the peer's NBD server */
   GStrv fresh_targets;  /* the peer created these images: all zero */
   guint16 nbd_port;
-  guint mirrors_added; /* NBD client nodes + mirror jobs made so far */
+  MdQmp *mirror_qmp; /* BLOCK_JOB_COMPLETED tells why a mirror stopped */
+  gulong mirror_event_id;
+  GError *mirror_error; /* the first mirror's failure, worded for the user */
+  guint mirrors_added;  /* NBD client nodes + mirror jobs made so far */
   gboolean mirrors_ready;
   guint64 disk_total;
   guint64 disk_processed;
@@ -42,21 +54,16 @@ typedef struct
   gboolean offline;
   gboolean was_running;
   gboolean src_persistent;
-  gboolean qemu_migrating; /* "migrate" was issued and not yet over */
-  gboolean postcopy_started;
-  gboolean peer_resumed; /* Finish succeeded: the guest runs there */
-  gboolean finishing;    /* the failure path is under way */
-  guint poll_id;
-  gboolean poll_pending; /* one query-migrate/query-block-jobs at a time */
-  char *uri;             /* where the peer's QEMU listens */
-  MdQmp *event_qmp;      /* MIGRATION events trigger an immediate poll */
-  gulong event_id;
-  gboolean asked_again;
+  gboolean qemu_completed; /* QEMU's migration completed (all memory sent) */
+  gboolean finish_pending; /* Peer1.Finish(true) is under way */
+  guint progress_id;
+  gboolean query_pending; /* one query-migrate/query-block-jobs at a time */
+  char *uri;              /* where the peer's QEMU listens */
+  MdQmp *event_qmp;       /* QEMU's events drive the phases */
+  gulong event_ids[2];
+  guint total_time_tries;
   guint abort_id;
   guint64 downtime;
-  GError *error; /* the first error */
-  gboolean done;
-  gint refs; /* one for the run, one per pending callback */
 } Source;
 
 typedef Source SourceRef;
@@ -65,12 +72,20 @@ Source *source_ref (Source *src);
 void source_unref (Source *src);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (SourceRef, source_unref)
 
-/* QMP commands whose answer only matters as success or failure. */
+/* A QMP command on the guest's QEMU whose answer only matters as success
+ * or failure; @next runs only while the migration is neither over nor
+ * failing (undo steps use source_undo_step()). */
 typedef void (*StepFunc) (Source *src, GError *error);
 void source_qmp_step (Source *src, const char *command, JsonObject *args, StepFunc next);
+/* For undo steps: @command, then the next undo step, whatever happened. */
+void source_undo_step (Source *src, const char *command, JsonObject *args);
 void source_ignore_result (Source *src, GError *error);
 JsonObject *source_json_args (void);
 guint64 source_member_uint (JsonObject *obj, const char *name);
+/* TRUE when a callback comes too late: the migration ended or failed. */
+gboolean source_is_stale (Source *src);
+/* A timer holding a reference. */
+guint source_timeout_add (Source *src, guint ms, GSourceFunc func);
 
 /* query-migrate / query-block-jobs: at most one in flight. */
 void source_query (Source *src, const char *command, GAsyncReadyCallback callback);
@@ -90,5 +105,20 @@ void source_stop_mirrors (Source *src);
 void source_cancel_mirrors (Source *src);
 void source_copy_offline (Source *src);
 void source_set_mirror_speed (Source *src, guint64 bytes_per_second);
+void source_on_block_job_event (Source *src);
+char *source_mirror_job_name (Source *src, const MdDomainDisk *disk);
+
+/* md-migration-source-begin.c: Guest1.Migrate's checks, then the
+ * Source with its Migration1 object and state machine (NULL with @error
+ * when nothing started). */
+Source *source_begin (MdManager *manager, MdGuest *guest, const char *destination,
+                      GVariant *options, guint owner_uid, GError **error);
+char *source_resolve_destination (MdManager *manager, const char *destination, GError **error);
+gboolean source_is_this_host (MdManager *manager, const char *destination);
+MdDomain *source_build_destination_definition (MdManager *manager, MdGuest *guest,
+                                               const MdMigrateOptions *opts, GError **error);
+
+/* md-migration-source-control.c: Migration1's controls. */
+extern const MdMigrationControl source_control;
 
 G_END_DECLS

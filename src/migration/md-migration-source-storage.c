@@ -4,36 +4,75 @@
 
 #include "md-migration-source-private.h"
 #include "common/md-error.h"
+#include "common/md-fault.h"
 #include "common/md-options.h"
 #include "qemu/md-qemu-argv.h"
 
 /* ---- Perform: disks mirrored over NBD ------------------------------------------ */
 
+/* Names inside QEMU carry the migration's tag: unique across daemon
+ * restarts, so a retry never meets the nodes of an interrupted attempt. */
 static char *
-nbd_node_name (const MdDomainDisk *disk)
+nbd_node_name (Source *src, const MdDomainDisk *disk)
 {
-  return g_strdup_printf ("md-nbd-%s", disk->target);
+  return g_strdup_printf ("md-nbd-%s-%s", src->tag, disk->target);
+}
+
+char *
+source_mirror_job_name (Source *src, const MdDomainDisk *disk)
+{
+  return g_strdup_printf ("md-mirror-%s-%s", src->tag, disk->target);
 }
 
 static char *
-mirror_job_name (const MdDomainDisk *disk)
+mirror_job_prefix (Source *src)
 {
-  return g_strdup_printf ("md-mirror-%s", disk->target);
+  return g_strdup_printf ("md-mirror-%s-", src->tag);
 }
 
 static void on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data);
 
+/* A mirror that ends with an error vanishes from query-block-jobs; its
+ * event keeps QEMU's reason (e.g. the destination's disk is full). */
+static void
+on_block_job_completed (MdQmp *qmp, const char *name, JsonObject *data, gint64 timestamp,
+                        Source *src)
+{
+  const char *device = json_object_get_string_member_with_default (data, "device", "");
+  const char *error = json_object_get_string_member_with_default (data, "error", NULL);
+  const char *target = device + strlen ("md-mirror-");
+  const char *path = NULL;
+
+  if (error == NULL || !g_str_has_prefix (device, "md-mirror-") || src->mirror_error != NULL)
+    return;
+  for (guint i = 0; src->dest_def != NULL && i < src->dest_def->disks->len; i++)
+    {
+      const MdDomainDisk *disk = g_ptr_array_index (src->dest_def->disks, i);
+      if (g_str_equal (disk->target, target))
+        path = disk->source;
+    }
+  src->mirror_error = md_storage_mirror_error (error, target, source_peer_name (src), path);
+}
+
 static void
 poll_block_jobs (Source *src)
 {
-  source_query (src, "query-block-jobs", on_block_jobs);
+  if (!source_is_stale (src) && !src->mirrors_ready && src->mirrors_added > 0)
+    source_query (src, "query-block-jobs", on_block_jobs);
 }
 
+/* Progress figures; readiness comes with BLOCK_JOB_READY. */
 static gboolean
 on_block_poll_timer (gpointer user_data)
 {
   poll_block_jobs (user_data);
   return G_SOURCE_CONTINUE;
+}
+
+void
+source_on_block_job_event (Source *src)
+{
+  poll_block_jobs (src);
 }
 
 /* Our jobs in a query-block-jobs reply: counts them, sums their progress,
@@ -43,6 +82,7 @@ scan_jobs (Source *src, JsonArray *jobs, guint64 *total, guint64 *done, gboolean
            GError **error)
 {
   guint n = 0;
+  g_autofree char *prefix = mirror_job_prefix (src);
 
   *total = *done = 0;
   *all_ready = TRUE;
@@ -52,7 +92,7 @@ scan_jobs (Source *src, JsonArray *jobs, guint64 *total, guint64 *done, gboolean
       const char *device = json_object_get_string_member_with_default (job, "device", "");
       const char *status = json_object_get_string_member_with_default (job, "status", "");
 
-      if (!g_str_has_prefix (device, "md-mirror-"))
+      if (!g_str_has_prefix (device, prefix))
         continue;
       n++;
       *total += source_member_uint (job, "len");
@@ -63,7 +103,7 @@ scan_jobs (Source *src, JsonArray *jobs, guint64 *total, guint64 *done, gboolean
           && json_object_has_member (job, "error") && error != NULL && *error == NULL)
         g_set_error (error, MD_ERROR, MD_ERROR_STORAGE_FAILED,
                      "disk %s: mirroring to the NBD export on host %s failed: %s",
-                     device + strlen ("md-mirror-"), source_peer_name (src),
+                     device + strlen (prefix), source_peer_name (src),
                      json_object_get_string_member (job, "error"));
     }
   return n;
@@ -81,8 +121,8 @@ on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
   guint n;
   gint64 now = g_get_monotonic_time ();
 
-  src->poll_pending = FALSE;
-  if (src->done || src->finishing || src->mirrors_ready)
+  src->query_pending = FALSE;
+  if (source_is_stale (src) || src->mirrors_ready)
     return;
   if (node == NULL)
     {
@@ -93,6 +133,8 @@ on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
   n = scan_jobs (src, json_node_get_array (node), &total, &done, &all_ready, &error);
   if (error != NULL || n < src->plan->len)
     {
+      if (error == NULL && src->mirror_error != NULL)
+        error = g_error_copy (src->mirror_error);
       if (error == NULL)
         error = g_error_new (MD_ERROR, MD_ERROR_STORAGE_FAILED,
                              "host %s, phase mirror-disks: a disk mirror to host %s stopped "
@@ -117,7 +159,8 @@ on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
   /* Every disk is in sync and stays so (writes go to both sides): now
    * the memory. */
   src->mirrors_ready = TRUE;
-  g_clear_handle_id (&src->poll_id, g_source_remove);
+  md_fault_point ("source-mirrors-ready");
+  g_clear_handle_id (&src->progress_id, g_source_remove);
   source_set_capabilities (src, NULL);
 }
 
@@ -142,8 +185,8 @@ on_nbd_node_added (Source *src, GError *error)
 {
   const MdDomainDisk *disk = g_ptr_array_index (src->plan, src->mirrors_added - 1);
   g_autofree char *device = md_qemu_disk_node_name (disk, TRUE);
-  g_autofree char *target = nbd_node_name (disk);
-  g_autofree char *job = mirror_job_name (disk);
+  g_autofree char *target = nbd_node_name (src, disk);
+  g_autofree char *job = source_mirror_job_name (src, disk);
   JsonObject *args;
 
   if (error != NULL)
@@ -155,6 +198,12 @@ on_nbd_node_added (Source *src, GError *error)
       source_fail (src, error);
       return;
     }
+  if (src->mirror_qmp == NULL && md_guest_get_qmp (src->guest) != NULL)
+    {
+      src->mirror_qmp = g_object_ref (md_guest_get_qmp (src->guest));
+      src->mirror_event_id = g_signal_connect (src->mirror_qmp, "event::BLOCK_JOB_COMPLETED",
+                                               G_CALLBACK (on_block_job_completed), src);
+    }
   args = source_json_args ();
   json_object_set_string_member (args, "job-id", job);
   json_object_set_string_member (args, "device", device);
@@ -162,9 +211,8 @@ on_nbd_node_added (Source *src, GError *error)
   json_object_set_string_member (args, "sync",
                                  src->storage_mode == MD_STORAGE_COPY_INCREMENTAL ? "top" : "full");
   /* The bandwidth limit covers the disks too, as in libvirt. */
-  if (md_options_get_uint64 (src->options, "bandwidth", 0) > 0)
-    json_object_set_int_member (args, "speed",
-                                (gint64) md_options_get_uint64 (src->options, "bandwidth", 0));
+  if (src->opts->bandwidth > 0)
+    json_object_set_int_member (args, "speed", (gint64) src->opts->bandwidth);
   source_qmp_step (src, "blockdev-mirror", args, on_mirror_started);
 }
 
@@ -181,16 +229,20 @@ add_next_mirror (Source *src, GError *error)
       source_fail (src, error);
       return;
     }
-  if (src->finishing)
-    return;
   if (src->mirrors_added == src->plan->len)
     {
-      src->poll_id = g_timeout_add (POLL_INTERVAL_MS, on_block_poll_timer, src);
+      src->progress_id = source_timeout_add (src, PROGRESS_INTERVAL_MS, on_block_poll_timer);
       poll_block_jobs (src);
       return;
     }
   disk = g_ptr_array_index (src->plan, src->mirrors_added++);
-  node = nbd_node_name (disk);
+  node = nbd_node_name (src, disk);
+  md_journal_list_add (md_machine_get_journal (src->machine), "qemu-nodes", node);
+  {
+    g_autofree char *job = source_mirror_job_name (src, disk);
+    md_journal_list_add (md_machine_get_journal (src->machine), "qemu-jobs", job);
+  }
+  md_machine_commit (src->machine);
   port = g_strdup_printf ("%u", src->nbd_port);
   server = json_object_new ();
   json_object_set_string_member (server, "type", "inet");
@@ -210,6 +262,15 @@ add_next_mirror (Source *src, GError *error)
   source_qmp_step (src, "blockdev-add", args, on_nbd_node_added);
 }
 
+static void
+undo_mirrors (gpointer owner, gpointer data)
+{
+  Source *src = owner;
+
+  source_cancel_mirrors (src);
+  md_machine_undo_done (src->machine);
+}
+
 void
 source_start_mirrors (Source *src, GError *error)
 {
@@ -218,7 +279,10 @@ source_start_mirrors (Source *src, GError *error)
       source_set_capabilities (src, error);
       return;
     }
-  md_migration_set_phase (src->migration, "mirror-disks");
+  md_fault_point ("source-mirrors-started");
+  if (!md_machine_advance (src->machine, MD_PHASE_MIRROR_DISKS))
+    return;
+  md_machine_push_undo (src->machine, "mirrors", MD_UNDO_CLEANUP, undo_mirrors, NULL, NULL);
   md_migration_set_running_state (src->migration, "running");
   add_next_mirror (src, NULL);
 }
@@ -244,16 +308,24 @@ check_mirrors_gone (Source *src)
   md_qmp_execute_async (qmp, "query-block-jobs", NULL, NULL, on_mirrors_gone, source_ref (src));
 }
 
+static gboolean
+on_check_mirrors_timer (gpointer user_data)
+{
+  check_mirrors_gone (user_data);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 delete_nbd_nodes (Source *src)
 {
   for (guint i = 0; i < src->mirrors_added; i++)
     {
       JsonObject *args = source_json_args ();
-      g_autofree char *node = nbd_node_name (g_ptr_array_index (src->plan, i));
+      g_autofree char *node = nbd_node_name (src, g_ptr_array_index (src->plan, i));
 
       json_object_set_string_member (args, "node-name", node);
       source_qmp_step (src, "blockdev-del", args, source_ignore_result);
+      md_journal_list_remove (md_machine_get_journal (src->machine), "qemu-nodes", node);
     }
   src->mirrors_added = 0;
 }
@@ -267,7 +339,7 @@ on_mirrors_gone (GObject *source, GAsyncResult *result, gpointer user_data)
   guint64 total, done;
   gboolean ready;
 
-  if (src->done || src->finishing)
+  if (source_is_stale (src))
     return;
   if (node == NULL)
     {
@@ -276,21 +348,23 @@ on_mirrors_gone (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   if (scan_jobs (src, json_node_get_array (node), &total, &done, &ready, NULL) > 0)
     {
-      g_timeout_add_once (50, (GSourceOnceFunc) check_mirrors_gone, src);
+      /* The timer holds a reference: the migration may end meanwhile. */
+      source_timeout_add (src, 50, on_check_mirrors_timer);
       return;
     }
   delete_nbd_nodes (src);
+  md_machine_drop_undo (src->machine, "mirrors");
+  md_machine_commit (src->machine);
   source_finish_on_peer (src);
 }
 
 void
 source_stop_mirrors (Source *src)
 {
-  md_migration_set_phase (src->migration, "finish");
   for (guint i = 0; i < src->mirrors_added; i++)
     {
       JsonObject *args = source_json_args ();
-      g_autofree char *job = mirror_job_name (g_ptr_array_index (src->plan, i));
+      g_autofree char *job = source_mirror_job_name (src, g_ptr_array_index (src->plan, i));
 
       json_object_set_string_member (args, "device", job);
       source_qmp_step (src, "block-job-cancel", args, source_ignore_result);
@@ -307,7 +381,7 @@ source_cancel_mirrors (Source *src)
   for (guint i = 0; i < src->mirrors_added; i++)
     {
       JsonObject *args = source_json_args ();
-      g_autofree char *job = mirror_job_name (g_ptr_array_index (src->plan, i));
+      g_autofree char *job = source_mirror_job_name (src, g_ptr_array_index (src->plan, i));
 
       json_object_set_string_member (args, "device", job);
       json_object_set_boolean_member (args, "force", TRUE);
@@ -325,7 +399,7 @@ on_offline_progress (guint64 done, guint64 total, gpointer user_data)
   MdMigrationStats stats = { 0 };
   gint64 now = g_get_monotonic_time ();
 
-  if (src->done || src->finishing)
+  if (source_is_stale (src))
     return;
   if (src->disk_sample_time > 0 && now > src->disk_sample_time + G_USEC_PER_SEC / 4
       && done >= src->disk_processed)
@@ -354,14 +428,14 @@ on_offline_copied (GObject *source, GAsyncResult *result, gpointer user_data)
 
   if (!md_offline_copy_finish (result, &copied, &error))
     {
-      if (!src->done)
+      if (!source_is_stale (src))
         {
           g_prefix_error (&error, "host %s, phase copy-disks: ", source_host_name (src));
           source_fail (src, g_steal_pointer (&error));
         }
       return;
     }
-  if (src->done || src->finishing)
+  if (source_is_stale (src))
     return;
   md_migration_set_statistic (src->migration, "disk-bytes-copied", g_variant_new_uint64 (copied));
   on_offline_progress (src->disk_total, src->disk_total, src);
@@ -394,7 +468,8 @@ source_copy_offline (Source *src)
   g_ptr_array_add (targets, NULL);
   g_ptr_array_add (paths, NULL);
   g_ptr_array_add (formats, NULL);
-  md_migration_set_phase (src->migration, "copy-disks");
+  if (!md_machine_advance (src->machine, MD_PHASE_COPY_DISKS))
+    return;
   src->disk_total = total;
   options.runtime_dir = md_manager_get_config (src->manager)->runtime_dir;
   options.id = id;
@@ -403,11 +478,9 @@ source_copy_offline (Source *src)
   options.formats = (const char *const *) formats->pdata;
   options.dest_host = src->nbd_host;
   options.dest_port = src->nbd_port;
-  options.tls_dir = md_options_get_boolean (src->options, "tls", TRUE)
-                        ? md_manager_get_config (src->manager)->tls_dir
-                        : NULL;
+  options.tls_dir = src->opts->tls ? md_manager_get_config (src->manager)->tls_dir : NULL;
   options.fresh_targets = (const char *const *) src->fresh_targets;
-  options.verify = md_options_get_boolean (src->options, "verify", FALSE);
+  options.verify = src->opts->verify;
   options.total_bytes = total;
   options.source_host_name = source_host_name (src);
   options.dest_host_name = source_peer_name (src);
@@ -422,7 +495,7 @@ source_set_mirror_speed (Source *src, guint64 bytes_per_second)
   for (guint i = 0; i < src->mirrors_added && md_guest_get_qmp (src->guest) != NULL; i++)
     {
       JsonObject *args = source_json_args ();
-      g_autofree char *job = mirror_job_name (g_ptr_array_index (src->plan, i));
+      g_autofree char *job = source_mirror_job_name (src, g_ptr_array_index (src->plan, i));
 
       json_object_set_string_member (args, "device", job);
       json_object_set_int_member (args, "speed", (gint64) bytes_per_second);

@@ -1,50 +1,43 @@
 /* migrationd: the outgoing side of a migration.
  *
- * Begin (here), Prepare (on the peer), Perform (here, QEMU over QMP),
- * Finish (on the peer), Confirm (here). The invariant: until the peer has
- * resumed the guest, the source QEMU is never stopped for good; any
- * failure before that resumes the guest here and has the peer remove what
- * it prepared. The first error wins; later ones become detail. */
+ * Read in this order: md_migration_source_start() (Begin), Prepare on
+ * the peer, Perform (QEMU, driven by its MIGRATION events), Finish on the
+ * peer, Confirm. The phases, who holds the guest, and what undoes each
+ * step live in the state machine (md-migration-machine.h); every failure
+ * goes through source_fail() -> md_machine_fail(), which runs the undo
+ * list: the guest keeps running here unless the destination already
+ * holds it. The first error wins; later ones become detail. */
 #include "config.h"
 
 #include "md-migration-source.h"
 #include "common/md-error.h"
+#include "common/md-fault.h"
 #include "common/md-options.h"
-#include "qemu/md-qemu-argv.h"
+#include "md-migration-ask.h"
 #include "md-migration-source-private.h"
 
-/* QEMU 7.2 caps migration at 128 MiB/s unless told otherwise; "unlimited"
- * is this much (bytes/s), as libvirt does. */
-#define UNLIMITED_BANDWIDTH (G_GUINT64_CONSTANT (1) << 40)
+/* How long a source that lost the peer at the switch-over keeps asking
+ * it (it may be restarting) before it leaves the guest paused here and
+ * asks for attention. */
+#define RESOLVE_TIMEOUT_S 60
+/* QEMU may say "completed" a moment before it fills in its final figures. */
+#define TOTAL_TIME_TRIES 40
+#define TOTAL_TIME_RETRY_MS 25
 
-const MdOptionSpec md_migration_option_specs[] = {
-  { "live", "b" },
-  { "offline", "b" },
-  { "tls", "b" },
-  { "bandwidth", "t" },
-  { "max-downtime", "t" },
-  { "auto-converge", "b" },
-  { "postcopy", "b" },
-  { "parallel-connections", "u" },
-  { "compression", "s" },
-  { "persist-destination", "b" },
-  { "undefine-source", "b" },
-  { "destination-xml", "s" },
-  { "destination-name", "s" },
-  { "migration-address", "s" },
-  { "migration-port", "q" },
-  { "paused-on-destination", "b" },
-  { "abort-after", "u" },
-  { "copy-storage", "s" },
-  { "disks", "as" },
-  { "nbd-port", "q" },
-  { "nbd-address", "s" },
-  { "verify", "b" },
-  { "auth.no_user_interaction", "b" },
-  { NULL, NULL },
-};
-
+static void source_prepare (Source *src);
+static void source_perform (Source *src, const char *uri);
+static void source_confirm_success (Source *src);
+static void source_resolve_with_peer (Source *src, const GError *why);
+static void on_peer_closed (MdPeerConnection *peer, Source *src);
+static void on_peer_aborted (MdDbusPeer1 *proxy, const char *id, const char *name,
+                             const char *message, Source *src);
+static void on_block_nodes (GObject *source, GAsyncResult *result, gpointer user_data);
+static void on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data);
+static gboolean on_peer_reused (gpointer user_data);
+static void undo_resume_here (gpointer owner, gpointer data);
 static void source_poll (Source *src);
+
+/* ---- small helpers ------------------------------------------------------- */
 
 const char *
 source_host_name (Source *src)
@@ -63,33 +56,18 @@ source_peer_name (Source *src)
 const char *
 source_phase (Source *src)
 {
-  return md_dbus_migration1_get_phase (MD_DBUS_MIGRATION1 (src->migration));
-}
-
-static void source_free (Source *src);
-
-Source *
-source_ref (Source *src)
-{
-  src->refs++;
-  return src;
-}
-
-void
-source_unref (Source *src)
-{
-  if (--src->refs == 0)
-    source_free (src);
+  return md_machine_get_phase_name (src->machine);
 }
 
 static void
-source_free (Source *src)
+source_clear (Source *src)
 {
   g_clear_object (&src->peer);
   g_clear_object (&src->cancellable);
   g_clear_object (&src->guest);
+  g_clear_pointer (&src->machine, md_machine_free);
   g_clear_object (&src->migration);
-  g_clear_pointer (&src->options, g_variant_unref);
+  g_clear_pointer (&src->opts, md_migrate_options_free);
   g_clear_pointer (&src->dest_def, md_domain_free);
   g_clear_pointer (&src->plan, g_ptr_array_unref);
   g_clear_pointer (&src->disks_info, g_variant_unref);
@@ -98,9 +76,28 @@ source_free (Source *src)
   g_strfreev (src->fresh_targets);
   g_free (src->destination);
   g_free (src->migration_id);
+  g_free (src->tag);
+  g_free (src->peer_token);
+  g_clear_error (&src->mirror_error);
   g_free (src->tls_object);
-  g_clear_error (&src->error);
-  g_free (src);
+}
+
+Source *
+source_ref (Source *src)
+{
+  return g_rc_box_acquire (src);
+}
+
+void
+source_unref (Source *src)
+{
+  g_rc_box_release_full (src, (GDestroyNotify) source_clear);
+}
+
+gboolean
+source_is_stale (Source *src)
+{
+  return md_machine_is_ended (src->machine) || md_machine_is_failing (src->machine);
 }
 
 JsonObject *
@@ -109,49 +106,93 @@ source_json_args (void)
   return json_object_new ();
 }
 
-/* Commands whose answer only matters as success or failure. */
+guint64
+source_member_uint (JsonObject *obj, const char *name)
+{
+  if (obj == NULL || !json_object_has_member (obj, name))
+    return 0;
+  return (guint64) MAX (json_object_get_int_member (obj, name), 0);
+}
+
+guint
+source_timeout_add (Source *src, guint ms, GSourceFunc func)
+{
+  return g_timeout_add_full (G_PRIORITY_DEFAULT, ms, func, source_ref (src),
+                             (GDestroyNotify) source_unref);
+}
+
+static char *
+gone_message (Source *src)
+{
+  return g_strdup_printf ("host %s, phase %s: QEMU of guest %s is gone", source_host_name (src),
+                          source_phase (src), md_guest_get_name (src->guest));
+}
 
 typedef struct
 {
   Source *src;
   StepFunc next;
-} Step;
+  gboolean undo;
+} SourceStep;
+
+static gpointer
+step_ref (gpointer step)
+{
+  return step;
+}
 
 static void
-on_step_done (GObject *source, GAsyncResult *result, gpointer user_data)
+step_free (gpointer data)
 {
-  Step *step = user_data;
-  GError *error = NULL;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+  SourceStep *step = data;
 
-  if (!step->src->done)
-    step->next (step->src, error);
-  else if (error != NULL)
-    g_error_free (error);
   source_unref (step->src);
   g_free (step);
+}
+
+static void
+on_source_step (gpointer owner, GError *error)
+{
+  SourceStep *step = owner;
+  Source *src = step->src;
+
+  if (step->undo)
+    {
+      source_ignore_result (src, error);
+      md_machine_undo_done (src->machine);
+      return;
+    }
+  if (source_is_stale (src))
+    {
+      g_clear_error (&error);
+      return;
+    }
+  step->next (src, error);
+}
+
+static void
+run_step (Source *src, const char *command, JsonObject *args, StepFunc next, gboolean undo)
+{
+  SourceStep *step = g_new0 (SourceStep, 1);
+  g_autofree char *gone = gone_message (src);
+
+  step->src = source_ref (src);
+  step->next = next;
+  step->undo = undo;
+  md_migration_qemu_step (md_guest_get_qmp (src->guest), command, args, step, step_ref, step_free,
+                          on_source_step, gone);
 }
 
 void
 source_qmp_step (Source *src, const char *command, JsonObject *args, StepFunc next)
 {
-  MdQmp *qmp = md_guest_get_qmp (src->guest);
-  Step *step;
+  run_step (src, command, args, next, FALSE);
+}
 
-  if (qmp == NULL)
-    {
-      next (src, g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED, "QEMU of guest %s is gone on host %s",
-                              md_guest_get_name (src->guest), source_host_name (src)));
-      if (args != NULL)
-        json_object_unref (args);
-      return;
-    }
-  step = g_new0 (Step, 1);
-  step->src = source_ref (src);
-  step->next = next;
-  md_qmp_execute_async (qmp, command, args, NULL, on_step_done, step);
-  if (args != NULL)
-    json_object_unref (args);
+void
+source_undo_step (Source *src, const char *command, JsonObject *args)
+{
+  run_step (src, command, args, NULL, TRUE);
 }
 
 void
@@ -164,31 +205,214 @@ source_ignore_result (Source *src, GError *error)
     }
 }
 
-/* ---- the end: success or failure ---------------------------------------- */
+/* ---- Begin -------------------------------------------------------------------------- */
+
+MdMigration *
+md_migration_source_start (MdManager *manager, MdGuest *guest, const char *destination,
+                           GVariant *options, guint owner_uid, GError **error)
+{
+  Source *src = source_begin (manager, guest, destination, options, owner_uid, error);
+
+  if (src == NULL)
+    return NULL;
+  md_migration_set_max_downtime_property (src->migration, src->opts->max_downtime);
+  md_migration_set_bandwidth_property (src->migration, src->opts->bandwidth);
+  md_migration_set_control (src->migration, &source_control, src);
+  md_manager_add_migration (manager, md_migration_get_object_path (src->migration),
+                            MD_DBUS_MIGRATION1 (src->migration));
+  md_guest_begin_migration (guest, md_migration_get_object_path (src->migration), FALSE);
+  md_migration_set_running_state (src->migration, "running");
+  /* The first undo step, so the last to run: the guest runs here again. */
+  md_machine_push_undo (src->machine, "resume-here", MD_UNDO_GUEST, undo_resume_here, NULL, NULL);
+  md_machine_advance (src->machine, MD_PHASE_PREPARE);
+  g_message ("migration %s: %s to %s started", md_migration_get_object_path (src->migration),
+             md_guest_get_name (guest), src->destination);
+
+  src->peer = md_peer_pool_take (md_manager_get_peer_pool (manager), src->destination);
+  if (src->peer != NULL)
+    g_idle_add_full (G_PRIORITY_DEFAULT, on_peer_reused, source_ref (src),
+                     (GDestroyNotify) source_unref);
+  else
+    md_peer_connect_async (md_manager_get_peer_tls_config (manager), src->destination,
+                           src->cancellable, on_peer_connected, source_ref (src));
+  return g_object_ref (src->migration);
+}
+
+/* ---- the end: success, failure, or attention ------------------------------ */
 
 /* The migration is over: publish the result and let go; callbacks still
- * pending hold their own reference and find done set. */
+ * pending hold their own reference and find the machine ended. */
 static void
-source_done (Source *src)
+source_teardown (Source *src)
 {
-  if (src->done)
-    return;
-  src->done = TRUE;
   if (src->event_qmp != NULL)
-    g_clear_signal_handler (&src->event_id, src->event_qmp);
+    for (guint i = 0; i < G_N_ELEMENTS (src->event_ids); i++)
+      g_clear_signal_handler (&src->event_ids[i], src->event_qmp);
   g_clear_object (&src->event_qmp);
-  g_clear_handle_id (&src->poll_id, g_source_remove);
+  if (src->mirror_qmp != NULL)
+    g_clear_signal_handler (&src->mirror_event_id, src->mirror_qmp);
+  g_clear_object (&src->mirror_qmp);
+  g_clear_handle_id (&src->progress_id, g_source_remove);
   g_clear_handle_id (&src->abort_id, g_source_remove);
+  g_cancellable_cancel (src->cancellable);
   if (src->peer != NULL && src->peer_closed_id != 0)
     g_clear_signal_handler (&src->peer_closed_id, src->peer);
   if (src->peer != NULL && src->peer_aborted_id != 0)
     g_clear_signal_handler (&src->peer_aborted_id, md_peer_connection_get_proxy (src->peer));
+  /* Kept for the next migration to this peer (closed if it broke). */
   if (src->peer != NULL)
-    md_peer_connection_close (src->peer);
+    md_peer_pool_give_back (md_manager_get_peer_pool (src->manager), src->destination,
+                            g_steal_pointer (&src->peer));
   md_migration_set_control (src->migration, NULL, NULL);
-  md_migration_complete (src->migration, src->error, src->downtime);
+}
+
+static void
+source_done (Source *src)
+{
+  const GError *error = md_machine_get_error (src->machine);
+
+  if (md_machine_is_ended (src->machine))
+    return;
+  source_teardown (src);
+  if (error != NULL && md_machine_get_authority (src->machine) == MD_AUTHORITY_SPLIT)
+    {
+      /* Postcopy broke: memory is on both hosts and neither QEMU may be
+       * killed or resumed alone. The journal stays for a restart. */
+      g_autoptr (GError) attention = g_error_new (
+          MD_ERROR, MD_ERROR_FAILED,
+          "%s. Guest %s is in postcopy between hosts %s and %s: its memory is split and "
+          "neither copy was resumed or killed; keep both QEMUs until QEMU's migration completes "
+          "or recover it by hand",
+          error->message, md_guest_get_name (src->guest), source_host_name (src),
+          source_peer_name (src));
+      md_migration_set_needs_attention (src->migration, attention);
+      md_machine_end (src->machine, "needs-attention", FALSE);
+      source_unref (src);
+      return;
+    }
+  md_machine_end (src->machine, NULL, TRUE);
+  md_migration_complete (src->migration, error, src->downtime);
   source_unref (src);
 }
+
+static void
+source_after_undo (gpointer owner)
+{
+  source_done (owner);
+}
+
+/* The failure path, whatever the phase: the machine runs the undo list
+ * (stop QEMU's migration, have the peer remove what it prepared, resume
+ * the guest here), as far as who holds the guest allows. */
+void
+source_fail (Source *src, GError *error)
+{
+  if (!md_machine_is_failing (src->machine))
+    {
+      g_clear_handle_id (&src->progress_id, g_source_remove);
+      g_clear_handle_id (&src->abort_id, g_source_remove);
+      g_cancellable_cancel (src->cancellable);
+    }
+  md_machine_fail (src->machine, error, source_after_undo);
+}
+
+/* Undo of Begin: the guest runs here again (or stays paused if it was). */
+static void
+on_resumed_after_failure (Source *src, GError *error)
+{
+  if (error != NULL)
+    {
+      g_prefix_error (&error,
+                      "host %s: could not resume guest %s after the failed migration "
+                      "(it is paused here; resume it with Guest1.Resume): ",
+                      source_host_name (src), md_guest_get_name (src->guest));
+      md_migration_add_error_detail (src->migration, error);
+      g_error_free (error);
+      md_guest_end_migration (src->guest, FALSE);
+    }
+  else
+    md_guest_end_migration (src->guest, TRUE);
+  md_machine_undo_done (src->machine);
+}
+
+static void
+undo_resume_here (gpointer owner, gpointer data)
+{
+  Source *src = owner;
+  g_autofree char *gone = NULL;
+
+  if (src->offline || !md_guest_is_active (src->guest) || !src->was_running)
+    {
+      md_guest_end_migration (src->guest, FALSE);
+      md_machine_undo_done (src->machine);
+      return;
+    }
+  gone = gone_message (src);
+  md_migration_qemu_step (md_guest_get_qmp (src->guest), "cont", NULL, src,
+                          (gpointer (*) (gpointer)) source_ref, (GDestroyNotify) source_unref,
+                          (MdQemuStepFunc) on_resumed_after_failure, gone);
+}
+
+static void
+undo_migrate_cancel (gpointer owner, gpointer data)
+{
+  source_undo_step (owner, "migrate_cancel", NULL);
+}
+
+static void
+undo_tls_object (gpointer owner, gpointer data)
+{
+  Source *src = owner;
+  JsonObject *args = source_json_args ();
+
+  json_object_set_string_member (args, "id", src->tls_object);
+  source_undo_step (src, "object-del", args);
+}
+
+static void
+on_peer_abort_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GVariant) out = NULL;
+
+  if (!md_dbus_peer1_call_finish_finish (MD_DBUS_PEER1 (source), &out, result, &error))
+    {
+      /* Not fatal for the guest: the peer kills what it prepared when the
+       * connection drops anyway (autokill). */
+      g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_PEER_FAILED);
+      g_prefix_error (&converted, "host %s: Finish (cleanup) failed: ", source_peer_name (src));
+      md_migration_add_error_detail (src->migration, converted);
+    }
+  md_machine_undo_done (src->machine);
+}
+
+/* Undo of Prepare: the peer removes what it made for us. */
+static void
+undo_peer_prepare (gpointer owner, gpointer data)
+{
+  Source *src = owner;
+  GVariantBuilder opts;
+  g_autoptr (GError) converted = NULL;
+
+  if (src->peer == NULL || md_peer_connection_is_closed (src->peer))
+    {
+      md_machine_undo_done (src->machine);
+      return;
+    }
+  converted = md_error_convert (md_machine_get_error (src->machine), MD_ERROR_FAILED);
+  g_variant_builder_init (&opts, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&opts, "{sv}", "error-name",
+                         g_variant_new_string (md_error_code_to_dbus_name (converted->code)));
+  g_variant_builder_add (&opts, "{sv}", "error-message", g_variant_new_string (converted->message));
+  if (src->peer_token != NULL)
+    g_variant_builder_add (&opts, "{sv}", "token", g_variant_new_string (src->peer_token));
+  md_dbus_peer1_call_finish (md_peer_connection_get_proxy (src->peer), src->migration_id, FALSE,
+                             g_variant_builder_end (&opts), NULL, on_peer_abort_done,
+                             source_ref (src));
+}
+
+/* ---- Confirm ----------------------------------------------------------- */
 
 static void
 on_source_qemu_gone (GObject *source, GAsyncResult *result, gpointer user_data)
@@ -196,23 +420,23 @@ on_source_qemu_gone (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (SourceRef) src = user_data;
   g_autoptr (GError) error = NULL;
 
-  if (src->done)
-    return;
   if (!md_guest_destroy_finish (MD_GUEST (source), result, &error))
     g_warning ("migration %s: stopping the source QEMU after success: %s", src->migration_id,
                error->message);
   source_done (src);
 }
 
-/* Confirm after success: the guest runs on the peer; the source QEMU goes
- * and the source definition follows the persist/undefine table. */
+/* The peer confirmed the guest runs there: the source QEMU goes and the
+ * source definition follows the persist/undefine table. */
 static void
 source_confirm_success (Source *src)
 {
-  gboolean undefine = md_options_get_boolean (src->options, "undefine-source", FALSE);
+  gboolean undefine = src->opts->undefine_source;
   g_autoptr (GError) error = NULL;
 
-  md_migration_set_phase (src->migration, "confirm");
+  if (md_machine_is_ended (src->machine) || !md_machine_advance (src->machine, MD_PHASE_CONFIRM))
+    return;
+  md_fault_point ("source-confirm");
   if (src->src_persistent && undefine)
     {
       if (!md_manager_delete_definition (src->manager, md_guest_get_name (src->guest), &error))
@@ -230,130 +454,27 @@ source_confirm_success (Source *src)
   md_guest_destroy_async (src->guest, on_source_qemu_gone, source_ref (src));
 }
 
+/* The guest runs on the peer now: confirm once QEMU has sent everything
+ * (at once in precopy; when postcopy completes otherwise). */
 static void
-on_resumed_after_failure (Source *src, GError *error)
+source_peer_runs_guest (Source *src)
 {
-  if (error != NULL)
-    {
-      /* The guest stays here, paused: say so rather than hide it. */
-      g_prefix_error (&error,
-                      "host %s: could not resume guest %s after the failed migration "
-                      "(it is paused here; resume it with Guest1.Resume): ",
-                      source_host_name (src), md_guest_get_name (src->guest));
-      md_migration_add_error_detail (src->migration, error);
-      g_error_free (error);
-      md_guest_end_migration (src->guest, FALSE);
-    }
-  else
-    md_guest_end_migration (src->guest, TRUE);
-  source_done (src);
+  md_machine_set_authority (src->machine, MD_AUTHORITY_DESTINATION);
+  if (src->qemu_completed || src->offline)
+    source_confirm_success (src);
 }
 
-static void
-source_resume_here (Source *src)
+/* ---- Finish (peer) ----------------------------------------------------------- */
+
+static gboolean
+is_connection_loss (const GError *error)
 {
-  md_migration_set_phase (src->migration, "confirm");
-  if (src->tls_object != NULL && md_guest_get_qmp (src->guest) != NULL)
-    {
-      JsonObject *args = source_json_args ();
-      json_object_set_string_member (args, "id", src->tls_object);
-      source_qmp_step (src, "object-del", args, source_ignore_result);
-    }
-  if (src->offline || !md_guest_is_active (src->guest))
-    {
-      md_guest_end_migration (src->guest, FALSE);
-      source_done (src);
-      return;
-    }
-  if (src->was_running)
-    source_qmp_step (src, "cont", NULL, on_resumed_after_failure);
-  else
-    {
-      md_guest_end_migration (src->guest, FALSE);
-      source_done (src);
-    }
+  return !g_dbus_error_is_remote_error (error)
+         || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CLOSED)
+         || g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_DISCONNECTED)
+         || g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_NO_REPLY)
+         || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
 }
-
-static void
-on_peer_finish_failed (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (SourceRef) src = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GVariant) out = NULL;
-
-  if (!md_dbus_peer1_call_finish_finish (MD_DBUS_PEER1 (source), &out, result, &error)
-      && !src->done)
-    {
-      /* Not fatal for the guest: the peer kills what it prepared when the
-       * connection drops anyway (autokill). */
-      g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_PEER_FAILED);
-      g_prefix_error (&converted, "host %s: Finish (cleanup) failed: ", source_peer_name (src));
-      md_migration_add_error_detail (src->migration, converted);
-    }
-  if (!src->done)
-    source_resume_here (src);
-}
-
-static void
-on_migrate_cancelled (Source *src, GError *error)
-{
-  source_ignore_result (src, error);
-  src->qemu_migrating = FALSE;
-  source_cancel_mirrors (src);
-  if (src->peer != NULL && !md_peer_connection_is_closed (src->peer))
-    {
-      GVariantBuilder opts;
-      g_autoptr (GError) converted = md_error_convert (src->error, MD_ERROR_FAILED);
-
-      g_variant_builder_init (&opts, G_VARIANT_TYPE_VARDICT);
-      g_variant_builder_add (&opts, "{sv}", "error-name",
-                             g_variant_new_string (md_error_code_to_dbus_name (converted->code)));
-      g_variant_builder_add (&opts, "{sv}", "error-message",
-                             g_variant_new_string (converted->message));
-      md_migration_set_phase (src->migration, "finish");
-      md_dbus_peer1_call_finish (md_peer_connection_get_proxy (src->peer), src->migration_id, FALSE,
-                                 g_variant_builder_end (&opts), NULL, on_peer_finish_failed,
-                                 source_ref (src));
-      return;
-    }
-  source_resume_here (src);
-}
-
-/* The failure path, whatever the phase: stop QEMU's migration, have the
- * peer remove what it prepared, resume the guest here. */
-void
-source_fail (Source *src, GError *error)
-{
-  if (src->error == NULL)
-    {
-      src->error = md_error_convert (error, MD_ERROR_FAILED);
-      md_migration_add_error_detail (src->migration, src->error);
-    }
-  else
-    md_migration_add_error_detail (src->migration, error);
-  g_error_free (error);
-  if (src->finishing)
-    return;
-  src->finishing = TRUE;
-  g_clear_handle_id (&src->poll_id, g_source_remove);
-  g_clear_handle_id (&src->abort_id, g_source_remove);
-  g_cancellable_cancel (src->cancellable);
-
-  if (src->peer_resumed)
-    {
-      /* The guest already runs on the peer; the source must not resume.
-       * This only happens when post-copy broke after the switch. */
-      md_guest_end_migration (src->guest, FALSE);
-      source_done (src);
-      return;
-    }
-  if (src->qemu_migrating)
-    source_qmp_step (src, "migrate_cancel", NULL, on_migrate_cancelled);
-  else
-    on_migrate_cancelled (src, NULL);
-}
-
-/* ---- Finish (peer) and Confirm --------------------------------------------- */
 
 static void
 on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
@@ -362,62 +483,124 @@ on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
   g_autoptr (GVariant) out = NULL;
 
-  if (src->done)
-    return;
+  src->finish_pending = FALSE;
   if (!md_dbus_peer1_call_finish_finish (MD_DBUS_PEER1 (source), &out, result, &error))
     {
-      GError *converted = md_error_convert (error, MD_ERROR_PEER_FAILED);
+      GError *converted;
+
+      if (source_is_stale (src))
+        return;
+      if (is_connection_loss (error))
+        {
+          /* The peer may have resumed the guest before it went away: only
+           * its answer (or its journal after a restart) can tell. */
+          source_resolve_with_peer (src, error);
+          return;
+        }
+      converted = md_error_convert (error, MD_ERROR_PEER_FAILED);
       g_prefix_error (&converted, "host %s, phase finish: ", source_peer_name (src));
       source_fail (src, converted);
       return;
     }
-  src->peer_resumed = TRUE;
-  if (src->postcopy_started && src->qemu_migrating)
-    return; /* Confirm once the rest of the memory has been pulled */
-  source_confirm_success (src);
+  if (source_is_stale (src))
+    return;
+  md_migration_mark_time (src->migration, "finished");
+  md_fault_point ("source-finish-done");
+  source_peer_runs_guest (src);
 }
 
 void
 source_finish_on_peer (Source *src)
 {
-  md_migration_set_phase (src->migration, "finish");
+  GVariantBuilder opts;
+
+  md_migration_mark_time (src->migration, "finish-sent");
+  md_fault_point ("source-finish-sent");
+  if (md_machine_get_phase (src->machine) != MD_PHASE_POSTCOPY
+      && !md_machine_advance (src->machine, MD_PHASE_FINISH))
+    return;
+  src->finish_pending = TRUE;
+  g_variant_builder_init (&opts, G_VARIANT_TYPE_VARDICT);
+  if (src->peer_token != NULL)
+    g_variant_builder_add (&opts, "{sv}", "token", g_variant_new_string (src->peer_token));
   md_dbus_peer1_call_finish (md_peer_connection_get_proxy (src->peer), src->migration_id, TRUE,
-                             g_variant_new ("a{sv}", NULL), NULL, on_peer_finished,
+                             g_variant_builder_end (&opts), NULL, on_peer_finished,
                              source_ref (src));
+}
+
+/* ---- Resolving: the peer went away at the switch-over ------------------------ */
+
+static void
+on_peer_answered (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *outcome = md_migration_ask_peer_finish (result, &error);
+
+  if (md_machine_is_ended (src->machine))
+    return;
+  if (outcome != NULL && g_str_equal (outcome, "running"))
+    {
+      g_message ("migration %s: host %s says guest %s runs there", src->migration_id,
+                 source_peer_name (src), md_guest_get_name (src->guest));
+      source_peer_runs_guest (src);
+      return;
+    }
+  if (outcome != NULL && md_machine_get_authority (src->machine) == MD_AUTHORITY_SOURCE)
+    {
+      /* The peer removed its copy (or never had one): the guest is ours. */
+      source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
+                                     "host %s, phase finish: lost the connection to host %s, "
+                                     "which then reported the migration %s; the guest keeps "
+                                     "running here",
+                                     source_host_name (src), source_peer_name (src), outcome));
+      return;
+    }
+  {
+    g_autoptr (GError) attention = g_error_new (
+        MD_ERROR, MD_ERROR_PEER_FAILED,
+        "host %s, phase %s: lost host %s at the switch-over and %s; guest %s is left paused "
+        "here because this host cannot prove the copy here is the only one. Check whether it "
+        "runs on %s: if it does, destroy it here; if not, resume it here",
+        source_host_name (src), md_phase_to_string (md_machine_get_phase (src->machine)),
+        source_peer_name (src),
+        outcome != NULL ? "it reported the migration aborted during postcopy"
+                        : "could not ask it what became of the guest",
+        md_guest_get_name (src->guest), source_peer_name (src));
+    if (error != NULL)
+      g_message ("migration %s: %s", src->migration_id, error->message);
+    md_migration_add_error_detail (src->migration, attention);
+    md_migration_set_needs_attention (src->migration, attention);
+    source_teardown (src);
+    md_machine_end (src->machine, "needs-attention", FALSE);
+    source_unref (src);
+  }
+}
+
+static void
+source_resolve_with_peer (Source *src, const GError *why)
+{
+  g_message ("migration %s: lost host %s in phase %s (%s); asking it what became of the guest",
+             src->migration_id, source_peer_name (src), source_phase (src), why->message);
+  if (src->peer != NULL && src->peer_closed_id != 0)
+    g_clear_signal_handler (&src->peer_closed_id, src->peer);
+  if (md_machine_get_phase (src->machine) == MD_PHASE_FINISH
+      || md_machine_get_phase (src->machine) == MD_PHASE_POSTCOPY)
+    md_machine_advance (src->machine, MD_PHASE_RESOLVING);
+  md_migration_ask_peer_async (md_manager_get_peer_tls_config (src->manager), src->destination,
+                               src->migration_id, RESOLVE_TIMEOUT_S, NULL, on_peer_answered,
+                               source_ref (src));
 }
 
 /* ---- Perform: following QEMU ---------------------------------------------- */
 
-guint64
-source_member_uint (JsonObject *obj, const char *name)
-{
-  if (obj == NULL || !json_object_has_member (obj, name))
-    return 0;
-  return (guint64) MAX (json_object_get_int_member (obj, name), 0);
-}
-
 static void
-on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
+publish_migrate_stats (Source *src, JsonObject *info, const char *status)
 {
-  g_autoptr (SourceRef) src = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
-  JsonObject *info, *ram;
-  const char *status;
+  JsonObject *ram =
+      json_object_has_member (info, "ram") ? json_object_get_object_member (info, "ram") : NULL;
   MdMigrationStats stats = { 0 };
 
-  src->poll_pending = FALSE;
-  if (src->done || src->finishing || src->error != NULL)
-    return;
-  if (node == NULL)
-    {
-      g_prefix_error (&error, "host %s, phase perform: ", source_host_name (src));
-      source_fail (src, g_steal_pointer (&error));
-      return;
-    }
-  info = json_node_get_object (node);
-  status = json_object_get_string_member_with_default (info, "status", "");
-  ram = json_object_has_member (info, "ram") ? json_object_get_object_member (info, "ram") : NULL;
   stats.memory_total = source_member_uint (ram, "total");
   stats.memory_processed = source_member_uint (ram, "transferred");
   stats.memory_remaining = source_member_uint (ram, "remaining");
@@ -437,66 +620,110 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
   md_migration_set_statistic (
       src->migration, "cpu-throttle-percentage",
       g_variant_new_uint64 (source_member_uint (info, "cpu-throttle-percentage")));
-  if (ram != NULL)
-    {
-      md_migration_set_statistic (src->migration, "pages-duplicate",
-                                  g_variant_new_uint64 (source_member_uint (ram, "duplicate")));
-      md_migration_set_statistic (src->migration, "pages-normal",
-                                  g_variant_new_uint64 (source_member_uint (ram, "normal")));
-      md_migration_set_statistic (
-          src->migration, "postcopy-requests",
-          g_variant_new_uint64 (source_member_uint (ram, "postcopy-requests")));
-    }
+  if (ram == NULL)
+    return;
+  md_migration_set_statistic (src->migration, "pages-duplicate",
+                              g_variant_new_uint64 (source_member_uint (ram, "duplicate")));
+  md_migration_set_statistic (src->migration, "pages-normal",
+                              g_variant_new_uint64 (source_member_uint (ram, "normal")));
+  md_migration_set_statistic (src->migration, "postcopy-requests",
+                              g_variant_new_uint64 (source_member_uint (ram, "postcopy-requests")));
+}
 
-  if (g_str_equal (status, "completed") && source_member_uint (info, "total-time") == 0
-      && !src->asked_again)
+static gboolean
+on_total_time_retry (gpointer user_data)
+{
+  source_poll (user_data);
+  return G_SOURCE_REMOVE;
+}
+
+/* All memory is on the peer. Precopy: the disks, then Finish. Postcopy:
+ * confirm once the peer said it runs the guest. */
+static void
+on_qemu_completed (Source *src, JsonObject *info)
+{
+  src->qemu_completed = TRUE;
+  md_migration_mark_time (src->migration, "qemu-completed");
+  md_machine_drop_undo (src->machine, "migrate-cancel");
+  src->downtime = source_member_uint (info, "downtime");
+  md_migration_set_statistic (src->migration, "qemu-total-time-ms",
+                              g_variant_new_uint64 (source_member_uint (info, "total-time")));
+  md_migration_set_statistic (src->migration, "qemu-setup-time-ms",
+                              g_variant_new_uint64 (source_member_uint (info, "setup-time")));
+  g_clear_handle_id (&src->progress_id, g_source_remove);
+  g_clear_handle_id (&src->abort_id, g_source_remove);
+  if (md_machine_get_authority (src->machine) == MD_AUTHORITY_DESTINATION)
+    source_confirm_success (src);
+  else if (md_machine_get_phase (src->machine) == MD_PHASE_POSTCOPY
+           || md_machine_get_phase (src->machine) == MD_PHASE_RESOLVING)
+    return; /* Finish or the peer's answer decides */
+  else if (src->mirrors_added > 0)
+    source_stop_mirrors (src);
+  else
+    source_finish_on_peer (src);
+}
+
+/* From here the guest's newest state lives on the peer: it resumes it at
+ * once (as libvirt does), and neither QEMU is stopped or resumed alone. */
+static void
+on_qemu_postcopy (Source *src)
+{
+  if (!md_machine_advance (src->machine, MD_PHASE_POSTCOPY))
+    return;
+  md_machine_set_authority (src->machine, MD_AUTHORITY_SPLIT);
+  g_clear_handle_id (&src->abort_id, g_source_remove);
+  md_migration_set_running_state (src->migration, "postcopy");
+  md_fault_point ("source-postcopy-started");
+  source_finish_on_peer (src);
+}
+
+static void
+on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+  JsonObject *info;
+  const char *status;
+  gboolean completed;
+
+  src->query_pending = FALSE;
+  if (source_is_stale (src) || src->qemu_completed)
+    return;
+  if (node == NULL)
     {
-      /* QEMU 7.2 may say completed a moment before it fills in its final
-       * figures; ask once more for them. */
-      src->asked_again = TRUE;
-      source_poll (src);
+      g_prefix_error (&error, "host %s, phase %s: ", source_host_name (src), source_phase (src));
+      source_fail (src, g_steal_pointer (&error));
       return;
     }
-  if (g_str_equal (status, "completed"))
+  info = json_node_get_object (node);
+  status = json_object_get_string_member_with_default (info, "status", "");
+  publish_migrate_stats (src, info, status);
+  completed = g_str_equal (status, "completed");
+  if (completed && source_member_uint (info, "total-time") == 0
+      && src->total_time_tries++ < TOTAL_TIME_TRIES)
     {
-      src->qemu_migrating = FALSE;
-      src->downtime = source_member_uint (info, "downtime");
-      md_migration_set_statistic (src->migration, "qemu-total-time-ms",
-                                  g_variant_new_uint64 (source_member_uint (info, "total-time")));
-      md_migration_set_statistic (src->migration, "qemu-setup-time-ms",
-                                  g_variant_new_uint64 (source_member_uint (info, "setup-time")));
-      g_clear_handle_id (&src->poll_id, g_source_remove);
-      g_clear_handle_id (&src->abort_id, g_source_remove);
-      if (src->peer_resumed)
-        source_confirm_success (src); /* post-copy: the peer already runs it */
-      else if (src->mirrors_added > 0)
-        source_stop_mirrors (src);
-      else
-        source_finish_on_peer (src);
+      /* QEMU 7.2 says completed a moment before it fills in its final
+       * figures: ask until it has. */
+      g_timeout_add_full (G_PRIORITY_DEFAULT, TOTAL_TIME_RETRY_MS, on_total_time_retry,
+                          source_ref (src), (GDestroyNotify) source_unref);
+      return;
     }
-  else if (g_str_equal (status, "postcopy-active") && !src->postcopy_started)
-    {
-      /* From here the guest's newest state lives on the peer: resume it
-       * there at once, as libvirt does, and confirm when QEMU is done. */
-      src->postcopy_started = TRUE;
-      g_clear_handle_id (&src->abort_id, g_source_remove);
-      md_migration_set_running_state (src->migration, "postcopy");
-      md_migration_set_phase (src->migration, "postcopy");
-      source_finish_on_peer (src);
-    }
+  if (completed)
+    on_qemu_completed (src, info);
+  else if (g_str_equal (status, "postcopy-active")
+           && md_machine_get_phase (src->machine) == MD_PHASE_PERFORM)
+    on_qemu_postcopy (src);
   else if (g_str_equal (status, "failed") || g_str_equal (status, "cancelled"))
     {
       const char *desc = json_object_get_string_member_with_default (info, "error-desc", NULL);
 
-      src->qemu_migrating = FALSE;
-      if (g_str_equal (status, "cancelled") && src->error != NULL)
-        return;
       source_fail (src, g_error_new (MD_ERROR,
                                      g_str_equal (status, "cancelled") ? MD_ERROR_CANCELLED
                                                                        : MD_ERROR_QEMU_FAILED,
-                                     "host %s, phase perform: QEMU's migration %s%s%s",
-                                     source_host_name (src), status, desc ? ": " : "",
-                                     desc ? desc : ""));
+                                     "host %s, phase %s: QEMU's migration %s%s%s",
+                                     source_host_name (src), source_phase (src), status,
+                                     desc ? ": " : "", desc ? desc : ""));
     }
 }
 
@@ -514,30 +741,44 @@ source_query (Source *src, const char *command, GAsyncReadyCallback callback)
                                 source_phase (src), md_guest_get_name (src->guest)));
       return;
     }
-  if (src->poll_pending)
+  if (src->query_pending)
     return;
-  src->poll_pending = TRUE;
+  src->query_pending = TRUE;
   md_qmp_execute_async (qmp, command, NULL, NULL, callback, source_ref (src));
 }
 
 static void
 source_poll (Source *src)
 {
-  source_query (src, "query-migrate", on_query_migrate);
+  if (!source_is_stale (src))
+    source_query (src, "query-migrate", on_query_migrate);
 }
 
 static gboolean
-on_poll_timer (gpointer user_data)
+on_progress_timer (gpointer user_data)
 {
   source_poll (user_data);
   return G_SOURCE_CONTINUE;
+}
+
+/* QEMU's MIGRATION event says its status changed: act on it now. */
+static void
+on_migration_event (MdQmp *qmp, const char *name, JsonObject *data, gint64 timestamp, Source *src)
+{
+  source_poll (src);
+}
+
+static void
+on_block_job_event (MdQmp *qmp, const char *name, JsonObject *data, gint64 timestamp, Source *src)
+{
+  source_on_block_job_event (src);
 }
 
 static gboolean
 on_abort_timer (gpointer user_data)
 {
   Source *src = user_data;
-  guint32 seconds = md_options_get_uint32 (src->options, "abort-after", 0);
+  guint32 seconds = src->opts->abort_after;
 
   src->abort_id = 0;
   source_fail (src,
@@ -549,7 +790,7 @@ on_abort_timer (gpointer user_data)
                             source_host_name (src), md_guest_get_name (src->guest), seconds,
                             md_dbus_migration1_get_dirty_rate (MD_DBUS_MIGRATION1 (src->migration)),
                             md_dbus_migration1_get_rate (MD_DBUS_MIGRATION1 (src->migration)),
-                            md_options_get_boolean (src->options, "auto-converge", FALSE)
+                            src->opts->auto_converge
                                 ? "postcopy, a higher bandwidth or a longer max-downtime"
                                 : "auto-converge, postcopy, a higher bandwidth or a longer "
                                   "max-downtime"));
@@ -567,19 +808,17 @@ on_migrate_started (Source *src, GError *error)
       source_fail (src, error);
       return;
     }
-  if (src->finishing)
+  if (!md_machine_advance (src->machine, MD_PHASE_PERFORM))
     return;
-  src->qemu_migrating = TRUE;
-  /* QEMU says when its status changes; the timer is for progress only. */
-  src->event_qmp = g_object_ref (md_guest_get_qmp (src->guest));
-  src->event_id =
-      g_signal_connect_swapped (src->event_qmp, "event::MIGRATION", G_CALLBACK (source_poll), src);
-  md_migration_set_phase (src->migration, "perform");
   md_migration_set_running_state (src->migration, "running");
-  src->poll_id = g_timeout_add (POLL_INTERVAL_MS, on_poll_timer, src);
-  abort_after = md_options_get_uint32 (src->options, "abort-after", 0);
+  md_migration_mark_time (src->migration, "migrate-started");
+  md_fault_point ("source-ram-started");
+  src->progress_id = source_timeout_add (src, PROGRESS_INTERVAL_MS, on_progress_timer);
+  abort_after = src->opts->abort_after;
   if (abort_after > 0)
-    src->abort_id = g_timeout_add_seconds (abort_after, on_abort_timer, src);
+    src->abort_id = g_timeout_add_seconds_full (G_PRIORITY_DEFAULT, abort_after, on_abort_timer,
+                                                source_ref (src), (GDestroyNotify) source_unref);
+  source_poll (src);
 }
 
 static void
@@ -589,12 +828,14 @@ start_migrate (Source *src, GError *error)
 
   if (error != NULL)
     {
-      g_prefix_error (&error, "host %s, phase perform: setting up QEMU: ", source_host_name (src));
+      g_prefix_error (&error, "host %s, phase %s: setting up QEMU: ", source_host_name (src),
+                      source_phase (src));
       source_fail (src, error);
       return;
     }
-  if (src->finishing)
-    return;
+  md_machine_push_undo (src->machine, "migrate-cancel", MD_UNDO_GUEST, undo_migrate_cancel, NULL,
+                        NULL);
+  md_machine_commit (src->machine);
   args = source_json_args ();
   json_object_set_string_member (args, "uri", src->uri);
   source_qmp_step (src, "migrate", args, on_migrate_started);
@@ -603,61 +844,17 @@ start_migrate (Source *src, GError *error)
 static void
 set_parameters (Source *src, GError *error)
 {
-  JsonObject *args;
-  guint64 bandwidth = md_options_get_uint64 (src->options, "bandwidth", 0);
-  guint32 channels = md_options_get_uint32 (src->options, "parallel-connections", 0);
-  const char *compression = md_options_get_string (src->options, "compression");
-
   if (error != NULL)
     {
       start_migrate (src, error);
       return;
     }
-  args = source_json_args ();
-  json_object_set_int_member (args, "max-bandwidth",
-                              (gint64) (bandwidth > 0 ? bandwidth : UNLIMITED_BANDWIDTH));
-  if (md_options_get_uint64 (src->options, "max-downtime", 0) > 0)
-    json_object_set_int_member (args, "downtime-limit",
-                                (gint64) md_options_get_uint64 (src->options, "max-downtime", 0));
-  json_object_set_string_member (args, "tls-creds", src->tls_object ? src->tls_object : "");
-  json_object_set_string_member (
-      args, "tls-hostname", src->tls_object ? md_peer_connection_get_host_name (src->peer) : "");
-  if (channels > 0)
-    json_object_set_int_member (args, "multifd-channels", channels);
-  if (compression != NULL && channels > 0)
-    json_object_set_string_member (args, "multifd-compression", compression);
-  md_migration_set_bandwidth_property (src->migration, bandwidth);
-  source_qmp_step (src, "migrate-set-parameters", args, start_migrate);
-}
-
-/* Every capability is set explicitly, on or off: QEMU keeps them from an
- * earlier attempt, and both ends must agree. */
-JsonObject *
-md_migration_capabilities_args (GVariant *options)
-{
-  JsonObject *args = json_object_new ();
-  JsonArray *caps = json_array_new ();
-  const struct
-  {
-    const char *name;
-    gboolean on;
-  } list[] = {
-    { "events", TRUE },
-    { "auto-converge", md_options_get_boolean (options, "auto-converge", FALSE) },
-    { "postcopy-ram", md_options_get_boolean (options, "postcopy", FALSE) },
-    { "multifd", md_options_get_uint32 (options, "parallel-connections", 0) > 0 },
-    { "pause-before-switchover", FALSE },
-  };
-
-  for (guint i = 0; i < G_N_ELEMENTS (list); i++)
-    {
-      JsonObject *cap = json_object_new ();
-      json_object_set_string_member (cap, "capability", list[i].name);
-      json_object_set_boolean_member (cap, "state", list[i].on);
-      json_array_add_object_element (caps, cap);
-    }
-  json_object_set_array_member (args, "capabilities", caps);
-  return args;
+  md_migration_set_bandwidth_property (src->migration, src->opts->bandwidth);
+  source_qmp_step (src, "migrate-set-parameters",
+                   md_migration_qemu_parameters (
+                       src->opts, TRUE, src->tls_object,
+                       src->peer != NULL ? md_peer_connection_get_host_name (src->peer) : NULL),
+                   start_migrate);
 }
 
 void
@@ -668,42 +865,43 @@ source_set_capabilities (Source *src, GError *error)
       start_migrate (src, error);
       return;
     }
-  source_qmp_step (src, "migrate-set-capabilities", md_migration_capabilities_args (src->options),
+  source_qmp_step (src, "migrate-set-capabilities", md_migration_qemu_capabilities (src->opts),
                    set_parameters);
 }
 
 static void
 add_tls_object (Source *src, GError *error)
 {
-  JsonObject *args;
-
-  if (error != NULL || !md_options_get_boolean (src->options, "tls", TRUE))
+  if (error != NULL || !src->opts->tls)
     {
       source_start_mirrors (src, error);
       return;
     }
-  /* QEMU reads the same PKI the daemons use (tls-creds-x509 layout). */
-  src->tls_object = g_strdup_printf (
-      "md-tls-%s", strrchr (md_migration_get_object_path (src->migration), '/') + 1);
-  args = source_json_args ();
-  json_object_set_string_member (args, "qom-type", "tls-creds-x509");
-  json_object_set_string_member (args, "id", src->tls_object);
-  json_object_set_string_member (args, "dir", md_manager_get_config (src->manager)->tls_dir);
-  json_object_set_string_member (args, "endpoint", "client");
-  json_object_set_boolean_member (args, "verify-peer", TRUE);
-  source_qmp_step (src, "object-add", args, source_start_mirrors);
+  /* Unique across daemon restarts: QEMU keeps the object of a migration
+   * the previous daemon did not finish. */
+  src->tls_object = g_strdup_printf ("md-tls-%s", src->tag);
+  md_journal_list_add (md_machine_get_journal (src->machine), "qemu-objects", src->tls_object);
+  md_machine_push_undo (src->machine, "tls-object", MD_UNDO_CLEANUP, undo_tls_object, NULL, NULL);
+  md_machine_commit (src->machine);
+  source_qmp_step (src, "object-add",
+                   md_migration_qemu_tls_object (
+                       src->tls_object, md_manager_get_config (src->manager)->tls_dir, FALSE),
+                   source_start_mirrors);
 }
 
 static void
 source_perform (Source *src, const char *uri)
 {
-  /* Disks first: RAM moves only once every mirror is in sync. Phase
-   * perform starts when QEMU's migration does. */
-  if (src->plan != NULL && src->plan->len > 0)
-    md_migration_set_phase (src->migration, "mirror-disks");
   g_free (src->uri);
   src->uri = g_strdup (uri);
-  if (!md_options_get_boolean (src->options, "live", TRUE) && src->was_running)
+  /* QEMU's events drive what follows: MIGRATION for the memory,
+   * BLOCK_JOB_READY and friends for the disk mirrors. */
+  src->event_qmp = g_object_ref (md_guest_get_qmp (src->guest));
+  src->event_ids[0] =
+      g_signal_connect (src->event_qmp, "event::MIGRATION", G_CALLBACK (on_migration_event), src);
+  src->event_ids[1] =
+      g_signal_connect (src->event_qmp, "event", G_CALLBACK (on_block_job_event), src);
+  if (!src->opts->live && src->was_running)
     source_qmp_step (src, "stop", NULL, add_tls_object);
   else
     add_tls_object (src, NULL);
@@ -720,27 +918,24 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
   const char *uri = NULL;
   const char *incoming = NULL;
 
-  if (src->done)
-    return;
   if (!md_dbus_peer1_call_prepare_finish (MD_DBUS_PEER1 (source), &out, result, &error))
     {
-      GError *converted = md_error_convert (error, MD_ERROR_PEER_FAILED);
-      if (src->error != NULL)
-        {
-          /* Cancelled meanwhile: the peer may have prepared; have it undo. */
-          source_fail (src, converted);
-          return;
-        }
+      GError *converted;
+
+      if (source_is_stale (src))
+        return;
+      converted = md_error_convert (error, MD_ERROR_PEER_FAILED);
       g_prefix_error (&converted, "host %s, phase prepare: ", source_peer_name (src));
       source_fail (src, converted);
       return;
     }
-  if (src->finishing)
+  if (source_is_stale (src))
     return;
   g_variant_lookup (out, "migration-uri", "&s", &uri);
   g_variant_lookup (out, "nbd-address", "s", &src->nbd_host);
   g_variant_lookup (out, "nbd-port", "q", &src->nbd_port);
   g_variant_lookup (out, "fresh-targets", "^as", &src->fresh_targets);
+  g_variant_lookup (out, "token", "s", &src->peer_token);
   if (src->plan->len > 0 && (src->nbd_host == NULL || src->nbd_port == 0))
     {
       source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
@@ -766,6 +961,8 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
                                      source_peer_name (src)));
       return;
     }
+  md_migration_mark_time (src->migration, "prepared");
+  md_fault_point ("source-prepare-done");
   source_perform (src, uri);
 }
 
@@ -775,7 +972,8 @@ on_peer_aborted (MdDbusPeer1 *proxy, const char *id, const char *name, const cha
 {
   g_autoptr (GError) remote = NULL;
 
-  if (g_strcmp0 (id, src->migration_id) != 0 || src->peer_resumed)
+  if (g_strcmp0 (id, src->migration_id) != 0
+      || md_machine_get_authority (src->machine) != MD_AUTHORITY_SOURCE)
     return;
   remote = g_dbus_error_new_for_dbus_error (name, message);
   source_fail (src, md_error_convert (remote, MD_ERROR_PEER_FAILED));
@@ -784,7 +982,12 @@ on_peer_aborted (MdDbusPeer1 *proxy, const char *id, const char *name, const cha
 static void
 on_peer_closed (MdPeerConnection *peer, Source *src)
 {
-  if (src->peer_resumed && !src->postcopy_started)
+  MdPhase phase = md_machine_get_phase (src->machine);
+
+  /* At the switch-over the pending Finish fails by itself and the peer is
+   * asked what it did; before it, the guest is ours. */
+  if (src->finish_pending || phase == MD_PHASE_POSTCOPY || phase == MD_PHASE_RESOLVING
+      || md_machine_get_authority (src->machine) != MD_AUTHORITY_SOURCE)
     return;
   source_fail (src,
                g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
@@ -802,7 +1005,7 @@ prepare_options (Source *src)
   GVariant *value;
 
   g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
-  g_variant_iter_init (&iter, src->options);
+  g_variant_iter_init (&iter, src->opts->given);
   while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
     if (!g_str_equal (key, "destination-xml"))
       g_variant_builder_add (&builder, "{sv}", key, value);
@@ -812,8 +1015,6 @@ prepare_options (Source *src)
                          g_variant_new_string (source_host_name (src)));
   g_variant_builder_add (&builder, "{sv}", "source-migration",
                          g_variant_new_string (md_migration_get_object_path (src->migration)));
-  if (src->offline)
-    g_variant_builder_add (&builder, "{sv}", "offline", g_variant_new_boolean (TRUE));
   if (src->disks_info != NULL)
     g_variant_builder_add (&builder, "{sv}", "disks-info", src->disks_info);
   return g_variant_builder_end (&builder);
@@ -824,6 +1025,8 @@ source_prepare (Source *src)
 {
   g_autofree char *xml = md_domain_format (src->dest_def);
 
+  md_machine_push_undo (src->machine, "peer-prepare", MD_UNDO_GUEST, undo_peer_prepare, NULL, NULL);
+  md_machine_commit (src->machine);
   md_dbus_peer1_call_prepare (md_peer_connection_get_proxy (src->peer), src->migration_id, xml,
                               prepare_options (src), src->cancellable, on_peer_prepared,
                               source_ref (src));
@@ -837,12 +1040,12 @@ on_block_nodes (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (JsonNode) node =
       src->offline ? NULL : md_qmp_execute_finish (MD_QMP (source), result, &error);
 
-  if (src->done || src->finishing)
-    return;
   if (src->offline)
     src->disks_info = md_storage_describe_offline_finish (result, &error);
   else if (node != NULL)
     src->disks_info = md_storage_describe (src->plan, node, src->storage_mode, &error);
+  if (source_is_stale (src))
+    return;
   if (src->disks_info == NULL)
     {
       g_prefix_error (&error, "host %s, phase begin: ", source_host_name (src));
@@ -853,15 +1056,56 @@ on_block_nodes (GObject *source, GAsyncResult *result, gpointer user_data)
   source_prepare (src);
 }
 
+static void source_peer_ready (Source *src, GError *error);
+
 static void
 on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr (SourceRef) src = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autofree char *peer_label = NULL;
+  GError *error = NULL;
 
   src->peer = md_peer_connect_finish (result, &error);
-  if (src->done)
+  source_peer_ready (src, error);
+}
+
+static void
+on_reused_peer_pinged (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GVariant) reply =
+      g_dbus_connection_call_finish (G_DBUS_CONNECTION (source), result, NULL);
+
+  if (reply != NULL || source_is_stale (src))
+    {
+      source_peer_ready (src, NULL);
+      return;
+    }
+  /* The kept connection died meanwhile (the peer restarted?): a new one. */
+  g_clear_object (&src->peer);
+  md_peer_connect_async (md_manager_get_peer_tls_config (src->manager), src->destination,
+                         src->cancellable, on_peer_connected, source_ref (src));
+}
+
+/* A connection kept from an earlier migration to this peer: one round
+ * trip proves it still works, far cheaper than TLS and Hello. */
+static gboolean
+on_peer_reused (gpointer user_data)
+{
+  Source *src = user_data;
+
+  g_dbus_connection_call (md_peer_connection_get_dbus (src->peer), NULL, "/",
+                          "org.freedesktop.DBus.Peer", "Ping", NULL, NULL, G_DBUS_CALL_FLAGS_NONE,
+                          5000, src->cancellable, on_reused_peer_pinged, source_ref (src));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+source_peer_ready (Source *src, GError *error_in)
+{
+  g_autoptr (GError) error = error_in;
+  g_autofree char *peer_label = NULL;
+
+  if (source_is_stale (src))
     return;
   if (src->peer == NULL)
     {
@@ -872,11 +1116,12 @@ on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
       source_fail (src, converted);
       return;
     }
-  if (src->finishing)
-    return;
+  md_migration_mark_time (src->migration, "peer-connected");
   peer_label = g_strdup_printf ("%s (%s)", md_peer_connection_get_host_name (src->peer),
                                 md_peer_connection_get_address (src->peer));
   md_migration_set_peer (src->migration, peer_label);
+  md_journal_set_string (md_machine_get_journal (src->machine), "peer-name",
+                         md_peer_connection_get_host_name (src->peer));
   src->peer_closed_id = g_signal_connect (src->peer, "closed", G_CALLBACK (on_peer_closed), src);
   src->peer_aborted_id = g_signal_connect (md_peer_connection_get_proxy (src->peer), "aborted",
                                            G_CALLBACK (on_peer_aborted), src);
@@ -895,339 +1140,4 @@ on_peer_connected (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   source_prepare (src);
-}
-
-/* ---- controls ------------------------------------------------------------------ */
-
-static gboolean
-control_cancel (gpointer engine, GError **error)
-{
-  Source *src = engine;
-
-  if (src->peer_resumed)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "migration of %s can no longer be cancelled: the guest already runs on %s",
-                   md_guest_get_name (src->guest), source_peer_name (src));
-      return FALSE;
-    }
-  source_fail (src, g_error_new (MD_ERROR, MD_ERROR_CANCELLED,
-                                 "migration of %s to %s was cancelled in phase %s; the guest "
-                                 "keeps running on host %s",
-                                 md_guest_get_name (src->guest), source_peer_name (src),
-                                 source_phase (src), source_host_name (src)));
-  return TRUE;
-}
-
-static void
-on_param_set (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
-
-  if (node == NULL)
-    g_warning ("setting a migration parameter failed: %s", error->message);
-}
-
-static gboolean
-set_live_parameter (Source *src, const char *name, guint64 value, GError **error)
-{
-  MdQmp *qmp = md_guest_get_qmp (src->guest);
-  g_autoptr (JsonObject) args = json_object_new ();
-
-  if (qmp == NULL || src->offline)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "migration of %s has no running QEMU to tune", md_guest_get_name (src->guest));
-      return FALSE;
-    }
-  json_object_set_int_member (args, name, (gint64) value);
-  md_qmp_execute_async (qmp, "migrate-set-parameters", args, NULL, on_param_set, NULL);
-  return TRUE;
-}
-
-static gboolean
-control_set_bandwidth (gpointer engine, guint64 bps, GError **error)
-{
-  Source *src = engine;
-
-  if (!set_live_parameter (src, "max-bandwidth", bps > 0 ? bps : UNLIMITED_BANDWIDTH, error))
-    return FALSE;
-  source_set_mirror_speed (src, bps);
-  md_migration_set_bandwidth_property (src->migration, bps);
-  return TRUE;
-}
-
-static gboolean
-control_set_max_downtime (gpointer engine, guint64 ms, GError **error)
-{
-  Source *src = engine;
-
-  if (!set_live_parameter (src, "downtime-limit", ms, error))
-    return FALSE;
-  md_migration_set_max_downtime_property (src->migration, ms);
-  return TRUE;
-}
-
-static gboolean
-control_start_postcopy (gpointer engine, GError **error)
-{
-  Source *src = engine;
-  MdQmp *qmp = md_guest_get_qmp (src->guest);
-
-  if (!md_options_get_boolean (src->options, "postcopy", FALSE))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "migration of %s was not started with the postcopy option",
-                   md_guest_get_name (src->guest));
-      return FALSE;
-    }
-  if (!src->qemu_migrating || qmp == NULL || src->postcopy_started)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   src->postcopy_started
-                       ? "migration of %s is already in post-copy (phase %s)"
-                       : "migration of %s has no memory transfer under way to switch (phase %s)",
-                   md_guest_get_name (src->guest), source_phase (src));
-      return FALSE;
-    }
-  md_qmp_execute_async (qmp, "migrate-start-postcopy", NULL, NULL, on_param_set, NULL);
-  return TRUE;
-}
-
-static const MdMigrationControl source_control = {
-  control_cancel,
-  control_set_bandwidth,
-  control_set_max_downtime,
-  control_start_postcopy,
-};
-
-/* ---- Begin -------------------------------------------------------------------------- */
-
-static gboolean
-validate_options (GVariant *options, GError **error)
-{
-  const char *compression = md_options_get_string (options, "compression");
-  MdStorageCopyMode mode;
-
-  if (!md_options_check (options, md_migration_option_specs, "Migrate", error)
-      || !md_storage_parse_mode (md_options_get_string (options, "copy-storage"), &mode, error))
-    return FALSE;
-  if (compression != NULL && !g_str_equal (compression, "none")
-      && !g_str_equal (compression, "zlib") && !g_str_equal (compression, "zstd"))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "option 'compression' must be none, zlib or zstd, not '%s'", compression);
-      return FALSE;
-    }
-  if (compression != NULL && !g_str_equal (compression, "none")
-      && md_options_get_uint32 (options, "parallel-connections", 0) == 0)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "option 'compression' needs 'parallel-connections' (QEMU compresses multifd "
-                   "streams only)");
-      return FALSE;
-    }
-  if (md_options_get_uint64 (options, "max-downtime", 1) == 0)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "option 'max-downtime' must be at least 1 ms");
-      return FALSE;
-    }
-  return TRUE;
-}
-
-/* "host", "host:port" or "[v6]:port" with a port in range, or a peer name
- * from the configuration. */
-static char *
-resolve_destination (MdManager *manager, const char *destination, GError **error)
-{
-  const MdConfigPeer *peer = md_manager_find_peer (manager, destination);
-  g_autoptr (GNetworkAddress) address = NULL;
-  g_autoptr (GError) local_error = NULL;
-
-  if (peer != NULL)
-    return g_strdup (peer->address);
-  if (destination == NULL || *destination == '\0')
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "destination is empty; give host[:port] of the peer migrationd or a peer name");
-      return NULL;
-    }
-  address =
-      (GNetworkAddress *) g_network_address_parse (destination, MD_DEFAULT_PEER_PORT, &local_error);
-  if (address == NULL)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "destination '%s' is neither host[:port] nor a known peer name: %s", destination,
-                   local_error->message);
-      return NULL;
-    }
-  if (g_network_address_get_port (address) == 0)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "destination '%s': port 0 is not a valid port", destination);
-      return NULL;
-    }
-  return g_strdup (destination);
-}
-
-/* The cheap part of refusing to migrate to ourselves, before any TLS: our
- * own listen address (or name, or loopback) and peer port. The peer's
- * host UUID check in Hello catches every other way of reaching us. */
-static gboolean
-is_this_host (MdManager *manager, const char *destination)
-{
-  const MdConfig *config = md_manager_get_config (manager);
-  g_autoptr (GSocketConnectable) parsed =
-      g_network_address_parse (destination, MD_DEFAULT_PEER_PORT, NULL);
-  const char *host;
-
-  if (parsed == NULL
-      || g_network_address_get_port (G_NETWORK_ADDRESS (parsed)) != config->peer_port)
-    return FALSE;
-  host = g_network_address_get_hostname (G_NETWORK_ADDRESS (parsed));
-  return g_strcmp0 (host, config->listen_address) == 0 || g_strcmp0 (host, config->host_name) == 0
-         || g_strcmp0 (host, "localhost") == 0 || g_str_has_prefix (host, "127.")
-         || g_strcmp0 (host, "::1") == 0;
-}
-
-static MdDomain *
-build_destination_definition (MdManager *manager, MdGuest *guest, GVariant *options, GError **error)
-{
-  const MdDomain *current = md_guest_get_live_definition (guest) != NULL
-                                ? md_guest_get_live_definition (guest)
-                                : md_guest_get_definition (guest);
-  const char *dest_xml = md_options_get_string (options, "destination-xml");
-  const char *dest_name = md_options_get_string (options, "destination-name");
-  g_autoptr (MdDomain) def = NULL;
-
-  if (dest_xml != NULL)
-    {
-      def = md_domain_parse (dest_xml, error);
-      if (def == NULL)
-        {
-          g_prefix_error (error, "option 'destination-xml': ");
-          return NULL;
-        }
-      if (!md_domain_check_abi_compatible (current, def, error))
-        {
-          g_prefix_error (error, "option 'destination-xml': ");
-          return NULL;
-        }
-    }
-  else
-    def = md_domain_copy (current);
-  if (dest_name != NULL)
-    {
-      if (!md_domain_validate_name (dest_name, error))
-        {
-          g_prefix_error (error, "option 'destination-name': ");
-          return NULL;
-        }
-      g_free (def->name);
-      def->name = g_strdup (dest_name);
-    }
-  return g_steal_pointer (&def);
-}
-
-MdMigration *
-md_migration_source_start (MdManager *manager, MdGuest *guest, const char *destination,
-                           GVariant *options, guint owner_uid, GError **error)
-{
-  const MdConfig *config = md_manager_get_config (manager);
-  g_autofree char *resolved = NULL;
-  g_autoptr (MdDomain) dest_def = NULL;
-  MdGuestState state = md_guest_get_state (guest);
-  MdStorageCopyMode storage_mode = MD_STORAGE_COPY_NONE;
-  g_autoptr (GPtrArray) plan = NULL;
-  gboolean offline;
-  Source *src;
-
-  if (!validate_options (options, error))
-    return NULL;
-  offline = md_options_get_boolean (options, "offline", FALSE);
-  if (offline && state != MD_GUEST_STATE_SHUT_OFF)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "option 'offline' needs guest %s shut off; it is %s on host %s",
-                   md_guest_get_name (guest), md_guest_state_to_string (state), config->host_name);
-      return NULL;
-    }
-  if (offline && !md_guest_is_persistent (guest))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "guest %s is transient: an offline migration moves a definition",
-                   md_guest_get_name (guest));
-      return NULL;
-    }
-  if (!offline && state != MD_GUEST_STATE_RUNNING && state != MD_GUEST_STATE_PAUSED)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,
-                   "guest %s is %s on host %s; only a running or paused guest can migrate live "
-                   "(use the 'offline' option for a shut-off one)",
-                   md_guest_get_name (guest), md_guest_state_to_string (state), config->host_name);
-      return NULL;
-    }
-  resolved = resolve_destination (manager, destination, error);
-  if (resolved == NULL)
-    return NULL;
-  if (is_this_host (manager, resolved))
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                   "refusing to migrate to itself: destination '%s' is host %s's own peer "
-                   "port; give another host",
-                   destination, config->host_name);
-      return NULL;
-    }
-  dest_def = build_destination_definition (manager, guest, options, error);
-  if (dest_def == NULL)
-    return NULL;
-  md_storage_parse_mode (md_options_get_string (options, "copy-storage"), &storage_mode, NULL);
-  {
-    g_autofree const char **targets = NULL;
-    g_variant_lookup (options, "disks", "^a&s", &targets);
-    plan = md_storage_plan (md_guest_get_live_definition (guest) != NULL
-                                ? md_guest_get_live_definition (guest)
-                                : md_guest_get_definition (guest),
-                            storage_mode, targets, error);
-    if (plan == NULL)
-      return NULL;
-  }
-
-  src = g_new0 (Source, 1);
-  src->manager = manager;
-  src->guest = g_object_ref (guest);
-  src->options = g_variant_ref_sink (g_variant_ref (options));
-  src->destination = g_steal_pointer (&resolved);
-  src->dest_def = g_steal_pointer (&dest_def);
-  src->cancellable = g_cancellable_new ();
-  src->offline = offline;
-  src->storage_mode = storage_mode;
-  src->plan = g_steal_pointer (&plan);
-  src->was_running = state == MD_GUEST_STATE_RUNNING;
-  src->src_persistent = md_guest_is_persistent (guest);
-  src->migration =
-      md_migration_new (manager, md_manager_next_migration_number (manager), MD_MIGRATION_OUTGOING,
-                        md_guest_get_object_path (guest), md_guest_get_name (guest),
-                        src->destination, owner_uid, options);
-  src->migration_id =
-      g_strdup_printf ("%s:%s", md_dbus_manager1_get_host_uuid (MD_DBUS_MANAGER1 (manager)),
-                       md_migration_get_object_path (src->migration));
-  md_migration_set_max_downtime_property (src->migration,
-                                          md_options_get_uint64 (options, "max-downtime", 300));
-  md_migration_set_bandwidth_property (src->migration,
-                                       md_options_get_uint64 (options, "bandwidth", 0));
-  md_migration_set_control (src->migration, &source_control, src);
-  md_manager_add_migration (manager, src->migration);
-  md_guest_begin_migration (guest, md_migration_get_object_path (src->migration), FALSE);
-  md_migration_set_running_state (src->migration, "running");
-  md_migration_set_phase (src->migration, "prepare");
-  g_message ("migration %s: %s to %s started", md_migration_get_object_path (src->migration),
-             md_guest_get_name (guest), src->destination);
-
-  src->refs = 1;
-  md_peer_connect_async (md_manager_get_peer_tls_config (manager), src->destination,
-                         src->cancellable, on_peer_connected, source_ref (src));
-  return g_object_ref (src->migration);
 }

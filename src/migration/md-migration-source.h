@@ -3,13 +3,11 @@
 #pragma once
 
 #include "daemon/md-guest.h"
+#include "md-migration.h"
 #include "daemon/md-manager.h"
 #include "common/md-options.h"
 
 G_BEGIN_DECLS
-
-/* The options Guest1.Migrate accepts (key and GVariant type). */
-extern const MdOptionSpec md_migration_option_specs[];
 
 /* Validates @options and @destination, creates and exports the
  * Migration1 object and starts the migration in the background. Returns
@@ -17,9 +15,5 @@ extern const MdOptionSpec md_migration_option_specs[];
  * when nothing was started. */
 MdMigration *md_migration_source_start (MdManager *manager, MdGuest *guest, const char *destination,
                                         GVariant *options, guint owner_uid, GError **error);
-
-/* The migrate-set-capabilities arguments for @options; both ends of a
- * migration set the same ones. */
-JsonObject *md_migration_capabilities_args (GVariant *options);
 
 G_END_DECLS

@@ -8,6 +8,7 @@
 
 #include "md-migration.h"
 #include "common/md-error.h"
+#include "common/md-options.h"
 #include "daemon/md-manager.h"
 
 #define PUBLISH_INTERVAL_MS 500
@@ -124,6 +125,18 @@ md_migration_set_statistic (MdMigration *self, const char *key, GVariant *value)
   g_hash_table_insert (self->statistics, g_strdup (key), g_variant_ref_sink (value));
 }
 
+void
+md_migration_mark_time (MdMigration *self, const char *event)
+{
+  g_autofree char *key = g_strdup_printf ("time-%s-ms", event);
+
+  if (g_hash_table_contains (self->statistics, key))
+    return; /* the first time counts */
+  md_migration_set_statistic (
+      self, key,
+      g_variant_new_uint64 ((guint64) (g_get_monotonic_time () - self->start_monotonic) / 1000));
+}
+
 static gboolean
 check_controllable (MdMigration *self, GDBusMethodInvocation *invocation, const char *what)
 {
@@ -168,38 +181,62 @@ handle_cancel (MdDbusMigration1 *object, GDBusMethodInvocation *invocation, GVar
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* A SetBandwidth / SetMaxDowntime waiting for QEMU's answer. */
+typedef struct
+{
+  MdMigration *self; /* strong */
+  GDBusMethodInvocation *invocation;
+  gboolean bandwidth;
+} Tuning;
+
+static void
+on_tuned (GError *error, gpointer user_data)
+{
+  Tuning *t = user_data;
+
+  if (error != NULL)
+    md_error_return (t->invocation, error);
+  else if (t->bandwidth)
+    md_dbus_migration1_complete_set_bandwidth (MD_DBUS_MIGRATION1 (t->self), t->invocation);
+  else
+    md_dbus_migration1_complete_set_max_downtime (MD_DBUS_MIGRATION1 (t->self), t->invocation);
+  g_object_unref (t->self);
+  g_free (t);
+}
+
+static gboolean
+tune (MdMigration *self, GDBusMethodInvocation *invocation, gboolean bandwidth, guint64 value)
+{
+  GError *error = NULL;
+  Tuning *t;
+  gboolean sent;
+
+  if (bandwidth ? !md_migrate_check_bandwidth (value, "SetBandwidth's bps", &error)
+                : !md_migrate_check_max_downtime (value, "SetMaxDowntime's ms", &error))
+    return md_error_return (invocation, error);
+  if (!check_controllable (self, invocation, "tune"))
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
+  t = g_new0 (Tuning, 1);
+  t->self = g_object_ref (self);
+  t->invocation = invocation;
+  t->bandwidth = bandwidth;
+  sent = bandwidth ? self->control->set_bandwidth (self->engine, value, on_tuned, t, &error)
+                   : self->control->set_max_downtime (self->engine, value, on_tuned, t, &error);
+  if (!sent)
+    on_tuned (error, t);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 static gboolean
 handle_set_bandwidth (MdDbusMigration1 *object, GDBusMethodInvocation *invocation, guint64 bps)
 {
-  MdMigration *self = MD_MIGRATION (object);
-  GError *error = NULL;
-
-  if (!check_controllable (self, invocation, "tune"))
-    return G_DBUS_METHOD_INVOCATION_HANDLED;
-  if (!self->control->set_bandwidth (self->engine, bps, &error))
-    return md_error_return (invocation, error);
-  md_dbus_migration1_complete_set_bandwidth (object, invocation);
-  return G_DBUS_METHOD_INVOCATION_HANDLED;
+  return tune (MD_MIGRATION (object), invocation, TRUE, bps);
 }
 
 static gboolean
 handle_set_max_downtime (MdDbusMigration1 *object, GDBusMethodInvocation *invocation, guint64 ms)
 {
-  MdMigration *self = MD_MIGRATION (object);
-  GError *error = NULL;
-
-  if (ms == 0)
-    {
-      g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                                             "the maximum downtime must be at least 1 ms");
-      return G_DBUS_METHOD_INVOCATION_HANDLED;
-    }
-  if (!check_controllable (self, invocation, "tune"))
-    return G_DBUS_METHOD_INVOCATION_HANDLED;
-  if (!self->control->set_max_downtime (self->engine, ms, &error))
-    return md_error_return (invocation, error);
-  md_dbus_migration1_complete_set_max_downtime (object, invocation);
-  return G_DBUS_METHOD_INVOCATION_HANDLED;
+  return tune (MD_MIGRATION (object), invocation, FALSE, ms);
 }
 
 static gboolean
@@ -373,6 +410,22 @@ md_migration_set_running_state (MdMigration *self, const char *state)
 }
 
 void
+md_migration_set_needs_attention (MdMigration *self, const GError *error)
+{
+  MdDbusMigration1 *iface = MD_DBUS_MIGRATION1 (self);
+  g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_FAILED);
+
+  if (self->finished)
+    return;
+  md_dbus_migration1_set_state (iface, "needs-attention");
+  md_dbus_migration1_set_error_name (iface, md_error_code_to_dbus_name (converted->code));
+  md_dbus_migration1_set_error_message (iface, converted->message);
+  g_dbus_interface_skeleton_flush (G_DBUS_INTERFACE_SKELETON (self));
+  g_warning ("migration %s of %s needs attention: %s", self->object_path,
+             md_dbus_migration1_get_guest_name (iface), converted->message);
+}
+
+void
 md_migration_set_bandwidth_property (MdMigration *self, guint64 bytes_per_second)
 {
   md_dbus_migration1_set_bandwidth (MD_DBUS_MIGRATION1 (self), bytes_per_second);
@@ -411,7 +464,7 @@ on_keep_expired (gpointer user_data)
   MdMigration *self = user_data;
 
   self->keep_id = 0;
-  md_manager_forget_migration (self->manager, self);
+  md_manager_forget_migration (self->manager, self->object_path);
   return G_SOURCE_REMOVE;
 }
 
@@ -458,7 +511,9 @@ md_migration_complete (MdMigration *self, const GError *error, guint64 downtime_
       md_dbus_migration1_set_progress (iface, 1.0);
       md_dbus_migration1_set_progress_valid (iface, TRUE);
     }
-  md_dbus_migration1_set_phase (iface, "done");
+  /* A failed migration keeps showing the phase it failed in. */
+  if (self->error == NULL)
+    md_dbus_migration1_set_phase (iface, "done");
   md_dbus_migration1_set_state (iface, state);
   md_dbus_migration1_set_error_name (iface, name);
   md_dbus_migration1_set_error_message (iface, message);

@@ -33,13 +33,22 @@ typedef struct
 #define MD_TYPE_MIGRATION (md_migration_get_type ())
 G_DECLARE_FINAL_TYPE (MdMigration, md_migration, MD, MIGRATION, MdDbusMigration1Skeleton)
 
+/* Called once a tuning request was applied (@error NULL: QEMU took the
+ * value and the property shows it) or refused (@error, taken). */
+typedef void (*MdMigrationTuned) (GError *error, gpointer user_data);
+
 /* What a direction-specific engine does for the control methods; each
- * returns FALSE with @error set when it cannot. */
+ * returns FALSE with @error set when it cannot. The tuning ones return
+ * TRUE when the request went to QEMU and call @done with QEMU's answer;
+ * the property changes only when QEMU accepted the value. Arguments are
+ * range-checked (md_migrate_check_*) before the engine sees them. */
 typedef struct
 {
   gboolean (*cancel) (gpointer engine, GError **error);
-  gboolean (*set_bandwidth) (gpointer engine, guint64 bytes_per_second, GError **error);
-  gboolean (*set_max_downtime) (gpointer engine, guint64 ms, GError **error);
+  gboolean (*set_bandwidth) (gpointer engine, guint64 bytes_per_second, MdMigrationTuned done,
+                             gpointer user_data, GError **error);
+  gboolean (*set_max_downtime) (gpointer engine, guint64 ms, MdMigrationTuned done,
+                                gpointer user_data, GError **error);
   gboolean (*start_postcopy) (gpointer engine, GError **error);
 } MdMigrationControl;
 
@@ -57,6 +66,10 @@ void md_migration_set_peer (MdMigration *self, const char *peer);
 void md_migration_set_phase (MdMigration *self, const char *phase);
 /* queued, running, postcopy (completed/failed/cancelled via _complete). */
 void md_migration_set_running_state (MdMigration *self, const char *state);
+/* The daemon cannot prove which copy of the guest is the only one: State
+ * "needs-attention" with @error saying what was left and why; the object
+ * stays until an admin resolves it (or a later resolution completes it). */
+void md_migration_set_needs_attention (MdMigration *self, const GError *error);
 void md_migration_set_bandwidth_property (MdMigration *self, guint64 bytes_per_second);
 void md_migration_set_max_downtime_property (MdMigration *self, guint64 ms);
 
@@ -65,6 +78,10 @@ void md_migration_set_max_downtime_property (MdMigration *self, guint64 ms);
 void md_migration_update_stats (MdMigration *self, const MdMigrationStats *stats);
 /* Extra counters for GetStatistics (QEMU's own figures). */
 void md_migration_set_statistic (MdMigration *self, const char *key, GVariant *value);
+/* Statistic "time-@event-ms": ms from the start of this Migration1 to now,
+ * set once (the first call counts). bench/migrate-bench.py splits the
+ * fixed cost of a migration into phases with them. */
+void md_migration_mark_time (MdMigration *self, const char *event);
 
 /* Records the outcome (@error NULL on success; the first error wins, later
  * ones passed here are kept as detail), flushes the properties, emits

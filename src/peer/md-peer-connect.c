@@ -5,8 +5,125 @@
 
 #include "md-peer.h"
 
+#include <string.h>
+
 #include "common/md-error.h"
 #include "md-peer-private.h"
+
+/* ---- The first bytes the peer sent ----
+ *
+ * A pollable filter over the socket's input that keeps the first bytes
+ * read, so that a failed TLS handshake can say what the peer sent
+ * instead of guessing: the busy line of a loaded migrationd, or the
+ * banner of another service. */
+
+#define RECORD_MAX 160
+
+#define MD_TYPE_RECORDING_INPUT (md_recording_input_get_type ())
+G_DECLARE_FINAL_TYPE (MdRecordingInput, md_recording_input, MD, RECORDING_INPUT, GFilterInputStream)
+
+struct _MdRecordingInput
+{
+  GFilterInputStream parent_instance;
+  guint8 first[RECORD_MAX];
+  gsize recorded;
+};
+
+static void md_recording_input_pollable_init (GPollableInputStreamInterface *iface);
+
+G_DEFINE_TYPE_WITH_CODE (MdRecordingInput, md_recording_input, G_TYPE_FILTER_INPUT_STREAM,
+                         G_IMPLEMENT_INTERFACE (G_TYPE_POLLABLE_INPUT_STREAM,
+                                                md_recording_input_pollable_init))
+
+static GInputStream *
+recording_base (gpointer self)
+{
+  return g_filter_input_stream_get_base_stream (G_FILTER_INPUT_STREAM (self));
+}
+
+static void
+record (MdRecordingInput *self, const void *buffer, gssize n)
+{
+  gsize take;
+
+  if (n <= 0 || self->recorded >= RECORD_MAX)
+    return;
+  take = MIN ((gsize) n, RECORD_MAX - self->recorded);
+  memcpy (self->first + self->recorded, buffer, take);
+  self->recorded += take;
+}
+
+static gssize
+recording_read (GInputStream *stream, void *buffer, gsize count, GCancellable *cancellable,
+                GError **error)
+{
+  gssize n = g_input_stream_read (recording_base (stream), buffer, count, cancellable, error);
+
+  record (MD_RECORDING_INPUT (stream), buffer, n);
+  return n;
+}
+
+static gboolean
+recording_can_poll (GPollableInputStream *stream)
+{
+  return g_pollable_input_stream_can_poll (G_POLLABLE_INPUT_STREAM (recording_base (stream)));
+}
+
+static gboolean
+recording_is_readable (GPollableInputStream *stream)
+{
+  return g_pollable_input_stream_is_readable (G_POLLABLE_INPUT_STREAM (recording_base (stream)));
+}
+
+static GSource *
+recording_create_source (GPollableInputStream *stream, GCancellable *cancellable)
+{
+  g_autoptr (GSource) base = g_pollable_input_stream_create_source (
+      G_POLLABLE_INPUT_STREAM (recording_base (stream)), NULL);
+
+  return g_pollable_source_new_full (stream, base, cancellable);
+}
+
+static gssize
+recording_read_nonblocking (GPollableInputStream *stream, void *buffer, gsize count, GError **error)
+{
+  gssize n = g_pollable_input_stream_read_nonblocking (
+      G_POLLABLE_INPUT_STREAM (recording_base (stream)), buffer, count, NULL, error);
+
+  record (MD_RECORDING_INPUT (stream), buffer, n);
+  return n;
+}
+
+static void
+md_recording_input_pollable_init (GPollableInputStreamInterface *iface)
+{
+  iface->can_poll = recording_can_poll;
+  iface->is_readable = recording_is_readable;
+  iface->create_source = recording_create_source;
+  iface->read_nonblocking = recording_read_nonblocking;
+}
+
+static void
+md_recording_input_init (MdRecordingInput *self)
+{
+}
+
+static void
+md_recording_input_class_init (MdRecordingInputClass *klass)
+{
+  G_INPUT_STREAM_CLASS (klass)->read_fn = recording_read;
+}
+
+/* What the peer sent, for a message: printable ASCII, the rest as '.'. */
+static char *
+recorded_text (MdRecordingInput *self)
+{
+  GString *text = g_string_new (NULL);
+
+  for (gsize i = 0; i < self->recorded && self->first[i] != '\n'; i++)
+    g_string_append_c (text, g_ascii_isprint (self->first[i]) ? (char) self->first[i] : '.');
+  return g_string_free (text, FALSE);
+}
 
 typedef struct
 {
@@ -26,6 +143,8 @@ typedef struct
   GTlsCertificateFlags server_errors;
   char *server_dn;
   GIOStream *tls;
+  MdRecordingInput *recorder; /* what the peer sent first */
+  GSocketConnection *socket;
   char *address;
   MdPeerConnection *conn;
 } Connect;
@@ -42,6 +161,8 @@ connect_free (Connect *op)
   g_clear_object (&op->client_cert);
   g_clear_object (&op->database);
   g_clear_object (&op->tls);
+  g_clear_object (&op->recorder);
+  g_clear_object (&op->socket);
   g_clear_object (&op->conn);
   g_clear_pointer (&op->cfg, md_peer_config_unref);
   g_free (op->target);
@@ -105,6 +226,33 @@ own_certificate_problem (Connect *op)
   return NULL;
 }
 
+/* The TLS layer stops at the first record header (5 bytes) that is not
+ * TLS; the rest of what a non-TLS peer sent is still in the socket. */
+static void
+record_rest (Connect *op)
+{
+  MdRecordingInput *rec = op->recorder;
+  gssize n;
+
+  if (rec == NULL || op->socket == NULL || rec->recorded == 0 || rec->recorded >= RECORD_MAX
+      || (rec->first[0] >= 0x14 && rec->first[0] <= 0x17))
+    return;
+  n = g_socket_receive_with_blocking (g_socket_connection_get_socket (op->socket),
+                                      (char *) rec->first + rec->recorded,
+                                      RECORD_MAX - rec->recorded, FALSE, NULL, NULL);
+  if (n > 0)
+    rec->recorded += n;
+}
+
+static gboolean
+recorder_starts_with (Connect *op, const char *prefix)
+{
+  gsize len = strlen (prefix);
+
+  return op->recorder != NULL && op->recorder->recorded >= len
+         && memcmp (op->recorder->first, prefix, len) == 0;
+}
+
 /* Turns what went wrong into an MD_ERROR that names the peer and what to do,
  * and fails the task. */
 static void
@@ -115,6 +263,7 @@ connect_fail (GTask *task, GError *cause)
   g_autofree char *mine = NULL;
   GError *error;
 
+  record_rest (op);
   if (op->conn != NULL)
     md_peer_connection_close (op->conn);
   else if (op->tls != NULL)
@@ -159,6 +308,29 @@ connect_fail (GTask *task, GError *cause)
                              "migrationd-tls-setup",
                              op->target, what, op->server_dn, op->target);
     }
+  else if (recorder_starts_with (op, MD_PEER_BUSY_LINE))
+    {
+      g_autofree char *line = recorded_text (op->recorder);
+      error = g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
+                           "peer %s is busy and refused the connection (%s); try again later",
+                           op->target, line + strlen (MD_PEER_BUSY_LINE " "));
+    }
+  /* TLS records start with content type 20-23. */
+  else if (op->recorder != NULL && op->recorder->recorded > 0
+           && (op->recorder->first[0] < 0x14 || op->recorder->first[0] > 0x17))
+    {
+      g_autofree char *line = recorded_text (op->recorder);
+      error = g_error_new (MD_ERROR, MD_ERROR_TLS_FAILED,
+                           "peer %s is not TLS on this port: it sent '%s' (%s); is it "
+                           "migrationd's peer port?",
+                           op->target, line, cause->message);
+    }
+  else if (op->recorder != NULL && op->recorder->recorded == 0
+           && g_str_equal (op->stage, "TLS handshake"))
+    error = g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
+                         "peer %s closed the connection before answering the TLS handshake "
+                         "(%s); see migrationd's log there",
+                         op->target, cause->message);
   else if (g_error_matches (cause, G_TLS_ERROR, G_TLS_ERROR_NOT_TLS))
     error = g_error_new (MD_ERROR, MD_ERROR_TLS_FAILED,
                          "peer %s does not speak TLS on this port (%s); is it migrationd's peer "
@@ -270,7 +442,7 @@ on_client_dbus_ready (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   op->conn = md_peer_connection_new_internal (dbus, op->address, op->server_dn, FALSE,
-                                              op->cfg->max_message_size);
+                                              op->cfg->max_message_size, op->cfg->liveness_timeout);
   op->stage = "Peer1 setup";
   md_dbus_peer1_proxy_new (dbus,
                            G_DBUS_PROXY_FLAGS_DO_NOT_LOAD_PROPERTIES
@@ -368,7 +540,19 @@ on_tcp_connected (GObject *source, GAsyncResult *result, gpointer user_data)
   op->address = md_peer_address_to_string (remote);
 
   op->stage = "TLS handshake";
-  op->tls = g_tls_client_connection_new (G_IO_STREAM (socket), op->identity, &error);
+  op->socket = g_object_ref (socket);
+  op->recorder = g_object_new (MD_TYPE_RECORDING_INPUT, "base-stream",
+                               g_io_stream_get_input_stream (G_IO_STREAM (socket)),
+                               "close-base-stream", FALSE, NULL);
+  {
+    /* The socket stays referenced by the GSimpleIOStream's output. */
+    g_autoptr (GIOStream) recorded = g_simple_io_stream_new (
+        G_INPUT_STREAM (op->recorder), g_io_stream_get_output_stream (G_IO_STREAM (socket)));
+
+    g_object_set_data_full (G_OBJECT (recorded), "md-socket", g_object_ref (socket),
+                            g_object_unref);
+    op->tls = g_tls_client_connection_new (recorded, op->identity, &error);
+  }
   if (op->tls == NULL)
     {
       connect_fail (task, error);

@@ -13,6 +13,10 @@ G_BEGIN_DECLS
 #define MD_PEER_CLIENT_CERT "client-cert.pem"
 #define MD_PEER_CLIENT_KEY "client-key.pem"
 
+/* First bytes a listener sends, in plain text, to a connection it drops
+ * at a load cap before TLS started ("MIGRATIOND-BUSY host B: why\n"). */
+#define MD_PEER_BUSY_LINE "MIGRATIOND-BUSY"
+
 /* Configuration copy, shared by the listener, its connections and the
  * connect operations. */
 
@@ -24,6 +28,7 @@ typedef struct
   char *host_name;
   guint timeout;
   gsize max_message_size;
+  guint liveness_timeout; /* s */
 } MdPeerConfig;
 
 MdPeerConfig *md_peer_config_new (const MdPeerTlsConfig *in);
@@ -46,7 +51,7 @@ gboolean md_peer_allow_anonymous_only (GDBusAuthObserver *observer, const char *
 
 MdPeerConnection *md_peer_connection_new_internal (GDBusConnection *dbus, const char *address,
                                                    const char *dn, gboolean incoming,
-                                                   gsize max_message_size);
+                                                   gsize max_message_size, guint liveness_timeout);
 void md_peer_connection_set_identity (MdPeerConnection *self, guint version, const char *uuid,
                                       const char *name, GVariant *info);
 void md_peer_connection_set_proxy (MdPeerConnection *self, MdDbusPeer1 *proxy);

@@ -10,6 +10,8 @@
 
 #include "common/md-error.h"
 #include "md-peer-private.h"
+#include "md-peer-check.h"
+#include "md-peer-liveness.h"
 
 #include <gnutls/x509.h>
 #include <string.h>
@@ -43,6 +45,7 @@ md_peer_config_new (const MdPeerTlsConfig *in)
   cfg->timeout = in->handshake_timeout ? in->handshake_timeout : MD_PEER_DEFAULT_HANDSHAKE_TIMEOUT;
   cfg->max_message_size =
       in->max_message_size ? in->max_message_size : MD_PEER_DEFAULT_MAX_MESSAGE_SIZE;
+  cfg->liveness_timeout = in->peer_timeout ? in->peer_timeout : MD_PEER_DEFAULT_LIVENESS_TIMEOUT;
   return cfg;
 }
 
@@ -243,6 +246,7 @@ struct _MdPeerConnection
   gboolean incoming;
   gboolean hello_done;
   gboolean closed;
+  char *refusal; /* incoming: Hello is refused with this (per-DN limit) */
 
   GDBusConnection *dbus;
   gulong closed_id;
@@ -250,6 +254,7 @@ struct _MdPeerConnection
   GDBusInterfaceSkeleton *skeleton; /* incoming */
   MdPeerListener *listener;         /* incoming, weak */
   guint hello_timeout_id;           /* incoming, until Hello */
+  MdPeerLiveness *liveness;         /* keepalives, until closed */
 };
 
 enum
@@ -283,6 +288,7 @@ connection_mark_closed (MdPeerConnection *self)
   if (self->closed)
     return;
   self->closed = TRUE;
+  g_clear_pointer (&self->liveness, md_peer_liveness_stop);
   g_clear_handle_id (&self->hello_timeout_id, g_source_remove);
   if (self->skeleton != NULL)
     unexport_skeleton (self);
@@ -308,6 +314,7 @@ md_peer_connection_dispose (GObject *object)
 {
   MdPeerConnection *self = MD_PEER_CONNECTION (object);
 
+  g_clear_pointer (&self->liveness, md_peer_liveness_stop);
   g_clear_handle_id (&self->hello_timeout_id, g_source_remove);
   if (self->skeleton != NULL)
     {
@@ -336,6 +343,7 @@ md_peer_connection_finalize (GObject *object)
   g_free (self->dn);
   g_free (self->host_uuid);
   g_free (self->host_name);
+  g_free (self->refusal);
   g_strfreev (self->capabilities);
   G_OBJECT_CLASS (md_peer_connection_parent_class)->finalize (object);
 }
@@ -352,9 +360,22 @@ md_peer_connection_class_init (MdPeerConnectionClass *klass)
       "closed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 0);
 }
 
+/* The peer said nothing for the whole timeout; md-peer-liveness closed
+ * the GDBus connection, but its "closed" signal waits for the stream to
+ * close: say it now. */
+static void
+on_peer_dead (const char *reason, gpointer user_data)
+{
+  MdPeerConnection *self = user_data;
+
+  g_object_ref (self);
+  connection_mark_closed (self);
+  g_object_unref (self);
+}
+
 MdPeerConnection *
 md_peer_connection_new_internal (GDBusConnection *dbus, const char *address, const char *dn,
-                                 gboolean incoming, gsize max_message_size)
+                                 gboolean incoming, gsize max_message_size, guint liveness_timeout)
 {
   MdPeerConnection *self = g_object_new (MD_TYPE_PEER_CONNECTION, NULL);
 
@@ -364,6 +385,7 @@ md_peer_connection_new_internal (GDBusConnection *dbus, const char *address, con
   self->incoming = incoming;
   self->closed_id = g_signal_connect (dbus, "closed", G_CALLBACK (on_dbus_closed), self);
   add_size_filter (dbus, max_message_size, address);
+  self->liveness = md_peer_liveness_start (dbus, address, liveness_timeout, on_peer_dead, self);
   return self;
 }
 
@@ -472,7 +494,17 @@ md_peer_connection_close (MdPeerConnection *self)
 /* ---------------------------------------------------------------------- */
 /* MdPeerListener */
 
+/* Admission of unauthenticated connections (issue 9): a flood of silent
+ * or stalled connections must not keep a real peer out. Pending
+ * handshakes are capped per source address and in total; at a cap the
+ * oldest pending connection of that address (or of all) is dropped, a
+ * silent one (nothing sent yet) before one in its TLS handshake, so a
+ * newcomer always gets its turn and a real peer, which speaks at once,
+ * finishes long before it becomes the oldest. */
 #define MAX_PENDING_HANDSHAKES 64
+#define MAX_PENDING_PER_ADDRESS 16
+/* Established (authenticated) connections per certificate DN. */
+#define MAX_CONNECTIONS_PER_DN 32
 
 struct _MdPeerListener
 {
@@ -482,6 +514,8 @@ struct _MdPeerListener
   GTlsCertificate *server_cert;
   GTlsDatabase *database;
   GDBusAuthObserver *observer;
+  guint64 dropped_for_load; /* pending connections dropped at a cap */
+  gint64 load_logged_at;    /* monotonic time of the last such log line */
   char *guid;
   GSocketService *service;
   guint16 port;
@@ -500,6 +534,7 @@ enum
   SIGNAL_HANDLE_FINISH,
   SIGNAL_HANDLE_ABORT,
   SIGNAL_HANDLE_CHECK_PATHS,
+  SIGNAL_HANDLE_RESOLVE,
   N_SIGNALS
 };
 
@@ -511,6 +546,23 @@ static void
 listener_refuse (MdPeerListener *self, const char *address, const char *reason)
 {
   g_message ("Refused peer connection from %s: %s", address, reason);
+  g_signal_emit (self, signals[SIGNAL_PEER_REFUSED], 0, address, reason);
+}
+
+/* A flood is dropped by the thousand: say so in the log once in a while,
+ * not once per connection. */
+static void
+listener_refuse_for_load (MdPeerListener *self, const char *address, const char *reason)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (now - self->load_logged_at >= 5 * G_USEC_PER_SEC)
+    {
+      g_message ("Refused peer connection from %s: %s (%" G_GUINT64_FORMAT
+                 " dropped for load so far)",
+                 address, reason, self->dropped_for_load);
+      self->load_logged_at = now;
+    }
   g_signal_emit (self, signals[SIGNAL_PEER_REFUSED], 0, address, reason);
 }
 
@@ -589,6 +641,21 @@ refuse_and_close (MdPeerSkeleton *self, GDBusMethodInvocation *invocation, MdErr
   g_dbus_connection_flush (conn->dbus, NULL, on_flushed_close, NULL);
 }
 
+/* Arguments are checked (types, sizes, a{sv} contents) before any
+ * handler runs; a peer that sends garbage gets InvalidArgument. */
+static gboolean
+checked_call (MdPeerSkeleton *self, GDBusMethodInvocation *invocation)
+{
+  GError *error = NULL;
+
+  if (md_peer_check_call (g_dbus_method_invocation_get_method_name (invocation),
+                          g_dbus_method_invocation_get_parameters (invocation), &error))
+    return TRUE;
+  g_prefix_error (&error, "host %s refuses the call: ", self->cfg->host_name);
+  g_dbus_method_invocation_take_error (invocation, error);
+  return FALSE;
+}
+
 static gboolean
 skeleton_handle_hello (MdDbusPeer1 *object, GDBusMethodInvocation *invocation, guint version,
                        const char *host_uuid, const char *host_name, GVariant *info)
@@ -607,6 +674,13 @@ skeleton_handle_hello (MdDbusPeer1 *object, GDBusMethodInvocation *invocation, g
       return TRUE;
     }
   listener = conn->listener;
+  if (!checked_call (self, invocation))
+    return TRUE;
+  if (conn->refusal != NULL)
+    {
+      refuse_and_close (self, invocation, MD_ERROR_PEER_FAILED, conn->refusal);
+      return TRUE;
+    }
   if (conn->hello_done)
     {
       g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_INVALID_STATE,
@@ -695,6 +769,8 @@ skeleton_gate (MdPeerSkeleton *self, GDBusMethodInvocation *invocation)
                                              self->cfg->host_name);
       return NULL;
     }
+  if (!checked_call (self, invocation))
+    return NULL;
   return conn->listener;
 }
 
@@ -775,9 +851,27 @@ skeleton_handle_check_paths (MdDbusPeer1 *object, GDBusMethodInvocation *invocat
   return TRUE;
 }
 
+static gboolean
+skeleton_handle_resolve (MdDbusPeer1 *object, GDBusMethodInvocation *invocation,
+                         const char *migration_id)
+{
+  MdPeerSkeleton *self = MD_PEER_SKELETON (object);
+  MdPeerListener *listener = skeleton_gate (self, invocation);
+  gboolean handled = FALSE;
+
+  if (listener == NULL)
+    return TRUE;
+  g_signal_emit (listener, signals[SIGNAL_HANDLE_RESOLVE], 0, self->conn, invocation, migration_id,
+                 &handled);
+  if (!handled)
+    not_handled (self, invocation);
+  return TRUE;
+}
+
 static void
 md_peer_skeleton_iface_init (MdDbusPeer1Iface *iface)
 {
+  iface->handle_resolve = skeleton_handle_resolve;
   iface->handle_hello = skeleton_handle_hello;
   iface->handle_prepare = skeleton_handle_prepare;
   iface->handle_finish = skeleton_handle_finish;
@@ -794,9 +888,12 @@ typedef struct
   GIOStream *tls;
   GCancellable *cancellable;
   char *address;
+  char *ip;      /* the source address without port: the per-address cap */
   char *refusal; /* from accept-certificate */
   guint timeout_id;
   gboolean timed_out;
+  char *busy;             /* why it was dropped at a cap; the client is told in plain text */
+  gboolean authenticated; /* TLS done, certificate allowed: never dropped for load */
 } Incoming;
 
 static void
@@ -811,6 +908,8 @@ incoming_free (Incoming *in)
   g_clear_object (&in->socket);
   g_clear_object (&in->listener);
   g_free (in->address);
+  g_free (in->ip);
+  g_free (in->busy);
   g_free (in->refusal);
   g_free (in);
 }
@@ -832,14 +931,31 @@ incoming_done (Incoming *in, const char *reason)
   self->pending = g_list_remove (self->pending, in);
   if (reason != NULL)
     {
-      if (!self->stopped)
+      if (!self->stopped && in->busy != NULL)
+        listener_refuse_for_load (self, in->address, reason);
+      else if (!self->stopped)
         listener_refuse (self, in->address, reason);
+      /* No TLS yet: the client's handshake reads this line instead of a
+       * TLS record, and can say "peer busy" rather than guess. */
+      if (in->busy != NULL && in->tls == NULL)
+        {
+          g_autofree char *line =
+              g_strdup_printf (MD_PEER_BUSY_LINE " host %s: %s\n", self->cfg->host_name, reason);
+          g_socket_send (g_socket_connection_get_socket (in->socket), line, strlen (line), NULL,
+                         NULL);
+        }
       /* Send FIN now but close a little later: closing a socket with
        * unread input makes the kernel send a reset, and the client would
        * lose the TLS alert that says why it was refused. */
       g_socket_shutdown (g_socket_connection_get_socket (in->socket), FALSE, TRUE, NULL);
-      g_timeout_add_seconds_full (G_PRIORITY_DEFAULT, 1, close_socket_later,
-                                  g_object_ref (in->socket), g_object_unref);
+      /* Nothing unread: no reset to fear, and a flood must not pile up
+       * sockets for a second each. */
+      if (in->busy != NULL
+          && g_socket_get_available_bytes (g_socket_connection_get_socket (in->socket)) <= 0)
+        close_socket_later (in->socket);
+      else
+        g_timeout_add_seconds_full (G_PRIORITY_DEFAULT, 1, close_socket_later,
+                                    g_object_ref (in->socket), g_object_unref);
     }
   incoming_free (in);
 }
@@ -920,6 +1036,22 @@ on_incoming_closed (MdPeerConnection *conn, gpointer user_data)
   g_object_unref (conn);
 }
 
+static guint
+connections_of_dn (MdPeerListener *self, const char *dn)
+{
+  GList *lists[] = { self->unhelloed, self->connections };
+  guint n = 0;
+
+  for (guint i = 0; i < G_N_ELEMENTS (lists); i++)
+    for (GList *l = lists[i]; l != NULL; l = l->next)
+      {
+        MdPeerConnection *conn = l->data;
+        if (!conn->closed && conn->refusal == NULL && g_strcmp0 (conn->dn, dn) == 0)
+          n++;
+      }
+  return n;
+}
+
 static void
 on_server_dbus_ready (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -935,16 +1067,18 @@ on_server_dbus_ready (GObject *source, GAsyncResult *result, gpointer user_data)
   if (dbus == NULL)
     {
       g_autofree char *reason =
-          in->timed_out ? g_strdup_printf ("D-Bus authentication not finished within %u s",
-                                           self->cfg->timeout)
-                        : g_strdup_printf ("D-Bus authentication failed: %s", error->message);
+          in->busy != NULL ? g_strdup (in->busy)
+          : in->timed_out  ? g_strdup_printf ("D-Bus authentication not finished within %u s",
+                                              self->cfg->timeout)
+                           : g_strdup_printf ("D-Bus authentication failed: %s", error->message);
       incoming_done (in, reason);
       return;
     }
 
   cert = g_tls_connection_get_peer_certificate (G_TLS_CONNECTION (in->tls));
   dn = cert ? md_peer_cert_subject_dn (cert) : NULL;
-  conn = md_peer_connection_new_internal (dbus, in->address, dn, TRUE, self->cfg->max_message_size);
+  conn = md_peer_connection_new_internal (dbus, in->address, dn, TRUE, self->cfg->max_message_size,
+                                          self->cfg->liveness_timeout);
   g_set_weak_pointer (&conn->listener, self);
 
   skeleton = g_object_new (MD_TYPE_PEER_SKELETON, NULL);
@@ -959,6 +1093,11 @@ on_server_dbus_ready (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
 
+  if (connections_of_dn (self, dn) >= MAX_CONNECTIONS_PER_DN)
+    conn->refusal = g_strdup_printf (
+        "peer busy: host %s already has %u connections from DN '%s'; close some (or wait for "
+        "running migrations) and retry",
+        self->cfg->host_name, MAX_CONNECTIONS_PER_DN, dn ? dn : "");
   self->unhelloed = g_list_prepend (self->unhelloed, conn);
   g_signal_connect (conn, "closed", G_CALLBACK (on_incoming_closed), self);
   conn->hello_timeout_id = g_timeout_add_seconds (self->cfg->timeout, hello_timeout, conn);
@@ -980,7 +1119,9 @@ on_server_handshake (GObject *source, GAsyncResult *result, gpointer user_data)
 
   if (!g_tls_connection_handshake_finish (tls, result, &error))
     {
-      if (in->timed_out)
+      if (in->busy != NULL)
+        reason = g_strdup (in->busy);
+      else if (in->timed_out)
         reason = g_strdup_printf ("TLS handshake not finished within %u s", self->cfg->timeout);
       else if (in->refusal != NULL)
         reason = g_strdup (in->refusal);
@@ -1018,6 +1159,7 @@ on_server_handshake (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   dn = md_peer_cert_subject_dn (cert);
+  in->authenticated = TRUE;
 
   alpn = g_tls_connection_get_negotiated_protocol (tls);
   if (alpn == NULL)
@@ -1065,7 +1207,9 @@ on_first_bytes (GSocket *socket, GIOCondition condition, gpointer user_data)
   if (g_cancellable_is_cancelled (in->cancellable))
     {
       g_autofree char *reason =
-          g_strdup_printf ("TLS handshake not finished within %u s", self->cfg->timeout);
+          in->busy != NULL
+              ? g_strdup (in->busy)
+              : g_strdup_printf ("TLS handshake not finished within %u s", self->cfg->timeout);
       incoming_done (in, reason);
       return G_SOURCE_REMOVE;
     }
@@ -1101,6 +1245,67 @@ on_first_bytes (GSocket *socket, GIOCondition condition, gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* Nothing sent and nothing waiting to be read: not (yet) a TLS client. */
+static gboolean
+incoming_is_silent (Incoming *in)
+{
+  return in->tls == NULL
+         && g_socket_get_available_bytes (g_socket_connection_get_socket (in->socket)) <= 0;
+}
+
+/* The pending connection to drop to make room, of @ip or of anyone
+ * (NULL): the oldest silent one, else the oldest one; never @keep. */
+static Incoming *
+pick_pending_victim (MdPeerListener *self, const char *ip, Incoming *keep, guint *count)
+{
+  Incoming *oldest = NULL, *oldest_silent = NULL;
+
+  *count = 0;
+  /* self->pending is newest first: the last match is the oldest. */
+  for (GList *l = self->pending; l != NULL; l = l->next)
+    {
+      Incoming *in = l->data;
+
+      if (ip != NULL && g_strcmp0 (in->ip, ip) != 0)
+        continue;
+      (*count)++;
+      if (in == keep || in->authenticated)
+        continue;
+      oldest = in;
+      if (incoming_is_silent (in))
+        oldest_silent = in;
+    }
+  return oldest_silent != NULL ? oldest_silent : oldest;
+}
+
+/* Out of the pending list at once (the caps count it no more); its
+ * callback, woken by the cancellation, refuses it with @victim->busy. */
+static void
+drop_for_load (MdPeerListener *self, Incoming *victim, const char *why)
+{
+  self->dropped_for_load++;
+  self->pending = g_list_remove (self->pending, victim);
+  victim->busy =
+      g_strdup_printf ("peer busy: %s; dropped this unauthenticated connection to make room", why);
+  g_cancellable_cancel (victim->cancellable);
+}
+
+/* Makes room for @in under both caps by dropping older pending
+ * connections: first of its own address, then of anyone. */
+static void
+admit (MdPeerListener *self, Incoming *in)
+{
+  Incoming *victim;
+  guint count;
+
+  while ((victim = pick_pending_victim (self, in->ip, in, &count)) != NULL
+         && count > MAX_PENDING_PER_ADDRESS)
+    drop_for_load (self, victim, "too many pending connections from this address");
+  while ((victim = pick_pending_victim (self, NULL, in, &count)) != NULL
+         && count > MAX_PENDING_HANDSHAKES)
+    drop_for_load (self, victim, "too many pending connections");
+}
+
 static gboolean
 on_incoming (GSocketService *service, GSocketConnection *socket, GObject *source_object,
              gpointer user_data)
@@ -1113,14 +1318,12 @@ on_incoming (GSocketService *service, GSocketConnection *socket, GObject *source
   in->listener = g_object_ref (self);
   in->socket = g_object_ref (socket);
   in->address = md_peer_address_to_string (remote);
+  in->ip = G_IS_INET_SOCKET_ADDRESS (remote) ? g_inet_address_to_string (
+               g_inet_socket_address_get_address (G_INET_SOCKET_ADDRESS (remote)))
+                                             : g_strdup (in->address);
   in->cancellable = g_cancellable_new ();
   self->pending = g_list_prepend (self->pending, in);
-  /* Unauthenticated clients must not be able to pile up handshakes. */
-  if (g_list_length (self->pending) > MAX_PENDING_HANDSHAKES)
-    {
-      incoming_done (in, "too many TLS handshakes in progress");
-      return TRUE;
-    }
+  admit (self, in);
 
   in->timeout_id = g_timeout_add_seconds (self->cfg->timeout, incoming_timeout, in);
   /* Look at the first byte before TLS gets it, so that a plaintext client
@@ -1220,6 +1423,9 @@ md_peer_listener_class_init (MdPeerListenerClass *klass)
   signals[SIGNAL_HANDLE_CHECK_PATHS] = g_signal_new (
       "handle-check-paths", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL,
       NULL, G_TYPE_BOOLEAN, 3, MD_TYPE_PEER_CONNECTION, G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRV);
+  signals[SIGNAL_HANDLE_RESOLVE] = g_signal_new (
+      "handle-resolve", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL, NULL,
+      G_TYPE_BOOLEAN, 3, MD_TYPE_PEER_CONNECTION, G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING);
 }
 
 GTlsDatabase *
@@ -1317,6 +1523,9 @@ md_peer_listener_listen (MdPeerListener *self, const char *address, guint16 port
   if (self->service == NULL)
     {
       self->service = g_socket_service_new ();
+      /* A flood fills the accept queue before we run: keep it deep enough
+       * that a real peer still gets through to admit(). */
+      g_socket_listener_set_backlog (G_SOCKET_LISTENER (self->service), 512);
       g_signal_connect (self->service, "incoming", G_CALLBACK (on_incoming), self);
     }
 

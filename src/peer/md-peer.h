@@ -42,6 +42,8 @@ typedef struct
   const char *host_name;
   guint handshake_timeout; /* seconds; 0: MD_PEER_DEFAULT_HANDSHAKE_TIMEOUT */
   gsize max_message_size;  /* bytes; 0: MD_PEER_DEFAULT_MAX_MESSAGE_SIZE */
+  guint peer_timeout;      /* seconds without a sign of life before a connection
+                            * counts as lost; 0: MD_PEER_DEFAULT_LIVENESS_TIMEOUT */
 } MdPeerTlsConfig;
 
 /* DN normalisation used for the allow-list comparison. */
@@ -72,7 +74,8 @@ void md_peer_connection_close (MdPeerConnection *self);
 
 /* Signals:
  *   "closed" (void): the connection is gone (either end closed it, the
- *     network dropped or an oversized message arrived). Emitted once. */
+ *     network dropped, the peer said nothing for peer_timeout seconds
+ *     (md-peer-liveness.h) or an oversized message arrived). Emitted once. */
 
 /* MdPeerListener: the peer port. */
 #define MD_TYPE_PEER_LISTENER (md_peer_listener_get_type ())

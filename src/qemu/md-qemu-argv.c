@@ -785,8 +785,13 @@ md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError *
   {
     g_autofree char *qmp = md_argv_qo (opts->qmp_socket);
 
-    md_argv_add2 (&b, "-chardev",
-                  g_strdup_printf ("socket,id=charmonitor,path=%s,server=on,wait=off", qmp));
+    if (opts->qmp_listen_fd > 0)
+      md_argv_add2 (
+          &b, "-chardev",
+          g_strdup_printf ("socket,id=charmonitor,fd=%d,server=on,wait=off", opts->qmp_listen_fd));
+    else
+      md_argv_add2 (&b, "-chardev",
+                    g_strdup_printf ("socket,id=charmonitor,path=%s,server=on,wait=off", qmp));
   }
   md_argv_add2 (&b, "-mon", g_strdup ("chardev=charmonitor,id=monitor,mode=control"));
   if (opts->debug_qmp_socket)

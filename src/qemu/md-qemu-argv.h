@@ -59,6 +59,10 @@ typedef struct
   const char *machine;
   /* Path of the QMP unix socket QEMU listens on (required). */
   const char *qmp_socket;
+  /* > 0: QEMU inherits this descriptor, a unix socket already bound to
+   * qmp_socket and listening, and serves QMP on it (fd=N): the daemon can
+   * connect at once, with no retry loop while QEMU starts. */
+  int qmp_listen_fd;
   /* If set, -pidfile <runtime_dir>/<name>.pid (re-attach after a daemon
    * restart finds QEMU through it). */
   const char *runtime_dir;

@@ -1,9 +1,14 @@
-/* migrationd: reading a guest's QEMU log for error messages. */
+/* migrationd: the tail of a QEMU log file, quoted in errors (shared by the
+ * QMP client and the process module, so neither includes the other). */
 #pragma once
 
 #include <glib.h>
 
 G_BEGIN_DECLS
+
+/* The last @n_lines lines of @log_path (NULL if it is unset, unreadable or
+ * empty); reads at most the last 8 KiB. */
+char *md_qemu_log_tail (const char *log_path, guint n_lines);
 
 /* The part of @log_path written by the latest start (after the last
  * "migrationd starting:" header md_qemu_spawn() writes), at most

@@ -5,6 +5,7 @@
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
 
+#include "md-qemu-log.h"
 #include "md-qmp.h"
 
 G_BEGIN_DECLS
@@ -62,10 +63,6 @@ void md_qemu_process_watch_qmp (MdQemuProcess *proc, MdQmp *qmp);
 void md_qemu_process_kill_async (MdQemuProcess *proc, guint grace_ms, GCancellable *cancellable,
                                  GAsyncReadyCallback callback, gpointer user_data);
 gboolean md_qemu_process_kill_finish (MdQemuProcess *proc, GAsyncResult *result, GError **error);
-
-/* The last @n_lines lines of @log_path (NULL if it is unset, unreadable or
- * empty); reads at most the last 8 KiB. */
-char *md_qemu_log_tail (const char *log_path, guint n_lines);
 
 /* Runtime records: <runtime_dir>/<name>.json, one per running QEMU. */
 typedef struct

@@ -12,7 +12,7 @@
 #include "md-qmp.h"
 
 #include "common/md-error.h"
-#include "md-qemu.h"
+#include "md-qemu-log.h"
 
 #include <gio/gunixfdmessage.h>
 #include <gio/gunixsocketaddress.h>

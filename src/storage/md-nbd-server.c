@@ -6,6 +6,10 @@
 #include "qemu/md-qemu.h"
 
 #include <glib/gstdio.h>
+#include <unistd.h>
+
+/* Where the server finds an inherited listening socket. */
+#define LISTEN_FD 3
 
 struct _MdNbdServer
 {
@@ -114,11 +118,18 @@ build_argv (const MdNbdServerOptions *o, const char *qmp_path)
           json_builder_set_member_name (server, "addr");
           json_builder_begin_object (server);
           json_builder_set_member_name (server, "type");
-          json_builder_add_string_value (server, o->unix_path != NULL ? "unix" : "inet");
+          json_builder_add_string_value (server, o->unix_path != NULL       ? "unix"
+                                                 : o->listen_socket != NULL ? "fd"
+                                                                            : "inet");
           if (o->unix_path != NULL)
             {
               json_builder_set_member_name (server, "path");
               json_builder_add_string_value (server, o->unix_path);
+            }
+          else if (o->listen_socket != NULL)
+            {
+              json_builder_set_member_name (server, "str");
+              json_builder_add_string_value (server, G_STRINGIFY (LISTEN_FD));
             }
           else
             {
@@ -183,22 +194,92 @@ on_server_ready (GObject *source, GAsyncResult *result, gpointer user_data)
   g_task_return_pointer (task, server, (GDestroyNotify) md_nbd_server_free);
 }
 
-void
-md_nbd_server_start_async (const MdNbdServerOptions *options, GCancellable *cancellable,
-                           GAsyncReadyCallback callback, gpointer user_data)
+/* The options, owned, for the worker that builds the command line. */
+typedef struct
 {
-  g_autoptr (GTask) task = g_task_new (NULL, cancellable, callback, user_data);
+  MdNbdServerOptions o;
+  char *runtime_dir, *id, *unix_path, *host, *tls_dir;
+  GStrv targets, paths, formats;
+  GSocket *listen_socket;
+  char *qmp_path;
+  GStrv argv; /* built by the worker */
+} StartData;
+
+static void
+start_data_free (StartData *data)
+{
+  g_free (data->runtime_dir);
+  g_free (data->id);
+  g_free (data->unix_path);
+  g_free (data->host);
+  g_free (data->tls_dir);
+  g_strfreev (data->targets);
+  g_strfreev (data->paths);
+  g_strfreev (data->formats);
+  g_clear_object (&data->listen_socket);
+  g_free (data->qmp_path);
+  g_strfreev (data->argv);
+  g_free (data);
+}
+
+static StartData *
+start_data_new (const MdNbdServerOptions *options)
+{
+  StartData *data = g_new0 (StartData, 1);
+
+  data->o = *options;
+  data->o.runtime_dir = data->runtime_dir = g_strdup (options->runtime_dir);
+  data->o.id = data->id = g_strdup (options->id);
+  data->o.unix_path = data->unix_path = g_strdup (options->unix_path);
+  data->o.host = data->host = g_strdup (options->host);
+  data->o.tls_dir = data->tls_dir = g_strdup (options->tls_dir);
+  data->targets = g_strdupv ((char **) options->targets);
+  data->paths = g_strdupv ((char **) options->paths);
+  data->formats = g_strdupv ((char **) options->formats);
+  data->o.targets = (const char *const *) data->targets;
+  data->o.paths = (const char *const *) data->paths;
+  data->o.formats = (const char *const *) data->formats;
+  data->o.listen_socket = data->listen_socket =
+      options->listen_socket != NULL ? g_object_ref (options->listen_socket) : NULL;
+  data->qmp_path = g_strdup_printf ("%s/%s-nbd.qmp", options->runtime_dir, options->id);
+  return data;
+}
+
+/* Worker: build_argv looks at each image (file or block device), which
+ * must not happen on the main loop. */
+static void
+build_argv_worker (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  StartData *data = task_data;
+
+  g_unlink (data->qmp_path);
+  data->argv = build_argv (&data->o, data->qmp_path);
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+on_argv_built (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  StartData *data = g_task_get_task_data (G_TASK (result));
   MdNbdServer *server = g_new0 (MdNbdServer, 1);
   g_autofree char *log_path = NULL;
-  g_auto (GStrv) argv = NULL;
   g_autoptr (GError) error = NULL;
+  GCancellable *cancellable;
 
   g_task_set_task_data (task, server, NULL);
-  server->qmp_path = g_strdup_printf ("%s/%s-nbd.qmp", options->runtime_dir, options->id);
-  log_path = g_strdup_printf ("%s/%s-nbd.log", options->runtime_dir, options->id);
-  g_unlink (server->qmp_path);
-  argv = build_argv (options, server->qmp_path);
-  server->proc = md_qemu_spawn ((const char *const *) argv, log_path, &error);
+  server->qmp_path = g_strdup (data->qmp_path);
+  log_path = g_strdup_printf ("%s/%s-nbd.log", data->runtime_dir, data->id);
+  if (data->listen_socket != NULL && data->unix_path == NULL)
+    {
+      int source_fd = dup (g_socket_get_fd (data->listen_socket));
+      int target_fd = LISTEN_FD;
+
+      server->proc = md_qemu_spawn_full ((const char *const *) data->argv, log_path, &source_fd,
+                                         &target_fd, 1, &error);
+    }
+  else
+    server->proc = md_qemu_spawn ((const char *const *) data->argv, log_path, &error);
   if (server->proc == NULL)
     {
       g_task_return_new_error (task, MD_ERROR, MD_ERROR_STORAGE_FAILED,
@@ -208,8 +289,20 @@ md_nbd_server_start_async (const MdNbdServerOptions *options, GCancellable *canc
       md_nbd_server_free (server);
       return;
     }
+  cancellable = g_task_get_cancellable (task);
   md_qmp_connect_full_async (server->qmp_path, log_path, 15000, cancellable, on_server_ready,
                              g_steal_pointer (&task));
+}
+
+void
+md_nbd_server_start_async (const MdNbdServerOptions *options, GCancellable *cancellable,
+                           GAsyncReadyCallback callback, gpointer user_data)
+{
+  GTask *task = g_task_new (NULL, cancellable, callback, user_data);
+  g_autoptr (GTask) worker = g_task_new (NULL, NULL, on_argv_built, task);
+
+  g_task_set_task_data (worker, start_data_new (options), (GDestroyNotify) start_data_free);
+  g_task_run_in_thread (worker, build_argv_worker);
 }
 
 MdNbdServer *

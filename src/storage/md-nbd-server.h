@@ -15,8 +15,11 @@ typedef struct
   const char *const *paths;
   const char *const *formats;
   gboolean writable;
-  /* Listen on a unix socket (path) or on host:port (TCP, TLS if tls_dir). */
+  /* Listen on a unix socket (path), on a TCP socket already listening
+   * (listen_socket: the daemon bound it, the server inherits a copy) or
+   * on host:port (TCP); TLS on TCP if tls_dir. */
   const char *unix_path;
+  GSocket *listen_socket;
   const char *host;
   guint16 port;
   const char *tls_dir;

@@ -297,212 +297,27 @@ md_storage_describe_offline_finish (GAsyncResult *result, GError **error)
   return g_task_propagate_pointer (G_TASK (result), error);
 }
 
-static const MdDomainDisk *
-disk_by_target (const MdDomain *def, const char *target)
+GError *
+md_storage_mirror_error (const char *qemu_error, const char *target, const char *host,
+                         const char *path)
 {
-  for (guint i = 0; i < def->disks->len; i++)
-    {
-      const MdDomainDisk *disk = g_ptr_array_index (def->disks, i);
-      if (g_str_equal (disk->target, target))
-        return disk;
-    }
-  return NULL;
-}
-
-static gboolean
-is_copied (GVariant *disks_info, const char *target)
-{
-  GVariantIter iter;
-  GVariant *info;
-
-  if (disks_info == NULL)
-    return FALSE;
-  g_variant_iter_init (&iter, disks_info);
-  while ((info = g_variant_iter_next_value (&iter)) != NULL)
-    {
-      const char *t = NULL;
-      gboolean match = g_variant_lookup (info, "target", "&s", &t) && g_strcmp0 (t, target) == 0;
-
-      g_variant_unref (info);
-      if (match)
-        return TRUE;
-    }
-  return FALSE;
-}
-
-gboolean
-md_storage_check_shared (const MdDomain *def, GVariant *disks_info, const char *host,
-                         GError **error)
-{
-  for (guint i = 0; i < def->disks->len; i++)
-    {
-      const MdDomainDisk *disk = g_ptr_array_index (def->disks, i);
-
-      if (!disk_has_image (disk) || is_copied (disks_info, disk->target))
-        continue;
-      if (!g_file_test (disk->source, G_FILE_TEST_EXISTS))
-        {
-          g_set_error (error, MD_ERROR, MD_ERROR_STORAGE_FAILED,
-                       "disk %s of guest %s: %s is not visible on host %s, and it is not being "
-                       "copied; put it on storage both hosts share, or migrate with "
-                       "copy-storage=all (migrationctl migrate --copy-storage all)",
-                       disk->target, def->name, disk->source, host);
-          return FALSE;
-        }
-    }
-  return TRUE;
-}
-
-/* ---- target images ---------------------------------------------------------- */
-
-typedef struct
-{
-  GPtrArray *pending_argv; /* GStrv argv of each qemu-img create still to run */
-  GPtrArray *paths;        /* path each argv creates, same order */
-  GPtrArray *created;      /* char* created so far */
-  char *host;
-} CreateData;
-
-static void
-create_data_free (CreateData *data)
-{
-  g_ptr_array_unref (data->pending_argv);
-  g_ptr_array_unref (data->paths);
-  g_ptr_array_unref (data->created);
-  g_free (data->host);
-  g_free (data);
-}
-
-static void create_next (GTask *task);
-
-static void
-on_created (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (GTask) task = user_data;
-  CreateData *data = g_task_get_task_data (task);
-  g_autoptr (GError) error = NULL;
-  g_autofree char *path = g_ptr_array_steal_index (data->paths, 0);
-  g_autofree char *err = NULL;
-
-  if (!g_subprocess_communicate_utf8_finish (G_SUBPROCESS (source), result, NULL, &err, &error)
-      || !g_subprocess_get_successful (G_SUBPROCESS (source)))
-    {
-      g_ptr_array_add (data->created, NULL);
-      md_storage_remove ((const char *const *) data->created->pdata);
-      g_task_return_new_error (task, MD_ERROR, MD_ERROR_STORAGE_FAILED,
-                               "host %s: cannot create the target image %s: %s", data->host, path,
-                               error != NULL ? error->message
-                               : err != NULL ? g_strstrip (err)
-                                             : "qemu-img failed");
-      return;
-    }
-  g_message ("created target image %s", path);
-  g_ptr_array_add (data->created, g_steal_pointer (&path));
-  create_next (g_steal_pointer (&task));
-}
-
-static void
-create_next (GTask *task)
-{
-  CreateData *data = g_task_get_task_data (task);
-  g_auto (GStrv) argv = NULL;
-  g_autoptr (GSubprocess) proc = NULL;
-  g_autoptr (GError) error = NULL;
-
-  if (data->pending_argv->len == 0)
-    {
-      g_ptr_array_add (data->created, NULL);
-      g_task_return_pointer (task, g_ptr_array_steal (data->created, NULL),
-                             (GDestroyNotify) g_strfreev);
-      return;
-    }
-  argv = g_ptr_array_steal_index (data->pending_argv, 0);
-  proc = g_subprocess_newv ((const char *const *) argv,
-                            G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_PIPE,
-                            &error);
-  if (proc == NULL)
-    {
-      g_ptr_array_add (data->created, NULL);
-      md_storage_remove ((const char *const *) data->created->pdata);
-      g_task_return_new_error (task, MD_ERROR, MD_ERROR_STORAGE_FAILED,
-                               "host %s: cannot run qemu-img: %s", data->host, error->message);
-      return;
-    }
-  g_subprocess_communicate_utf8_async (proc, NULL, g_task_get_cancellable (task), on_created, task);
-  g_steal_pointer (&task);
-}
-
-void
-md_storage_create_targets_async (const MdDomain *def, GVariant *disks_info, const char *host,
-                                 GCancellable *cancellable, GAsyncReadyCallback callback,
-                                 gpointer user_data)
-{
-  g_autoptr (GTask) task = g_task_new (NULL, cancellable, callback, user_data);
-  CreateData *data = g_new0 (CreateData, 1);
-  GVariantIter iter;
-  GVariant *info;
-
-  data->pending_argv = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
-  data->paths = g_ptr_array_new_with_free_func (g_free);
-  data->created = g_ptr_array_new_with_free_func (g_free);
-  data->host = g_strdup (host);
-  g_task_set_task_data (task, data, (GDestroyNotify) create_data_free);
-
-  g_variant_iter_init (&iter, disks_info);
-  while ((info = g_variant_iter_next_value (&iter)) != NULL)
-    {
-      g_autoptr (GVariant) owned = info;
-      const char *target = NULL, *format = "raw", *backing = NULL, *backing_format = "raw";
-      guint64 size = 0;
-      const MdDomainDisk *disk;
-      g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-
-      g_variant_lookup (info, "target", "&s", &target);
-      g_variant_lookup (info, "format", "&s", &format);
-      g_variant_lookup (info, "virtual-size", "t", &size);
-      g_variant_lookup (info, "backing", "&s", &backing);
-      g_variant_lookup (info, "backing-format", "&s", &backing_format);
-      disk = target != NULL ? disk_by_target (def, target) : NULL;
-      if (disk == NULL || !disk_has_image (disk))
-        {
-          g_task_return_new_error (task, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
-                                   "host %s: the definition has no disk image '%s' to copy to",
-                                   host, target ? target : "(none)");
-          return;
-        }
-      if (g_file_test (disk->source, G_FILE_TEST_EXISTS))
-        {
-          /* Pre-created by the admin: used, and never removed by us. */
-          g_message ("disk %s: using the existing image %s", target, disk->source);
-          continue;
-        }
-      if (g_str_equal (format, "raw") && backing != NULL)
-        format = "qcow2";
-      g_ptr_array_add (argv, g_strdup ("qemu-img"));
-      g_ptr_array_add (argv, g_strdup ("create"));
-      g_ptr_array_add (argv, g_strdup ("-q"));
-      g_ptr_array_add (argv, g_strdup ("-f"));
-      g_ptr_array_add (argv, g_strdup (format));
-      if (backing != NULL)
-        {
-          g_ptr_array_add (argv, g_strdup ("-b"));
-          g_ptr_array_add (argv, g_strdup (backing));
-          g_ptr_array_add (argv, g_strdup ("-F"));
-          g_ptr_array_add (argv, g_strdup (backing_format));
-        }
-      g_ptr_array_add (argv, g_strdup (disk->source));
-      g_ptr_array_add (argv, g_strdup_printf ("%" G_GUINT64_FORMAT, size));
-      g_ptr_array_add (argv, NULL);
-      g_ptr_array_add (data->pending_argv, g_ptr_array_steal (argv, NULL));
-      g_ptr_array_add (data->paths, g_strdup (disk->source));
-    }
-  create_next (g_steal_pointer (&task));
-}
-
-GStrv
-md_storage_create_targets_finish (GAsyncResult *result, GError **error)
-{
-  return g_task_propagate_pointer (G_TASK (result), error);
+  /* QEMU passes strerror() of the NBD server's reply: the errno name is
+   * all that crosses the wire. */
+  if (strstr (qemu_error, g_strerror (ENOSPC)) != NULL
+      || strstr (qemu_error, "No space left on device") != NULL)
+    return g_error_new (MD_ERROR, MD_ERROR_STORAGE_FAILED,
+                        "host %s: no space left on device for %s (disk %s); free space there "
+                        "or copy the disk to another image directory (QEMU: %s)",
+                        host, path != NULL ? path : "its image", target, qemu_error);
+  if (strstr (qemu_error, g_strerror (EDQUOT)) != NULL
+      || strstr (qemu_error, "Disk quota exceeded") != NULL)
+    return g_error_new (MD_ERROR, MD_ERROR_STORAGE_FAILED,
+                        "host %s: disk quota exceeded (no space left) for %s (disk %s); raise "
+                        "the quota or copy the disk elsewhere (QEMU: %s)",
+                        host, path != NULL ? path : "its image", target, qemu_error);
+  return g_error_new (MD_ERROR, MD_ERROR_STORAGE_FAILED,
+                      "disk %s: mirroring to the NBD export on host %s failed: %s", target, host,
+                      qemu_error);
 }
 
 void

@@ -1,6 +1,6 @@
-/* migrationd: non-shared storage — which disks a migration copies, the
- * target images the destination creates for them, and the checks that a
- * disk not copied is really shared. */
+/* migrationd: non-shared storage — which disks a migration copies and
+ * what the destination needs to know about them. (The destination's side,
+ * where images may live and their creation, is md-image-admission.) */
 #pragma once
 
 #include "domain/md-domain.h"
@@ -43,23 +43,16 @@ void md_storage_describe_offline_async (GPtrArray *plan, MdStorageCopyMode mode,
                                         gpointer user_data);
 GVariant *md_storage_describe_offline_finish (GAsyncResult *result, GError **error);
 
-/* Destination: every disk of @def with an image that is not in
- * @disks_info must exist at the same path here (shared storage), else
- * MD_ERROR_STORAGE_FAILED naming the disk and suggesting copy-storage. */
-gboolean md_storage_check_shared (const MdDomain *def, GVariant *disks_info, const char *host,
-                                  GError **error);
+/* The error of a mirror to @host that QEMU ended with @qemu_error, for
+ * disk @target whose image there is @path (NULL if unknown): a full disk
+ * (ENOSPC, EDQUOT) is said as such, naming host and path. */
+GError *md_storage_mirror_error (const char *qemu_error, const char *target, const char *host,
+                                 const char *path);
 
-/* Destination: creates, with qemu-img and without blocking, the target
- * image of each disk in @disks_info at the path @def gives it (same format
- * and virtual size; same backing reference for incremental copies). An
- * image that already exists is used as it is and never removed later.
- * Returns (finish) the paths this call created, for md_storage_remove. */
-void md_storage_create_targets_async (const MdDomain *def, GVariant *disks_info, const char *host,
-                                      GCancellable *cancellable, GAsyncReadyCallback callback,
-                                      gpointer user_data);
-GStrv md_storage_create_targets_finish (GAsyncResult *result, GError **error);
-
-/* Removes images a failed migration created (logs what it cannot). */
+/* Removes images a failed migration created (logs what it cannot); at
+ * start-up, for images a previous daemon's journal lists. While the
+ * daemon runs, md_image_admission_remove_async() does this off the main
+ * loop. */
 void md_storage_remove (const char *const *paths);
 
 G_END_DECLS

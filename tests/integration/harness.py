@@ -151,15 +151,20 @@ class Bus:
 
 
 class MockPolkit:
-    """python-dbusmock's polkitd template: allows exactly the actions set."""
+    """python-dbusmock's polkitd template: allows exactly the actions set.
+    @wait False: the caller calls wait() (to start several at once)."""
 
-    def __init__(self, bus, scratch):
+    def __init__(self, bus, scratch, wait=True):
         self.log = open(scratch.join("polkit-mock.log"), "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dbusmock", "--system", "--template", "polkitd"],
             stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ))
-        wait_until(lambda: bus.name_has_owner("org.freedesktop.PolicyKit1"), what="mock polkitd")
         self.bus = bus
+        if wait:
+            self.wait()
+
+    def wait(self):
+        wait_until(lambda: self.bus.name_has_owner("org.freedesktop.PolicyKit1"), what="mock polkitd")
 
     def set_allowed(self, actions):
         self.bus.connection.call_sync(
@@ -219,8 +224,11 @@ class Daemon:
     """migrationd from the build tree, with its own state, runtime and
     configuration, talking to the private bus."""
 
-    def __init__(self, bus, scratch, name="hostA", config=None, extra_args=(), wait=True):
+    def __init__(self, bus, scratch, name="hostA", config=None, extra_args=(), wait=True, env=None):
         self.bus = bus
+        # Extra environment, e.g. the test-only MD_TEST_STOP_AT fault
+        # points (docs/HACKING.md).
+        self.env = dict(env or {})
         self.name = name
         self.dir = scratch.join(name)
         self.state_dir = os.path.join(self.dir, "state")
@@ -252,16 +260,20 @@ class Daemon:
         env = dict(os.environ)
         env["G_DEBUG"] = "fatal-criticals"
         env["DBUS_SYSTEM_BUS_ADDRESS"] = self.bus.address
+        env.update(self.env)
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(self.argv(), stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env, start_new_session=True)
         if wait:
-            timeout = 120 if os.environ.get("VALGRIND") == "1" else 30
-            wait_until(lambda: self._owns_name() or self.proc.poll() is not None,
-                       timeout=timeout, what="migrationd to own " + BUS_NAME)
-            if self.proc.poll() is not None:
-                raise AssertionError("migrationd exited with %d:\n%s" % (self.proc.returncode,
-                                                                          self.read_log()))
+            self.wait_started()
+
+    def wait_started(self):
+        """Until the daemon owns its bus name (it exited: an error)."""
+        timeout = 120 if os.environ.get("VALGRIND") == "1" else 30
+        wait_until(lambda: self._owns_name() or self.proc.poll() is not None,
+                   timeout=timeout, what="migrationd to own " + BUS_NAME)
+        if self.proc.poll() is not None:
+            raise AssertionError("migrationd exited with %d:\n%s" % (self.proc.returncode, self.read_log()))
 
     def _owns_name(self):
         if not self.bus.name_has_owner(BUS_NAME):
@@ -469,24 +481,37 @@ class TestGuest:
                           what="serial output /%s/ of %s" % (pattern, self.name))
 
 
-def qemu_pids_in(directory):
-    """PIDs of QEMU processes whose command line mentions @directory (each
-    test's scratch directory is its own, so parallel tests do not mix)."""
-    pids = []
+def qemu_processes():
+    """{pid: (command line, environment)} of every live qemu-system process."""
+    result = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open("/proc/%s/cmdline" % entry, "rb") as f:
                 cmdline = f.read().decode(errors="replace")
+            if "qemu-system" not in cmdline:
+                continue
             with open("/proc/%s/stat" % entry) as f:
                 if f.read().split(") ", 1)[1].startswith("Z"):
                     continue
-        except (FileNotFoundError, ProcessLookupError, IndexError):
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                environ = f.read().decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, IndexError, PermissionError):
             continue
-        if "qemu-system" in cmdline and directory in cmdline:
-            pids.append(int(entry))
-    return pids
+        result[int(entry)] = (cmdline, environ)
+    return result
+
+
+def qemu_pids_in(directory):
+    """PIDs of QEMU processes whose command line or environment mentions
+    @directory (each test's scratch directory is its own, so parallel tests
+    do not mix). The environment counts because the QMP socket is now a
+    passed fd: a guest without disks has no scratch path on its command
+    line, but it inherits its daemon's DBUS_SYSTEM_BUS_ADDRESS, a socket
+    in the scratch directory."""
+    return sorted(pid for pid, (cmdline, environ) in qemu_processes().items()
+                  if directory in cmdline or directory in environ)
 
 
 def kill_qemus_in(directory):

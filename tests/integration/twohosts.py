@@ -13,9 +13,13 @@ Without root both hosts share 127.0.0.1 with distinct free ports.
 Run with /usr/bin/python3, like harness.py.
 """
 
+import fcntl
+import hashlib
+import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +45,7 @@ MIGRATE_OPTION_TYPES = {
     "destination-name": "s", "migration-address": "s", "migration-port": "q",
     "paused-on-destination": "b", "abort-after": "u", "copy-storage": "s", "disks": "as",
     "nbd-port": "q", "nbd-address": "s", "verify": "b", "auth.no_user_interaction": "b",
+    "reuse-existing-images": "b",
 }
 
 
@@ -128,6 +133,34 @@ class TLS:
     def dir(self, name):
         return os.path.join(self.out, name)
 
+    @classmethod
+    def cached(cls, out, hosts):
+        """The same PKI as TLS(out, hosts), copied from a cache in the build
+        tree: made once per set of host addresses and version of
+        migrationd-tls-setup, shared by the tests that need no PKI of
+        their own (certtool costs seconds per test on a busy machine)."""
+        with open(TLS_SETUP, "rb") as f:
+            key = hashlib.sha256(f.read() + repr(sorted(hosts.items())).encode()).hexdigest()[:16]
+        base = os.path.join(harness.BUILD_ROOT, "tests", "pki-cache")
+        cache = os.path.join(base, key)
+        os.makedirs(base, exist_ok=True)
+        with open(cache + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not os.path.exists(os.path.join(cache, "dns.json")):
+                tmp = cache + ".tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                made = cls(tmp, hosts)
+                with open(os.path.join(tmp, "dns.json"), "w") as f:
+                    json.dump(made.dns, f)
+                shutil.rmtree(cache, ignore_errors=True)
+                os.rename(tmp, cache)
+        shutil.copytree(cache, out)
+        self = cls.__new__(cls)
+        self.out = out
+        with open(os.path.join(out, "dns.json")) as f:
+            self.dns = json.load(f)
+        return self
+
 
 class NetnsDaemon(harness.Daemon):
     """harness.Daemon, run inside a network namespace (QEMU inherits it)."""
@@ -148,6 +181,33 @@ class NetnsDaemon(harness.Daemon):
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
         self.log.close()
+
+    def sigcont(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def is_stopped(self):
+        """Stopped by a signal (state T in /proc)."""
+        try:
+            with open("/proc/%d/stat" % self.proc.pid) as f:
+                return f.read().split(") ", 1)[1].startswith("T")
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    def wait_fault_point(self, name, timeout=60, stopped=True):
+        """Waits until the daemon reached fault point @name (armed with
+        MD_TEST_STOP_AT) and, for the stop action, is stopped there."""
+        marker = "fault point %s reached" % name
+
+        def reached():
+            if marker not in self.read_log():
+                if self.proc.poll() is not None:
+                    raise AssertionError("migrationd of %s exited (%s) before fault point %s:\n%s"
+                                         % (self.name, self.proc.returncode, name, self.read_log()[-3000:]))
+                return False
+            return not stopped or self.is_stopped()
+        harness.wait_until(reached, timeout=timeout, interval=0.05,
+                           what="migrationd of %s at fault point %s" % (self.name, name))
 
 
 class Watcher:
@@ -209,13 +269,17 @@ class Host:
         self.busdir = HostDir(scratch.join(name + "-bus"))
         self.bus = harness.Bus(self.busdir)
         test.addCleanup(self.bus.stop)
-        # MockPolkit connects to DBUS_SYSTEM_BUS_ADDRESS, which Bus() just set.
-        self.polkitd = harness.MockPolkit(self.bus, self.busdir)
+        # MockPolkit connects to DBUS_SYSTEM_BUS_ADDRESS, which Bus() just
+        # set; TwoHosts waits for both mocks at once (polkit_ready()).
+        self.polkitd = harness.MockPolkit(self.bus, self.busdir, wait=False)
         test.addCleanup(self.polkitd.stop)
-        self.polkitd.set_allowed(harness.ACTIONS)
         self.daemon = None
         self.tls_dir = None
         self.allowed_dns = []
+        # Both "hosts" share this machine's files: test images live in the
+        # scratch directory, which each host allows as an image directory.
+        self.image_dirs = [scratch.path]
+        self.storage_config = ""
 
     @property
     def peer_address(self):
@@ -224,13 +288,19 @@ class Host:
     def config(self, extra=""):
         return ("[daemon]\nhost-name=%s\nlisten-address=%s\npeer-port=%d\nmigration-port-min=%d\n"
                 "migration-port-max=%d\nmigration-keep-seconds=600\naccelerator=tcg\n\n"
-                "[tls]\ndirectory=%s\nallowed-dns=%s\nhandshake-timeout=5\n%s"
+                "[tls]\ndirectory=%s\nallowed-dns=%s\nhandshake-timeout=5\n\n"
+                "[storage]\nimage-dirs=%s\n%s\n%s"
                 % (self.name, self.address, self.peer_port, self.migration_ports[0],
-                   self.migration_ports[1], self.tls_dir, ";".join(self.allowed_dns), extra))
+                   self.migration_ports[1], self.tls_dir, ";".join(self.allowed_dns),
+                   ";".join(self.image_dirs), self.storage_config, extra))
 
-    def start_daemon(self, extra_config=""):
+    def polkit_ready(self):
+        self.polkitd.wait()
+        self.polkitd.set_allowed(harness.ACTIONS)
+
+    def start_daemon(self, extra_config="", env=None, wait=True):
         self.daemon = NetnsDaemon(self.bus, self.scratch, name=self.name, config=self.config(extra_config),
-                                  netns=self.netns)
+                                  netns=self.netns, env=env, wait=wait)
         self.test.addCleanup(self.daemon.kill)
         return self.daemon
 
@@ -249,9 +319,24 @@ class Host:
         return guest_name + ".xml" in self.definition_files()
 
     def qemu_pids(self):
-        """This host's QEMUs: their command line holds <scratch>/<host>/
-        (QMP socket and pidfile in the runtime directory)."""
-        return harness.qemu_pids_in(self.dir + os.sep)
+        """This host's QEMUs: as root, those in this host's network
+        namespace; without namespaces, those whose environment names this
+        host's bus (inherited from its daemon)."""
+        if self.netns:
+            try:
+                ns = os.stat("/run/netns/" + self.netns).st_ino
+            except FileNotFoundError:
+                return []
+            pids = []
+            for pid in harness.qemu_processes():
+                try:
+                    if os.stat("/proc/%d/ns/net" % pid).st_ino == ns:
+                        pids.append(pid)
+                except (FileNotFoundError, ProcessLookupError):
+                    continue
+            return sorted(pids)
+        return sorted(pid for pid, (_cmdline, environ) in harness.qemu_processes().items()
+                      if self.busdir.path + os.sep in environ)
 
     def run_in_netns(self, argv, **kwargs):
         if self.netns:
@@ -306,7 +391,10 @@ class TwoHosts:
             peer_ports = {"hostA": base, "hostB": base + 1}
             ports = {"hostA": (base + 2, base + 21), "hostB": (base + 22, base + 41)}
         self.addresses = addresses
-        self.tls = TLS(scratch.join("tls"), addresses)
+        if use_netns():
+            self.tls = TLS.cached(scratch.join("tls"), addresses)
+        else:
+            self.tls = TLS(scratch.join("tls"), addresses)  # random ports: nothing to share
         self.hosts = {}
         for name in HOSTS:
             host = Host(test, scratch, name, addresses[name], peer_ports[name], ports[name],
@@ -319,6 +407,8 @@ class TwoHosts:
             if allowed_dns and name in allowed_dns:
                 host.allowed_dns = list(allowed_dns[name])
             self.hosts[name] = host
+        for host in self.hosts.values():
+            host.polkit_ready()
         self.a = self.hosts["hostA"]
         self.b = self.hosts["hostB"]
         self.client_a = self._client(self.a)
@@ -329,17 +419,15 @@ class TwoHosts:
         if start:
             self.start()
 
-    def start(self, wait_peer=True):
+    def start(self, wait_peer=True, env=None, extra_config=None):
+        """Starts both daemons; @env and @extra_config: {host name: value}."""
         for host in (self.b, self.a):
-            host.start_daemon()
+            host.start_daemon((extra_config or {}).get(host.name, ""), env=(env or {}).get(host.name),
+                              wait=False)
+        for host in (self.b, self.a):
+            host.daemon.wait_started()
         for host in (self.a, self.b) if wait_peer else ():
-            address = harness.Client(host.bus)
-            try:
-                harness.wait_until(
-                    lambda: address.get_property(MANAGER_PATH, MANAGER_IFACE, "PeerAddress") != "",
-                    timeout=10, what="%s's peer listener (Manager1.PeerAddress)" % host.name)
-            finally:
-                address.close()
+            self.wait_peer_listener(host)
 
     def _client(self, host):
         client = harness.Client(host.bus)
@@ -360,6 +448,7 @@ class TwoHosts:
     def _make_netns(self, tag):
         na, nb = self.netns["hostA"], self.netns["hostB"]
         va, vb = "md%sa" % tag, "md%sb" % tag
+        self.veth = {"hostA": va, "hostB": vb}
         run(["ip", "netns", "add", na])
         self.test.addCleanup(self._delete_netns, na)
         run(["ip", "netns", "add", nb])
@@ -374,6 +463,30 @@ class TwoHosts:
             # busy 2-core machine (TCG vCPUs) slows QEMU's stream a lot.
             run(["ip", "-n", ns, "link", "set", dev, "mtu", "65000", "up"])
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
+
+    def link(self, up):
+        """Cuts (@up False) or restores the network between the hosts:
+        hostA's end of the veth pair goes down (both ends lose carrier);
+        TCP connections stay open and resume when it comes back."""
+        if not self.netns:
+            raise AssertionError("cutting the link needs network namespaces (root)")
+        run(["ip", "-n", self.netns["hostA"], "link", "set", self.veth["hostA"], "up" if up else "down"])
+
+    def restart_daemon(self, host, env=None, extra_config=""):
+        """Stops @host's daemon (SIGTERM) and starts it again with @env
+        (e.g. MD_TEST_STOP_AT) and @extra_config."""
+        host.daemon.terminate()
+        host.start_daemon(extra_config, env=env)
+        self.wait_peer_listener(host)
+
+    def wait_peer_listener(self, host):
+        address = harness.Client(host.bus)
+        try:
+            harness.wait_until(
+                lambda: address.get_property(MANAGER_PATH, MANAGER_IFACE, "PeerAddress") != "",
+                timeout=10, what="%s's peer listener (Manager1.PeerAddress)" % host.name)
+        finally:
+            address.close()
 
     @staticmethod
     def _delete_netns(name):

@@ -3,10 +3,12 @@
 #include "config.h"
 
 #include "md-daemon.h"
-#include "md-auth.h"
 #include "common/md-error.h"
-#include "md-manager.h"
+#include "daemon/md-auth.h"
+#include "daemon/md-manager.h"
 #include "migration/md-migration-dest.h"
+#include "migration/md-migration-recover.h"
+#include "migration/md-migration-source.h"
 #include "peer/md-peer.h"
 
 struct _MdDaemon
@@ -132,6 +134,17 @@ on_name_lost (GDBusConnection *connection, const char *name, gpointer user_data)
 }
 
 /* The peer port: incoming migrations. Off when listen-address is empty. */
+/* Guest1.Migrate, wired from above: guests know nothing of the engine. */
+static char *
+migrate_guest (gpointer owner, MdGuest *guest, const char *destination, GVariant *options,
+               guint owner_uid, GError **error)
+{
+  g_autoptr (MdMigration) migration =
+      md_migration_source_start (MD_MANAGER (owner), guest, destination, options, owner_uid, error);
+
+  return migration != NULL ? g_strdup (md_migration_get_object_path (migration)) : NULL;
+}
+
 static gboolean
 start_peer_listener (MdDaemon *self, GError **error)
 {
@@ -153,7 +166,9 @@ start_peer_listener (MdDaemon *self, GError **error)
                       config->peer_port);
       return FALSE;
     }
-  self->dest = md_migration_dest_new (self->manager, self->listener);
+  self->dest = md_migration_dest_new (self->manager, self->listener, error);
+  if (self->dest == NULL)
+    return FALSE;
   md_manager_set_listener (self->manager, self->listener);
   address =
       g_strdup_printf ("%s:%u", config->listen_address, md_peer_listener_get_port (self->listener));
@@ -178,6 +193,9 @@ on_manager_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
       emit_done (self, 1);
       return;
     }
+  /* Before anyone can start a migration: what the previous daemon left
+   * open is resolved first (Migrate and Prepare wait for it). */
+  md_migration_recover_start (self->manager);
   self->name_id = g_bus_own_name_on_connection (self->connection, MD_BUS_NAME, self->name_flags,
                                                 on_name_acquired, on_name_lost, self, NULL);
 }
@@ -215,6 +233,7 @@ md_daemon_start (MdDaemon *self, const MdDaemonOptions *options, GError **error)
 
   self->auth = md_auth_new ();
   self->manager = md_manager_new (self->config, self->auth, host_uuid);
+  md_manager_set_migrate_func (self->manager, migrate_guest);
   self->name_flags = flags | (options->replace ? G_BUS_NAME_OWNER_FLAGS_REPLACE : 0);
 
   /* The name is taken only once every guest is known, so no client sees

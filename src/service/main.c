@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "common/md-config.h"
+#include "common/md-fault.h"
 #include "md-daemon.h"
 
 #include <glib-unix.h>
@@ -97,6 +98,11 @@ main (int argc, char *argv[])
   if (verbose)
     g_setenv ("G_MESSAGES_DEBUG", "all", TRUE);
 
+  if (!md_fault_init (&error))
+    {
+      g_printerr ("migrationd: %s\n", error->message);
+      return 2;
+    }
   config = md_config_load (config_path, &error);
   if (config == NULL)
     {

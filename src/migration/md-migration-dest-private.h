@@ -1,0 +1,111 @@
+/* migrationd: what the incoming migration's modules share (Prepare in
+ * md-migration-dest.c; Finish, Abort, Resolve in md-migration-dest-finish.c).
+ * Not for other modules. */
+#pragma once
+
+#include "common/md-options.h"
+#include "md-incoming-owner.h"
+#include "md-migration-dest.h"
+#include "md-migration-machine.h"
+#include "storage/md-image-admission.h"
+#include "storage/md-nbd-server.h"
+
+G_BEGIN_DECLS
+
+#define FINISH_WAIT_MS 60000
+/* Names of our listening sockets inside the incoming QEMU (getfd). */
+#define MIGRATION_FDNAME "md-migration-listen"
+#define NBD_FDNAME "md-nbd-listen"
+
+struct _MdMigrationDest
+{
+  MdManager *manager;
+  MdPeerListener *listener;
+  MdImageAdmission *admission; /* which files incoming migrations may touch */
+  GHashTable *incoming;        /* "owner DN\nmigration id" -> Incoming */
+  gulong handler_ids[5];
+};
+
+/* One incoming migration: a reference-counted box (g_rc_box); the
+ * table of open migrations holds one reference, every pending QMP
+ * command, QEMU start, storage call and timer another. */
+typedef struct
+{
+  MdMigrationDest *dest;
+  MdMachine *machine; /* phases, authority, journal */
+  char *id;
+  char *key;              /* in dest->incoming: two sources may use the same id */
+  MdIncomingOwner *owner; /* the peer that prepared it, and its token */
+  char *tag;              /* unique prefix of our names inside QEMU */
+  MdQmp *event_qmp;       /* QEMU's MIGRATION events */
+  gulong event_id;
+  guint finish_timeout_id;
+  MdPeerConnection *conn;
+  gulong closed_id;
+  MdGuest *guest;
+  gboolean guest_created;
+  gboolean dest_had_config;
+  MdMigration *migration;
+  MdMigrateOptions *opts; /* Prepare's options, checked */
+  MdDomain *def;
+  char *uri;
+  char *address;        /* where QEMU and the NBD server listen */
+  GVariant *disks_info; /* disks the source mirrors to us (aa{sv}) */
+  GStrv created;        /* target images we made: removed on failure */
+  guint16 nbd_port;
+  GSocket *migration_socket; /* ours until QEMU has its copy */
+  GSocket *nbd_socket;
+  guint exports_added;
+  MdNbdServer *nbd_server; /* offline copies: qemu-storage-daemon */
+  char *tls_object;
+  gboolean offline;
+  gboolean prepared;
+  gboolean ended;
+  GError *abort_error; /* set when Abort/Finish(false) came during Prepare */
+  gulong stopped_id;   /* the prepared QEMU went away before Finish */
+  GDBusMethodInvocation *prepare_invocation;
+  GDBusMethodInvocation *finish_invocation;
+  gboolean finishing; /* Finish (or its adoption after a lost source) runs */
+} Incoming;
+
+typedef Incoming IncomingRef;
+
+Incoming *incoming_ref (Incoming *in);
+void incoming_unref (Incoming *in);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (IncomingRef, incoming_unref)
+
+const char *host_name (MdMigrationDest *dest);
+void incoming_stop_events (Incoming *in);
+/* The migration is over here: the table lets go of it, and @outcome
+ * ("running", "aborted") stays in the journal for a source that asks. */
+void incoming_end (Incoming *in, const char *outcome);
+/* Failure before the destination holds the guest: the prepared QEMU and
+ * what Prepare made go; after, the copy is left as it is (needs-attention). */
+void incoming_abort (Incoming *in, const GError *error);
+/* A Peer1 call of this migration failed in @phase: answer it with @error
+ * (taken) and remove what Prepare made. */
+void call_failed (Incoming *in, GDBusMethodInvocation **pending, const char *phase, GError *error);
+typedef void (*InStep) (Incoming *in, GError *error);
+/* A QMP command on the incoming QEMU (shared step runner, holds a ref). */
+void in_qmp (Incoming *in, const char *command, JsonObject *args, InStep next);
+char *incoming_key (MdPeerConnection *conn, const char *id);
+Incoming *incoming_for_call (MdMigrationDest *dest, MdPeerConnection *conn, const char *id,
+                             const char *token, const char *method, GError **error);
+
+/* md-migration-dest-finish.c */
+void adopt_after_lost_source (Incoming *in);
+gboolean dest_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
+                             GDBusMethodInvocation *invocation, const char *id, gboolean success,
+                             GVariant *options, MdMigrationDest *dest);
+gboolean dest_handle_abort (MdPeerListener *listener, MdPeerConnection *conn,
+                            GDBusMethodInvocation *invocation, const char *id, const char *reason,
+                            MdMigrationDest *dest);
+gboolean dest_handle_resolve (MdPeerListener *listener, MdPeerConnection *conn,
+                              GDBusMethodInvocation *invocation, const char *id,
+                              MdMigrationDest *dest);
+gboolean dest_handle_check_paths (MdPeerListener *listener, MdPeerConnection *conn,
+                                  GDBusMethodInvocation *invocation, const char *const *paths,
+                                  MdMigrationDest *dest);
+
+G_END_DECLS

@@ -1,0 +1,16 @@
+/* migrationd: resolving, at start-up, every migration the previous daemon
+ * left open in its journal (md-migration-journal.h), before new ones are
+ * accepted (the manager refuses Migrate and Prepare meanwhile). */
+#pragma once
+
+#include "daemon/md-manager.h"
+
+G_BEGIN_DECLS
+
+/* Starts resolving; holds the manager's recovery until every record is
+ * resolved, shown on a Migration1 object (completed, failed, or
+ * needs-attention when this host cannot prove which copy of a guest is
+ * the only one: then that QEMU is left paused). */
+void md_migration_recover_start (MdManager *manager);
+
+G_END_DECLS
