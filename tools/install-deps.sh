@@ -7,7 +7,7 @@ MD_PACKAGES=(
   libdbus-1-dev dbus dbus-daemon systemd gettext
   qemu-system-x86 qemu-utils
   python3 python3-gi python3-dbusmock dbus-test-runner
-  valgrind clang-format iproute2 procps psmisc util-linux
+  valgrind clang-format iproute2 procps psmisc util-linux zstd gzip
   python3-fusepy libfuse2
 )
 

@@ -32,6 +32,7 @@ md_config_new_default (void)
   config->shutdown_timeout = 120;
   config->peer_timeout = 30;
   config->accelerator = g_strdup ("auto");
+  config->on_stop = g_strdup ("keep");
   config->qemu_binary = g_strdup (MD_QEMU_BINARY);
   config->tls_dir = g_build_filename (MD_SYSCONFDIR, "tls", NULL);
   config->allowed_dns = g_new0 (char *, 1);
@@ -55,6 +56,7 @@ md_config_free (MdConfig *config)
   g_free (config->listen_address);
   g_strfreev (config->cpu_model_allow);
   g_free (config->accelerator);
+  g_free (config->on_stop);
   g_free (config->qemu_binary);
   g_free (config->tls_dir);
   g_strfreev (config->allowed_dns);
@@ -118,6 +120,7 @@ static const KeyDesc known_keys[] = {
   { "daemon", "shutdown-timeout", KEY_UINT, OFF (shutdown_timeout), 1, 3600 },
   { "daemon", "peer-timeout", KEY_UINT, OFF (peer_timeout), 2, 3600 },
   { "daemon", "accelerator", KEY_STRING, OFF (accelerator), 0, 0 },
+  { "daemon", "on-stop", KEY_STRING, OFF (on_stop), 0, 0 },
   { "daemon", "qemu-binary", KEY_STRING, OFF (qemu_binary), 0, 0 },
   { "daemon", "cpu-model-allow", KEY_LIST, OFF (cpu_model_allow), 0, 0 },
   { "tls", "directory", KEY_STRING, OFF (tls_dir), 0, 0 },
@@ -289,6 +292,13 @@ validate (MdConfig *config, const char *path, GError **error)
       g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
                    "%s: [daemon] accelerator: '%s' is not one of auto, kvm, tcg", path,
                    config->accelerator);
+      return FALSE;
+    }
+  if (!g_str_equal (config->on_stop, "keep") && !g_str_equal (config->on_stop, "managed-save"))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                   "%s: [daemon] on-stop: '%s' is not one of keep, managed-save", path,
+                   config->on_stop);
       return FALSE;
     }
   for (guint i = 0; config->image_dirs[i] != NULL; i++)

@@ -28,6 +28,10 @@ typedef struct
   guint shutdown_timeout;
   guint peer_timeout; /* s without a sign of life from a peer daemon */
   char *accelerator;  /* auto, kvm, tcg */
+  /* keep: guests run on when the daemon stops; managed-save: the daemon
+   * managed-saves its running persistent guests when it stops and
+   * restores them when it starts again (host shutdown and boot). */
+  char *on_stop;
   char *qemu_binary;
   /* When set, the only CPU models and features this host accepts (stands
    * for an older QEMU in tests); NULL = whatever QEMU can run. */

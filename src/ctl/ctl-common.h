@@ -113,5 +113,15 @@ int ctl_cmd_set_downtime (CtlContext *ctx, int argc, char **argv);
 int ctl_cmd_postcopy (CtlContext *ctx, int argc, char **argv);
 int ctl_cmd_monitor (CtlContext *ctx, int argc, char **argv);
 int ctl_cmd_complete_migrations (CtlContext *ctx, int argc, char **argv);
+/* Calls @method (Migrate, Save, ManagedSave: it answers a Migration1
+ * path) on @guest and follows that migration until it ends, as migrate
+ * does; Ctrl-C cancels it. @destination names the peer or the file. */
+int ctl_follow_guest_call (CtlContext *ctx, MdDbusGuest1 *guest, const char *name,
+                           const char *method, GVariant *parameters, const char *destination);
+
+/* save, restore, managedsave: ctl-save.c. */
+int ctl_cmd_save (CtlContext *ctx, int argc, char **argv);
+int ctl_cmd_restore (CtlContext *ctx, int argc, char **argv);
+int ctl_cmd_managedsave (CtlContext *ctx, int argc, char **argv);
 
 G_END_DECLS

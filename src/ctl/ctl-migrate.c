@@ -36,6 +36,7 @@ typedef struct
   guint64 postcopy_after;
   gboolean postcopy_requested;
   gboolean done;
+  gboolean save; /* Guest1.Save/ManagedSave: the destination is a file */
   int exit_code;
 } Follow;
 
@@ -311,7 +312,11 @@ finish (Follow *f, gboolean success, const char *error_name, const char *error_m
       if (!f->ctx->json)
         {
           g_autoptr (GString) s = g_string_new (NULL);
-          g_string_printf (s, _ ("migration of %s to %s completed"), f->guest_name, f->destination);
+          if (f->save)
+            g_string_printf (s, _ ("saved %s to %s; it is stopped"), f->guest_name, f->destination);
+          else
+            g_string_printf (s, _ ("migration of %s to %s completed"), f->guest_name,
+                             f->destination);
           if (total_ms > 0)
             g_string_append_printf (s, _ (" in %.1f s"), total_ms / 1000.0);
           if (downtime_ms > 0)
@@ -323,8 +328,16 @@ finish (Follow *f, gboolean success, const char *error_name, const char *error_m
     {
       f->exit_code = CTL_EXIT_FAILED;
       if (f->cancelling && g_strcmp0 (error_name, "org.migrationd.Error.Cancelled") == 0)
-        g_printerr (_ ("migrationctl: migration of %s cancelled; it keeps running on this host\n"),
+        g_printerr (f->save ? _ ("migrationctl: save of %s cancelled; it keeps running\n")
+                            : _ ("migrationctl: migration of %s cancelled; it keeps running on "
+                                 "this host\n"),
                     f->guest_name);
+      else if (f->save)
+        g_printerr (
+            _ ("migrationctl: saving %s to %s failed: %s: %s\n"), f->guest_name, f->destination,
+            error_name != NULL && *error_name != '\0' ? error_name : "org.migrationd.Error.Failed",
+            error_message != NULL && *error_message != '\0' ? error_message
+                                                            : _ ("no reason given"));
       else
         g_printerr (_ ("migrationctl: migration of %s to %s failed: %s: %s\n"), f->guest_name,
                     f->destination,
@@ -613,11 +626,9 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
   static const char *const copy_modes[] = { "none", "all", "incremental", NULL };
   g_auto (GVariantBuilder) options = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
   g_autoptr (MdDbusGuest1) guest = NULL;
-  g_autoptr (GVariant) reply = NULL;
   g_autoptr (GError) error = NULL;
   g_autofree char *dest_xml = NULL;
-  Follow f = { 0 };
-  const char *name, *destination, *path;
+  const char *name, *destination;
   int rc = CTL_EXIT_OK;
 
   postcopy_after_opt = 0;
@@ -728,6 +739,21 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
       return CTL_EXIT_FAILED;
     }
 
+  return ctl_follow_guest_call (ctx, guest, name, "Migrate",
+                                g_variant_new ("(sa{sv})", destination, &options), destination);
+}
+
+int
+ctl_follow_guest_call (CtlContext *ctx, MdDbusGuest1 *guest, const char *name, const char *method,
+                       GVariant *parameters, const char *destination)
+{
+  g_autoptr (GVariant) reply = NULL;
+  g_autoptr (GError) error = NULL;
+  Follow f = { 0 };
+  const char *path;
+  int rc = CTL_EXIT_OK;
+
+  f.save = !g_str_equal (method, "Migrate");
   f.ctx = ctx;
   f.loop = g_main_loop_new (NULL, FALSE);
   f.guest_name = g_strdup (ctl_nonnull (md_dbus_guest1_get_name (guest)));
@@ -745,8 +771,13 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
       ctx->bus, MD_BUS_NAME, "org.migrationd.Migration1", "Completed", NULL, NULL,
       G_DBUS_SIGNAL_FLAGS_NONE, on_completed, &f, NULL);
 
-  reply = ctl_call (ctx, guest, "Migrate", g_variant_new ("(sa{sv})", destination, &options),
-                    G_VARIANT_TYPE ("(o)"), TRUE, &error);
+  reply = ctl_call (ctx, guest, method, parameters, G_VARIANT_TYPE ("(o)"), TRUE, &error);
+  if (reply == NULL && f.save)
+    {
+      rc = ctl_report_error (ctx, error, CTL_ACTION_GUEST_MANAGE, NULL, NULL,
+                             _ ("cannot save %s to %s"), name, destination);
+      goto out;
+    }
   if (reply == NULL)
     {
       /* The guest was found above: a NotFound here is about the peer. */
@@ -769,8 +800,9 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
       || state_is_terminal (md_dbus_migration1_get_state (f.migration)))
     f.fallback_id = g_timeout_add (1000, fallback_cb, &f);
   else if (!ctx->json && !f.tty)
-    g_print (_ ("migrating %s to %s (migration %s)\n"), f.guest_name, destination,
-             ctl_migration_id (path));
+    g_print (f.save ? _ ("saving %s to %s (migration %s)\n")
+                    : _ ("migrating %s to %s (migration %s)\n"),
+             f.guest_name, destination, ctl_migration_id (path));
   if (md_dbus_migration1_get_state (f.migration) != NULL)
     print_progress (&f);
 

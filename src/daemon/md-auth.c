@@ -33,6 +33,7 @@ typedef struct
 static const AuthRule auth_rules[] = {
   { "org.migrationd.Manager1", "DefineGuest", MD_ACTION_GUEST_MANAGE },
   { "org.migrationd.Manager1", "CreateGuest", MD_ACTION_GUEST_MANAGE },
+  { "org.migrationd.Manager1", "Restore", MD_ACTION_GUEST_MANAGE },
   { "org.migrationd.Manager1", "ListGuests", MD_ACTION_OPEN },
   { "org.migrationd.Manager1", "LookupGuest", MD_ACTION_OPEN },
   { "org.migrationd.Manager1", "ListMigrations", MD_ACTION_OPEN },
@@ -48,6 +49,7 @@ static const AuthRule auth_rules[] = {
   { "org.migrationd.Guest1", "Undefine", MD_ACTION_GUEST_MANAGE },
   { "org.migrationd.Guest1", "Save", MD_ACTION_GUEST_MANAGE },
   { "org.migrationd.Guest1", "Restore", MD_ACTION_GUEST_MANAGE },
+  { "org.migrationd.Guest1", "ManagedSave", MD_ACTION_GUEST_MANAGE },
   { "org.migrationd.Guest1", "GetXML", MD_ACTION_OPEN },
   { "org.migrationd.Guest1", "Migrate", MD_ACTION_MIGRATE },
   { "org.migrationd.Migration1", "Cancel", MD_ACTION_CONTROL },

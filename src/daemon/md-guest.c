@@ -74,6 +74,8 @@ md_guest_state_to_string (MdGuestState state)
       return "migrating-in";
     case MD_GUEST_STATE_CRASHED:
       return "crashed";
+    case MD_GUEST_STATE_SAVED:
+      return "saved";
     }
   g_assert_not_reached ();
 }
@@ -759,6 +761,58 @@ on_start_done (GObject *source, GAsyncResult *result, gpointer user_data)
     md_dbus_guest1_complete_start (MD_DBUS_GUEST1 (source), invocation);
 }
 
+static void
+remove_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  if (g_unlink (task_data) < 0 && errno != ENOENT)
+    g_task_return_new_error (task, MD_ERROR, MD_ERROR_STORAGE_FAILED, "cannot remove %s: %s",
+                             (const char *) task_data, g_strerror (errno));
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+static void
+on_managed_save_removed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GDBusMethodInvocation *invocation = user_data;
+  GError *error = NULL;
+
+  /* The guest runs: a failure here only leaves a stale file. */
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      g_warning ("guest %s: %s", MD_GUEST (source)->def->name, error->message);
+      g_error_free (error);
+    }
+  md_guest_set_has_managed_save (MD_GUEST (source), FALSE);
+  md_dbus_guest1_complete_start (MD_DBUS_GUEST1 (source), invocation);
+}
+
+static void
+on_managed_restore_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GDBusMethodInvocation *invocation = user_data;
+  MdGuest *self = MD_GUEST (g_dbus_method_invocation_get_user_data (invocation));
+  g_autoptr (MdGuest) guest = NULL;
+  g_autoptr (GTask) task = NULL;
+  GError *error = NULL;
+
+  guest = self->host->restore_guest_finish (result, &error);
+  if (guest == NULL)
+    {
+      g_autofree char *saved = md_guest_managed_save_path (self->host->config, self->def->name);
+      g_prefix_error (&error,
+                      "starting guest %s from its managed save (remove %s to start it "
+                      "afresh): ",
+                      self->def->name, saved);
+      md_error_return (invocation, error);
+      return;
+    }
+  task = g_task_new (self, NULL, on_managed_save_removed, invocation);
+  g_task_set_task_data (task, md_guest_managed_save_path (self->host->config, self->def->name),
+                        g_free);
+  g_task_run_in_thread (task, remove_in_thread);
+}
+
 static gboolean
 handle_start (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVariant *options)
 {
@@ -766,6 +820,13 @@ handle_start (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVariant 
 
   if (!check_options (invocation, options, start_options, "Start"))
     return G_DBUS_METHOD_INVOCATION_HANDLED;
+  if (md_dbus_guest1_get_has_managed_save (object) && self->proc == NULL && self->busy == NULL)
+    {
+      g_autofree char *path = md_guest_managed_save_path (self->host->config, self->def->name);
+      self->host->restore_guest (self->host->owner, path, options, self, on_managed_restore_done,
+                                 invocation);
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
   md_guest_start_async (self, md_options_get_boolean (options, "start-paused", FALSE), NULL,
                         on_start_done, invocation);
   return G_DBUS_METHOD_INVOCATION_HANDLED;
@@ -993,15 +1054,6 @@ handle_get_xml (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVarian
 }
 
 static gboolean
-not_yet (GDBusMethodInvocation *invocation, const char *what)
-{
-  g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
-                                         "%s is not supported by this version of migrationd (%s)",
-                                         what, PACKAGE_VERSION);
-  return G_DBUS_METHOD_INVOCATION_HANDLED;
-}
-
-static gboolean
 handle_migrate (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, const char *destination,
                 GVariant *options)
 {
@@ -1034,18 +1086,77 @@ handle_migrate (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, const c
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+static guint
+caller_uid (GDBusMethodInvocation *invocation)
+{
+  guint uid_plus_one =
+      GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (invocation), MD_AUTH_CALLER_UID_KEY));
+
+  return uid_plus_one > 0 ? uid_plus_one - 1 : 0;
+}
+
+static void
+on_save_started (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GDBusMethodInvocation *invocation = user_data;
+  MdDbusGuest1 *object = MD_DBUS_GUEST1 (source);
+  MdGuest *self = MD_GUEST (source);
+  g_autofree char *migration = NULL;
+  GError *error = NULL;
+
+  migration = self->host->save_guest_finish (result, &error);
+  if (migration == NULL)
+    md_error_return (invocation, error);
+  else if (g_str_equal (g_dbus_method_invocation_get_method_name (invocation), "ManagedSave"))
+    md_dbus_guest1_complete_managed_save (object, invocation, migration);
+  else
+    md_dbus_guest1_complete_save (object, invocation, migration);
+}
+
 static gboolean
 handle_save (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, const char *file,
              GVariant *options)
 {
-  return not_yet (invocation, "Save");
+  MdGuest *self = MD_GUEST (object);
+
+  self->host->save_guest (self->host->owner, self, file, options, caller_uid (invocation), FALSE,
+                          on_save_started, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static gboolean
+handle_managed_save (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVariant *options)
+{
+  MdGuest *self = MD_GUEST (object);
+
+  self->host->save_guest (self->host->owner, self, NULL, options, caller_uid (invocation), TRUE,
+                          on_save_started, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+static void
+on_restore_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GDBusMethodInvocation *invocation = user_data;
+  MdGuest *self = MD_GUEST (g_dbus_method_invocation_get_user_data (invocation));
+  g_autoptr (MdGuest) guest = NULL;
+  GError *error = NULL;
+
+  guest = self->host->restore_guest_finish (result, &error);
+  if (guest == NULL)
+    md_error_return (invocation, error);
+  else
+    md_dbus_guest1_complete_restore (MD_DBUS_GUEST1 (self), invocation);
 }
 
 static gboolean
 handle_restore (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, const char *file,
                 GVariant *options)
 {
-  return not_yet (invocation, "Restore");
+  MdGuest *self = MD_GUEST (object);
+
+  self->host->restore_guest (self->host->owner, file, options, self, on_restore_done, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
 static void
@@ -1062,6 +1173,7 @@ md_guest_iface_init (MdDbusGuest1Iface *iface)
   iface->handle_migrate = handle_migrate;
   iface->handle_save = handle_save;
   iface->handle_restore = handle_restore;
+  iface->handle_managed_save = handle_managed_save;
 }
 
 /* ---- object ---------------------------------------------------------------- */
@@ -1216,6 +1328,49 @@ md_guest_end_migration (MdGuest *self, gboolean running)
     set_state (self, running ? MD_GUEST_STATE_RUNNING : MD_GUEST_STATE_PAUSED);
   else
     sync_properties (self);
+}
+
+gboolean
+md_guest_is_busy (MdGuest *self)
+{
+  return self->busy != NULL;
+}
+
+void
+md_guest_mark_saved (MdGuest *self, gboolean managed)
+{
+  if (managed)
+    md_dbus_guest1_set_has_managed_save (MD_DBUS_GUEST1 (self), TRUE);
+  if (self->proc == NULL)
+    set_state (self, MD_GUEST_STATE_SAVED);
+}
+
+char *
+md_guest_managed_save_path (const MdConfig *config, const char *name)
+{
+  g_autofree char *file = g_strdup_printf ("%s.save", name);
+
+  return g_build_filename (config->state_dir, "save", file, NULL);
+}
+
+void
+md_guest_settle_stopped (MdGuest *self)
+{
+  if (self->proc != NULL)
+    return;
+  set_state (self, md_dbus_guest1_get_has_managed_save (MD_DBUS_GUEST1 (self))
+                       ? MD_GUEST_STATE_SAVED
+                       : MD_GUEST_STATE_SHUT_OFF);
+}
+
+void
+md_guest_set_has_managed_save (MdGuest *self, gboolean has)
+{
+  md_dbus_guest1_set_has_managed_save (MD_DBUS_GUEST1 (self), has);
+  if (!has && self->state == MD_GUEST_STATE_SAVED)
+    set_state (self, MD_GUEST_STATE_SHUT_OFF);
+  else if (has && self->proc == NULL)
+    set_state (self, MD_GUEST_STATE_SAVED);
 }
 
 MdQmp *

@@ -16,6 +16,7 @@ typedef enum
   MD_GUEST_STATE_MIGRATING_OUT,
   MD_GUEST_STATE_MIGRATING_IN,
   MD_GUEST_STATE_CRASHED,
+  MD_GUEST_STATE_SAVED, /* shut off; its state is in a save file */
 } MdGuestState;
 
 const char *md_guest_state_to_string (MdGuestState state);
@@ -45,6 +46,20 @@ const MdDomain *md_guest_get_live_definition (MdGuest *self);
 /* Replaces the persistent definition (takes @def); the running QEMU, if
  * any, keeps its live definition until it stops. */
 void md_guest_set_definition (MdGuest *self, MdDomain *def);
+
+/* A lifecycle operation (start, shutdown, destroy...) is under way. */
+gboolean md_guest_is_busy (MdGuest *self);
+
+/* Save bookkeeping: QEMU is gone and the state is in a file; @managed:
+ * in the managed-save file (HasManagedSave). */
+void md_guest_mark_saved (MdGuest *self, gboolean managed);
+void md_guest_set_has_managed_save (MdGuest *self, gboolean has);
+/* Where the managed save of guest @name lives: save/NAME.save in the
+ * state directory. */
+char *md_guest_managed_save_path (const MdConfig *config, const char *name);
+/* After a failed restore: QEMU is gone as planned, not crashed; the guest
+ * is "saved" if a managed save remains, else "shut-off". */
+void md_guest_settle_stopped (MdGuest *self);
 
 MdQmp *md_guest_get_qmp (MdGuest *self);
 MdQemuProcess *md_guest_get_process (MdGuest *self);

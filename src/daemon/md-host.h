@@ -27,6 +27,19 @@ typedef struct
    * its Migration1 object (NULL with @error when nothing started). */
   char *(*migrate_guest) (gpointer owner, MdGuest *guest, const char *destination,
                           GVariant *options, guint owner_uid, GError **error);
+  /* Guest1.Save and ManagedSave (@path NULL with @managed): completes,
+   * once the file exists, with the path of the Migration1 object
+   * (migration/md-save.c, wired by the service). */
+  void (*save_guest) (gpointer owner, MdGuest *guest, const char *path, GVariant *options,
+                      guint owner_uid, gboolean managed, GAsyncReadyCallback callback,
+                      gpointer user_data);
+  char *(*save_guest_finish) (GAsyncResult *result, GError **error);
+  /* Guest1.Restore, Start from a managed save (@expected: the guest the
+   * file must belong to) and Manager1.Restore (@expected NULL); completes
+   * with the restored guest (a new reference). */
+  void (*restore_guest) (gpointer owner, const char *path, GVariant *options, MdGuest *expected,
+                         GAsyncReadyCallback callback, gpointer user_data);
+  MdGuest *(*restore_guest_finish) (GAsyncResult *result, GError **error);
 } MdHost;
 
 G_END_DECLS

@@ -262,6 +262,34 @@ handle_create_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+static void
+on_restored (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GDBusMethodInvocation *invocation = user_data;
+  MdManager *self = MD_MANAGER (g_dbus_method_invocation_get_user_data (invocation));
+  g_autoptr (MdGuest) guest = NULL;
+  GError *error = NULL;
+
+  guest = self->host.restore_guest_finish (result, &error);
+  if (guest == NULL)
+    {
+      md_error_return (invocation, error);
+      return;
+    }
+  md_dbus_manager1_complete_restore (MD_DBUS_MANAGER1 (self), invocation,
+                                     md_guest_get_object_path (guest));
+}
+
+static gboolean
+handle_restore (MdDbusManager1 *object, GDBusMethodInvocation *invocation, const char *file,
+                GVariant *options)
+{
+  MdManager *self = MD_MANAGER (object);
+
+  self->host.restore_guest (self, file, options, NULL, on_restored, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 gboolean
 md_manager_delete_definition (MdManager *self, const char *name, GError **error)
 {
@@ -290,6 +318,15 @@ md_manager_undefine_guest (MdManager *self, MdGuest *guest, GError **error)
     }
   if (!md_manager_delete_definition (self, md_guest_get_name (guest), error))
     return FALSE;
+  if (md_dbus_guest1_get_has_managed_save (MD_DBUS_GUEST1 (guest)))
+    {
+      /* Without its definition nothing can start from it. */
+      g_autofree char *saved = md_guest_managed_save_path (self->config, md_guest_get_name (guest));
+      if (g_unlink (saved) < 0 && errno != ENOENT)
+        g_warning ("cannot remove the managed save %s of undefined guest %s: %s", saved,
+                   md_guest_get_name (guest), g_strerror (errno));
+      md_guest_set_has_managed_save (guest, FALSE);
+    }
   g_message ("undefined guest %s", md_guest_get_name (guest));
   if (md_guest_is_active (guest))
     md_guest_set_persistent (guest, FALSE); /* as libvirt: it runs on, transient */
@@ -420,6 +457,15 @@ md_manager_set_migrate_func (MdManager *self,
   self->host.migrate_guest = func;
 }
 
+void
+md_manager_set_save_funcs (MdManager *self, const MdHost *funcs)
+{
+  self->host.save_guest = funcs->save_guest;
+  self->host.save_guest_finish = funcs->save_guest_finish;
+  self->host.restore_guest = funcs->restore_guest;
+  self->host.restore_guest_finish = funcs->restore_guest_finish;
+}
+
 static gboolean
 host_undefine_guest (gpointer owner, MdGuest *guest, GError **error)
 {
@@ -515,6 +561,7 @@ md_manager_iface_init (MdDbusManager1Iface *iface)
 {
   iface->handle_define_guest = handle_define_guest;
   iface->handle_create_guest = handle_create_guest;
+  iface->handle_restore = handle_restore;
   iface->handle_list_guests = handle_list_guests;
   iface->handle_lookup_guest = handle_lookup_guest;
   iface->handle_list_migrations = handle_list_migrations;
@@ -565,8 +612,9 @@ MdManager *
 md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
 {
   MdManager *self = g_object_new (MD_TYPE_MANAGER, NULL);
-  const char *capabilities[] = { "guests",   "live-migration", "offline-migration", "tls",
-                                 "postcopy", "auto-converge",  "multifd",           NULL };
+  const char *capabilities[] = { "guests",  "live-migration", "offline-migration",
+                                 "tls",     "postcopy",       "auto-converge",
+                                 "multifd", "save",           NULL };
   g_autofree char *peer_address = NULL;
 
   self->config = config;
@@ -682,6 +730,10 @@ load_definitions (MdManager *self)
         }
       {
         g_autoptr (MdGuest) guest = md_guest_new (&self->host, g_steal_pointer (&def), TRUE);
+        g_autofree char *saved =
+            md_guest_managed_save_path (self->config, md_guest_get_name (guest));
+        if (g_file_test (saved, G_FILE_TEST_IS_REGULAR))
+          md_guest_set_has_managed_save (guest, TRUE);
         md_manager_add_guest (self, guest);
       }
     }

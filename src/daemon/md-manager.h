@@ -74,6 +74,10 @@ void md_manager_set_migrate_func (MdManager *self,
                                                  const char *destination, GVariant *options,
                                                  guint owner_uid, GError **error));
 
+/* Save and restore, wired from above like Migrate: the four save and
+ * restore members of @funcs are copied into the host. */
+void md_manager_set_save_funcs (MdManager *self, const MdHost *funcs);
+
 /* A trusted peer by name (migrationd.conf or AddPeer), or NULL. */
 const MdConfigPeer *md_manager_find_peer (MdManager *self, const char *name);
 /* The listener whose allow-list follows AddPeer/RemovePeer. */

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include "md-migration-dest-private.h"
+#include "md-address.h"
 #include "md-migration-qemu.h"
 #include "md-migration-source.h"
 #include "common/md-error.h"
@@ -1143,8 +1144,17 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       return TRUE;
     }
   port = md_listen_socket_get_port (in->migration_socket);
-  in->uri = strchr (address, ':') != NULL ? g_strdup_printf ("tcp:[%s]:%u", address, port)
-                                          : g_strdup_printf ("tcp:%s:%u", address, port);
+  {
+    /* The peer's options are checked again: a destination trusts nothing
+     * it did not create. */
+    g_autoptr (MdAddress) endpoint = md_address_new_inet (address, port, &error);
+    in->uri = endpoint != NULL ? md_address_to_uri (endpoint, &error) : NULL;
+    if (in->uri == NULL)
+      {
+        prepare_failed (in, g_steal_pointer (&error));
+        return TRUE;
+      }
+  }
   in->address = g_steal_pointer (&address);
 
   admit_images (in);

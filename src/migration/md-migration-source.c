@@ -15,6 +15,7 @@
 #include "common/md-options.h"
 #include "md-migration-ask.h"
 #include "md-migration-source-private.h"
+#include "md-address.h"
 
 /* How long a source that lost the peer at the switch-over keeps asking
  * it (it may be restarting) before it leaves the guest paused here and
@@ -963,7 +964,21 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   md_migration_mark_time (src->migration, "prepared");
   md_fault_point ("source-prepare-done");
-  source_perform (src, uri);
+  {
+    /* A peer's string never reaches QEMU as is: parsed, checked, and
+     * rendered by us (an exec: URI would run a shell on this host). */
+    g_autoptr (MdAddress) address = md_address_parse_tcp_uri (uri, &error);
+    g_autofree char *checked = address != NULL ? md_address_to_uri (address, &error) : NULL;
+    if (checked == NULL)
+      {
+        source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
+                                       "host %s, phase prepare: the peer's migration URI is "
+                                       "refused: %s",
+                                       source_peer_name (src), error->message));
+        return;
+      }
+    source_perform (src, checked);
+  }
 }
 
 static void

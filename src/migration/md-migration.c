@@ -348,8 +348,9 @@ md_migration_new (MdManager *manager, guint number, MdMigrationDirection directi
   self->start_monotonic = g_get_monotonic_time ();
   md_dbus_migration1_set_guest (iface, guest_path);
   md_dbus_migration1_set_guest_name (iface, guest_name);
-  md_dbus_migration1_set_direction (iface,
-                                    direction == MD_MIGRATION_OUTGOING ? "outgoing" : "incoming");
+  md_dbus_migration1_set_direction (iface, direction == MD_MIGRATION_OUTGOING   ? "outgoing"
+                                           : direction == MD_MIGRATION_INCOMING ? "incoming"
+                                                                                : "save");
   md_dbus_migration1_set_peer (iface, peer);
   md_dbus_migration1_set_owner (iface, owner_uid);
   md_dbus_migration1_set_phase (iface, "begin");

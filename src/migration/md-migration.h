@@ -12,6 +12,7 @@ typedef enum
 {
   MD_MIGRATION_OUTGOING,
   MD_MIGRATION_INCOMING,
+  MD_MIGRATION_SAVE, /* Guest1.Save / ManagedSave: the stream goes to a file */
 } MdMigrationDirection;
 
 /* Figures from QEMU's query-migrate, as the migration module reads them. */

@@ -9,6 +9,7 @@
 #include "migration/md-migration-dest.h"
 #include "migration/md-migration-recover.h"
 #include "migration/md-migration-source.h"
+#include "migration/md-save.h"
 #include "peer/md-peer.h"
 
 struct _MdDaemon
@@ -25,6 +26,7 @@ struct _MdDaemon
   GBusNameOwnerFlags name_flags;
   gboolean name_acquired;
   gboolean done;
+  gboolean saving_all; /* on-stop = managed-save is under way */
 };
 
 enum
@@ -145,6 +147,37 @@ migrate_guest (gpointer owner, MdGuest *guest, const char *destination, GVariant
   return migration != NULL ? g_strdup (md_migration_get_object_path (migration)) : NULL;
 }
 
+/* Save and restore, wired from above as Migrate is. */
+static void
+save_guest (gpointer owner, MdGuest *guest, const char *path, GVariant *options, guint owner_uid,
+            gboolean managed, GAsyncReadyCallback callback, gpointer user_data)
+{
+  md_save_start_async (MD_MANAGER (owner), guest, path, options, owner_uid, managed, callback,
+                       user_data);
+}
+
+static char *
+save_guest_finish (GAsyncResult *result, GError **error)
+{
+  g_autoptr (MdMigration) migration = md_save_start_finish (result, error);
+
+  return migration != NULL ? g_strdup (md_migration_get_object_path (migration)) : NULL;
+}
+
+static void
+restore_guest (gpointer owner, const char *path, GVariant *options, MdGuest *expected,
+               GAsyncReadyCallback callback, gpointer user_data)
+{
+  md_save_restore_async (MD_MANAGER (owner), path, options, expected, callback, user_data);
+}
+
+static const MdHost save_funcs = {
+  .save_guest = save_guest,
+  .save_guest_finish = save_guest_finish,
+  .restore_guest = restore_guest,
+  .restore_guest_finish = md_save_restore_finish,
+};
+
 static gboolean
 start_peer_listener (MdDaemon *self, GError **error)
 {
@@ -198,6 +231,8 @@ on_manager_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   md_migration_recover_start (self->manager);
   self->name_id = g_bus_own_name_on_connection (self->connection, MD_BUS_NAME, self->name_flags,
                                                 on_name_acquired, on_name_lost, self, NULL);
+  /* Guests the last stop saved (on-stop = managed-save) come back. */
+  md_save_restore_at_start (self->manager);
 }
 
 gboolean
@@ -234,6 +269,7 @@ md_daemon_start (MdDaemon *self, const MdDaemonOptions *options, GError **error)
   self->auth = md_auth_new ();
   self->manager = md_manager_new (self->config, self->auth, host_uuid);
   md_manager_set_migrate_func (self->manager, migrate_guest);
+  md_manager_set_save_funcs (self->manager, &save_funcs);
   self->name_flags = flags | (options->replace ? G_BUS_NAME_OWNER_FLAGS_REPLACE : 0);
 
   /* The name is taken only once every guest is known, so no client sees
@@ -242,8 +278,8 @@ md_daemon_start (MdDaemon *self, const MdDaemonOptions *options, GError **error)
   return TRUE;
 }
 
-void
-md_daemon_stop (MdDaemon *self)
+static void
+stop_now (MdDaemon *self)
 {
   /* Release the name first so a successor can take it at once. */
   if (self->name_id != 0)
@@ -252,4 +288,30 @@ md_daemon_stop (MdDaemon *self)
   if (self->connection != NULL)
     g_dbus_connection_flush_sync (self->connection, NULL, NULL);
   emit_done (self, 0);
+}
+
+static void
+on_all_saved (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (MdDaemon) self = user_data;
+
+  md_save_all_finish (MD_MANAGER (source), result, NULL);
+  g_message ("on-stop: every guest that could be saved is saved; stopping");
+  stop_now (self);
+}
+
+void
+md_daemon_stop (MdDaemon *self)
+{
+  /* on-stop = managed-save: the guests go to disk first (a second signal
+   * stops at once, leaving the rest running). */
+  if (g_str_equal (self->config->on_stop, "managed-save") && !self->saving_all && self->name_id != 0
+      && !self->done)
+    {
+      self->saving_all = TRUE;
+      g_message ("on-stop: managed-saving the running guests before stopping");
+      md_save_all_async (self->manager, on_all_saved, g_object_ref (self));
+      return;
+    }
+  stop_now (self);
 }

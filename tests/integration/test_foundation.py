@@ -141,6 +141,7 @@ MANAGER_GATES = {
     "CreateGuest": ("(sa{sv})", (GUEST_XML, {}), "org.migrationd.guest.manage"),
     "AddPeer": ("(sssa{sv})", ("hostB", "192.0.2.2:49200", "CN=hostB", {}), "org.migrationd.peer.manage"),
     "RemovePeer": ("(s)", ("hostB",), "org.migrationd.peer.manage"),
+    "Restore": ("(sa{sv})", ("/nonexistent/guest.save", {}), "org.migrationd.guest.manage"),
 }
 
 

@@ -314,6 +314,7 @@ GUEST_GATES = {
     "Undefine": ("(a{sv})", ({},), False),
     "Migrate": ("(sa{sv})", ("127.0.0.1:1", {}), True),  # nothing listens: refused at once
     "Save": ("(sa{sv})", ("/nonexistent/save.state", {}), True),
+    "ManagedSave": ("(a{sv})", ({},), True),
     "Restore": ("(sa{sv})", ("/nonexistent/save.state", {}), False),
 }
 
