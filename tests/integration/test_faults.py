@@ -99,6 +99,12 @@ def qmp_socket_of(host, pid):
         match = re.search(r"id=charmonitor,path=([^,]+)", arg)
         if match:
             return match.group(1)
+    # The daemon binds the QMP socket itself and hands QEMU the listening
+    # descriptor (fd=3): the socket is <runtime dir>/<name>.qmp, next to
+    # the -pidfile.
+    if any(re.search(r"id=charmonitor,fd=\d+", arg) for arg in args) and "-pidfile" in args:
+        pidfile = args[args.index("-pidfile") + 1]
+        return pidfile[: -len(".pid")] + ".qmp"
     path = os.path.join(host.daemon.runtime_dir, "f.qmp")
     if os.path.exists(path):
         return path
