@@ -184,6 +184,28 @@ if [ -f "$dest$unit" ]; then
 			sed 's/^/  /' "$tmp/verify.log"
 			fail "systemd-analyze verify rejects $unit"
 		fi
+		# Hardening: the exposure score of the installed unit, read from
+		# the file (--offline), must stay at or below 5.0.
+		if systemd-analyze security --offline=true "$tmp/units/migrationd.service" \
+			>"$tmp/security.log" 2>&1; then
+			score=$(sed -n 's/^→ Overall exposure level for migrationd.service: \([0-9.]*\).*/\1/p' \
+				"$tmp/security.log")
+			if [ -z "$score" ]; then
+				sed 's/^/  /' "$tmp/security.log"
+				fail "systemd-analyze security printed no exposure level for $unit"
+			elif awk "BEGIN { exit !($score <= 5.0) }"; then
+				echo "ok: systemd-analyze security rates $unit $score (at most 5.0)"
+			else
+				grep '✗' "$tmp/security.log" | sed 's/^/  /'
+				fail "systemd-analyze security rates $unit $score, above 5.0"
+			fi
+		else
+			sed 's/^/  /' "$tmp/security.log"
+			fail "systemd-analyze security failed on $unit"
+		fi
+		for key in TasksMax LimitNOFILE CapabilityBoundingSet SystemCallFilter; do
+			grep -q "^$key=" "$dest$unit" || fail "$unit: $key= missing"
+		done
 	fi
 fi
 if [ -f "$dest$activation" ]; then
@@ -209,12 +231,12 @@ if [ -f "$dest$config" ]; then
 		kf = GLib.KeyFile()
 		kf.load_from_file(sys.argv[1], GLib.KeyFileFlags.NONE)
 		groups = kf.get_groups()[0]
-		assert set(groups) == {"daemon", "tls"}, "groups: %s" % groups
+		assert set(groups) == {"daemon", "tls", "storage"}, "groups: %s" % groups
 		for g in groups:
 		    keys = kf.get_keys(g)[0]
 		    assert not keys, "[%s] sets %s; defaults belong in comments" % (g, keys)
 		PY
-		echo "ok: $config loads as a GKeyFile with [daemon] and [tls]"
+		echo "ok: $config loads as a GKeyFile with [daemon], [tls] and [storage]"
 	else
 		sed 's/^/  /' "$tmp/kf.log"
 		fail "$config does not load"
@@ -243,6 +265,56 @@ if [ -f "$dest$tmpfiles" ]; then
 			fail "systemd-tmpfiles rejects $tmpfiles"
 		fi
 	fi
+fi
+
+# sysusers.d: systemd-sysusers must accept it and make the group.
+sysusers=$(pc_dir "" systemd sysusersdir "$MD_PREFIX/lib/sysusers.d" "prefix=$MD_PREFIX")/migrationd.conf
+need "$sysusers"
+if [ -f "$dest$sysusers" ] && command -v systemd-sysusers >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+	mkdir -p "$tmp/sysroot/etc"
+	: >"$tmp/sysroot/etc/group"
+	: >"$tmp/sysroot/etc/passwd"
+	if systemd-sysusers --root="$tmp/sysroot" "$dest$sysusers" >"$tmp/sysusers.log" 2>&1 &&
+		grep -q '^migrationd:x:[0-9]*:$' "$tmp/sysroot/etc/group"; then
+		echo "ok: systemd-sysusers creates group migrationd from $sysusers"
+	else
+		sed 's/^/  /' "$tmp/sysusers.log"
+		fail "systemd-sysusers did not create group migrationd from $sysusers"
+	fi
+fi
+
+# logrotate: the QEMU logs in the state directory, a valid configuration.
+logrotate_conf="$MD_SYSCONFDIR/logrotate.d/migrationd"
+need "$logrotate_conf"
+if [ -f "$dest$logrotate_conf" ]; then
+	grep -q "^$MD_STATE_DIR/log/\*\.log {" "$dest$logrotate_conf" ||
+		fail "$logrotate_conf does not rotate $MD_STATE_DIR/log/*.log"
+	if command -v logrotate >/dev/null 2>&1; then
+		if logrotate --debug --state "$tmp/logrotate.state" "$dest$logrotate_conf" >"$tmp/logrotate.log" 2>&1 &&
+			! grep -qi 'error' "$tmp/logrotate.log"; then
+			echo "ok: logrotate accepts $logrotate_conf"
+		else
+			sed 's/^/  /' "$tmp/logrotate.log"
+			fail "logrotate rejects $logrotate_conf"
+		fi
+	fi
+fi
+
+# Man pages, one per program and one for the configuration file.
+for page in man1/migrationctl.1 man8/migrationd.8 man5/migrationd.conf.5 man1/migrationd-tls-setup.1; do
+	need "${MD_MANDIR:-$MD_PREFIX/share/man}/$page"
+done
+
+# The Cockpit page: every file, and a manifest Cockpit can parse.
+cockpit_dir="$MD_DATADIR/cockpit/migrationd"
+for f in manifest.json index.html migrationd.js migrationd.css; do
+	need "$cockpit_dir/$f"
+done
+if [ -f "$dest$cockpit_dir/manifest.json" ]; then
+	/usr/bin/python3 -m json.tool "$dest$cockpit_dir/manifest.json" >/dev/null 2>"$tmp/manifest.log" ||
+		fail "$cockpit_dir/manifest.json is not JSON: $(cat "$tmp/manifest.log")"
+	grep -q '\.\./base1/cockpit\.js' "$dest$cockpit_dir/index.html" ||
+		fail "$cockpit_dir/index.html does not load ../base1/cockpit.js"
 fi
 
 # Where the running system looks; a /usr/local prefix is valid for

@@ -10,9 +10,11 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -627,10 +629,139 @@ printf '%s\n' "${COMPREPLY[@]}"
                 self.assertEqual(changed['Progress'], 0.5)
                 self.assertEqual(changed['Iteration'], 3)
 
+    # ---- --version, --help, --json everywhere, --quiet, pkttyagent ----
+
+    def test_version_help(self):
+        rc, out, err = self.ctl('--version')
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r'^migrationctl \d+\.\d+\.\d+\n$')
+        rc, out, err = self.ctl('--version', '--json')
+        self.assertEqual(json.loads(out)['program'], 'migrationctl')
+        rc, out, err = self.ctl('--help')
+        self.assertEqual(rc, 0, err)
+        for command in ('info', 'list', 'define', 'start', 'shutdown', 'migrate', 'migrations',
+                        'cancel', 'monitor', 'peers', 'add-peer', 'remove-peer', 'help'):
+            self.assertRegex(out, r'\n  %s\b' % re.escape(command))
+        for option in ('--json', '--quiet', '--version', '--no-ask-password'):
+            self.assertIn(option, out)
+        rc, out, err = self.ctl('help', '--json')
+        doc = self.assert_one_json_line(out)
+        names = [c['name'] for c in doc['commands']]
+        self.assertIn('migrate', names)
+        self.assertNotIn('__complete-guests', names)
+        self.assertEqual(set(doc['commands'][0]), {'name', 'arguments', 'summary'})
+
+    def assert_one_json_line(self, text):
+        self.assertTrue(text.endswith('\n') and text.count('\n') == 1, repr(text))
+        return json.loads(text)
+
+    def assert_json_error(self, rc, out, err, name):
+        self.assertEqual(out, '')
+        doc = self.assert_one_json_line(err)
+        self.assertEqual(set(doc), {'error'})
+        self.assertEqual(set(doc['error']), {'name', 'message', 'hint', 'exit-status'})
+        self.assertEqual(doc['error']['name'], name, doc)
+        self.assertEqual(doc['error']['exit-status'], rc)
+        return doc['error']
+
+    def test_json_everywhere(self):
+        self.start_mock()
+        self.add_migration()
+        # Every command prints exactly one JSON document, on one line.
+        for args in (['info'], ['list'], ['status', 'vm1'], ['dumpxml', 'vm1'], ['peers'],
+                     ['migrations'], ['start', 'vm1'], ['shutdown', 'vm1'], ['pause', 'vm1'],
+                     ['add-peer', 'hostc', 'hostc:49200', 'CN=hostc'], ['cancel', '7'],
+                     ['set-bandwidth', '7', '1G']):
+            rc, out, err = self.ctl('--json', *args)
+            self.assertEqual((rc, err), (0, ''), args)
+            doc = self.assert_one_json_line(out)
+            if args[0] in ('start', 'shutdown', 'pause'):
+                self.assertEqual(doc, {'command': args[0], 'ok': True, 'guest': 'vm1'})
+            elif args[0] in ('cancel', 'set-bandwidth'):
+                self.assertEqual(doc, {'command': args[0], 'ok': True, 'migration': MIG})
+            elif args[0] == 'add-peer':
+                self.assertEqual(doc, {'command': 'add-peer', 'ok': True, 'peer': 'hostc'})
+        # Errors: one JSON object on stderr with the D-Bus error name.
+        rc, out, err = self.ctl('--json', 'status', 'nope')
+        error = self.assert_json_error(rc, out, err, 'org.migrationd.Error.NotFound')
+        self.assertEqual(rc, 1)
+        self.assertIn('no guest named nope', error['message'])
+        rc, out, err = self.ctl('destroy', 'vm1', '--json')
+        error = self.assert_json_error(rc, out, err, 'org.migrationd.Error.NotAuthorized')
+        self.assertIn('org.migrationd.guest.manage', error['hint'])
+        rc, out, err = self.ctl('--json', 'frobnicate')
+        self.assertEqual(rc, 2)
+        self.assert_json_error(rc, out, err, 'org.migrationd.Error.InvalidArgument')
+        rc, out, err = self.ctl('--json', 'remove-peer', 'nope')
+        self.assert_json_error(rc, out, err, 'org.migrationd.Error.NotFound')
+        rc, out, err = self.ctl('--json', 'list', address='unix:path=/nonexistent/bus')
+        self.assertEqual(rc, 3)
+        self.assert_json_error(rc, out, err, 'org.freedesktop.DBus.Error.NoServer')
+
+    def test_quiet(self):
+        self.start_mock()
+        for args in (['start', 'vm1'], ['list'], ['status', 'vm1']):
+            rc, out, err = self.ctl('-q', *args)
+            self.assertEqual((rc, out, err), (0, '', ''), args)
+        rc, out, err = self.ctl('status', 'nope', '--quiet')
+        self.assertEqual((rc, out), (1, ''))
+        self.assertIn('no guest named nope', err)
+
+    FAKE_AGENT = """#!/bin/sh
+# Records how it was started, then says it is ready by closing the notify
+# fd, as pkttyagent does once its agent is registered.
+echo "$@" >> "$MD_AGENT_LOG"
+exec 3>&-
+trap 'echo stopped >> "$MD_AGENT_LOG"; exit 0' TERM
+while :; do sleep 0.1; done
+"""
+
+    def run_on_tty(self, *args, agent_log):
+        """migrationctl with a terminal on stdin (util-linux script)."""
+        bindir = os.path.join(self.tmpdir, 'bin')
+        os.makedirs(bindir, exist_ok=True)
+        agent = os.path.join(bindir, 'pkttyagent')
+        with open(agent, 'w') as f:
+            f.write(self.FAKE_AGENT)
+        os.chmod(agent, 0o755)
+        command = ' '.join("'%s'" % a for a in [MIGRATIONCTL, '--address', self.address] + list(args))
+        env = dict(os.environ, PATH=bindir + ':' + os.environ['PATH'], MD_AGENT_LOG=agent_log)
+        return subprocess.run(['script', '-qec', command, '/dev/null'], capture_output=True,
+                              text=True, env=env, timeout=30, stdin=subprocess.DEVNULL)
+
+    def test_tty_agent(self):
+        self.start_mock()
+        self.tmpdir = tempfile.mkdtemp(prefix='ctl-agent-')
+        self.addCleanup(shutil.rmtree, self.tmpdir)
+        log = os.path.join(self.tmpdir, 'agent.log')
+        # A call that may ask for a password, from a terminal: the agent runs
+        # for this process, and is stopped afterwards.
+        p = self.run_on_tty('start', 'vm1', agent_log=log)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        with open(log) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 2, lines)
+        self.assertRegex(lines[0], r'^--notify-fd 3 --fallback --process \d+$')
+        self.assertEqual(lines[1], 'stopped')
+        os.unlink(log)
+        # Reading needs no agent; --no-ask-password wants none; without a
+        # terminal on stdin there is nobody to ask.
+        for args in (['list'], ['start', 'vm1', '--no-ask-password']):
+            p = self.run_on_tty(*args, agent_log=log)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertFalse(os.path.exists(log), args)
+        env = dict(os.environ, PATH=os.path.join(self.tmpdir, 'bin') + ':' + os.environ['PATH'],
+                   MD_AGENT_LOG=log)
+        p = subprocess.run([MIGRATIONCTL, '--address', self.address, 'start', 'vm1'], env=env,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertFalse(os.path.exists(log))
+
 
 CASES = ['list', 'status', 'dumpxml', 'info_peers', 'lifecycle', 'not_found', 'not_authorized', 'usage',
          'unreachable', 'migrate_success', 'migrate_json', 'migrate_failure', 'migrate_cancel',
-         'migrations', 'completion', 'monitor']
+         'migrations', 'completion', 'monitor', 'version_help', 'json_everywhere', 'quiet',
+         'tty_agent']
 
 if __name__ == '__main__':
     if len(sys.argv) > 1:

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "daemon/md-auth.h"
+#include "daemon/md-machined.h"
 #include "common/md-config.h"
 #include "md-dbus-generated.h"
 #include "common/md-error.h"
@@ -355,11 +356,37 @@ test_trust (void)
   g_rmdir (dir);
 }
 
+/* machined accepts host-name-like machine names only. */
+static void
+test_machine_names (void)
+{
+  static const struct
+  {
+    const char *guest, *machine;
+  } cases[] = {
+    { "vm1", "md-vm1" },
+    { "web.1_a+b", "md-web-1-a-b" },
+    { "trailing_", "md-trailing" },
+    { "x+++", "md-x" },
+  };
+  g_autofree char *long_name = g_strnfill (100, 'a');
+  g_autofree char *long_machine = md_machined_machine_name (long_name);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *got = md_machined_machine_name (cases[i].guest);
+      g_assert_cmpstr (got, ==, cases[i].machine);
+    }
+  g_assert_cmpuint (strlen (long_machine), ==, 64);
+  g_assert_true (g_str_has_prefix (long_machine, "md-aaa"));
+}
+
 int
 main (int argc, char *argv[])
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/error/names", test_error_names);
+  g_test_add_func ("/machined/names", test_machine_names);
   g_test_add_func ("/error/convert", test_error_convert);
   g_test_add_func ("/config/values", test_config_defaults_and_values);
   g_test_add_func ("/config/errors", test_config_errors);

@@ -9,6 +9,13 @@ MD_PACKAGES=(
   python3 python3-gi python3-dbusmock dbus-test-runner
   valgrind clang-format iproute2 procps psmisc util-linux zstd gzip
   python3-fusepy libfuse2
+  # The Cockpit page's browser test: cockpit-ws and the bridge, headless
+  # Chromium, the DevTools protocol from Python; passwd makes its user.
+  cockpit-ws cockpit-bridge chromium python3-websocket passwd
+  # logrotate checks the installed configuration (tests/check-install.sh).
+  logrotate
+  # Man pages: scdoc builds them, man -l checks them.
+  scdoc man-db
 )
 
 install_deps () {

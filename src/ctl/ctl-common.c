@@ -1,11 +1,17 @@
 /* migrationctl: connection, calls, error reporting, parsing and output. */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <glib/gi18n.h>
+#include <glib-unix.h>
 #include <math.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl-common.h"
 
@@ -20,7 +26,11 @@ ctl_global_entries (CtlContext *ctx)
       N_ ("Talk to migrationd on the system bus (default)"), NULL },
     { "address", 0, 0, G_OPTION_ARG_STRING, &ctx->address,
       N_ ("Talk to migrationd on the bus at this D-Bus address"), N_ ("ADDRESS") },
-    { "json", 0, 0, G_OPTION_ARG_NONE, &ctx->json, N_ ("Print JSON instead of text"), NULL },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &ctx->json,
+      N_ ("Print JSON Lines instead of text; errors as JSON on stderr"), NULL },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &ctx->quiet,
+      N_ ("Print nothing but errors; the exit status tells the result"), NULL },
+    { "version", 0, 0, G_OPTION_ARG_NONE, &ctx->version, N_ ("Print the version and exit"), NULL },
     { "no-ask-password", 0, 0, G_OPTION_ARG_NONE, &ctx->no_ask_password,
       N_ ("Do not ask for a password when polkit requires authentication"), NULL },
     { NULL },
@@ -58,8 +68,50 @@ ctl_parse_options (CtlContext *ctx, int *argc, char ***argv, const char *paramet
   return TRUE;
 }
 
+static int
+fail_message (CtlContext *ctx, int exit_code, const char *error_name, const char *hint,
+              const char *message)
+{
+  if (ctx->json)
+    {
+      g_autoptr (JsonBuilder) b = json_builder_new ();
+      g_autoptr (JsonGenerator) generator = json_generator_new ();
+      g_autoptr (JsonNode) root = NULL;
+      g_autofree char *text = NULL;
+
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "error");
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, error_name);
+      json_builder_set_member_name (b, "message");
+      json_builder_add_string_value (b, message);
+      json_builder_set_member_name (b, "hint");
+      if (hint != NULL)
+        json_builder_add_string_value (
+            b, g_str_has_prefix (hint, "migrationctl: ") ? hint + strlen ("migrationctl: ") : hint);
+      else
+        json_builder_add_null_value (b);
+      json_builder_set_member_name (b, "exit-status");
+      json_builder_add_int_value (b, exit_code);
+      json_builder_end_object (b);
+      json_builder_end_object (b);
+      root = json_builder_get_root (b);
+      json_generator_set_root (generator, root);
+      text = json_generator_to_data (generator, NULL);
+      fflush (stdout);
+      g_printerr ("%s\n", text);
+      return exit_code;
+    }
+  g_printerr ("migrationctl: %s\n", message);
+  if (hint != NULL)
+    g_printerr ("%s\n", hint);
+  return exit_code;
+}
+
 int
-ctl_usage_error (CtlContext *ctx, const char *format, ...)
+ctl_fail (CtlContext *ctx, int exit_code, const char *error_name, const char *hint,
+          const char *format, ...)
 {
   va_list ap;
   g_autofree char *message = NULL;
@@ -67,12 +119,38 @@ ctl_usage_error (CtlContext *ctx, const char *format, ...)
   va_start (ap, format);
   message = g_strdup_vprintf (format, ap);
   va_end (ap);
-  g_printerr ("migrationctl: %s\n", message);
+  return fail_message (ctx, exit_code, error_name, hint, message);
+}
+
+void
+ctl_note (CtlContext *ctx, const char *format, ...)
+{
+  va_list ap;
+  g_autofree char *message = NULL;
+
+  if (ctx->json || ctx->quiet)
+    return;
+  va_start (ap, format);
+  message = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  g_printerr ("%s", message);
+}
+
+int
+ctl_usage_error (CtlContext *ctx, const char *format, ...)
+{
+  va_list ap;
+  g_autofree char *message = NULL;
+  g_autofree char *hint = NULL;
+
+  va_start (ap, format);
+  message = g_strdup_vprintf (format, ap);
+  va_end (ap);
   if (ctx->command != NULL)
-    g_printerr (_ ("Try 'migrationctl %s --help'.\n"), ctx->command);
+    hint = g_strdup_printf (_ ("Try 'migrationctl %s --help'."), ctx->command);
   else
-    g_printerr (_ ("Try 'migrationctl help'.\n"));
-  return CTL_EXIT_USAGE;
+    hint = g_strdup (_ ("Try 'migrationctl help'."));
+  return fail_message (ctx, CTL_EXIT_USAGE, "org.migrationd.Error.InvalidArgument", hint, message);
 }
 
 static const char *
@@ -81,16 +159,27 @@ bus_description (CtlContext *ctx)
   return ctx->address != NULL ? ctx->address : _ ("the system bus");
 }
 
-static void
-print_unreachable_hint (CtlContext *ctx)
+static char *
+unreachable_hint (CtlContext *ctx)
 {
   if (ctx->address != NULL)
-    g_printerr (_ ("migrationctl: is migrationd running on %s? Start it there, or check "
-                   "--address.\n"),
-                ctx->address);
-  else
-    g_printerr (_ ("migrationctl: is migrationd running? Start it with 'systemctl start "
-                   "migrationd'.\n"));
+    return g_strdup_printf (_ ("migrationctl: is migrationd running on %s? Start it there, or "
+                               "check --address."),
+                            ctx->address);
+  return g_strdup (_ ("migrationctl: is migrationd running? Start it with 'systemctl start "
+                      "migrationd'."));
+}
+
+/* The D-Bus name of @error: the remote one, GDBus's mapping of local
+ * D-Bus errors, or @fallback. */
+static char *
+error_name_of (const GError *error, const char *fallback)
+{
+  if (g_dbus_error_is_remote_error (error))
+    return g_dbus_error_get_remote_error (error);
+  if (error->domain == G_DBUS_ERROR)
+    return g_dbus_error_encode_gerror (error);
+  return g_strdup (fallback);
 }
 
 gboolean
@@ -111,13 +200,13 @@ int
 ctl_connect (CtlContext *ctx)
 {
   g_autoptr (GError) error = NULL;
+  g_autofree char *hint = unreachable_hint (ctx);
 
   if (!ctl_open_bus (ctx, &error))
     {
-      g_printerr (_ ("migrationctl: cannot connect to %s: %s\n"), bus_description (ctx),
-                  error->message);
-      print_unreachable_hint (ctx);
-      return CTL_EXIT_UNREACHABLE;
+      g_autofree char *name = error_name_of (error, "org.freedesktop.DBus.Error.NoServer");
+      return ctl_fail (ctx, CTL_EXIT_UNREACHABLE, name, hint, _ ("cannot connect to %s: %s"),
+                       bus_description (ctx), error->message);
     }
   /* A lost bus is reported (exit code 3), not a silent SIGTERM. */
   g_dbus_connection_set_exit_on_close (ctx->bus, FALSE);
@@ -126,24 +215,74 @@ ctl_connect (CtlContext *ctx)
                                                   "/org/migrationd", NULL, &error);
   if (ctx->manager == NULL)
     {
-      g_printerr (_ ("migrationctl: cannot reach migrationd on %s: %s\n"), bus_description (ctx),
-                  error->message);
-      print_unreachable_hint (ctx);
-      return CTL_EXIT_UNREACHABLE;
+      g_autofree char *name = error_name_of (error, "org.freedesktop.DBus.Error.ServiceUnknown");
+      return ctl_fail (ctx, CTL_EXIT_UNREACHABLE, name, hint,
+                       _ ("cannot reach migrationd on %s: %s"), bus_description (ctx),
+                       error->message);
     }
   /* The proxy asked the bus to start the service if it could; no owner
    * now means nobody answers. */
   {
     g_autofree char *owner = g_dbus_proxy_get_name_owner (G_DBUS_PROXY (ctx->manager));
     if (owner == NULL)
-      {
-        g_printerr (_ ("migrationctl: migrationd (%s) is not running on %s\n"), MD_BUS_NAME,
-                    bus_description (ctx));
-        print_unreachable_hint (ctx);
-        return CTL_EXIT_UNREACHABLE;
-      }
+      return ctl_fail (ctx, CTL_EXIT_UNREACHABLE, "org.freedesktop.DBus.Error.ServiceUnknown", hint,
+                       _ ("migrationd (%s) is not running on %s"), MD_BUS_NAME,
+                       bus_description (ctx));
   }
   return CTL_EXIT_OK;
+}
+
+/* pkttyagent answers polkit's password question on this terminal, as
+ * systemctl and udisksctl do: started before the first call that may ask,
+ * ready once it closes its notify fd. */
+static void
+start_tty_agent (CtlContext *ctx)
+{
+  g_autoptr (GSubprocessLauncher) launcher = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *program = NULL;
+  g_autofree char *pid = NULL;
+  struct pollfd pfd;
+  int fds[2];
+  char byte;
+
+  if (ctx->tty_agent_tried || ctx->no_ask_password || !isatty (STDIN_FILENO))
+    return;
+  ctx->tty_agent_tried = TRUE;
+  program = g_find_program_in_path ("pkttyagent");
+  if (program == NULL || !g_unix_open_pipe (fds, FD_CLOEXEC, NULL))
+    return;
+  pid = g_strdup_printf ("%d", (int) getpid ());
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_NONE);
+  g_subprocess_launcher_take_fd (launcher, fds[1], 3);
+  ctx->tty_agent = g_subprocess_launcher_spawn (launcher, &error, program, "--notify-fd", "3",
+                                                "--fallback", "--process", pid, NULL);
+  /* Closes our copy of the write end, so EOF means the agent is ready
+   * (or gone). */
+  g_clear_object (&launcher);
+  if (ctx->tty_agent == NULL)
+    {
+      close (fds[0]);
+      return;
+    }
+  pfd.fd = fds[0];
+  pfd.events = POLLIN;
+  /* A missing polkitd must not hang the call: give up waiting after 10 s. */
+  while (poll (&pfd, 1, 10000) < 0 && errno == EINTR)
+    ;
+  while (read (fds[0], &byte, 1) < 0 && errno == EINTR)
+    ;
+  close (fds[0]);
+}
+
+void
+ctl_stop_tty_agent (CtlContext *ctx)
+{
+  if (ctx->tty_agent == NULL)
+    return;
+  g_subprocess_send_signal (ctx->tty_agent, SIGTERM);
+  g_subprocess_wait (ctx->tty_agent, NULL, NULL);
+  g_clear_object (&ctx->tty_agent);
 }
 
 GVariant *
@@ -154,7 +293,10 @@ ctl_call (CtlContext *ctx, gpointer proxy, const char *method, GVariant *paramet
   g_autoptr (GVariant) reply = NULL;
 
   if (changing && !ctx->no_ask_password)
-    flags |= G_DBUS_CALL_FLAGS_ALLOW_INTERACTIVE_AUTHORIZATION;
+    {
+      flags |= G_DBUS_CALL_FLAGS_ALLOW_INTERACTIVE_AUTHORIZATION;
+      start_tty_agent (ctx);
+    }
   reply = g_dbus_proxy_call_sync (G_DBUS_PROXY (proxy), method, parameters, flags,
                                   changing ? G_MAXINT : -1, NULL, error);
   if (reply == NULL)
@@ -238,6 +380,7 @@ ctl_report_error (CtlContext *ctx, const GError *error, const char *action,
   g_autofree char *what = NULL;
   g_autofree char *remote = NULL;
   g_autofree char *hint = NULL;
+  g_autofree char *name = NULL;
   g_autoptr (GError) copy = g_error_copy (error);
   const char *message;
 
@@ -252,11 +395,11 @@ ctl_report_error (CtlContext *ctx, const GError *error, const char *action,
     }
   message = copy->message;
 
+  name = remote != NULL ? g_strdup (remote) : error_name_of (error, "org.migrationd.Error.Failed");
   if (is_unreachable (error, remote))
     {
-      g_printerr ("migrationctl: %s: %s\n", what, message);
-      print_unreachable_hint (ctx);
-      return CTL_EXIT_UNREACHABLE;
+      hint = unreachable_hint (ctx);
+      return ctl_fail (ctx, CTL_EXIT_UNREACHABLE, name, hint, "%s: %s", what, message);
     }
 
   if (remote != NULL && subject != NULL
@@ -267,10 +410,7 @@ ctl_report_error (CtlContext *ctx, const GError *error, const char *action,
     {
       g_autofree char *nf = not_found_hint (subject_kind, subject);
       if (nf != NULL)
-        {
-          g_printerr ("migrationctl: %s: %s\n", what, nf);
-          return CTL_EXIT_FAILED;
-        }
+        return ctl_fail (ctx, CTL_EXIT_FAILED, name, NULL, "%s: %s", what, nf);
     }
 
   if (remote != NULL
@@ -294,10 +434,12 @@ ctl_report_error (CtlContext *ctx, const GError *error, const char *action,
     hint = g_strdup (_ ("this migrationd does not offer that call; is it older than "
                         "migrationctl?"));
 
-  g_printerr ("migrationctl: %s: %s\n", what, message);
   if (hint != NULL)
-    g_printerr ("migrationctl: %s\n", hint);
-  return CTL_EXIT_FAILED;
+    {
+      g_autofree char *prefixed = g_strconcat ("migrationctl: ", hint, NULL);
+      return ctl_fail (ctx, CTL_EXIT_FAILED, name, prefixed, "%s: %s", what, message);
+    }
+  return ctl_fail (ctx, CTL_EXIT_FAILED, name, NULL, "%s: %s", what, message);
 }
 
 MdDbusGuest1 *
@@ -454,11 +596,30 @@ ctl_print_json (JsonNode *node, gboolean compact)
   g_autoptr (JsonGenerator) generator = json_generator_new ();
   g_autofree char *text = NULL;
 
-  json_generator_set_pretty (generator, !compact);
+  /* One line per document everywhere: scripts read JSON Lines. */
+  json_generator_set_pretty (generator, FALSE);
   json_generator_set_root (generator, node);
   text = json_generator_to_data (generator, NULL);
   g_print ("%s\n", text);
   fflush (stdout);
+}
+
+void
+ctl_print_ok (CtlContext *ctx, const char *kind, const char *subject)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "command");
+  json_builder_add_string_value (b, ctx->command);
+  json_builder_set_member_name (b, "ok");
+  json_builder_add_boolean_value (b, TRUE);
+  json_builder_set_member_name (b, kind);
+  json_builder_add_string_value (b, subject);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  ctl_print_json (root, TRUE);
 }
 
 JsonNode *

@@ -29,7 +29,14 @@ typedef struct
   gboolean system;
   char *address;
   gboolean json;
+  gboolean quiet;
   gboolean no_ask_password;
+  gboolean version;
+
+  /* pkttyagent, started for the first call that may ask for a password
+   * when standard input is a terminal. */
+  GSubprocess *tty_agent;
+  gboolean tty_agent_tried;
 
   /* The command being run, for messages. */
   const char *command;
@@ -72,6 +79,26 @@ int ctl_report_error (CtlContext *ctx, const GError *error, const char *action,
 /* Print "migrationctl: <message>" and "Try ..." and return 2. */
 int ctl_usage_error (CtlContext *ctx, const char *format, ...) G_GNUC_PRINTF (2, 3);
 
+/* Report a failure and return @exit_code. Text: "migrationctl: <message>"
+ * and the hint on its own line. --json: one line on stderr,
+ * {"error":{"name":...,"message":...,"hint":...|null,"exit-status":N}},
+ * @error_name being the D-Bus error name (org.migrationd.Error.* or
+ * org.freedesktop.DBus.Error.*). */
+int ctl_fail (CtlContext *ctx, int exit_code, const char *error_name, const char *hint,
+              const char *format, ...) G_GNUC_PRINTF (5, 6);
+
+/* An informational line on stderr (progress notes): text mode only, and
+ * not with --quiet; JSON output keeps stderr for error objects. */
+void ctl_note (CtlContext *ctx, const char *format, ...) G_GNUC_PRINTF (2, 3);
+
+/* --json result of a command that changes something and has nothing else
+ * to report: {"command":"start","ok":true,"guest":"vm1"} (@kind: "guest",
+ * "migration" or "peer"). */
+void ctl_print_ok (CtlContext *ctx, const char *kind, const char *subject);
+
+/* Stop pkttyagent if ctl_call started one. */
+void ctl_stop_tty_agent (CtlContext *ctx);
+
 /* Look up a guest by name or UUID and return its proxy; on failure reports
  * and sets *exit_code. */
 MdDbusGuest1 *ctl_lookup_guest (CtlContext *ctx, const char *name, int *exit_code);
@@ -95,7 +122,8 @@ char *ctl_format_rate (guint64 bytes_per_second);
 char *ctl_format_duration (gint64 seconds);
 const char *ctl_nonnull (const char *s);
 
-/* Print @node as one JSON document (pretty unless @compact) on stdout. */
+/* Print @node as one JSON document on one line of stdout (JSON Lines, the
+ * shape of every --json output; @compact is kept for callers). */
 void ctl_print_json (JsonNode *node, gboolean compact);
 
 /* A GVariant as JSON, with object paths as strings. */

@@ -327,24 +327,23 @@ finish (Follow *f, gboolean success, const char *error_name, const char *error_m
   else
     {
       f->exit_code = CTL_EXIT_FAILED;
+      const char *name =
+          error_name != NULL && *error_name != '\0' ? error_name : "org.migrationd.Error.Failed";
       if (f->cancelling && g_strcmp0 (error_name, "org.migrationd.Error.Cancelled") == 0)
-        g_printerr (f->save ? _ ("migrationctl: save of %s cancelled; it keeps running\n")
-                            : _ ("migrationctl: migration of %s cancelled; it keeps running on "
-                                 "this host\n"),
-                    f->guest_name);
+        ctl_fail (f->ctx, CTL_EXIT_FAILED, name, NULL,
+                  f->save ? _ ("save of %s cancelled; it keeps running")
+                          : _ ("migration of %s cancelled; it keeps running on this host"),
+                  f->guest_name);
       else if (f->save)
-        g_printerr (
-            _ ("migrationctl: saving %s to %s failed: %s: %s\n"), f->guest_name, f->destination,
-            error_name != NULL && *error_name != '\0' ? error_name : "org.migrationd.Error.Failed",
-            error_message != NULL && *error_message != '\0' ? error_message
-                                                            : _ ("no reason given"));
+        ctl_fail (f->ctx, CTL_EXIT_FAILED, name, NULL, _ ("saving %s to %s failed: %s: %s"),
+                  f->guest_name, f->destination, name,
+                  error_message != NULL && *error_message != '\0' ? error_message
+                                                                  : _ ("no reason given"));
       else
-        g_printerr (_ ("migrationctl: migration of %s to %s failed: %s: %s\n"), f->guest_name,
-                    f->destination,
-                    error_name != NULL && *error_name != '\0' ? error_name
-                                                              : "org.migrationd.Error.Failed",
-                    error_message != NULL && *error_message != '\0' ? error_message
-                                                                    : _ ("no reason given"));
+        ctl_fail (f->ctx, CTL_EXIT_FAILED, name, NULL, _ ("migration of %s to %s failed: %s: %s"),
+                  f->guest_name, f->destination, name,
+                  error_message != NULL && *error_message != '\0' ? error_message
+                                                                  : _ ("no reason given"));
     }
   g_main_loop_quit (f->loop);
 }
@@ -391,8 +390,9 @@ on_properties_changed (GDBusProxy *proxy, GVariant *changed, GStrv invalidated, 
     {
       f->postcopy_requested = TRUE;
       clear_bar (f);
-      g_printerr (_ ("switching %s to post-copy after %" G_GUINT64_FORMAT " pre-copy pass(es)\n"),
-                  f->guest_name, f->postcopy_after);
+      ctl_note (f->ctx,
+                _ ("switching %s to post-copy after %" G_GUINT64_FORMAT " pre-copy pass(es)\n"),
+                f->guest_name, f->postcopy_after);
       g_dbus_proxy_call (
           G_DBUS_PROXY (f->migration), "StartPostcopy", g_variant_new_parsed ("(@a{sv} {},)"),
           f->ctx->no_ask_password ? G_DBUS_CALL_FLAGS_NONE
@@ -412,10 +412,11 @@ on_name_owner (GObject *proxy, GParamSpec *pspec, gpointer data)
     return;
   f->done = TRUE;
   clear_bar (f);
-  g_printerr (_ ("migrationctl: migrationd went away while migrating %s; the outcome is unknown "
-                 "(when it is back: 'migrationctl status %s')\n"),
-              f->guest_name, f->guest_name);
-  f->exit_code = CTL_EXIT_UNREACHABLE;
+  f->exit_code =
+      ctl_fail (f->ctx, CTL_EXIT_UNREACHABLE, "org.freedesktop.DBus.Error.NameHasNoOwner", NULL,
+                _ ("migrationd went away while migrating %s; the outcome is unknown "
+                   "(when it is back: 'migrationctl status %s')"),
+                f->guest_name, f->guest_name);
   g_main_loop_quit (f->loop);
 }
 
@@ -436,7 +437,7 @@ cancel_cb (GObject *source, GAsyncResult *result, gpointer data)
   clear_bar (f);
   f->exit_code = ctl_report_error (f->ctx, error, CTL_ACTION_MIGRATION_CONTROL, NULL, NULL,
                                    _ ("cannot cancel the migration of %s"), f->guest_name);
-  g_printerr (_ ("migrationctl: the migration goes on (see 'migrationctl migrations')\n"));
+  ctl_note (f->ctx, _ ("migrationctl: the migration goes on (see 'migrationctl migrations')\n"));
   f->done = TRUE;
   g_main_loop_quit (f->loop);
 }
@@ -449,16 +450,16 @@ on_sigint (gpointer data)
   clear_bar (f);
   if (f->cancelling)
     {
-      g_printerr (_ ("migrationctl: not waiting any longer; see 'migrationctl migrations' for "
-                     "migration %s\n"),
-                  ctl_migration_id (f->path));
       f->done = TRUE;
-      f->exit_code = CTL_EXIT_FAILED;
+      f->exit_code = ctl_fail (f->ctx, CTL_EXIT_FAILED, "org.migrationd.Error.Failed", NULL,
+                               _ ("not waiting any longer; see 'migrationctl migrations' for "
+                                  "migration %s"),
+                               ctl_migration_id (f->path));
       g_main_loop_quit (f->loop);
       return G_SOURCE_CONTINUE;
     }
   f->cancelling = TRUE;
-  g_printerr (_ ("cancelling migration of %s...\n"), f->guest_name);
+  ctl_note (f->ctx, _ ("cancelling migration of %s...\n"), f->guest_name);
   g_dbus_proxy_call (G_DBUS_PROXY (f->migration), "Cancel", g_variant_new_parsed ("(@a{sv} {},)"),
                      f->ctx->no_ask_password ? G_DBUS_CALL_FLAGS_NONE
                                              : G_DBUS_CALL_FLAGS_ALLOW_INTERACTIVE_AUTHORIZATION,
@@ -491,11 +492,11 @@ fallback_cb (gpointer data)
   if (state == NULL)
     {
       clear_bar (f);
-      g_printerr (_ ("migrationctl: migration %s of %s is no longer there; see 'migrationctl "
-                     "status %s'\n"),
-                  f->path, f->guest_name, f->guest_name);
       f->done = TRUE;
-      f->exit_code = CTL_EXIT_FAILED;
+      f->exit_code = ctl_fail (f->ctx, CTL_EXIT_FAILED, "org.migrationd.Error.NotFound", NULL,
+                               _ ("migration %s of %s is no longer there; see 'migrationctl "
+                                  "status %s'"),
+                               f->path, f->guest_name, f->guest_name);
       g_main_loop_quit (f->loop);
     }
   else if (state_is_terminal (state))
@@ -694,9 +695,8 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
     {
       if (!g_file_get_contents (xml_file, &dest_xml, NULL, &error))
         {
-          g_printerr (_ ("migrationctl: cannot read the destination definition: %s\n"),
-                      error->message);
-          return CTL_EXIT_FAILED;
+          return ctl_fail (ctx, CTL_EXIT_FAILED, "org.migrationd.Error.Failed", NULL,
+                           _ ("cannot read the destination definition: %s"), error->message);
         }
       g_variant_builder_add (&options, "{sv}", "destination-xml", g_variant_new_string (dest_xml));
     }
@@ -733,10 +733,10 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
     return rc;
   if (offline && g_strcmp0 (md_dbus_guest1_get_state (guest), "shut-off") != 0)
     {
-      g_printerr (_ ("migrationctl: --offline migrates a shut-off guest, and %s is %s (shut it "
-                     "down first, or migrate it live)\n"),
-                  name, ctl_nonnull (md_dbus_guest1_get_state (guest)));
-      return CTL_EXIT_FAILED;
+      return ctl_fail (ctx, CTL_EXIT_FAILED, "org.migrationd.Error.InvalidState", NULL,
+                       _ ("--offline migrates a shut-off guest, and %s is %s (shut it down "
+                          "first, or migrate it live)"),
+                       name, ctl_nonnull (md_dbus_guest1_get_state (guest)));
     }
 
   return ctl_follow_guest_call (ctx, guest, name, "Migrate",
@@ -763,7 +763,7 @@ ctl_follow_guest_call (CtlContext *ctx, MdDbusGuest1 *guest, const char *name, c
       f.guest_name = g_strdup (name);
     }
   f.destination = g_strdup (destination);
-  f.tty = isatty (STDOUT_FILENO) && !ctx->json;
+  f.tty = isatty (STDOUT_FILENO) && !ctx->json && !ctx->quiet;
   f.postcopy_after = postcopy_after_opt;
   f.exit_code = CTL_EXIT_FAILED;
   /* Before Migrate(), so that a fast Completed is not lost. */
@@ -1046,7 +1046,10 @@ control (CtlContext *ctx, int argc, char **argv, ControlKind kind)
     return ctl_report_error (ctx, error, CTL_ACTION_MIGRATION_CONTROL, "migration", argv[1],
                              "%s %s", ctx->command, argv[1]);
   if (ctx->json)
-    return CTL_EXIT_OK;
+    {
+      ctl_print_ok (ctx, "migration", path);
+      return CTL_EXIT_OK;
+    }
   switch (kind)
     {
     case CONTROL_CANCEL:
@@ -1259,7 +1262,8 @@ monitor_name_vanished (GDBusConnection *bus, const char *name, gpointer data)
 
   if (bus == NULL)
     {
-      g_printerr (_ ("migrationctl: lost the connection to the bus\n"));
+      ctl_fail (m->ctx, CTL_EXIT_UNREACHABLE, "org.freedesktop.DBus.Error.Disconnected", NULL,
+                _ ("lost the connection to the bus"));
       g_main_loop_quit (m->loop);
       return;
     }

@@ -25,10 +25,11 @@ typedef struct
 
 static const CtlCommand *find_command (const char *name);
 static void print_commands (void);
+static int print_commands_json (void);
 
 /* Read FILE ("-" for stdin) into a string, reporting failures. */
 static char *
-read_definition (const char *file, int *exit_code)
+read_definition (CtlContext *ctx, const char *file, int *exit_code)
 {
   g_autoptr (GError) error = NULL;
   char *contents = NULL;
@@ -40,17 +41,17 @@ read_definition (const char *file, int *exit_code)
       if (g_output_stream_splice (out, in, G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET, NULL, &error) < 0
           || !g_output_stream_write_all (out, "", 1, NULL, NULL, &error))
         {
-          g_printerr (_ ("migrationctl: cannot read the definition from standard input: %s\n"),
-                      error->message);
-          *exit_code = CTL_EXIT_FAILED;
+          *exit_code =
+              ctl_fail (ctx, CTL_EXIT_FAILED, "org.migrationd.Error.Failed", NULL,
+                        _ ("cannot read the definition from standard input: %s"), error->message);
           return NULL;
         }
       return g_memory_output_stream_steal_data (G_MEMORY_OUTPUT_STREAM (out));
     }
   if (!g_file_get_contents (file, &contents, NULL, &error))
     {
-      g_printerr (_ ("migrationctl: cannot read the definition: %s\n"), error->message);
-      *exit_code = CTL_EXIT_FAILED;
+      *exit_code = ctl_fail (ctx, CTL_EXIT_FAILED, "org.migrationd.Error.Failed", NULL,
+                             _ ("cannot read the definition: %s"), error->message);
       return NULL;
     }
   return contents;
@@ -346,7 +347,7 @@ define_or_create (CtlContext *ctx, int argc, char **argv, gboolean create)
                           create ? create_entries : define_entries)
       || !check_args (ctx, argc, 1, 1, &rc))
     return CTL_EXIT_USAGE;
-  if ((xml = read_definition (argv[1], &rc)) == NULL)
+  if ((xml = read_definition (ctx, argv[1], &rc)) == NULL)
     return rc;
   if ((rc = ctl_connect (ctx)) != CTL_EXIT_OK)
     return rc;
@@ -481,7 +482,9 @@ cmd_lifecycle (CtlContext *ctx, int argc, char **argv)
     /* TRANSLATORS: "cannot start vm1" */
     return ctl_report_error (ctx, error, CTL_ACTION_GUEST_MANAGE, "guest", argv[1],
                              _ ("cannot %s %s"), call->command, argv[1]);
-  if (!ctx->json)
+  if (ctx->json)
+    ctl_print_ok (ctx, "guest", argv[1]);
+  else
     print_lifecycle_done (call->command, argv[1]);
   return CTL_EXIT_OK;
 }
@@ -507,8 +510,8 @@ cmd_status (CtlContext *ctx, int argc, char **argv)
     return rc;
   if (md_dbus_guest1_get_name (g) == NULL)
     {
-      g_printerr (_ ("migrationctl: status %s: the guest vanished while being read\n"), argv[1]);
-      return CTL_EXIT_FAILED;
+      return ctl_fail (ctx, CTL_EXIT_FAILED, "org.migrationd.Error.NotFound", NULL,
+                       _ ("status %s: the guest vanished while being read"), argv[1]);
     }
   disks = md_dbus_guest1_get_disks (g);
   migration = md_dbus_guest1_get_migration (g);
@@ -748,7 +751,9 @@ cmd_add_peer (CtlContext *ctx, int argc, char **argv)
   if (reply == NULL)
     return ctl_report_error (ctx, error, CTL_ACTION_PEER_MANAGE, NULL, NULL,
                              _ ("cannot add peer %s"), argv[1]);
-  if (!ctx->json)
+  if (ctx->json)
+    ctl_print_ok (ctx, "peer", argv[1]);
+  else
     g_print (_ ("peer %s (%s) trusted\n"), argv[1], argv[2]);
   return CTL_EXIT_OK;
 }
@@ -770,7 +775,9 @@ cmd_remove_peer (CtlContext *ctx, int argc, char **argv)
   if (reply == NULL)
     return ctl_report_error (ctx, error, CTL_ACTION_PEER_MANAGE, "peer", argv[1],
                              _ ("cannot remove peer %s"), argv[1]);
-  if (!ctx->json)
+  if (ctx->json)
+    ctl_print_ok (ctx, "peer", argv[1]);
+  else
     g_print (_ ("peer %s removed\n"), argv[1]);
   return CTL_EXIT_OK;
 }
@@ -780,6 +787,10 @@ cmd_remove_peer (CtlContext *ctx, int argc, char **argv)
 static int
 cmd_help (CtlContext *ctx, int argc, char **argv)
 {
+  /* Global options (--json) may follow "help" too. */
+  if (!ctl_parse_options (ctx, &argc, &argv, N_ ("[COMMAND]"),
+                          N_ ("Show the commands, or a command's options."), NULL))
+    return CTL_EXIT_USAGE;
   if (argc > 1)
     {
       const CtlCommand *cmd = find_command (argv[1]);
@@ -790,14 +801,19 @@ cmd_help (CtlContext *ctx, int argc, char **argv)
       /* --help prints the command's usage and exits 0. */
       return cmd->func (ctx, 2, help_argv);
     }
-  g_print (_ ("Usage: migrationctl [--system | --address ADDRESS] [--json] [--no-ask-password] "
-              "COMMAND ...\n\n"
+  if (ctx->json)
+    return print_commands_json ();
+  g_print (_ ("Usage: migrationctl [--system | --address ADDRESS] [--json] [--quiet] "
+              "[--no-ask-password] COMMAND ...\n\n"
               "Control migrationd, the live migration daemon for QEMU guests.\n\n"));
   print_commands ();
   g_print (_ ("\nGlobal options (before or after the command):\n"
               "  --system             talk to migrationd on the system bus (default)\n"
               "  --address ADDRESS    talk to migrationd on the bus at this D-Bus address\n"
-              "  --json               print JSON documents instead of text\n"
+              "  --json               print JSON Lines instead of text, errors as JSON on "
+              "stderr\n"
+              "  -q, --quiet          print nothing but errors\n"
+              "  --version            print the version and exit\n"
               "  --no-ask-password    do not ask for a password when polkit requires one\n\n"
               "NAME is a guest name or UUID; MIGRATION is a number from 'migrationctl "
               "migrations'\nor an object path. Run 'migrationctl COMMAND --help' for a command's "
@@ -852,18 +868,84 @@ find_command (const char *name)
   return NULL;
 }
 
-static void
-print_commands (void)
+static char *
+commands_text (void)
 {
-  g_print ("%s\n", _ ("Commands:"));
+  GString *text = g_string_new (NULL);
+
+  g_string_append_printf (text, "%s\n", _ ("Commands:"));
   for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
     {
       g_autofree char *left = NULL;
       if (commands[i].summary == NULL)
         continue;
       left = g_strdup_printf ("%s %s", commands[i].name, commands[i].args);
-      g_print ("  %-32s %s\n", left, _ (commands[i].summary));
+      g_string_append_printf (text, "  %-32s %s\n", left, _ (commands[i].summary));
     }
+  return g_string_free (text, FALSE);
+}
+
+/* help --json: {"commands":[{"name","arguments","summary"}]} */
+static int
+print_commands_json (void)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "commands");
+  json_builder_begin_array (b);
+  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
+    {
+      if (commands[i].summary == NULL)
+        continue;
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "name");
+      json_builder_add_string_value (b, commands[i].name);
+      json_builder_set_member_name (b, "arguments");
+      json_builder_add_string_value (b, commands[i].args);
+      json_builder_set_member_name (b, "summary");
+      json_builder_add_string_value (b, _ (commands[i].summary));
+      json_builder_end_object (b);
+    }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  ctl_print_json (root, TRUE);
+  return CTL_EXIT_OK;
+}
+
+static void
+print_commands (void)
+{
+  g_autofree char *text = commands_text ();
+  g_print ("%s", text);
+}
+
+/* --quiet: standard output stays empty. */
+static void
+discard_print (const char *string)
+{
+}
+
+static int
+print_version (CtlContext *ctx)
+{
+  if (ctx->json)
+    {
+      g_autoptr (JsonBuilder) b = json_builder_new ();
+      g_autoptr (JsonNode) root = NULL;
+      json_builder_begin_object (b);
+      json_builder_set_member_name (b, "program");
+      json_builder_add_string_value (b, "migrationctl");
+      json_builder_set_member_name (b, "version");
+      json_builder_add_string_value (b, PACKAGE_VERSION);
+      json_builder_end_object (b);
+      root = json_builder_get_root (b);
+      ctl_print_json (root, TRUE);
+    }
+  else
+    g_print ("migrationctl %s\n", PACKAGE_VERSION);
+  return CTL_EXIT_OK;
 }
 
 int
@@ -891,8 +973,15 @@ main (int argc, char **argv)
   g_option_context_set_summary (oc, _ ("Control migrationd, the live migration daemon for QEMU "
                                        "guests. Run 'migrationctl help' for the commands."));
   g_option_context_add_main_entries (oc, global, GETTEXT_PACKAGE);
+  /* --help lists the commands after the options. */
+  description = commands_text ();
+  g_option_context_set_description (oc, description);
   if (!g_option_context_parse (oc, &argc, &argv, &error))
     return ctl_usage_error (&ctx, "%s", error->message);
+  if (ctx.quiet)
+    g_set_print_handler (discard_print);
+  if (ctx.version)
+    return print_version (&ctx);
   if (argc < 2)
     return ctl_usage_error (&ctx, _ ("no command given"));
 
@@ -901,6 +990,7 @@ main (int argc, char **argv)
     return ctl_usage_error (&ctx, _ ("unknown command '%s'"), argv[1]);
   ctx.command = cmd->name;
   rc = cmd->func (&ctx, argc - 1, argv + 1);
+  ctl_stop_tty_agent (&ctx);
 
   g_clear_object (&ctx.manager);
   if (ctx.bus != NULL)

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "md-guest.h"
+#include "md-machined.h"
 #include "common/md-error.h"
 #include "common/md-options.h"
 #include "qemu/md-qemu-argv.h"
@@ -547,6 +548,8 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
       return;
     }
   attach_process (self, proc);
+  md_machined_register (g_dbus_interface_skeleton_get_connection (G_DBUS_INTERFACE_SKELETON (self)),
+                        self->def->name, self->def->uuid, md_qemu_process_get_pid (proc));
   data->spawned = TRUE;
   g_clear_object (&self->start_wait);
   self->start_wait = g_cancellable_new ();

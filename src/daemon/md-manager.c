@@ -608,13 +608,41 @@ md_manager_get_peer_pool (MdManager *self)
   return self->peer_pool;
 }
 
+/* What a front-end may offer: features, every Guest1.Migrate option the
+ * daemon accepts ("option:NAME", from the same table Migrate checks) and
+ * every transport ("transport:NAME"). auth.* is D-Bus plumbing, not an
+ * option a user picks. */
+static GStrv
+md_manager_capabilities (void)
+{
+  static const char *const features[] = {
+    "guests",  "live-migration", "offline-migration",
+    "tls",     "postcopy",       "auto-converge",
+    "multifd", "copy-storage",   "copy-storage-incremental",
+    "verify",  "compression",    "save",
+  };
+  /* tls: QEMU's stream over TCP with TLS (the default); tcp: plain TCP
+   * (tls=false); multifd: parallel TCP channels; nbd: disks over NBD with
+   * TLS (copy-storage, offline copies). */
+  static const char *const transports[] = { "tls", "tcp", "multifd", "nbd" };
+  g_autoptr (GPtrArray) caps = g_ptr_array_new_with_free_func (g_free);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (features); i++)
+    g_ptr_array_add (caps, g_strdup (features[i]));
+  for (gsize i = 0; i < G_N_ELEMENTS (transports); i++)
+    g_ptr_array_add (caps, g_strconcat ("transport:", transports[i], NULL));
+  for (const MdOptionSpec *spec = md_migrate_option_specs; spec->key != NULL; spec++)
+    if (!g_str_has_prefix (spec->key, "auth."))
+      g_ptr_array_add (caps, g_strconcat ("option:", spec->key, NULL));
+  g_ptr_array_add (caps, NULL);
+  return (GStrv) g_ptr_array_steal (caps, NULL);
+}
+
 MdManager *
 md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
 {
   MdManager *self = g_object_new (MD_TYPE_MANAGER, NULL);
-  const char *capabilities[] = { "guests",  "live-migration", "offline-migration",
-                                 "tls",     "postcopy",       "auto-converge",
-                                 "multifd", "save",           NULL };
+  g_auto (GStrv) capabilities = md_manager_capabilities ();
   g_autofree char *peer_address = NULL;
 
   self->config = config;
@@ -637,7 +665,7 @@ md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
   md_dbus_manager1_set_version (MD_DBUS_MANAGER1 (self), PACKAGE_VERSION);
   md_dbus_manager1_set_host_name (MD_DBUS_MANAGER1 (self), config->host_name);
   md_dbus_manager1_set_host_uuid (MD_DBUS_MANAGER1 (self), host_uuid);
-  md_dbus_manager1_set_capabilities (MD_DBUS_MANAGER1 (self), capabilities);
+  md_dbus_manager1_set_capabilities (MD_DBUS_MANAGER1 (self), (const char *const *) capabilities);
   md_dbus_manager1_set_peer_address (MD_DBUS_MANAGER1 (self), "");
 
   md_auth_attach (auth, G_DBUS_INTERFACE_SKELETON (self));

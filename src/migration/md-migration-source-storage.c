@@ -40,10 +40,11 @@ on_block_job_completed (MdQmp *qmp, const char *name, JsonObject *data, gint64 t
 {
   const char *device = json_object_get_string_member_with_default (data, "device", "");
   const char *error = json_object_get_string_member_with_default (data, "error", NULL);
-  const char *target = device + strlen ("md-mirror-");
+  g_autofree char *prefix = mirror_job_prefix (src);
+  const char *target = device + strlen (prefix);
   const char *path = NULL;
 
-  if (error == NULL || !g_str_has_prefix (device, "md-mirror-") || src->mirror_error != NULL)
+  if (error == NULL || !g_str_has_prefix (device, prefix) || src->mirror_error != NULL)
     return;
   for (guint i = 0; src->dest_def != NULL && i < src->dest_def->disks->len; i++)
     {

@@ -498,8 +498,8 @@ md_migration_complete (MdMigration *self, const GError *error, guint64 downtime_
       self->latest.memory_remaining = 0;
       self->latest.disk_remaining = 0;
       self->latest.disk_processed = self->latest.disk_total;
-      if (self->latest.memory_total == 0 && self->latest.disk_total == 0)
-        self->latest.memory_total = 1; /* nothing to move is fully moved */
+      /* An offline migration moves no memory: its totals stay 0 (not a
+       * made-up byte); Progress is set to 1 below all the same. */
     }
 
   /* Final figures first, in one flush, so a client that reacts to

@@ -102,6 +102,19 @@ class Scratch:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def importable_copy(scratch):
+    """A directory another user (nobody) can import harness from: the
+    clone may live where only root can read (a 0700 /root), so copy this
+    module into the world-readable scratch directory. Returns the dir."""
+    directory = scratch.join("pylib")
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o755)
+    target = os.path.join(directory, "harness.py")
+    shutil.copyfile(os.path.abspath(__file__), target)
+    os.chmod(target, 0o644)
+    return directory
+
+
 class Bus:
     """A private dbus-daemon configured as a system bus."""
 

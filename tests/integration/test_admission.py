@@ -344,9 +344,11 @@ class Admission(twohosts.TwoHostsTestCase):
         # 2 MiB/s: the RAM transfer lasts long enough to interfere with.
         path = self.hosts.migrate("owned", options={"destination-xml": xml, "bandwidth": 2 * MIB})
         self.hosts.wait_property(self.client_a, path, "Phase", lambda p: p == "perform")
-        # The id hostA's daemon gave the migration in Prepare.
-        migration_id = "%s:%s" % (self.client_a.get_property(harness.MANAGER_PATH, harness.MANAGER_IFACE,
-                                                             "HostUUID"), path)
+        # The id hostA's daemon gave the migration in Prepare (hostB logs it).
+        found = harness.wait_until(
+            lambda: re.search(r"incoming migration (\S+): QEMU for owned listens", self.b.log()),
+            timeout=30, what="hostB's log of the prepared migration")
+        migration_id = found.group(1)
         calls = [self.hello("hostC"), ["Abort", "(%s, 'hostile')" % gv_string(migration_id)],
                  ["Finish", "(%s, false, @a{sv} {})" % gv_string(migration_id)]]
         other = self.peer(calls, tls_dir=tls_c)

@@ -9,6 +9,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
+import twohosts  # noqa: E402
 from harness import MANAGER_IFACE, MANAGER_PATH, GLib  # noqa: E402
 
 GUEST_XML = """<domain type='qemu'>
@@ -46,7 +47,14 @@ class Foundation(harness.MigrationdTestCase):
         self.assertEqual(str(uuid.UUID(host_uuid)), host_uuid)
         with open(os.path.join(daemon.state_dir, "host-uuid")) as f:
             self.assertEqual(f.read().strip(), host_uuid)
-        self.assertIsInstance(props["Capabilities"], list)
+        caps = props["Capabilities"]
+        for feature in ("live-migration", "offline-migration", "copy-storage", "postcopy"):
+            self.assertIn(feature, caps)
+        for transport in ("tls", "tcp", "multifd", "nbd"):
+            self.assertIn("transport:" + transport, caps)
+        # Every option Migrate accepts, and nothing it refuses.
+        options = sorted(c[len("option:"):] for c in caps if c.startswith("option:"))
+        self.assertEqual(options, sorted(k for k in twohosts.MIGRATE_OPTION_TYPES if not k.startswith("auth.")))
 
     def test_host_uuid_survives_restart(self):
         daemon = self.start_daemon()
@@ -275,7 +283,7 @@ except harness.GLib.Error as e:
         self.start_daemon()
 
     def call_as(self, user):
-        code = self.CALLER % {"dir": os.path.dirname(os.path.abspath(__file__)),
+        code = self.CALLER % {"dir": harness.importable_copy(self.scratch),
                               "address": self.bus.address, "xml": GUEST_XML}
         argv = ["setpriv", "--reuid=" + user, "--regid=nogroup", "--clear-groups",
                 sys.executable, "-c", code]

@@ -5,12 +5,13 @@ bad definitions, and the polkit gate of every Guest1 method."""
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import GUEST_IFACE, MANAGER_IFACE, MANAGER_PATH, GLib  # noqa: E402
+from harness import GUEST_IFACE, MANAGER_IFACE, MANAGER_PATH, Gio, GLib  # noqa: E402
 
 
 
@@ -169,6 +170,50 @@ class Lifecycle(GuestTestCase):
         uuid = client.get_property(path, GUEST_IFACE, "UUID")
         for key in ("lookup", uuid, uuid.upper()):
             self.assertEqual(client.call(MANAGER_PATH, MANAGER_IFACE, "LookupGuest", "(s)", (key,), "(o)")[0], path)
+
+
+class Machined(GuestTestCase):
+    """With systemd-machined on the bus (python-dbusmock standing in for
+    it), every QEMU is handed over to it in a scope of its own; without it
+    (every other test) guests run as before."""
+
+    def start_mock_machined(self):
+        log = open(self.scratch.join("machined-mock.log"), "w")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen([sys.executable, "-m", "dbusmock", "--system", "org.freedesktop.machine1",
+                                 "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager"],
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(proc.wait, 10)
+        self.addCleanup(proc.terminate)
+        harness.wait_until(lambda: self.bus.name_has_owner("org.freedesktop.machine1"), what="mock machined")
+        self.mock_call("AddMethod", "(sssss)", ("org.freedesktop.machine1.Manager", "CreateMachine",
+                                                  "sayssusa(sv)", "o",
+                                                  'ret = dbus.ObjectPath("/org/freedesktop/machine1/machine/m")'))
+
+    def mock_call(self, method, signature=None, args=None):
+        return self.bus.connection.call_sync(
+            "org.freedesktop.machine1", "/org/freedesktop/machine1", "org.freedesktop.DBus.Mock", method,
+            GLib.Variant(signature, args) if signature else None, None, Gio.DBusCallFlags.NONE, 5000, None)
+
+    def create_machine_calls(self):
+        calls = self.mock_call("GetCalls").unpack()[0]
+        return [args for _stamp, method, args in calls if method == "CreateMachine"]
+
+    def test_qemu_registered_in_its_own_scope(self):
+        self.start_mock_machined()
+        self.start_daemon()
+        client = self.client()
+        guest = harness.TestGuest(self.scratch, "web.1_a+b", size_mib=4)
+        path = self.define(client, guest)
+        self.guest_call(client, path, "Start")
+        calls = harness.wait_until(self.create_machine_calls, timeout=10, what="CreateMachine on machined")
+        self.assertEqual(len(calls), 1, calls)
+        name, machine_id, service, klass, leader, root, scope = calls[0]
+        props = client.get_all(path, GUEST_IFACE)
+        self.assertEqual((name, service, klass, leader, root), ("md-web-1-a-b", "migrationd", "vm", props["PID"], ""))
+        self.assertEqual(bytes(machine_id).hex(), props["UUID"].replace("-", ""))
+        self.assertIn(["Description", "migrationd guest web.1_a+b"], [list(p) for p in scope])
+        self.assertEqual(self.state(client, path), "running")
 
 
 class Survival(GuestTestCase):

@@ -534,7 +534,7 @@ except harness.GLib.Error as e:
         # control-own is granted, so only the owner check can refuse nobody.
         self.a.polkitd.set_allowed([a for a in harness.ACTIONS
                                     if a != "org.migrationd.migration.control-other"])
-        code = self.CANCEL_AS % {"dir": os.path.dirname(os.path.abspath(__file__)),
+        code = self.CANCEL_AS % {"dir": harness.importable_copy(self.scratch),
                                  "address": self.a.bus.address, "path": path}
         proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                                sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -216,6 +216,28 @@ class Storage(twohosts.TwoHostsTestCase):
         self.assertEqual(self.hosts.guest_state(self.client_a, "unshared"), "running")
         self.assert_nothing_left_on_b("unshared", [missing])
 
+    def test_offline_shared_disk_reports_no_memory(self):
+        disk = self.scratch.join("shared.raw")
+        with open(disk, "wb") as f:
+            f.truncate(16 * MIB)
+        guest = self.make_guest("offshared", disk)
+        self.hosts.define(self.client_a, guest.xml)
+        migration = self.hosts.migrate("offshared", options={"offline": True})
+        success, name, message = self.hosts.wait_completed(self.client_a, migration)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        props = self.client_a.get_all(migration, MIGRATION_IFACE)
+        # Nothing was copied (the disk is shared): no made-up byte of memory.
+        self.assertEqual({k: props[k] for k in ("MemoryTotal", "MemoryProcessed", "MemoryRemaining",
+                                                "DiskTotal", "DiskProcessed", "Rate")},
+                         dict.fromkeys(("MemoryTotal", "MemoryProcessed", "MemoryRemaining", "DiskTotal",
+                                        "DiskProcessed", "Rate"), 0))
+        self.assertEqual((props["State"], props["Progress"], props["ProgressValid"]), ("completed", 1.0, True))
+        # migrationctl shows no memory figures for it.
+        out = subprocess.run([harness.CTL, "--address", self.a.bus.address, "migrations"],
+                             capture_output=True, text=True, check=True).stdout
+        self.assertNotIn("1 byte", out)
+        self.assertEqual(self.hosts.guest_state(self.client_b, "offshared"), "shut-off")
+
     def test_offline_sparse_4g_moves_only_its_data(self):
         disk_a, disk_b = self.scratch.join("big-A.raw"), self.scratch.join("big-B.raw")
         with open(disk_a, "wb") as f:
@@ -234,6 +256,11 @@ class Storage(twohosts.TwoHostsTestCase):
         self.assertGreaterEqual(copied, 1024 * MIB)
         self.assertLess(copied, 1100 * MIB)
         self.assertEqual(stats["DiskTotal"], 4096 * MIB)
+        # Disk figures, and no memory figures: a shut-off guest has none.
+        props = self.client_a.get_all(migration, MIGRATION_IFACE)
+        self.assertEqual((props["DiskProcessed"], props["Progress"], props["ProgressValid"]),
+                         (4096 * MIB, 1.0, True))
+        self.assertEqual((props["MemoryTotal"], props["MemoryProcessed"], props["Rate"]), (0, 0, 0))
         self.assertEqual(qemu_img("compare", "-f", "raw", "-F", "raw", disk_a, disk_b).strip(),
                          "Images are identical.")
         # Defined (offline means persist) and shut off on B; nothing runs.
