@@ -308,6 +308,9 @@ class TestMigrationctl(dbusmock.DBusTestCase):
         try:
             rc, out, err = self.ctl('define', xml_file)
             self.assertEqual((rc, out), (0, 'guest vm1 defined\n'), err)
+            rc, out, err = self.ctl('define', '--check', xml_file)
+            self.assertEqual((rc, out), (0, '%s: the definition is valid on this host\n' % xml_file),
+                             err)
             rc, out, err = self.ctl('create', '--paused', xml_file)
             self.assertEqual((rc, out), (0, 'guest vm1 created\n'), err)
         finally:
@@ -318,7 +321,7 @@ class TestMigrationctl(dbusmock.DBusTestCase):
         calls = self.manager.GetCalls()
         define = [c[2] for c in calls if c[1] == 'DefineGuest']
         create = [c[2] for c in calls if c[1] == 'CreateGuest']
-        self.assertEqual(define, [[VM1_XML, {}]])
+        self.assertEqual(define, [[VM1_XML, {}], [VM1_XML, {'check-only': True}]])
         self.assertEqual(create, [[VM1_XML, {'start-paused': True}]])
 
         rc, out, err = self.ctl('start', '--paused', 'vm1')

@@ -75,7 +75,9 @@ test_config_defaults_and_values (void)
   g_autofree char *path = write_config ("[daemon]\nhost-name=alpha\npeer-port=50000\n"
                                         "migration-port-min=50010\nmigration-port-max=50020\n"
                                         "[tls]\nallowed-dns=CN=b,O=x; CN=c,O=x ;\n"
-                                        "[peer beta]\naddress=192.0.2.2:50000\ndn=CN=b,O=x\n");
+                                        "[peer beta]\naddress=192.0.2.2:50000\ndn=CN=b,O=x\n"
+                                        "[networks]\ndefault=virbr0\nlab = br-lab\n"
+                                        "[daemon]\ncpu-model-allow=Nehalem-v1;sse4.2\n");
   g_autoptr (GError) error = NULL;
   g_autoptr (MdConfig) config = md_config_load (path, &error);
   g_autoptr (MdConfig) defaults = md_config_new_default ();
@@ -91,6 +93,12 @@ test_config_defaults_and_values (void)
   g_assert_cmpuint (defaults->peer_port, ==, 49200);
   g_assert_cmpuint (defaults->migration_port_min, ==, 49152);
   g_assert_cmpuint (defaults->migration_port_max, ==, 49215);
+  g_assert_cmpstr (g_hash_table_lookup (config->networks, "default"), ==, "virbr0");
+  g_assert_cmpstr (g_hash_table_lookup (config->networks, "lab"), ==, "br-lab");
+  g_assert_cmpuint (g_hash_table_size (defaults->networks), ==, 0);
+  g_assert_cmpuint (g_strv_length (config->cpu_model_allow), ==, 2);
+  g_assert_cmpstr (config->cpu_model_allow[1], ==, "sse4.2");
+  g_assert_null (defaults->cpu_model_allow);
   g_unlink (path);
 }
 
@@ -110,6 +118,9 @@ test_config_errors (void)
     { "[daemon]\naccelerator=xen\n", "accelerator" },
     { "[peer a:b]\naddress=x\n", "one word" },
     { "[peer beta]\ndn=CN=b\n", "missing key 'address'" },
+    { "[networks]\ndefault=../etc\n", "[networks] default: '../etc' is not a bridge name" },
+    { "[networks]\ndefault=\n", "is not a bridge name" },
+    { "[networks]\nlab=a-bridge-name-too-long\n", "1..15 characters" },
     { "not a key file", "cannot read configuration" },
     { "[storage]\nimage-dirs=images\n", "not an absolute path" },
     { "[storage]\nreuse-existing-images=maybe\n", "reuse-existing-images" },

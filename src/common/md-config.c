@@ -40,6 +40,7 @@ md_config_new_default (void)
   config->image_dirs = g_new0 (char *, 1);
   config->fs_check_timeout = 20;
   config->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) md_config_peer_free);
+  config->networks = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   return config;
 }
 
@@ -53,6 +54,7 @@ md_config_free (MdConfig *config)
   g_free (config->runtime_dir);
   g_free (config->host_name);
   g_free (config->listen_address);
+  g_strfreev (config->cpu_model_allow);
   g_free (config->accelerator);
   g_free (config->on_stop);
   g_free (config->qemu_binary);
@@ -60,6 +62,7 @@ md_config_free (MdConfig *config)
   g_strfreev (config->allowed_dns);
   g_strfreev (config->image_dirs);
   g_ptr_array_unref (config->peers);
+  g_hash_table_unref (config->networks);
   g_free (config);
 }
 
@@ -119,6 +122,7 @@ static const KeyDesc known_keys[] = {
   { "daemon", "accelerator", KEY_STRING, OFF (accelerator), 0, 0 },
   { "daemon", "on-stop", KEY_STRING, OFF (on_stop), 0, 0 },
   { "daemon", "qemu-binary", KEY_STRING, OFF (qemu_binary), 0, 0 },
+  { "daemon", "cpu-model-allow", KEY_LIST, OFF (cpu_model_allow), 0, 0 },
   { "tls", "directory", KEY_STRING, OFF (tls_dir), 0, 0 },
   { "tls", "allowed-dns", KEY_LIST, OFF (allowed_dns), 0, 0 },
   { "tls", "handshake-timeout", KEY_UINT, OFF (handshake_timeout), 1, 600 },
@@ -247,6 +251,31 @@ load_peer_group (MdConfig *config, GKeyFile *kf, const char *path, const char *g
   return TRUE;
 }
 
+/* [networks]: NAME = BRIDGE (a Linux interface name). */
+static gboolean
+load_networks_group (MdConfig *config, GKeyFile *kf, const char *path, GError **error)
+{
+  g_auto (GStrv) keys = g_key_file_get_keys (kf, "networks", NULL, NULL);
+
+  for (guint i = 0; keys[i] != NULL; i++)
+    {
+      g_autofree char *bridge = g_key_file_get_string (kf, "networks", keys[i], NULL);
+      gsize len = bridge ? strlen (bridge) : 0;
+
+      if (len == 0 || len > 15 || strpbrk (bridge, "/ \t:") != NULL || g_str_equal (bridge, ".")
+          || g_str_equal (bridge, ".."))
+        {
+          g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                       "%s: [networks] %s: '%s' is not a bridge name (1..15 characters, no / : "
+                       "or spaces)",
+                       path, keys[i], bridge ? bridge : "");
+          return FALSE;
+        }
+      g_hash_table_replace (config->networks, g_strdup (keys[i]), g_steal_pointer (&bridge));
+    }
+  return TRUE;
+}
+
 static gboolean
 validate (MdConfig *config, const char *path, GError **error)
 {
@@ -320,11 +349,18 @@ md_config_load (const char *path, GError **error)
             return NULL;
           continue;
         }
+      if (g_str_equal (group, "networks"))
+        {
+          if (!load_networks_group (config, kf, file, error))
+            return NULL;
+          continue;
+        }
       if (!g_str_equal (group, "daemon") && !g_str_equal (group, "tls")
           && !g_str_equal (group, "storage"))
         {
           g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
-                       "%s: unknown group [%s] (known: [daemon], [tls], [storage], [peer NAME])",
+                       "%s: unknown group [%s] (known: [daemon], [tls], [storage], [networks], "
+                       "[peer NAME])",
                        file, group);
           return NULL;
         }

@@ -33,6 +33,9 @@ typedef struct
    * restores them when it starts again (host shutdown and boot). */
   char *on_stop;
   char *qemu_binary;
+  /* When set, the only CPU models and features this host accepts (stands
+   * for an older QEMU in tests); NULL = whatever QEMU can run. */
+  GStrv cpu_model_allow;
 
   /* [tls] */
   char *tls_dir;
@@ -43,6 +46,10 @@ typedef struct
   GStrv image_dirs; /* empty: <state_dir>/images (md_config_get_image_dirs) */
   gboolean reuse_existing_images;
   guint fs_check_timeout; /* seconds a file-system check may take */
+
+  /* [networks]: libvirt network name -> host bridge, so guests written
+   * with <interface type='network'> run here through that bridge. */
+  GHashTable *networks;
 
   /* [peer NAME] groups */
   GPtrArray *peers; /* MdConfigPeer */

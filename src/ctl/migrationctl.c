@@ -321,8 +321,15 @@ static int
 define_or_create (CtlContext *ctx, int argc, char **argv, gboolean create)
 {
   gboolean paused = FALSE;
+  gboolean check = FALSE;
   const GOptionEntry create_entries[] = {
     { "paused", 0, 0, G_OPTION_ARG_NONE, &paused, N_ ("Leave the virtual CPUs stopped"), NULL },
+    { NULL },
+  };
+  const GOptionEntry define_entries[] = {
+    { "check", 0, 0, G_OPTION_ARG_NONE, &check,
+      N_ ("Only check the definition against this host (all problems at once); define nothing"),
+      NULL },
     { NULL },
   };
   g_autoptr (GError) error = NULL;
@@ -337,7 +344,7 @@ define_or_create (CtlContext *ctx, int argc, char **argv, gboolean create)
                                        "(FILE may be - for standard input).")
                                  : N_ ("Define a persistent guest from a definition (FILE may "
                                        "be - for standard input)."),
-                          create ? create_entries : NULL)
+                          create ? create_entries : define_entries)
       || !check_args (ctx, argc, 1, 1, &rc))
     return CTL_EXIT_USAGE;
   if ((xml = read_definition (ctx, argv[1], &rc)) == NULL)
@@ -346,6 +353,8 @@ define_or_create (CtlContext *ctx, int argc, char **argv, gboolean create)
     return rc;
   if (create && paused)
     g_variant_builder_add (&options, "{sv}", "start-paused", g_variant_new_boolean (TRUE));
+  if (check)
+    g_variant_builder_add (&options, "{sv}", "check-only", g_variant_new_boolean (TRUE));
   reply =
       ctl_call (ctx, ctx->manager, create ? "CreateGuest" : "DefineGuest",
                 g_variant_new ("(sa{sv})", xml, &options), G_VARIANT_TYPE ("(o)"), TRUE, &error);
@@ -355,6 +364,12 @@ define_or_create (CtlContext *ctx, int argc, char **argv, gboolean create)
                                     : _ ("cannot define a guest from %s"),
                              argv[1]);
   g_variant_get (reply, "(&o)", &path);
+  if (check)
+    {
+      /* TRANSLATORS: "vm1.xml: the definition is valid on this host" */
+      g_print (_ ("%s: the definition is valid on this host\n"), argv[1]);
+      return CTL_EXIT_OK;
+    }
   return print_new_guest (ctx, path, create ? _ ("created") : _ ("defined"));
 }
 

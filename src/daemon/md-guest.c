@@ -8,6 +8,7 @@
 #include "common/md-options.h"
 #include "qemu/md-qemu-argv.h"
 #include "qemu/md-qemu-caps.h"
+#include "qemu/md-qemu-log.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -40,6 +41,7 @@ struct _MdGuest
   /* QEMU waits for an incoming migration: a daemon restart must kill it,
    * since the migration it belongs to died with the old daemon. */
   gboolean incoming;
+  GCancellable *start_wait; /* cancelled if QEMU exits before QMP is up */
 };
 
 enum
@@ -179,6 +181,8 @@ release_process (MdGuest *self, MdGuestState final_state)
     g_warning ("guest %s: %s", self->def->name, error->message);
   if (self->qmp_path != NULL)
     g_unlink (self->qmp_path);
+  if (self->live != NULL)
+    md_qemu_remove_runtime_files (self->live, config->runtime_dir);
   {
     g_autofree char *pid_file = g_strdup_printf ("%s.pid", name);
     g_autofree char *pid_path = g_build_filename (config->runtime_dir, pid_file, NULL);
@@ -227,6 +231,8 @@ on_process_exited (MdQemuProcess *proc, int wait_status, MdGuest *self)
   gboolean abnormal = FALSE;
   g_autofree char *tail = NULL;
 
+  if (self->start_wait != NULL && self->qmp == NULL)
+    g_cancellable_cancel (self->start_wait);
   if (wait_status != -1)
     abnormal =
         WIFSIGNALED (wait_status) || (WIFEXITED (wait_status) && WEXITSTATUS (wait_status) != 0);
@@ -303,21 +309,17 @@ typedef struct
 {
   gboolean paused;
   gboolean incoming;
+  gboolean spawned; /* this start wrote its part of the QEMU log */
 } StartData;
 
 static void
 start_fail (MdGuest *self, GTask *task, GError *error)
 {
-  g_autofree char *tail = md_qemu_log_tail (self->log_path, 10);
-
-  g_prefix_error (&error, "host %s: starting guest %s failed: ", host_name (self), self->def->name);
-  if (tail != NULL && strstr (error->message, tail) == NULL)
-    {
-      g_autofree char *message =
-          g_strdup_printf ("%s\nQEMU log (%s):\n%s", error->message, self->log_path, tail);
-      g_free (error->message);
-      error->message = g_steal_pointer (&message);
-    }
+  StartData *data = g_task_get_task_data (task);
+  g_autofree char *prefix =
+      g_strdup_printf ("host %s: starting guest %s failed: ", host_name (self), self->def->name);
+  /* Only a QEMU we spawned wrote this start's part of the log. */
+  md_qemu_log_explain_start_failure (error, prefix, data->spawned ? self->log_path : NULL);
   if (self->proc != NULL && !md_qemu_process_has_exited (self->proc))
     {
       /* Nothing may be left behind by a failed start. */
@@ -356,6 +358,12 @@ on_start_qmp (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (GError) error = NULL;
   g_autoptr (MdQmp) qmp = md_qmp_connect_finish (result, &error);
 
+  g_clear_object (&self->start_wait);
+  if (qmp == NULL && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_clear_error (&error);
+      g_set_error (&error, MD_ERROR, MD_ERROR_QEMU_FAILED, "QEMU exited during start-up");
+    }
   if (qmp == NULL)
     {
       start_fail (self, task, g_steal_pointer (&error));
@@ -371,6 +379,8 @@ on_start_qmp (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   attach_qmp (self, qmp);
   write_runtime_record (self);
+  /* QEMU read the graphics passwords while starting; the files go now. */
+  md_qemu_remove_secrets (self->live, self->host->config->runtime_dir);
   if (data->incoming)
     {
       set_state (self, MD_GUEST_STATE_MIGRATING_IN);
@@ -490,7 +500,9 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   opts.runtime_dir = config->runtime_dir;
   opts.serial_log_dir = logs;
   opts.sandbox = caps->sandbox;
-  argv = md_qemu_build_argv (self->live, &opts, &error);
+  opts.runtime_files_dir = config->runtime_dir;
+  opts.networks = config->networks;
+  argv = md_qemu_build_start_argv (self->live, &opts, config->host_name, &error);
   if (argv == NULL)
     {
       g_clear_pointer (&self->live, md_domain_free);
@@ -521,7 +533,10 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   attach_process (self, proc);
   md_machined_register (g_dbus_interface_skeleton_get_connection (G_DBUS_INTERFACE_SKELETON (self)),
                         self->def->name, self->def->uuid, md_qemu_process_get_pid (proc));
-  md_qmp_connect_full_async (self->qmp_path, self->log_path, 30000, cancellable, on_start_qmp,
+  data->spawned = TRUE;
+  g_clear_object (&self->start_wait);
+  self->start_wait = g_cancellable_new ();
+  md_qmp_connect_full_async (self->qmp_path, self->log_path, 30000, self->start_wait, on_start_qmp,
                              g_steal_pointer (&task));
 }
 
@@ -1177,6 +1192,7 @@ md_guest_finalize (GObject *object)
   md_domain_free (self->def);
   g_clear_pointer (&self->live, md_domain_free);
   g_free (self->object_path);
+  g_clear_object (&self->start_wait);
   g_free (self->qmp_path);
   g_free (self->log_path);
   G_OBJECT_CLASS (md_guest_parent_class)->finalize (object);

@@ -121,19 +121,25 @@ on_guest_stopped (MdGuest *guest, MdManager *self)
  * resolved once, here, and recorded so it stays stable across QEMU
  * upgrades and migrations. */
 MdDomain *
-md_manager_prepare_definition (MdManager *self, const char *xml, GError **error)
+md_manager_prepare_definition_full (MdManager *self, const char *xml, gboolean incoming,
+                                    GError **error)
 {
   g_autoptr (MdDomain) def = md_domain_parse (xml, error);
-  g_autofree char *machine = NULL;
 
-  if (def == NULL)
+  /* Machine type, CPU (host-model expanded at define time), SPICE, audio,
+   * networks and bridges: everything this host must have, all at once. */
+  if (def == NULL
+      || !md_qemu_caps_check_definition (self->caps, def, self->config->networks,
+                                         (const char *const *) self->config->cpu_model_allow,
+                                         incoming, error))
     return NULL;
-  machine = md_domain_resolve_machine (def->os.machine, self->caps->machines, error);
-  if (machine == NULL)
-    return NULL;
-  g_free (def->os.machine);
-  def->os.machine = g_steal_pointer (&machine);
   return g_steal_pointer (&def);
+}
+
+MdDomain *
+md_manager_prepare_definition (MdManager *self, const char *xml, GError **error)
+{
+  return md_manager_prepare_definition_full (self, xml, FALSE, error);
 }
 
 /* Name and UUID must each belong to one guest only. Returns the guest that
@@ -164,7 +170,7 @@ check_identity (MdManager *self, const MdDomain *def, MdGuest **existing, GError
   return TRUE;
 }
 
-static const MdOptionSpec define_options[] = { { NULL, NULL } };
+static const MdOptionSpec define_options[] = { { "check-only", "b" }, { NULL, NULL } };
 static const MdOptionSpec create_options[] = { { "start-paused", "b" }, { NULL, NULL } };
 
 static gboolean
@@ -178,8 +184,15 @@ handle_define_guest (MdDbusManager1 *object, GDBusMethodInvocation *invocation, 
 
   if (!md_options_check (options, define_options, "DefineGuest", &error)
       || (def = md_manager_prepare_definition (self, xml, &error)) == NULL
-      || !check_identity (self, def, &existing, &error)
-      || !md_manager_save_definition (self, def, &error))
+      || !check_identity (self, def, &existing, &error))
+    return md_error_return (invocation, error);
+  if (md_options_get_boolean (options, "check-only", FALSE))
+    {
+      /* Every check a define makes, nothing defined: "/" says so. */
+      md_dbus_manager1_complete_define_guest (object, invocation, "/");
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  if (!md_manager_save_definition (self, def, &error))
     return md_error_return (invocation, error);
 
   if (existing != NULL)

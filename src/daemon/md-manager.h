@@ -44,6 +44,10 @@ gboolean md_manager_save_definition (MdManager *self, const MdDomain *def, GErro
 gboolean md_manager_delete_definition (MdManager *self, const char *name, GError **error);
 /* Parses @xml and resolves its machine type against this host's QEMU. */
 MdDomain *md_manager_prepare_definition (MdManager *self, const char *xml, GError **error);
+/* The same for an @incoming migration's definition on its destination:
+ * host-model is not expanded again, host-passthrough must be migratable. */
+MdDomain *md_manager_prepare_definition_full (MdManager *self, const char *xml, gboolean incoming,
+                                              GError **error);
 
 /* Migrations: numbered objects below /org/migrationd/migration. */
 guint md_manager_next_migration_number (MdManager *self);

@@ -53,6 +53,12 @@ format_address (GString *s, int indent, const MdDomainAddress *a)
       g_string_append_printf (s, "%*s<address type='usb' bus='%u' port='%u'/>\n", indent, "",
                               a->usb_bus, a->usb_port);
       break;
+    case MD_DOMAIN_ADDRESS_VIRTIO_SERIAL:
+      g_string_append_printf (s,
+                              "%*s<address type='virtio-serial' controller='%u' bus='%u' "
+                              "port='%u'/>\n",
+                              indent, "", a->controller, a->vs_bus, a->vs_port);
+      break;
     case MD_DOMAIN_ADDRESS_NONE:
     default:
       break;
@@ -96,27 +102,9 @@ format_chardev (GString *s, const char *elem, const MdDomainChardev *c)
   g_string_append_printf (s, "    </%s>\n", elem);
 }
 
-char *
-md_domain_format (const MdDomain *dom)
+static void
+format_os_features (GString *s, const MdDomain *dom)
 {
-  GString *s = g_string_new (NULL);
-
-  g_string_append (s, "<domain");
-  xattr (s, "type", dom->virt_type ? dom->virt_type : "kvm");
-  g_string_append (s, ">\n");
-  xelem_text (s, 2, "name", dom->name);
-  xelem_text (s, 2, "uuid", dom->uuid);
-  xelem_text (s, 2, "title", dom->title);
-  xelem_text (s, 2, "description", dom->description);
-  if (dom->metadata)
-    g_string_append_printf (s, "  <metadata>%s</metadata>\n", dom->metadata);
-  format_memory (s, "memory", dom->memory);
-  format_memory (s, "currentMemory", dom->current_memory);
-  if (dom->vcpus_current != dom->vcpus)
-    g_string_append_printf (s, "  <vcpu current='%u'>%u</vcpu>\n", dom->vcpus_current, dom->vcpus);
-  else
-    g_string_append_printf (s, "  <vcpu>%u</vcpu>\n", dom->vcpus);
-
   g_string_append (s, "  <os>\n    <type");
   xattr (s, "arch", dom->os.arch);
   xattr (s, "machine", dom->os.machine);
@@ -128,7 +116,7 @@ md_domain_format (const MdDomain *dom)
   xelem_text (s, 4, "cmdline", dom->os.cmdline);
   g_string_append (s, "  </os>\n");
 
-  if (dom->acpi || dom->apic || dom->pae || dom->vmport)
+  if (dom->acpi || dom->apic || dom->pae || dom->vmport || dom->smm)
     {
       g_string_append (s, "  <features>\n");
       if (dom->acpi)
@@ -140,12 +128,21 @@ md_domain_format (const MdDomain *dom)
       if (dom->vmport)
         g_string_append_printf (s, "    <vmport state='%s'/>\n",
                                 md_dom_tristate_names[dom->vmport]);
+      if (dom->smm)
+        g_string_append_printf (s, "    <smm state='%s'/>\n", md_dom_tristate_names[dom->smm]);
       g_string_append (s, "  </features>\n");
     }
+}
 
+static void
+format_cpu_clock (GString *s, const MdDomain *dom)
+{
   if (dom->cpu.mode != MD_DOMAIN_CPU_MODE_NONE)
     {
-      g_string_append_printf (s, "  <cpu mode='%s'>\n", md_dom_cpu_mode_names[dom->cpu.mode]);
+      g_string_append_printf (s, "  <cpu mode='%s'", md_dom_cpu_mode_names[dom->cpu.mode]);
+      if (dom->cpu.migratable)
+        g_string_append_printf (s, " migratable='%s'", md_dom_tristate_names[dom->cpu.migratable]);
+      g_string_append (s, ">\n");
       xelem_text (s, 4, "model", dom->cpu.model);
       if (dom->cpu.sockets || dom->cpu.dies || dom->cpu.cores || dom->cpu.threads)
         {
@@ -198,85 +195,181 @@ md_domain_format (const MdDomain *dom)
     xelem_text (s, 2, "on_reboot", md_dom_lifecycle_names[dom->on_reboot]);
   if (dom->on_crash)
     xelem_text (s, 2, "on_crash", md_dom_lifecycle_names[dom->on_crash]);
-
-  g_string_append (s, "  <devices>\n");
-  xelem_text (s, 4, "emulator", dom->emulator);
-  for (guint i = 0; i < dom->disks->len; i++)
+  if (dom->suspend_to_mem || dom->suspend_to_disk)
     {
-      MdDomainDisk *d = dom->disks->pdata[i];
-
-      g_string_append_printf (s, "    <disk type='%s' device='%s'>\n",
-                              md_dom_disk_type_names[d->type], md_dom_disk_device_names[d->device]);
-      g_string_append_printf (s, "      <driver name='qemu' type='%s'",
-                              md_dom_disk_format_names[d->format]);
-      if (d->cache)
-        xattr (s, "cache", md_dom_disk_cache_names[d->cache]);
-      if (d->discard)
-        xattr (s, "discard", md_dom_disk_discard_names[d->discard]);
-      if (d->io)
-        xattr (s, "io", md_dom_disk_io_names[d->io]);
-      g_string_append (s, "/>\n");
-      if (d->source)
-        {
-          g_string_append (s, "      <source");
-          xattr (s, d->type == MD_DOMAIN_DISK_TYPE_FILE ? "file" : "dev", d->source);
-          g_string_append (s, "/>\n");
-        }
-      g_string_append (s, "      <target");
-      xattr (s, "dev", d->target);
-      xattr (s, "bus", md_dom_disk_bus_names[d->bus]);
-      g_string_append (s, "/>\n");
-      if (d->readonly)
-        g_string_append (s, "      <readonly/>\n");
-      if (d->shareable)
-        g_string_append (s, "      <shareable/>\n");
-      xelem_text (s, 6, "serial", d->serial);
-      if (d->boot_order)
-        g_string_append_printf (s, "      <boot order='%u'/>\n", d->boot_order);
-      format_alias (s, 6, d->alias);
-      format_address (s, 6, &d->address);
-      g_string_append (s, "    </disk>\n");
+      g_string_append (s, "  <pm>\n");
+      if (dom->suspend_to_mem)
+        g_string_append_printf (s, "    <suspend-to-mem enabled='%s'/>\n",
+                                dom->suspend_to_mem == MD_DOMAIN_TRISTATE_ON ? "yes" : "no");
+      if (dom->suspend_to_disk)
+        g_string_append_printf (s, "    <suspend-to-disk enabled='%s'/>\n",
+                                dom->suspend_to_disk == MD_DOMAIN_TRISTATE_ON ? "yes" : "no");
+      g_string_append (s, "  </pm>\n");
     }
-  for (guint i = 0; i < dom->controllers->len; i++)
-    {
-      MdDomainController *c = dom->controllers->pdata[i];
+}
 
-      g_string_append_printf (s, "    <controller type='%s' index='%u'",
-                              md_dom_controller_type_names[c->type], c->index);
-      xattr (s, "model", c->model);
-      g_string_append (s, ">\n");
+static void
+format_disk (GString *s, const MdDomainDisk *d)
+{
+
+  g_string_append_printf (s, "    <disk type='%s' device='%s'>\n", md_dom_disk_type_names[d->type],
+                          md_dom_disk_device_names[d->device]);
+  g_string_append_printf (s, "      <driver name='qemu' type='%s'",
+                          md_dom_disk_format_names[d->format]);
+  if (d->cache)
+    xattr (s, "cache", md_dom_disk_cache_names[d->cache]);
+  if (d->discard)
+    xattr (s, "discard", md_dom_disk_discard_names[d->discard]);
+  if (d->io)
+    xattr (s, "io", md_dom_disk_io_names[d->io]);
+  if (d->detect_zeroes)
+    xattr (s, "detect_zeroes", md_dom_disk_detect_zeroes_names[d->detect_zeroes]);
+  g_string_append (s, "/>\n");
+  if (d->source)
+    {
+      g_string_append (s, "      <source");
+      xattr (s, d->type == MD_DOMAIN_DISK_TYPE_FILE ? "file" : "dev", d->source);
+      g_string_append (s, "/>\n");
+    }
+  g_string_append (s, "      <target");
+  xattr (s, "dev", d->target);
+  xattr (s, "bus", md_dom_disk_bus_names[d->bus]);
+  g_string_append (s, "/>\n");
+  if (d->readonly)
+    g_string_append (s, "      <readonly/>\n");
+  if (d->shareable)
+    g_string_append (s, "      <shareable/>\n");
+  xelem_text (s, 6, "serial", d->serial);
+  if (d->boot_order)
+    g_string_append_printf (s, "      <boot order='%u'/>\n", d->boot_order);
+  format_alias (s, 6, d->alias);
+  format_address (s, 6, &d->address);
+  g_string_append (s, "    </disk>\n");
+}
+
+static void
+format_interface (GString *s, const MdDomainInterface *n)
+{
+
+  g_string_append_printf (s, "    <interface type='%s'>\n", md_dom_interface_type_names[n->type]);
+  g_string_append (s, "      <mac");
+  xattr (s, "address", n->mac);
+  g_string_append (s, "/>\n");
+  if (n->source)
+    {
+      g_string_append (s, "      <source");
+      xattr (s, n->type == MD_DOMAIN_INTERFACE_BRIDGE ? "bridge" : "network", n->source);
+      g_string_append (s, "/>\n");
+    }
+  g_string_append (s, "      <model");
+  xattr (s, "type", n->model);
+  g_string_append (s, "/>\n");
+  if (n->boot_order)
+    g_string_append_printf (s, "      <boot order='%u'/>\n", n->boot_order);
+  format_alias (s, 6, n->alias);
+  format_address (s, 6, &n->address);
+  g_string_append (s, "    </interface>\n");
+}
+
+static void
+format_graphics (GString *s, const MdDomainGraphics *g)
+{
+  g_string_append_printf (s, "    <graphics type='%s'", md_dom_graphics_type_names[g->type]);
+  if (!g->autoport)
+    g_string_append_printf (s, " port='%d'", g->port);
+  xattr (s, "autoport", g->autoport ? "yes" : "no");
+  xattr (s, "listen", g->listen);
+  xattr (s, "passwd", g->passwd);
+  if (!g->image_compression)
+    {
+      g_string_append (s, "/>\n");
+      return;
+    }
+  g_string_append (s, ">\n      <image");
+  xattr (s, "compression", g->image_compression);
+  g_string_append (s, "/>\n    </graphics>\n");
+}
+
+static void
+format_channels_sound (GString *s, const MdDomain *dom)
+{
+  for (guint i = 0; i < dom->channels->len; i++)
+    {
+      MdDomainChannel *c = dom->channels->pdata[i];
+
+      g_string_append_printf (s, "    <channel type='%s'>\n", md_dom_channel_type_names[c->type]);
+      if (c->type == MD_DOMAIN_CHANNEL_UNIX)
+        g_string_append (s, "      <source mode='bind'/>\n");
+      g_string_append (s, "      <target type='virtio'");
+      xattr (s, "name", c->target_name);
+      g_string_append (s, "/>\n");
       format_alias (s, 6, c->alias);
       format_address (s, 6, &c->address);
-      g_string_append (s, "    </controller>\n");
+      g_string_append (s, "    </channel>\n");
     }
-  for (guint i = 0; i < dom->interfaces->len; i++)
+  for (guint i = 0; i < dom->sounds->len; i++)
     {
-      MdDomainInterface *n = dom->interfaces->pdata[i];
+      MdDomainSound *snd = dom->sounds->pdata[i];
 
-      g_string_append_printf (s, "    <interface type='%s'>\n",
-                              md_dom_interface_type_names[n->type]);
-      g_string_append (s, "      <mac");
-      xattr (s, "address", n->mac);
-      g_string_append (s, "/>\n");
-      if (n->source)
-        {
-          g_string_append (s, "      <source");
-          xattr (s, n->type == MD_DOMAIN_INTERFACE_BRIDGE ? "bridge" : "network", n->source);
-          g_string_append (s, "/>\n");
-        }
-      g_string_append (s, "      <model");
-      xattr (s, "type", n->model);
-      g_string_append (s, "/>\n");
-      if (n->boot_order)
-        g_string_append_printf (s, "      <boot order='%u'/>\n", n->boot_order);
-      format_alias (s, 6, n->alias);
-      format_address (s, 6, &n->address);
-      g_string_append (s, "    </interface>\n");
+      g_string_append (s, "    <sound");
+      xattr (s, "model", snd->model);
+      g_string_append (s, ">\n");
+      if (snd->audio_id)
+        g_string_append_printf (s, "      <audio id='%u'/>\n", snd->audio_id);
+      format_alias (s, 6, snd->alias);
+      format_address (s, 6, &snd->address);
+      g_string_append (s, "    </sound>\n");
     }
-  for (guint i = 0; i < dom->serials->len; i++)
-    format_chardev (s, "serial", dom->serials->pdata[i]);
-  for (guint i = 0; i < dom->consoles->len; i++)
-    format_chardev (s, "console", dom->consoles->pdata[i]);
+  for (guint i = 0; i < dom->audios->len; i++)
+    {
+      MdDomainAudio *a = dom->audios->pdata[i];
+
+      g_string_append_printf (s, "    <audio id='%u'", a->id);
+      xattr (s, "type", a->type);
+      g_string_append (s, "/>\n");
+    }
+}
+
+static void
+format_misc_devices (GString *s, const MdDomain *dom)
+{
+  for (guint i = 0; i < dom->redirdevs->len; i++)
+    {
+      MdDomainRedirdev *r = dom->redirdevs->pdata[i];
+
+      g_string_append (s, "    <redirdev bus='usb' type='spicevmc'>\n");
+      format_alias (s, 6, r->alias);
+      format_address (s, 6, &r->address);
+      g_string_append (s, "    </redirdev>\n");
+    }
+  for (guint i = 0; i < dom->watchdogs->len; i++)
+    {
+      MdDomainWatchdog *w = dom->watchdogs->pdata[i];
+
+      g_string_append (s, "    <watchdog");
+      xattr (s, "model", w->model);
+      xattr (s, "action", w->action);
+      g_string_append (s, ">\n");
+      format_alias (s, 6, w->alias);
+      format_address (s, 6, &w->address);
+      g_string_append (s, "    </watchdog>\n");
+    }
+  for (guint i = 0; i < dom->panics->len; i++)
+    {
+      MdDomainPanic *p = dom->panics->pdata[i];
+
+      g_string_append (s, "    <panic");
+      xattr (s, "model", p->model);
+      g_string_append (s, ">\n");
+      format_alias (s, 6, p->alias);
+      format_address (s, 6, &p->address);
+      g_string_append (s, "    </panic>\n");
+    }
+}
+
+static void
+format_inputs_graphics_videos (GString *s, const MdDomain *dom)
+{
   for (guint i = 0; i < dom->inputs->len; i++)
     {
       MdDomainInput *in = dom->inputs->pdata[i];
@@ -290,17 +383,7 @@ md_domain_format (const MdDomain *dom)
       g_string_append (s, "    </input>\n");
     }
   for (guint i = 0; i < dom->graphics->len; i++)
-    {
-      MdDomainGraphics *g = dom->graphics->pdata[i];
-
-      g_string_append_printf (s, "    <graphics type='%s'", md_dom_graphics_type_names[g->type]);
-      if (!g->autoport)
-        g_string_append_printf (s, " port='%d'", g->port);
-      xattr (s, "autoport", g->autoport ? "yes" : "no");
-      xattr (s, "listen", g->listen);
-      xattr (s, "passwd", g->passwd);
-      g_string_append (s, "/>\n");
-    }
+    format_graphics (s, dom->graphics->pdata[i]);
   for (guint i = 0; i < dom->videos->len; i++)
     {
       MdDomainVideo *v = dom->videos->pdata[i];
@@ -342,6 +425,56 @@ md_domain_format (const MdDomain *dom)
       format_address (s, 6, &r->address);
       g_string_append (s, "    </rng>\n");
     }
+}
+
+char *
+md_domain_format (const MdDomain *dom)
+{
+  GString *s = g_string_new (NULL);
+
+  g_string_append (s, "<domain");
+  xattr (s, "type", dom->virt_type ? dom->virt_type : "kvm");
+  g_string_append (s, ">\n");
+  xelem_text (s, 2, "name", dom->name);
+  xelem_text (s, 2, "uuid", dom->uuid);
+  xelem_text (s, 2, "title", dom->title);
+  xelem_text (s, 2, "description", dom->description);
+  if (dom->metadata)
+    g_string_append_printf (s, "  <metadata>%s</metadata>\n", dom->metadata);
+  format_memory (s, "memory", dom->memory);
+  format_memory (s, "currentMemory", dom->current_memory);
+  if (dom->vcpus_current != dom->vcpus)
+    g_string_append_printf (s, "  <vcpu current='%u'>%u</vcpu>\n", dom->vcpus_current, dom->vcpus);
+  else
+    g_string_append_printf (s, "  <vcpu>%u</vcpu>\n", dom->vcpus);
+  format_os_features (s, dom);
+  format_cpu_clock (s, dom);
+
+  g_string_append (s, "  <devices>\n");
+  xelem_text (s, 4, "emulator", dom->emulator);
+  for (guint i = 0; i < dom->disks->len; i++)
+    format_disk (s, dom->disks->pdata[i]);
+  for (guint i = 0; i < dom->controllers->len; i++)
+    {
+      MdDomainController *c = dom->controllers->pdata[i];
+
+      g_string_append_printf (s, "    <controller type='%s' index='%u'",
+                              md_dom_controller_type_names[c->type], c->index);
+      xattr (s, "model", c->model);
+      g_string_append (s, ">\n");
+      format_alias (s, 6, c->alias);
+      format_address (s, 6, &c->address);
+      g_string_append (s, "    </controller>\n");
+    }
+  for (guint i = 0; i < dom->interfaces->len; i++)
+    format_interface (s, dom->interfaces->pdata[i]);
+  for (guint i = 0; i < dom->serials->len; i++)
+    format_chardev (s, "serial", dom->serials->pdata[i]);
+  for (guint i = 0; i < dom->consoles->len; i++)
+    format_chardev (s, "console", dom->consoles->pdata[i]);
+  format_channels_sound (s, dom);
+  format_inputs_graphics_videos (s, dom);
+  format_misc_devices (s, dom);
   g_string_append (s, "  </devices>\n</domain>\n");
   return g_string_free (s, FALSE);
 }

@@ -4,7 +4,8 @@
  * The model is a plain struct (not a GObject): it is data that travels between
  * modules and hosts, is copied and compared, and has no behaviour of its own.
  *
- * Implementation: md-domain.c (model, validation, addresses, ABI check),
+ * Implementation: md-domain.c (model), md-domain-validate.c,
+ * md-domain-addresses.c, md-domain-abi.c (equality and ABI check),
  * md-domain-xml.c (parser), md-domain-format.c (formatter).
  *
  * Parsing (md_domain_parse):
@@ -15,17 +16,32 @@
  *  - libxml2's own diagnostics become the GError message (nothing is printed);
  *  - every element and attribute outside the subset is an error
  *    (MD_ERROR_INVALID_XML, or MD_ERROR_NOT_SUPPORTED for libvirt features we
- *    know but do not implement, e.g. <channel>, <sound>, <hostdev>), naming it
- *    and its line;
+ *    know but do not implement, e.g. <hostdev>, <filesystem>, <tpm>), naming
+ *    it, its line and, for the common ones, what to use instead; the parser
+ *    goes on after a problem and reports all of them in one error, one line
+ *    each ("domain XML has N problems:\n  line 12: <hostdev>: ...");
+ *  - the devices virt-install and virt-manager write are in the subset:
+ *    disks (cache, io, discard, detect_zeroes; cdroms with or without media),
+ *    controllers (pci roots and root ports, ide, sata, virtio-scsi, usb
+ *    qemu-xhci/nec-xhci/piix3-uhci/ich9-ehci1 with ich9-uhci companions,
+ *    virtio-serial), interfaces user/bridge/network, serial and console
+ *    (pty, file), channels (unix guest agent, spicevmc), graphics vnc/spice
+ *    (listen, port, autoport, passwd, <image compression>), video, input,
+ *    sound ich6/ich9/ac97 with <audio> none/spice/pa, redirdev spicevmc,
+ *    watchdog i6300esb/itco, panic isa/pvpanic, memballoon, rng random;
+ *    features acpi/apic/pae/vmport/smm, <pm> suspend flags, clock timers,
+ *    lifecycle actions;
  *  - accepted and ignored (logged with g_info, dropped from the model, not
- *    formatted back): <resource>, <seclabel>, <pm>, <on_lockfailure>,
- *    <keywrap>, the <vcpu placement/cpuset> attributes, <cpu match/check/
- *    migratable> and <model fallback> attributes, <memballoon><stats>,
- *    <interface><target>, <disk><backingStore/>, <controller><model>/<target>
- *    (pcie-root-port chassis/port are derived from the index), <serial>/
- *    <console> pty <source path> and tty (runtime pty names), the
- *    <graphics><listen> child (its address is folded into @listen),
- *    <domain id=...> (the runtime id of a running libvirt guest);
+ *    formatted back): <resource>, <seclabel>, <on_lockfailure>, <keywrap>,
+ *    the <vcpu placement/cpuset> attributes, <cpu match/check> and <model
+ *    fallback> attributes, <cpu><vendor>, <memballoon><stats>,
+ *    <interface><target>, <disk><backingStore> (QEMU follows the image's
+ *    own chain) and <source index>, <controller><model>/<target>/<master>
+ *    (derived from index and model), <serial>/<console> pty <source path>
+ *    and tty (runtime pty names), the <graphics><listen> child (its address
+ *    is folded into @listen), tls-port='-1', qxl ram/vgamem, a unix
+ *    channel's <source path> (the daemon owns the socket), <domain id=...>
+ *    (the runtime id of a running libvirt guest);
  *  - <metadata> is kept verbatim (its serialized children) and formatted back;
  *    elements of other namespaces are refused everywhere else;
  *  - defaults as libvirt: bus from the target prefix (vd virtio, sd scsi, hd
@@ -60,6 +76,7 @@ typedef enum
   MD_DOMAIN_ADDRESS_PCI,
   MD_DOMAIN_ADDRESS_DRIVE,
   MD_DOMAIN_ADDRESS_USB,
+  MD_DOMAIN_ADDRESS_VIRTIO_SERIAL,
 } MdDomainAddressType;
 
 typedef struct
@@ -79,6 +96,9 @@ typedef struct
   /* usb (usb inputs) */
   guint usb_bus;
   guint usb_port;
+  /* virtio-serial (channels): controller above, then bus and port */
+  guint vs_bus;
+  guint vs_port;
 } MdDomainAddress;
 
 typedef enum
@@ -176,10 +196,19 @@ typedef enum
   MD_DOMAIN_DISK_IO_URING,
 } MdDomainDiskIo;
 
+typedef enum
+{
+  MD_DOMAIN_DISK_DETECT_ZEROES_DEFAULT = 0,
+  MD_DOMAIN_DISK_DETECT_ZEROES_OFF,
+  MD_DOMAIN_DISK_DETECT_ZEROES_ON,
+  MD_DOMAIN_DISK_DETECT_ZEROES_UNMAP,
+} MdDomainDiskDetectZeroes;
+
 typedef struct
 {
   MdDomainDiskType type;
   MdDomainDiskDevice device;
+  MdDomainDiskDetectZeroes detect_zeroes;
   MdDomainDiskFormat format; /* <driver type=> */
   MdDomainDiskCache cache;
   MdDomainDiskDiscard discard;
@@ -263,8 +292,63 @@ typedef struct
   char *listen; /* host side; NULL = 127.0.0.1 */
   int port;     /* host side; -1 with autoport */
   gboolean autoport;
-  char *passwd; /* host side; stored in the definition as libvirt does */
+  char *passwd;            /* host side; stored in the definition as libvirt does;
+                 * reaches QEMU through a secret object file, never argv */
+  char *image_compression; /* spice <image compression=>, NULL = default */
 } MdDomainGraphics;
+
+typedef enum
+{
+  MD_DOMAIN_CHANNEL_UNIX = 0, /* a socket the daemon owns in its runtime dir */
+  MD_DOMAIN_CHANNEL_SPICEVMC,
+} MdDomainChannelType;
+
+/* A <channel> on a virtio-serial port (guest agent, SPICE agent). */
+typedef struct
+{
+  MdDomainChannelType type;
+  char *target_name;       /* "org.qemu.guest_agent.0", "com.redhat.spice.0" */
+  char *alias;             /* "channel0" */
+  MdDomainAddress address; /* virtio-serial controller/bus/port */
+} MdDomainChannel;
+
+/* A <sound> card; it plays into the <audio> backend with @audio_id. */
+typedef struct
+{
+  char *model;    /* ich6, ich9, ac97 */
+  guint audio_id; /* <audio id=> it uses; 0 = the first <audio> */
+  char *alias;    /* "sound0" */
+  MdDomainAddress address;
+} MdDomainSound;
+
+/* An <audio> backend (host side). */
+typedef struct
+{
+  guint id;   /* >= 1 */
+  char *type; /* none, spice, pa */
+} MdDomainAudio;
+
+/* A <redirdev bus='usb' type='spicevmc'>: USB redirection over SPICE. */
+typedef struct
+{
+  char *alias;             /* "redir0" */
+  MdDomainAddress address; /* usb */
+} MdDomainRedirdev;
+
+typedef struct
+{
+  char *model;  /* i6300esb, itco (q35's built-in TCO) */
+  char *action; /* reset, shutdown, poweroff, pause, none, dump, inject-nmi; NULL = reset */
+  char *alias;  /* "watchdog0" */
+  MdDomainAddress address; /* PCI for i6300esb */
+} MdDomainWatchdog;
+
+typedef struct
+{
+  char *model;             /* isa (pvpanic on the ISA bus) or pvpanic (PCI) */
+  char *alias;             /* "panic0" */
+  MdDomainAddress address; /* PCI for model pvpanic */
+} MdDomainPanic;
 
 typedef struct
 {
@@ -330,6 +414,9 @@ typedef struct
   gboolean apic;
   gboolean pae;
   MdDomainTristate vmport;
+  MdDomainTristate smm;             /* <features><smm state=> (q35) */
+  MdDomainTristate suspend_to_mem;  /* <pm><suspend-to-mem enabled=> */
+  MdDomainTristate suspend_to_disk; /* <pm><suspend-to-disk enabled=> */
 
   struct
   {
@@ -337,6 +424,8 @@ typedef struct
     char *model;                         /* custom only */
     guint sockets, dies, cores, threads; /* <topology>, 0 = not given */
     GPtrArray *features;                 /* MdDomainCpuFeature* */
+    /* host-passthrough only: migratable='on' promises identical hosts. */
+    MdDomainTristate migratable;
   } cpu;
 
   MdDomainClockOffset clock_offset;
@@ -358,6 +447,12 @@ typedef struct
   GPtrArray *inputs;              /* MdDomainInput* */
   MdDomainMemballoon *memballoon; /* absent: assign_addresses adds virtio, as libvirt */
   GPtrArray *rngs;                /* MdDomainRng* */
+  GPtrArray *channels;            /* MdDomainChannel* */
+  GPtrArray *sounds;              /* MdDomainSound* */
+  GPtrArray *audios;              /* MdDomainAudio* */
+  GPtrArray *redirdevs;           /* MdDomainRedirdev* */
+  GPtrArray *watchdogs;           /* MdDomainWatchdog* */
+  GPtrArray *panics;              /* MdDomainPanic* */
 } MdDomain;
 
 /* An empty domain with all arrays allocated; arch x86_64, type hvm. */

@@ -1078,7 +1078,8 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
                                              host_name (dest), id);
       return TRUE;
     }
-  def = md_manager_prepare_definition (manager, xml, &error);
+  /* Destination checks (machine, CPU model/features, bridges): one hook. */
+  def = md_manager_prepare_definition_full (manager, xml, TRUE, &error);
   if (def == NULL)
     {
       g_prefix_error (&error, "host %s, phase prepare: the guest definition: ", host_name (dest));

@@ -2,27 +2,22 @@
 #include "config.h"
 
 #include "md-qemu-argv.h"
+#include "md-qemu-argv-private.h"
 #include "common/md-error.h"
 
 #include <json-glib/json-glib.h>
 #include <string.h>
 
-typedef struct
-{
-  const MdDomain *dom;
-  const MdQemuArgvOptions *opts;
-  GPtrArray *argv;
-  gboolean q35;
-  gboolean kvm;
-} Builder;
+/* ---- argument helpers (md-qemu-argv-private.h) ---- */
 
-static void
-add (Builder *b, const char *arg)
+void
+md_argv_add (Builder *b, const char *arg)
 {
   g_ptr_array_add (b->argv, g_strdup (arg));
 }
 
-static void G_GNUC_PRINTF (2, 3) addf (Builder *b, const char *format, ...)
+void
+md_argv_addf (Builder *b, const char *format, ...)
 {
   va_list ap;
 
@@ -31,16 +26,16 @@ static void G_GNUC_PRINTF (2, 3) addf (Builder *b, const char *format, ...)
   va_end (ap);
 }
 
-static void
-add2 (Builder *b, const char *opt, char *value)
+void
+md_argv_add2 (Builder *b, const char *opt, char *value)
 {
-  add (b, opt);
+  md_argv_add (b, opt);
   g_ptr_array_add (b->argv, value);
 }
 
 /* QemuOpts values: a ',' is written as ",,". */
-static char *
-qo (const char *value)
+char *
+md_argv_qo (const char *value)
 {
   GString *s = g_string_new (NULL);
 
@@ -53,7 +48,8 @@ qo (const char *value)
   return g_string_free (s, FALSE);
 }
 
-static gboolean G_GNUC_PRINTF (3, 4) fail (GError **error, int code, const char *format, ...)
+gboolean
+md_argv_fail (GError **error, int code, const char *format, ...)
 {
   va_list ap;
   g_autofree char *msg = NULL;
@@ -65,8 +61,8 @@ static gboolean G_GNUC_PRINTF (3, 4) fail (GError **error, int code, const char 
   return FALSE;
 }
 
-static const MdDomainController *
-controller (const MdDomain *dom, MdDomainControllerType type, guint index)
+const MdDomainController *
+md_argv_controller (const MdDomain *dom, MdDomainControllerType type, guint index)
 {
   for (guint i = 0; i < dom->controllers->len; i++)
     {
@@ -82,18 +78,18 @@ controller (const MdDomain *dom, MdDomainControllerType type, guint index)
 static char *
 pci_suffix (Builder *b, const MdDomainAddress *a, GError **error)
 {
-  const MdDomainController *bus = controller (b->dom, MD_DOMAIN_CONTROLLER_PCI, a->bus);
+  const MdDomainController *bus = md_argv_controller (b->dom, MD_DOMAIN_CONTROLLER_PCI, a->bus);
   GString *s;
 
   if (a->type != MD_DOMAIN_ADDRESS_PCI)
     {
-      fail (error, MD_ERROR_INVALID_ARGUMENT,
-            "device without a PCI address (run md_domain_assign_addresses first)");
+      md_argv_fail (error, MD_ERROR_INVALID_ARGUMENT,
+                    "device without a PCI address (run md_domain_assign_addresses first)");
       return NULL;
     }
   if (!bus || !bus->alias)
     {
-      fail (error, MD_ERROR_INVALID_ARGUMENT, "PCI bus %u has no controller", a->bus);
+      md_argv_fail (error, MD_ERROR_INVALID_ARGUMENT, "PCI bus %u has no controller", a->bus);
       return NULL;
     }
   s = g_string_new (NULL);
@@ -105,15 +101,15 @@ pci_suffix (Builder *b, const MdDomainAddress *a, GError **error)
   return g_string_free (s, FALSE);
 }
 
-static gboolean
-add_pci_device (Builder *b, const char *props, const MdDomainAddress *a, GError **error)
+gboolean
+md_argv_add_pci_device (Builder *b, const char *props, const MdDomainAddress *a, GError **error)
 {
   g_autofree char *suffix = pci_suffix (b, a, error);
 
   if (!suffix)
     return FALSE;
-  add (b, "-device");
-  addf (b, "%s%s", props, suffix);
+  md_argv_add (b, "-device");
+  md_argv_addf (b, "%s%s", props, suffix);
   return TRUE;
 }
 
@@ -125,7 +121,7 @@ add_machine_cpu (Builder *b, const char *machine, GError **error)
   const MdDomain *dom = b->dom;
   GString *m = g_string_new (NULL);
   GString *cpu = NULL;
-  g_autofree char *mesc = qo (machine);
+  g_autofree char *mesc = md_argv_qo (machine);
   guint sockets, dies, cores, threads;
 
   g_string_append_printf (m, "%s,accel=%s,usb=off,dump-guest-core=off", mesc,
@@ -136,6 +132,8 @@ add_machine_cpu (Builder *b, const char *machine, GError **error)
     g_string_append (m, ",vmport=on");
   else if (dom->vmport == MD_DOMAIN_TRISTATE_OFF)
     g_string_append (m, ",vmport=off");
+  if (dom->smm != MD_DOMAIN_TRISTATE_DEFAULT)
+    g_string_append_printf (m, ",smm=%s", dom->smm == MD_DOMAIN_TRISTATE_ON ? "on" : "off");
   for (guint i = 0; i < dom->timers->len; i++)
     {
       MdDomainTimer *t = dom->timers->pdata[i];
@@ -143,25 +141,28 @@ add_machine_cpu (Builder *b, const char *machine, GError **error)
       if (strcmp (t->name, "hpet") == 0 && t->present != MD_DOMAIN_TRISTATE_DEFAULT)
         g_string_append_printf (m, ",hpet=%s", t->present == MD_DOMAIN_TRISTATE_ON ? "on" : "off");
     }
-  add2 (b, "-machine", g_string_free (m, FALSE));
+  md_argv_add2 (b, "-machine", g_string_free (m, FALSE));
 
   switch (dom->cpu.mode)
     {
     case MD_DOMAIN_CPU_MODE_HOST_PASSTHROUGH:
       if (!b->kvm)
-        return fail (error, MD_ERROR_NOT_SUPPORTED,
-                     "guest '%s': cpu mode 'host-passthrough' needs KVM, this host runs TCG; use "
-                     "mode='custom' with a named model",
-                     dom->name);
+        return md_argv_fail (
+            error, MD_ERROR_NOT_SUPPORTED,
+            "guest '%s': cpu mode 'host-passthrough' needs KVM, this host runs TCG; use "
+            "mode='custom' with a named model",
+            dom->name);
       cpu = g_string_new ("host");
       break;
     case MD_DOMAIN_CPU_MODE_HOST_MODEL:
-      /* Without libvirt's CPU model expansion the closest QEMU has. */
+      /* Defined guests never get here: define expands host-model into a
+       * named model (md_qemu_caps_check_definition). A bare parsed
+       * definition gets the closest QEMU has. */
       cpu = g_string_new (b->kvm ? "host" : "max");
       break;
     case MD_DOMAIN_CPU_MODE_CUSTOM:
       {
-        g_autofree char *model = qo (dom->cpu.model);
+        g_autofree char *model = md_argv_qo (dom->cpu.model);
 
         cpu = g_string_new (model);
         break;
@@ -175,17 +176,17 @@ add_machine_cpu (Builder *b, const char *machine, GError **error)
       for (guint i = 0; i < dom->cpu.features->len; i++)
         {
           MdDomainCpuFeature *f = dom->cpu.features->pdata[i];
-          g_autofree char *name = qo (f->name);
+          g_autofree char *name = md_argv_qo (f->name);
 
           g_string_append_printf (cpu, ",%s=%s", name,
                                   f->policy == MD_DOMAIN_CPU_FEATURE_REQUIRE ? "on" : "off");
         }
-      add2 (b, "-cpu", g_string_free (cpu, FALSE));
+      md_argv_add2 (b, "-cpu", g_string_free (cpu, FALSE));
     }
 
-  add (b, "-m");
+  md_argv_add (b, "-m");
   /* Rounded up to whole MiB, as libvirt aligns x86 guest memory. */
-  addf (b, "size=%" G_GUINT64_FORMAT "M", (dom->memory + 1024 * 1024 - 1) / (1024 * 1024));
+  md_argv_addf (b, "size=%" G_GUINT64_FORMAT "M", (dom->memory + 1024 * 1024 - 1) / (1024 * 1024));
 
   if (dom->cpu.sockets || dom->cpu.dies || dom->cpu.cores || dom->cpu.threads)
     {
@@ -199,25 +200,52 @@ add_machine_cpu (Builder *b, const char *machine, GError **error)
       sockets = dom->vcpus;
       dies = cores = threads = 1;
     }
-  add (b, "-smp");
+  md_argv_add (b, "-smp");
   if (dom->cpu.dies)
-    addf (b, "%u,maxcpus=%u,sockets=%u,dies=%u,cores=%u,threads=%u", dom->vcpus_current, dom->vcpus,
-          sockets, dies, cores, threads);
+    md_argv_addf (b, "%u,maxcpus=%u,sockets=%u,dies=%u,cores=%u,threads=%u", dom->vcpus_current,
+                  dom->vcpus, sockets, dies, cores, threads);
   else
-    addf (b, "%u,maxcpus=%u,sockets=%u,cores=%u,threads=%u", dom->vcpus_current, dom->vcpus,
-          sockets, cores, threads);
+    md_argv_addf (b, "%u,maxcpus=%u,sockets=%u,cores=%u,threads=%u", dom->vcpus_current, dom->vcpus,
+                  sockets, cores, threads);
   return TRUE;
 }
 
 /* ---- controllers ---- */
 
+static char *
+usb_controller_props (const MdDomainController *c)
+{
+  static const char *const models[][2] = {
+    { "qemu-xhci", "qemu-xhci" },       { "nec-xhci", "nec-usb-xhci" },
+    { "piix3-uhci", "piix3-usb-uhci" }, { "ich9-ehci1", "ich9-usb-ehci1" },
+    { "ich9-uhci1", "ich9-usb-uhci1" }, { "ich9-uhci2", "ich9-usb-uhci2" },
+    { "ich9-uhci3", "ich9-usb-uhci3" },
+  };
+  const char *device = "piix3-usb-uhci";
+
+  for (gsize i = 0; i < G_N_ELEMENTS (models); i++)
+    if (g_strcmp0 (c->model, models[i][0]) == 0)
+      device = models[i][1];
+  /* UHCI companions have no id of their own: they serve the EHCI
+   * master's bus (ports 0-1, 2-3, 4-5). */
+  if (g_str_has_prefix (device, "ich9-usb-uhci"))
+    return g_strdup_printf ("%s,masterbus=%s.0,firstport=%d", device, c->alias,
+                            (device[strlen (device) - 1] - '1') * 2);
+  return g_strdup_printf ("%s,id=%s", device, c->alias);
+}
+
 static gboolean
 add_controllers (Builder *b, GError **error)
 {
-  for (guint i = 0; i < b->dom->controllers->len; i++)
+  /* PCI buses first: other controllers may sit behind a root port. */
+  for (guint n = 0; n < 2 * b->dom->controllers->len; n++)
     {
+      guint i = n % b->dom->controllers->len;
       const MdDomainController *c = b->dom->controllers->pdata[i];
       g_autofree char *props = NULL;
+
+      if ((n < b->dom->controllers->len) != (c->type == MD_DOMAIN_CONTROLLER_PCI))
+        continue;
 
       switch (c->type)
         {
@@ -240,16 +268,14 @@ add_controllers (Builder *b, GError **error)
         case MD_DOMAIN_CONTROLLER_USB:
           if (g_strcmp0 (c->model, "none") == 0)
             continue;
-          props = g_strdup_printf (
-              "%s,id=%s", g_strcmp0 (c->model, "qemu-xhci") == 0 ? "qemu-xhci" : "piix3-usb-uhci",
-              c->alias);
+          props = usb_controller_props (c);
           break;
         case MD_DOMAIN_CONTROLLER_VIRTIO_SERIAL:
         default:
           props = g_strdup_printf ("virtio-serial-pci,id=%s", c->alias);
           break;
         }
-      if (!add_pci_device (b, props, &c->address, error))
+      if (!md_argv_add_pci_device (b, props, &c->address, error))
         return FALSE;
     }
   return TRUE;
@@ -374,7 +400,7 @@ add_blockdevs (Builder *b, const MdDomainDisk *d)
     }
   json_cache (jb, d->cache);
   json_builder_end_object (jb);
-  add2 (b, "-blockdev", json_finish (jb));
+  md_argv_add2 (b, "-blockdev", json_finish (jb));
 
   json_builder_begin_object (jf);
   json_builder_set_member_name (jf, "node-name");
@@ -387,13 +413,20 @@ add_blockdevs (Builder *b, const MdDomainDisk *d)
       json_builder_add_string_value (jf, d->discard == MD_DOMAIN_DISK_DISCARD_UNMAP ? "unmap"
                                                                                     : "ignore");
     }
+  if (d->detect_zeroes)
+    {
+      static const char *const dz[] = { NULL, "off", "on", "unmap" };
+
+      json_builder_set_member_name (jf, "detect-zeroes");
+      json_builder_add_string_value (jf, dz[d->detect_zeroes]);
+    }
   json_cache (jf, d->cache);
   json_builder_set_member_name (jf, "driver");
   json_builder_add_string_value (jf, md_domain_disk_format_to_string (d->format));
   json_builder_set_member_name (jf, "file");
   json_builder_add_string_value (jf, storage);
   json_builder_end_object (jf);
-  add2 (b, "-blockdev", json_finish (jf));
+  md_argv_add2 (b, "-blockdev", json_finish (jf));
 }
 
 static gboolean
@@ -408,10 +441,10 @@ add_disk (Builder *b, const MdDomainDisk *d, GError **error)
   if (d->readonly && !cd && d->bus != MD_DOMAIN_DISK_BUS_VIRTIO)
     {
       g_string_free (dev, TRUE);
-      return fail (error, MD_ERROR_NOT_SUPPORTED,
-                   "disk %s: read-only disks on bus %s are not supported by QEMU; use bus "
-                   "virtio or a cdrom",
-                   d->target, md_domain_disk_bus_to_string (d->bus));
+      return md_argv_fail (error, MD_ERROR_NOT_SUPPORTED,
+                           "disk %s: read-only disks on bus %s are not supported by QEMU; use bus "
+                           "virtio or a cdrom",
+                           d->target, md_domain_disk_bus_to_string (d->bus));
     }
   if (d->source)
     add_blockdevs (b, d);
@@ -427,7 +460,8 @@ add_disk (Builder *b, const MdDomainDisk *d, GError **error)
       break;
     case MD_DOMAIN_DISK_BUS_SATA:
       {
-        const MdDomainController *c = controller (b->dom, MD_DOMAIN_CONTROLLER_SATA, a->controller);
+        const MdDomainController *c =
+            md_argv_controller (b->dom, MD_DOMAIN_CONTROLLER_SATA, a->controller);
 
         if (!c)
           goto no_controller;
@@ -437,7 +471,8 @@ add_disk (Builder *b, const MdDomainDisk *d, GError **error)
     case MD_DOMAIN_DISK_BUS_SCSI:
     default:
       {
-        const MdDomainController *c = controller (b->dom, MD_DOMAIN_CONTROLLER_SCSI, a->controller);
+        const MdDomainController *c =
+            md_argv_controller (b->dom, MD_DOMAIN_CONTROLLER_SCSI, a->controller);
 
         if (!c)
           goto no_controller;
@@ -453,7 +488,7 @@ add_disk (Builder *b, const MdDomainDisk *d, GError **error)
     g_string_append_printf (dev, ",bootindex=%u", bootindex);
   if (d->serial)
     {
-      g_autofree char *serial = qo (d->serial);
+      g_autofree char *serial = md_argv_qo (d->serial);
 
       g_string_append_printf (dev, ",serial=%s", serial);
     }
@@ -465,14 +500,14 @@ add_disk (Builder *b, const MdDomainDisk *d, GError **error)
     g_string_append (dev, ",share-rw=on");
   props = g_string_free (dev, FALSE);
   if (d->bus == MD_DOMAIN_DISK_BUS_VIRTIO)
-    return add_pci_device (b, props, a, error);
-  add2 (b, "-device", g_steal_pointer (&props));
+    return md_argv_add_pci_device (b, props, a, error);
+  md_argv_add2 (b, "-device", g_steal_pointer (&props));
   return TRUE;
 
 no_controller:
   g_string_free (dev, TRUE);
-  return fail (error, MD_ERROR_INVALID_ARGUMENT, "disk %s: its controller %u does not exist",
-               d->target, a->controller);
+  return md_argv_fail (error, MD_ERROR_INVALID_ARGUMENT,
+                       "disk %s: its controller %u does not exist", d->target, a->controller);
 }
 
 /* ---- network, serial, input, graphics, video, balloon, rng ---- */
@@ -498,31 +533,43 @@ add_interfaces (Builder *b, GError **error)
       switch (n->type)
         {
         case MD_DOMAIN_INTERFACE_USER:
-          add2 (b, "-netdev", g_strdup_printf ("user,id=host%s", n->alias));
+          md_argv_add2 (b, "-netdev", g_strdup_printf ("user,id=host%s", n->alias));
           break;
         case MD_DOMAIN_INTERFACE_BRIDGE:
-          br = qo (n->source);
-          add2 (b, "-netdev", g_strdup_printf ("bridge,br=%s,id=host%s", br, n->alias));
+          br = md_argv_qo (n->source);
+          md_argv_add2 (b, "-netdev", g_strdup_printf ("bridge,br=%s,id=host%s", br, n->alias));
           break;
         case MD_DOMAIN_INTERFACE_NETWORK:
         default:
-          return fail (error, MD_ERROR_NOT_SUPPORTED,
-                       "interface %s: type 'network' (network '%s') needs libvirt's network "
-                       "driver; use <interface type='bridge'> with the network's bridge",
-                       n->alias, n->source);
+          {
+            const char *bridge =
+                b->opts->networks ? g_hash_table_lookup (b->opts->networks, n->source) : NULL;
+
+            /* A libvirt network runs here as the bridge [networks] maps it to. */
+            if (!bridge)
+              return md_argv_fail (error, MD_ERROR_NOT_SUPPORTED,
+                                   "interface %s: network '%s' is not mapped to a bridge on this "
+                                   "host; add '%s = BRIDGE' to the [networks] section of "
+                                   "migrationd.conf",
+                                   n->alias, n->source, n->source);
+            br = md_argv_qo (bridge);
+            md_argv_add2 (b, "-netdev", g_strdup_printf ("bridge,br=%s,id=host%s", br, n->alias));
+            break;
+          }
         }
       for (guint j = 0; j < G_N_ELEMENTS (devices); j++)
         if (g_strcmp0 (n->model, devices[j][0]) == 0)
           model = devices[j][1];
       if (!model)
-        return fail (error, MD_ERROR_NOT_SUPPORTED, "interface %s: model '%s'", n->alias, n->model);
+        return md_argv_fail (error, MD_ERROR_NOT_SUPPORTED, "interface %s: model '%s'", n->alias,
+                             n->model);
       if (bootindex)
         props = g_strdup_printf ("%s,netdev=host%s,id=%s,mac=%s,bootindex=%u", model, n->alias,
                                  n->alias, n->mac, bootindex);
       else
         props =
             g_strdup_printf ("%s,netdev=host%s,id=%s,mac=%s", model, n->alias, n->alias, n->mac);
-      if (!add_pci_device (b, props, &n->address, error))
+      if (!md_argv_add_pci_device (b, props, &n->address, error))
         return FALSE;
     }
   return TRUE;
@@ -545,7 +592,7 @@ add_serials (Builder *b)
           const char *path = i < n_paths && o->serial_paths[i] && *o->serial_paths[i]
                                  ? o->serial_paths[i]
                                  : c->path;
-          g_autofree char *p = qo (path);
+          g_autofree char *p = md_argv_qo (path);
 
           g_string_append_printf (chr, "file,id=char%s,path=%s,append=on", c->alias, p);
         }
@@ -556,15 +603,15 @@ add_serials (Builder *b)
             {
               g_autofree char *file = g_strdup_printf ("%s-%s.log", dom->name, c->alias);
               g_autofree char *path = g_build_filename (o->serial_log_dir, file, NULL);
-              g_autofree char *p = qo (path);
+              g_autofree char *p = md_argv_qo (path);
 
               g_string_append_printf (chr, ",logfile=%s,logappend=on", p);
             }
         }
-      add2 (b, "-chardev", g_string_free (chr, FALSE));
-      add2 (b, "-device",
-            g_strdup_printf ("isa-serial,chardev=char%s,id=%s,index=%u", c->alias, c->alias,
-                             c->port));
+      md_argv_add2 (b, "-chardev", g_string_free (chr, FALSE));
+      md_argv_add2 (b, "-device",
+                    g_strdup_printf ("isa-serial,chardev=char%s,id=%s,index=%u", c->alias, c->alias,
+                                     c->port));
     }
 }
 
@@ -582,69 +629,22 @@ add_inputs (Builder *b, GError **error)
         continue; /* the i8042 of pc and q35 */
       if (strcmp (in->bus, "usb") == 0)
         {
-          const MdDomainController *usb = controller (b->dom, MD_DOMAIN_CONTROLLER_USB, 0);
+          const MdDomainController *usb = md_argv_controller (b->dom, MD_DOMAIN_CONTROLLER_USB, 0);
 
           if (!usb)
-            return fail (error, MD_ERROR_INVALID_ARGUMENT, "input %s needs a USB controller",
-                         in->alias);
-          add2 (b, "-device",
-                g_strdup_printf ("usb-%s,id=%s,bus=%s.0,port=%u", kind, in->alias, usb->alias,
-                                 in->address.usb_port));
+            return md_argv_fail (error, MD_ERROR_INVALID_ARGUMENT,
+                                 "input %s needs a USB controller", in->alias);
+          md_argv_add2 (b, "-device",
+                        g_strdup_printf ("usb-%s,id=%s,bus=%s.0,port=%u", kind, in->alias,
+                                         usb->alias, in->address.usb_port));
         }
       else
         {
           g_autofree char *props = g_strdup_printf (
               "virtio-%s-pci,id=%s", strcmp (kind, "kbd") == 0 ? "keyboard" : kind, in->alias);
 
-          if (!add_pci_device (b, props, &in->address, error))
+          if (!md_argv_add_pci_device (b, props, &in->address, error))
             return FALSE;
-        }
-    }
-  return TRUE;
-}
-
-static gboolean
-add_graphics (Builder *b, GError **error)
-{
-  const MdQemuArgvOptions *o = b->opts;
-
-  for (guint i = 0; i < b->dom->graphics->len; i++)
-    {
-      const MdDomainGraphics *g = b->dom->graphics->pdata[i];
-      int port = i < o->n_graphics_ports && o->graphics_ports[i] > 0 ? o->graphics_ports[i]
-                 : g->autoport                                       ? -1
-                                                                     : g->port;
-      const char *listen = g->listen ? g->listen : "127.0.0.1";
-      gboolean v6 = strchr (listen, ':') != NULL;
-
-      if (g->type == MD_DOMAIN_GRAPHICS_VNC)
-        {
-          GString *s = g_string_new (NULL);
-
-          if (port >= 0 && port < 5900)
-            {
-              g_string_free (s, TRUE);
-              return fail (error, MD_ERROR_INVALID_ARGUMENT,
-                           "graphics vnc: port %d is below 5900 (VNC display 0)", port);
-            }
-          g_string_append_printf (s, v6 ? "[%s]:%d" : "%s:%d", listen, port >= 0 ? port - 5900 : 0);
-          if (port < 0)
-            g_string_append (s, ",to=100");
-          if (g->passwd)
-            g_string_append (s, ",password=on");
-          add2 (b, "-vnc", g_string_free (s, FALSE));
-        }
-      else
-        {
-          g_autofree char *addr = qo (listen);
-
-          if (port <= 0)
-            return fail (error, MD_ERROR_INVALID_ARGUMENT,
-                         "graphics spice: autoport needs a port allocated by the caller "
-                         "(MdQemuArgvOptions.graphics_ports)");
-          add2 (b, "-spice",
-                g_strdup_printf ("port=%d,addr=%s%s", port, addr,
-                                 g->passwd ? "" : ",disable-ticketing=on"));
         }
     }
   return TRUE;
@@ -676,12 +676,15 @@ add_videos (Builder *b, GError **error)
       else
         g_string_append (s, "bochs-display");
       g_string_append_printf (s, ",id=%s", v->alias);
-      if (v->vram && strcmp (v->model, "virtio") != 0)
+      /* bochs-display sizes its memory in bytes, the VGA family in MiB. */
+      if (v->vram && strcmp (v->model, "bochs") == 0)
+        g_string_append_printf (s, ",vgamem=%" G_GUINT64_FORMAT, (guint64) v->vram * 1024);
+      else if (v->vram && strcmp (v->model, "virtio") != 0)
         g_string_append_printf (s, ",vgamem_mb=%u", MAX (v->vram / 1024, 1));
       if (v->heads && (strcmp (v->model, "virtio") == 0 || strcmp (v->model, "qxl") == 0))
         g_string_append_printf (s, ",max_outputs=%u", v->heads);
       props = g_string_free (s, FALSE);
-      if (!add_pci_device (b, props, &v->address, error))
+      if (!md_argv_add_pci_device (b, props, &v->address, error))
         return FALSE;
     }
   return TRUE;
@@ -696,21 +699,45 @@ add_balloon_rng (Builder *b, GError **error)
     {
       g_autofree char *props = g_strdup_printf ("virtio-balloon-pci,id=%s", m->alias);
 
-      if (!add_pci_device (b, props, &m->address, error))
+      if (!md_argv_add_pci_device (b, props, &m->address, error))
         return FALSE;
     }
   for (guint i = 0; i < b->dom->rngs->len; i++)
     {
       const MdDomainRng *r = b->dom->rngs->pdata[i];
-      g_autofree char *file = qo (r->backend);
+      g_autofree char *file = md_argv_qo (r->backend);
       g_autofree char *props =
           g_strdup_printf ("virtio-rng-pci,rng=obj%s,id=%s", r->alias, r->alias);
 
-      add2 (b, "-object", g_strdup_printf ("rng-random,id=obj%s,filename=%s", r->alias, file));
-      if (!add_pci_device (b, props, &r->address, error))
+      md_argv_add2 (b, "-object",
+                    g_strdup_printf ("rng-random,id=obj%s,filename=%s", r->alias, file));
+      if (!md_argv_add_pci_device (b, props, &r->address, error))
         return FALSE;
     }
   return TRUE;
+}
+
+/* -rtc and the PIT policy from <clock>. */
+static void
+add_clock (Builder *b)
+{
+  const MdDomain *dom = b->dom;
+  gboolean slew = FALSE;
+
+  for (guint i = 0; i < dom->timers->len; i++)
+    {
+      MdDomainTimer *t = dom->timers->pdata[i];
+
+      if (strcmp (t->name, "rtc") == 0 && g_strcmp0 (t->tickpolicy, "catchup") == 0)
+        slew = TRUE;
+      if (strcmp (t->name, "pit") == 0 && t->tickpolicy && b->kvm)
+        md_argv_add2 (b, "-global", g_strdup_printf ("kvm-pit.lost_tick_policy=%s", t->tickpolicy));
+    }
+  md_argv_add2 (
+      b, "-rtc",
+      g_strdup_printf ("base=%s%s",
+                       dom->clock_offset == MD_DOMAIN_CLOCK_LOCALTIME ? "localtime" : "utc",
+                       slew ? ",driftfix=slew" : ""));
 }
 
 GStrv
@@ -724,13 +751,14 @@ md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError *
   g_return_val_if_fail (dom != NULL && opts != NULL, NULL);
   if (!opts->qmp_socket || !g_path_is_absolute (opts->qmp_socket))
     {
-      fail (error, MD_ERROR_INVALID_ARGUMENT,
-            "guest '%s': QEMU command line needs an absolute QMP socket path", dom->name);
+      md_argv_fail (error, MD_ERROR_INVALID_ARGUMENT,
+                    "guest '%s': QEMU command line needs an absolute QMP socket path", dom->name);
       return NULL;
     }
   if (opts->accel && strcmp (opts->accel, "kvm") != 0 && strcmp (opts->accel, "tcg") != 0)
     {
-      fail (error, MD_ERROR_INVALID_ARGUMENT, "accelerator '%s' (use kvm or tcg)", opts->accel);
+      md_argv_fail (error, MD_ERROR_INVALID_ARGUMENT, "accelerator '%s' (use kvm or tcg)",
+                    opts->accel);
       return NULL;
     }
   b.kvm = !opts->accel || strcmp (opts->accel, "kvm") == 0;
@@ -738,61 +766,53 @@ md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError *
   b.q35 = md_domain_machine_is_q35 (machine);
   if (b.q35 != md_domain_machine_is_q35 (dom->os.machine))
     {
-      fail (error, MD_ERROR_INVALID_ARGUMENT,
-            "guest '%s': machine '%s' and the definition's '%s' are not the same family", dom->name,
-            machine, dom->os.machine ? dom->os.machine : "pc");
+      md_argv_fail (error, MD_ERROR_INVALID_ARGUMENT,
+                    "guest '%s': machine '%s' and the definition's '%s' are not the same family",
+                    dom->name, machine, dom->os.machine ? dom->os.machine : "pc");
       return NULL;
     }
 
-  add (&b, opts->qemu_binary ? opts->qemu_binary
-           : dom->emulator   ? dom->emulator
-                             : "qemu-system-x86_64");
-  add2 (&b, "-name", g_strdup_printf ("guest=%s,debug-threads=on", dom->name));
-  add (&b, "-S");
-  add (&b, "-no-user-config");
-  add (&b, "-nodefaults");
+  md_argv_add (&b, opts->qemu_binary ? opts->qemu_binary
+                   : dom->emulator   ? dom->emulator
+                                     : "qemu-system-x86_64");
+  md_argv_add2 (&b, "-name", g_strdup_printf ("guest=%s,debug-threads=on", dom->name));
+  md_argv_add (&b, "-S");
+  md_argv_add (&b, "-no-user-config");
+  md_argv_add (&b, "-nodefaults");
   if (!add_machine_cpu (&b, machine, error))
     return NULL;
-  add2 (&b, "-uuid", g_strdup (dom->uuid));
+  md_argv_add2 (&b, "-uuid", g_strdup (dom->uuid));
   {
-    g_autofree char *qmp = qo (opts->qmp_socket);
+    g_autofree char *qmp = md_argv_qo (opts->qmp_socket);
 
     if (opts->qmp_listen_fd > 0)
-      add2 (
+      md_argv_add2 (
           &b, "-chardev",
           g_strdup_printf ("socket,id=charmonitor,fd=%d,server=on,wait=off", opts->qmp_listen_fd));
     else
-      add2 (&b, "-chardev",
-            g_strdup_printf ("socket,id=charmonitor,path=%s,server=on,wait=off", qmp));
+      md_argv_add2 (&b, "-chardev",
+                    g_strdup_printf ("socket,id=charmonitor,path=%s,server=on,wait=off", qmp));
   }
-  add2 (&b, "-mon", g_strdup ("chardev=charmonitor,id=monitor,mode=control"));
-  {
-    gboolean slew = FALSE;
+  md_argv_add2 (&b, "-mon", g_strdup ("chardev=charmonitor,id=monitor,mode=control"));
+  if (opts->debug_qmp_socket)
+    {
+      g_autofree char *dbg = md_argv_qo (opts->debug_qmp_socket);
 
-    for (guint i = 0; i < dom->timers->len; i++)
-      {
-        MdDomainTimer *t = dom->timers->pdata[i];
-
-        if (strcmp (t->name, "rtc") == 0 && g_strcmp0 (t->tickpolicy, "catchup") == 0)
-          slew = TRUE;
-        if (strcmp (t->name, "pit") == 0 && t->tickpolicy && b.kvm)
-          add2 (&b, "-global", g_strdup_printf ("kvm-pit.lost_tick_policy=%s", t->tickpolicy));
-      }
-    add2 (&b, "-rtc",
-          g_strdup_printf ("base=%s%s",
-                           dom->clock_offset == MD_DOMAIN_CLOCK_LOCALTIME ? "localtime" : "utc",
-                           slew ? ",driftfix=slew" : ""));
-  }
-  add (&b, "-no-shutdown");
+      md_argv_add2 (&b, "-chardev",
+                    g_strdup_printf ("socket,id=chardebug,path=%s,server=on,wait=off", dbg));
+      md_argv_add2 (&b, "-mon", g_strdup ("chardev=chardebug,id=debugmonitor,mode=control"));
+    }
+  add_clock (&b);
+  md_argv_add (&b, "-no-shutdown");
   if (dom->on_reboot == MD_DOMAIN_LIFECYCLE_DESTROY)
-    add (&b, "-no-reboot");
-  add2 (&b, "-boot", g_strdup ("strict=on"));
+    md_argv_add (&b, "-no-reboot");
+  md_argv_add2 (&b, "-boot", g_strdup ("strict=on"));
   if (dom->os.kernel)
-    add2 (&b, "-kernel", g_strdup (dom->os.kernel));
+    md_argv_add2 (&b, "-kernel", g_strdup (dom->os.kernel));
   if (dom->os.initrd)
-    add2 (&b, "-initrd", g_strdup (dom->os.initrd));
+    md_argv_add2 (&b, "-initrd", g_strdup (dom->os.initrd));
   if (dom->os.cmdline)
-    add2 (&b, "-append", g_strdup (dom->os.cmdline));
+    md_argv_add2 (&b, "-append", g_strdup (dom->os.cmdline));
 
   if (!add_controllers (&b, error))
     return NULL;
@@ -802,29 +822,31 @@ md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError *
   if (!add_interfaces (&b, error))
     return NULL;
   add_serials (&b);
-  if (!add_inputs (&b, error) || !add_graphics (&b, error))
+  if (!add_inputs (&b, error) || !md_argv_add_graphics (&b, error))
     return NULL;
-  add2 (&b, "-display", g_strdup ("none"));
-  if (!add_videos (&b, error) || !add_balloon_rng (&b, error))
+  md_argv_add2 (&b, "-display", g_strdup ("none"));
+  if (!add_videos (&b, error) || !add_balloon_rng (&b, error) || !md_argv_add_channels (&b, error)
+      || !md_argv_add_sound (&b, error) || !md_argv_add_misc_devices (&b, error))
     return NULL;
 
   if (opts->runtime_dir)
     {
       g_autofree char *file = g_strdup_printf ("%s.pid", dom->name);
 
-      add2 (&b, "-pidfile", g_build_filename (opts->runtime_dir, file, NULL));
+      md_argv_add2 (&b, "-pidfile", g_build_filename (opts->runtime_dir, file, NULL));
     }
   if (opts->incoming_defer)
-    add2 (&b, "-incoming", g_strdup ("defer"));
+    md_argv_add2 (&b, "-incoming", g_strdup ("defer"));
+  /* Bridges are joined by qemu-bridge-helper, which QEMU spawns. */
   for (guint i = 0; i < dom->interfaces->len; i++)
     needs_spawn |=
-        ((MdDomainInterface *) dom->interfaces->pdata[i])->type == MD_DOMAIN_INTERFACE_BRIDGE;
+        ((MdDomainInterface *) dom->interfaces->pdata[i])->type != MD_DOMAIN_INTERFACE_USER;
   if (opts->sandbox)
-    add2 (&b, "-sandbox",
-          g_strdup_printf ("on,obsolete=deny,elevateprivileges=deny,spawn=%s,"
-                           "resourcecontrol=deny",
-                           needs_spawn ? "allow" : "deny"));
-  add2 (&b, "-msg", g_strdup ("timestamp=on"));
+    md_argv_add2 (&b, "-sandbox",
+                  g_strdup_printf ("on,obsolete=deny,elevateprivileges=deny,spawn=%s,"
+                                   "resourcecontrol=deny",
+                                   needs_spawn ? "allow" : "deny"));
+  md_argv_add2 (&b, "-msg", g_strdup ("timestamp=on"));
 
   g_ptr_array_add (argv, NULL);
   return (GStrv) g_ptr_array_free (g_steal_pointer (&argv), FALSE);
@@ -858,8 +880,8 @@ md_qemu_parse_machine_help (const char *output, GError **error)
       sp = strchr (line, ' ');
       if (!sp || line[0] == ' ')
         {
-          fail (error, MD_ERROR_QEMU_FAILED,
-                "cannot parse line %u of 'qemu -machine help' output: '%s'", i + 1, line);
+          md_argv_fail (error, MD_ERROR_QEMU_FAILED,
+                        "cannot parse line %u of 'qemu -machine help' output: '%s'", i + 1, line);
           return NULL;
         }
       desc = sp;
@@ -885,8 +907,9 @@ md_qemu_parse_machine_help (const char *output, GError **error)
     }
   if (!header || types->len == 0)
     {
-      fail (error, MD_ERROR_QEMU_FAILED,
-            "'qemu -machine help' printed no machine list (expected 'Supported machines are:')");
+      md_argv_fail (
+          error, MD_ERROR_QEMU_FAILED,
+          "'qemu -machine help' printed no machine list (expected 'Supported machines are:')");
       return NULL;
     }
   for (guint i = 0; i + 2 < aliases->len; i += 3)

@@ -80,6 +80,17 @@ typedef struct
   gboolean incoming_defer;
   /* QEMU was built with seccomp: add -sandbox. */
   gboolean sandbox;
+  /* Directory of the daemon-owned files of this guest: channel sockets
+   * (<dir>/<name>.<alias>.sock) and graphics password secrets
+   * (<dir>/<name>.<alias>.secret, see md_qemu_write_secrets()). NULL: the
+   * directory of qmp_socket. */
+  const char *runtime_files_dir;
+  /* If set, a second QMP monitor at this path, for inspection from outside
+   * (MIGRATIOND_DEBUG_QMP_DIR; tests compare query-pci across hosts). */
+  const char *debug_qmp_socket;
+  /* [networks] of the configuration: network name -> bridge, for
+   * <interface type='network'> (NULL: no networks mapped). */
+  GHashTable *networks;
 } MdQemuArgvOptions;
 
 /* The full argv, argv[0] included. MD_ERROR_INVALID_ARGUMENT for missing
@@ -87,6 +98,30 @@ typedef struct
  * cannot run (e.g. host-passthrough under TCG, ide on q35, type='network'
  * interfaces). @dom must have gone through md_domain_assign_addresses()
  * (md_domain_parse() does it). */
+/* Path of channel @ch's unix socket (the daemon owns it; QEMU listens). */
+char *md_qemu_channel_socket_path (const MdDomain *dom, const MdQemuArgvOptions *opts,
+                                   const MdDomainChannel *ch);
+
+/* Write the graphics passwords of @dom as secret files (mode 0600) where
+ * the argv's "-object secret" entries point, so passwords never appear in
+ * argv or logs. Call before spawning QEMU; md_qemu_remove_secrets() after
+ * QEMU has read them (it does at start-up) or when it exits. */
+gboolean md_qemu_write_secrets (const MdDomain *dom, const MdQemuArgvOptions *opts, GError **error);
+void md_qemu_remove_secrets (const MdDomain *dom, const char *runtime_files_dir);
+/* Secrets and channel sockets of @dom (after QEMU exited). */
+void md_qemu_remove_runtime_files (const MdDomain *dom, const char *runtime_files_dir);
+
+/* One TCP port per <graphics> of @dom, for MdQemuArgvOptions.graphics_ports:
+ * a free port from 5900 up for SPICE with autoport (QEMU cannot pick one
+ * itself), 0 (keep the definition's) for the others. */
+GArray *md_qemu_pick_graphics_ports (const MdDomain *dom, GError **error);
+
+/* md_qemu_build_argv() for a start by the daemon on host @host_name: picks
+ * the SPICE ports, adds the inspection monitor <dir>/<host>-<name>.qmp when
+ * MIGRATIOND_DEBUG_QMP_DIR is set (tests), and writes the password secrets. */
+GStrv md_qemu_build_start_argv (const MdDomain *dom, const MdQemuArgvOptions *opts,
+                                const char *host_name, GError **error);
+
 GStrv md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError **error);
 
 /* The -blockdev node name of @disk: "<alias>-format" (@format_node TRUE, the

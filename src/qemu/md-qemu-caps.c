@@ -5,6 +5,7 @@
 #include "common/md-error.h"
 #include "md-qemu-argv.h"
 
+#include <string.h>
 #include <unistd.h>
 
 void
@@ -14,6 +15,8 @@ md_qemu_caps_free (MdQemuCaps *caps)
     return;
   g_free (caps->binary);
   g_clear_pointer (&caps->machines, g_ptr_array_unref);
+  g_strfreev (caps->audio_drivers);
+  md_qemu_cpu_info_free (caps->cpu);
   g_free (caps);
 }
 
@@ -74,9 +77,50 @@ on_help (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autofree char *out = NULL;
   g_autoptr (GError) error = NULL;
 
-  /* -sandbox is only listed when QEMU was built with seccomp. */
+  /* -sandbox and -spice are only listed when QEMU was built with them. */
   if (g_subprocess_communicate_utf8_finish (G_SUBPROCESS (source), result, &out, NULL, &error))
-    data->caps->sandbox = out != NULL && strstr (out, "\n-sandbox ") != NULL;
+    {
+      data->caps->sandbox = out != NULL && strstr (out, "\n-sandbox ") != NULL;
+      data->caps->spice = out != NULL && strstr (out, "\n-spice ") != NULL;
+    }
+  probe_step_done (task);
+}
+
+static void
+on_audiodev_help (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  ProbeData *data = g_task_get_task_data (task);
+  g_autofree char *out = NULL;
+  g_auto (GStrv) lines = NULL;
+  g_autoptr (GPtrArray) drivers = g_ptr_array_new_with_free_func (g_free);
+
+  /* "Available audio drivers:" then one per line. Debian builds some as
+   * modules (pa in qemu-system-gui) and lists only those installed. */
+  if (g_subprocess_communicate_utf8_finish (G_SUBPROCESS (source), result, &out, NULL, NULL) && out)
+    {
+      lines = g_strsplit (out, "\n", -1);
+      for (guint i = 0; lines[i]; i++)
+        if (*g_strstrip (lines[i]) && !strchr (lines[i], ' ') && !strchr (lines[i], ':'))
+          g_ptr_array_add (drivers, g_strdup (lines[i]));
+    }
+  g_ptr_array_add (drivers, NULL);
+  data->caps->audio_drivers = (GStrv) g_ptr_array_free (g_steal_pointer (&drivers), FALSE);
+  probe_step_done (task);
+}
+
+static void
+on_cpu_probed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  ProbeData *data = g_task_get_task_data (task);
+  g_autoptr (GError) error = NULL;
+
+  data->caps->cpu = md_qemu_cpu_probe_finish (result, &error);
+  /* Without it guests still run; host-model cannot be expanded and CPU
+   * checks are skipped, which define and Prepare then say. */
+  if (data->caps->cpu == NULL)
+    g_warning ("%s", error->message);
   probe_step_done (task);
 }
 
@@ -123,6 +167,10 @@ md_qemu_caps_probe_async (const char *binary, GCancellable *cancellable,
   data->pending = 1;
   spawn_and_communicate (task, binary, "-machine", "help", on_machine_help);
   spawn_and_communicate (task, binary, "-h", NULL, on_help);
+  spawn_and_communicate (task, binary, "-audiodev", "help", on_audiodev_help);
+  data->pending++;
+  md_qemu_cpu_probe_async (binary, data->caps->kvm ? "kvm" : "tcg", cancellable, on_cpu_probed,
+                           g_object_ref (task));
   probe_step_done (task);
 }
 
@@ -145,4 +193,108 @@ md_qemu_caps_pick_accel (const MdQemuCaps *caps, const char *configured, GError 
       return NULL;
     }
   return caps->kvm ? "kvm" : "tcg";
+}
+
+/* ---- can this host take a definition? ---- */
+
+static gboolean
+bridge_exists (const char *name)
+{
+  g_autofree char *path = g_build_filename ("/sys/class/net", name, "bridge", NULL);
+
+  return name[0] != '.' && strchr (name, '/') == NULL && g_file_test (path, G_FILE_TEST_IS_DIR);
+}
+
+static void
+check_networks (const MdDomain *def, GHashTable *networks, GPtrArray *problems)
+{
+  for (guint i = 0; i < def->interfaces->len; i++)
+    {
+      const MdDomainInterface *n = def->interfaces->pdata[i];
+      const char *bridge = NULL;
+
+      if (n->type == MD_DOMAIN_INTERFACE_BRIDGE)
+        bridge = n->source;
+      else if (n->type == MD_DOMAIN_INTERFACE_NETWORK)
+        {
+          bridge = networks ? g_hash_table_lookup (networks, n->source) : NULL;
+          if (!bridge)
+            {
+              g_ptr_array_add (problems,
+                               g_strdup_printf ("interface %s: network '%s' is not mapped to a "
+                                                "bridge here; add \"%s = BRIDGE\" to the "
+                                                "[networks] section of migrationd.conf",
+                                                n->alias, n->source, n->source));
+              continue;
+            }
+        }
+      if (bridge && !bridge_exists (bridge))
+        g_ptr_array_add (
+            problems, g_strdup_printf ("interface %s: bridge '%s'%s%s%s does not exist on this "
+                                       "host; create it or map the network to another bridge",
+                                       n->alias, bridge,
+                                       n->type == MD_DOMAIN_INTERFACE_NETWORK ? " (network '" : "",
+                                       n->type == MD_DOMAIN_INTERFACE_NETWORK ? n->source : "",
+                                       n->type == MD_DOMAIN_INTERFACE_NETWORK ? "')" : ""));
+    }
+}
+
+static void
+check_spice_audio (const MdQemuCaps *caps, const MdDomain *def, GPtrArray *problems)
+{
+  gboolean spice = FALSE;
+
+  for (guint i = 0; i < def->graphics->len; i++)
+    spice |= ((MdDomainGraphics *) def->graphics->pdata[i])->type == MD_DOMAIN_GRAPHICS_SPICE;
+  if (spice && !caps->spice)
+    g_ptr_array_add (problems, g_strdup_printf ("<graphics type='spice'>: QEMU %s lacks SPICE; use "
+                                                "<graphics type='vnc'> or a QEMU built with SPICE",
+                                                caps->binary));
+  for (guint i = 0; i < def->audios->len; i++)
+    {
+      const MdDomainAudio *a = def->audios->pdata[i];
+
+      if (caps->audio_drivers
+          && !g_strv_contains ((const char *const *) caps->audio_drivers, a->type))
+        g_ptr_array_add (problems,
+                         g_strdup_printf ("<audio id='%u' type='%s'>: QEMU %s lacks this audio "
+                                          "backend%s; use type='none'%s",
+                                          a->id, a->type, caps->binary,
+                                          g_str_equal (a->type, "pa")
+                                              ? " (Debian ships it in qemu-system-gui)"
+                                              : "",
+                                          caps->spice ? " or 'spice'" : ""));
+    }
+}
+
+gboolean
+md_qemu_caps_check_definition (const MdQemuCaps *caps, MdDomain *def, GHashTable *networks,
+                               const char *const *cpu_allow, gboolean incoming, GError **error)
+{
+  g_autoptr (GPtrArray) problems = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GError) local = NULL;
+  g_autofree char *machine = md_domain_resolve_machine (def->os.machine, caps->machines, &local);
+  g_autoptr (GString) all = NULL;
+
+  if (machine)
+    {
+      g_free (def->os.machine);
+      def->os.machine = g_steal_pointer (&machine);
+    }
+  else
+    g_ptr_array_add (problems, g_strdup (local->message));
+  g_clear_error (&local);
+  if (!incoming && !md_qemu_cpu_expand_host_model (caps->cpu, def, &local))
+    g_ptr_array_add (problems, g_strdup (local->message));
+  md_qemu_cpu_check (caps->cpu, def, cpu_allow, incoming, problems);
+  check_spice_audio (caps, def, problems);
+  check_networks (def, networks, problems);
+  if (problems->len == 0)
+    return TRUE;
+  all = g_string_new (problems->len == 1 ? "" : "this host cannot run the guest:");
+  for (guint i = 0; i < problems->len; i++)
+    g_string_append_printf (all, "%s%s", problems->len == 1 ? "" : "\n  ",
+                            (char *) problems->pdata[i]);
+  g_set_error_literal (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED, all->str);
+  return FALSE;
 }
