@@ -183,11 +183,6 @@ release_process (MdGuest *self, MdGuestState final_state)
     g_unlink (self->qmp_path);
   if (self->live != NULL)
     md_qemu_remove_runtime_files (self->live, config->runtime_dir);
-  {
-    g_autofree char *pid_file = g_strdup_printf ("%s.pid", name);
-    g_autofree char *pid_path = g_build_filename (config->runtime_dir, pid_file, NULL);
-    g_unlink (pid_path);
-  }
   g_clear_pointer (&self->live, md_domain_free);
   self->stop_requested = FALSE;
   self->incoming = FALSE;

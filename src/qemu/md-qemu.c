@@ -887,6 +887,14 @@ md_qemu_runtime_remove (const char *runtime_dir, const char *name, GError **erro
 
   if (!check_record_name (name, error))
     return FALSE;
+  /* QEMU removes its -pidfile only when it exits cleanly; a QEMU killed
+   * while no daemon watched it leaves the file behind. */
+  {
+    g_autofree char *pid_file = g_strdup_printf ("%s.pid", name);
+    g_autofree char *pid_path = g_build_filename (runtime_dir, pid_file, NULL);
+
+    g_unlink (pid_path);
+  }
   path = record_path (runtime_dir, name);
   if (g_unlink (path) < 0 && errno != ENOENT)
     {
