@@ -62,7 +62,12 @@ class Host:
         config = ("[daemon]\nhost-name=%s\nlisten-address=127.0.0.1\npeer-port=%d\n"
                   "migration-port-min=%d\nmigration-port-max=%d\naccelerator=tcg\n"
                   "[tls]\ndirectory=%s\nallowed-dns=%s\n"
-                  % (name, self.port, port_range[0], port_range[1], scratch.join("pki", name), peer_dn))
+                  # Both "hosts" share the demo's scratch directory as their
+                  # shared storage; a destination admits disks and serial logs
+                  # only under its image directories.
+                  "[storage]\nimage-dirs=%s\n"
+                  % (name, self.port, port_range[0], port_range[1], scratch.join("pki", name), peer_dn,
+                     scratch.path))
         self.daemon = harness.Daemon(self.bus, scratch, name=name, config=config)
         cleanups.append(self.daemon.kill)
 
