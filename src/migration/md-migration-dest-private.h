@@ -61,6 +61,8 @@ typedef struct
   gboolean offline;
   gboolean prepared;
   gboolean ended;
+  GError *split_error; /* a failure after the switch-over, while we wait for QEMU's exit */
+  guint split_wait_id;
   GError *abort_error; /* set when Abort/Finish(false) came during Prepare */
   gulong stopped_id;   /* the prepared QEMU went away before Finish */
   GDBusMethodInvocation *prepare_invocation;

@@ -77,6 +77,8 @@ incoming_clear (Incoming *in)
   g_clear_pointer (&in->opts, md_migrate_options_free);
   g_clear_pointer (&in->def, md_domain_free);
   g_clear_error (&in->abort_error);
+  g_clear_error (&in->split_error);
+  g_clear_handle_id (&in->split_wait_id, g_source_remove);
   g_free (in->uri);
   g_free (in->address);
   g_clear_pointer (&in->disks_info, g_variant_unref);
@@ -129,6 +131,19 @@ on_incoming_killed (GObject *source, GAsyncResult *result, gpointer user_data)
   remove_images_and_end (in);
 }
 
+#define SPLIT_EXIT_WAIT_S 3
+
+static gboolean
+on_split_wait_over (gpointer user_data)
+{
+  Incoming *in = user_data;
+
+  in->split_wait_id = 0;
+  if (!in->ended)
+    incoming_abort (in, in->split_error);
+  return G_SOURCE_REMOVE;
+}
+
 /* Ends an incoming migration that failed: its Migration1 records @error,
  * the prepared QEMU is killed and a guest object made for it goes away
  * with it (it is transient); a definition that existed stays. */
@@ -137,6 +152,40 @@ incoming_abort (Incoming *in, const GError *error)
 {
   if (in->ended)
     return;
+  if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE
+      && in->guest != NULL && md_guest_is_active (in->guest) && in->split_error == NULL)
+    {
+      /* A QMP failure usually arrives just before QEMU's exit is seen:
+       * wait for the exit (on_incoming_qemu_stopped comes back here)
+       * before deciding that the copy here still lives. */
+      in->split_error = g_error_copy (error);
+      in->split_wait_id =
+          g_timeout_add_seconds_full (G_PRIORITY_DEFAULT, SPLIT_EXIT_WAIT_S, on_split_wait_over,
+                                      incoming_ref (in), (GDestroyNotify) incoming_unref);
+      return;
+    }
+  if (in->split_error != NULL)
+    error = in->split_error;
+  if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE
+      && (in->guest == NULL || !md_guest_is_active (in->guest)))
+    {
+      /* The QEMU that held the guest after the switch-over is gone: the
+       * source's copy is older than what ran here, so the guest is lost.
+       * Say so (a source that asks gets "lost"); the images stay, they
+       * hold the guest's latest disk data. */
+      g_autoptr (GError) lost = g_error_new (
+          MD_ERROR, MD_ERROR_QEMU_FAILED,
+          "%s; guest %s is lost: its QEMU on host %s exited after the switch-over (%s), and "
+          "the copy on the source host is older than what ran here",
+          error->message, in->def->name, host_name (in->dest),
+          md_authority_to_string (md_machine_get_authority (in->machine)));
+      in->ended = TRUE;
+      g_warning ("incoming migration %s: %s", in->id, lost->message);
+      if (in->migration != NULL)
+        md_migration_complete (in->migration, lost, 0);
+      incoming_end (in, "lost");
+      return;
+    }
   if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE)
     {
       /* The guest is (partly) here now: nothing kills this copy because

@@ -64,6 +64,7 @@ typedef struct
   guint total_time_tries;
   guint abort_id;
   guint64 downtime;
+  guint split_asks; /* Resolve calls made after postcopy broke */
 } Source;
 
 typedef Source SourceRef;
