@@ -527,6 +527,22 @@ def qemu_pids_in(directory):
                   if directory in cmdline or directory in environ)
 
 
+def storage_daemon_pids(directory):
+    """PIDs of qemu-storage-daemon processes whose command line mentions
+    @directory (a test's scratch directory)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as f:
+                    cmdline = f.read().decode(errors="replace")
+            except OSError:
+                continue
+            if "qemu-storage-daemon" in cmdline and directory in cmdline:
+                pids.append(int(entry))
+    return pids
+
+
 def kill_qemus_in(directory):
     for pid in qemu_pids_in(directory):
         try:

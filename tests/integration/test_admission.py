@@ -273,7 +273,7 @@ class Admission(twohosts.TwoHostsTestCase):
         self.assertEqual(name, "org.migrationd.Error.NotAuthorized")
         self.assertIn(victim.path, message)
         victim.assert_intact(self)
-        self.assertEqual(twohosts_storage_daemons(self.scratch.path), [])
+        self.assertEqual(harness.storage_daemon_pids(self.scratch.path), [])
         # Incremental: the backing file must lie in an image directory too.
         outside = tempfile.mkdtemp(prefix="md-base-", dir="/var/tmp")
         self.addCleanup(shutil.rmtree, outside, True)
@@ -499,20 +499,6 @@ class Admission(twohosts.TwoHostsTestCase):
         self.assert_nothing_on_b("full")
         harness.wait_until(lambda: os.listdir(full) == [], timeout=20,
                            what="the target image removed from the full disk (%s)" % os.listdir(full))
-
-
-def twohosts_storage_daemons(directory):
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/cmdline" % entry, "rb") as f:
-                    cmdline = f.read().decode(errors="replace")
-            except OSError:
-                continue
-            if "qemu-storage-daemon" in cmdline and directory in cmdline:
-                pids.append(int(entry))
-    return pids
 
 
 if __name__ == "__main__":

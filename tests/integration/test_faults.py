@@ -347,7 +347,7 @@ class Faults(twohosts.TwoHostsTestCase):
                          self.hosts.logs()))
         self.expect(sorted(harness.qemu_pids_in(self.scratch.path + os.sep))
                     == sorted(self.a.qemu_pids() + self.b.qemu_pids()), "a QEMU of this test outside both hosts")
-        self.expect(storage_daemon_pids(self.scratch.path) == [], "qemu-storage-daemon left behind")
+        self.expect(harness.storage_daemon_pids(self.scratch.path) == [], "qemu-storage-daemon left behind")
         for host in (self.a, self.b):
             extra = sorted(host.listening_ports() - {host.peer_port})
             self.expect(extra == [], "%s still listens on ports %s besides its peer port" % (host.name, extra))
@@ -448,20 +448,6 @@ class Faults(twohosts.TwoHostsTestCase):
         self.assertEqual(len(target.qemu_pids()), 1)
         self.pass_before = self.last_pass(self.guest)
         self.check_ram_intact()
-
-
-def storage_daemon_pids(directory):
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/cmdline" % entry, "rb") as f:
-                    cmdline = f.read().decode(errors="replace")
-            except OSError:
-                continue
-            if "qemu-storage-daemon" in cmdline and directory in cmdline:
-                pids.append(int(entry))
-    return pids
 
 
 for _fault in FAULTS:

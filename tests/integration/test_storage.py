@@ -45,20 +45,6 @@ def allocated_bytes(path):
     return sum(e["length"] for e in extents if e.get("data"))
 
 
-def storage_daemon_pids(directory):
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/cmdline" % entry, "rb") as f:
-                    cmdline = f.read().decode(errors="replace")
-            except OSError:
-                continue
-            if "qemu-storage-daemon" in cmdline and directory in cmdline:
-                pids.append(int(entry))
-    return pids
-
-
 class Storage(twohosts.TwoHostsTestCase):
 
     def make_guest(self, name, disk_a, fmt="raw"):
@@ -80,7 +66,7 @@ class Storage(twohosts.TwoHostsTestCase):
         self.assertFalse(self.b.has_definition(guest_name))
         for image in images:
             self.assertFalse(os.path.exists(image), "%s, created by Prepare, was left on hostB" % image)
-        self.assertEqual(storage_daemon_pids(self.scratch.path), [])
+        self.assertEqual(harness.storage_daemon_pids(self.scratch.path), [])
         self.assertEqual(self.b.listening_migration_ports(), [])
 
     def test_running_guest_disk_with_data_and_holes_is_mirrored(self):
@@ -111,7 +97,7 @@ class Storage(twohosts.TwoHostsTestCase):
         self.client_b.call(harness.guest_path("mirror"), GUEST_IFACE, "Destroy", "(a{sv})", ({},))
         self.assertEqual(qemu_img("compare", "-f", "raw", "-F", "raw", disk_a, disk_b).strip(),
                          "Images are identical.")
-        self.assertEqual(storage_daemon_pids(self.scratch.path), [])
+        self.assertEqual(harness.storage_daemon_pids(self.scratch.path), [])
 
     def test_nbd_port_is_used_and_plaintext_nbd_is_refused(self):
         disk_a, disk_b = self.scratch.join("vdb-A.raw"), self.scratch.join("vdb-B.raw")
@@ -266,7 +252,7 @@ class Storage(twohosts.TwoHostsTestCase):
         # Defined (offline means persist) and shut off on B; nothing runs.
         self.assertTrue(self.b.has_definition("offline"))
         self.assertEqual(self.hosts.guest_state(self.client_b, "offline"), "shut-off")
-        self.assertEqual(storage_daemon_pids(self.scratch.path), [])
+        self.assertEqual(harness.storage_daemon_pids(self.scratch.path), [])
         self.assertEqual(self.b.qemu_pids(), [])
 
 
