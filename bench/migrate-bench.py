@@ -370,7 +370,10 @@ class Host:
         self.polkit.set_allowed(harness.ACTIONS)
         config = ("[daemon]\nhost-name=%s\nlisten-address=127.0.0.1\npeer-port=%d\naccelerator=tcg\n"
                   "migration-port-min=%d\nmigration-port-max=%d\n\n[tls]\ndirectory=%s\nallowed-dns=%s\n"
-                  % (name, peer_port, ports[0], ports[1], bench.pki(name), allowed_dn))
+                  # The guest's image and serial log are in the bench's
+                  # scratch directory, shared by both "hosts".
+                  "\n[storage]\nimage-dirs=%s\n"
+                  % (name, peer_port, ports[0], ports[1], bench.pki(name), allowed_dn, bench.scratch))
         scratch = BusDir(bench.scratch)
         self.daemon = harness.Daemon(self.bus, scratch, name=name, config=config)
         bench.cleanup.push(self.daemon.kill)
