@@ -2,6 +2,7 @@
  * and its storage half). Not for other modules. */
 #pragma once
 
+#include "md-migration-convergence.h"
 #include "md-migration-machine.h"
 #include "md-migration-qemu.h"
 #include "md-migration-source.h"
@@ -65,6 +66,10 @@ typedef struct
   guint abort_id;
   guint64 downtime;
   guint split_asks; /* Resolve calls made after postcopy broke */
+
+  MdConvergence *convergence; /* the convergence policy (md-migration-source-converge.c) */
+  gboolean converge_pending;  /* a step is on its way to QEMU */
+  guint64 converge_downtime;
 } Source;
 
 typedef Source SourceRef;
@@ -118,6 +123,15 @@ char *source_resolve_destination (MdManager *manager, const char *destination, G
 gboolean source_is_this_host (MdManager *manager, const char *destination);
 MdDomain *source_build_destination_definition (MdManager *manager, MdGuest *guest,
                                                const MdMigrateOptions *opts, GError **error);
+
+/* md-migration-source-converge.c: the convergence policy's QEMU side,
+ * and query-migrate's figures on Migration1. */
+void source_converge_start (Source *src);
+void source_converge_capabilities (Source *src, JsonObject *args);
+void source_converge_parameters (Source *src, JsonObject *args);
+void source_converge (Source *src, JsonObject *info);
+void source_converge_note_postcopy (Source *src, const char *reason);
+void source_publish_migrate_stats (Source *src, JsonObject *info, const char *status);
 
 /* md-migration-source-control.c: Migration1's controls. */
 extern const MdMigrationControl source_control;

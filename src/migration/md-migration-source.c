@@ -81,6 +81,7 @@ source_clear (Source *src)
   g_free (src->peer_token);
   g_clear_error (&src->mirror_error);
   g_free (src->tls_object);
+  g_clear_pointer (&src->convergence, md_convergence_free);
 }
 
 Source *
@@ -219,6 +220,7 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
   md_migration_set_max_downtime_property (src->migration, src->opts->max_downtime);
   md_migration_set_bandwidth_property (src->migration, src->opts->bandwidth);
   md_migration_set_control (src->migration, &source_control, src);
+  source_converge_start (src);
   md_manager_add_migration (manager, md_migration_get_object_path (src->migration),
                             MD_DBUS_MIGRATION1 (src->migration));
   md_guest_begin_migration (guest, md_migration_get_object_path (src->migration), FALSE);
@@ -668,42 +670,6 @@ source_resolve_with_peer (Source *src, const GError *why)
 
 /* ---- Perform: following QEMU ---------------------------------------------- */
 
-static void
-publish_migrate_stats (Source *src, JsonObject *info, const char *status)
-{
-  JsonObject *ram =
-      json_object_has_member (info, "ram") ? json_object_get_object_member (info, "ram") : NULL;
-  MdMigrationStats stats = { 0 };
-
-  stats.memory_total = source_member_uint (ram, "total");
-  stats.memory_processed = source_member_uint (ram, "transferred");
-  stats.memory_remaining = source_member_uint (ram, "remaining");
-  stats.rate = (guint64) ((ram != NULL && json_object_has_member (ram, "mbps")
-                               ? json_object_get_double_member (ram, "mbps")
-                               : 0)
-                          * 1000000 / 8);
-  stats.dirty_rate = source_member_uint (ram, "dirty-pages-rate")
-                     * MAX (source_member_uint (ram, "page-size"), 4096);
-  stats.iteration = source_member_uint (ram, "dirty-sync-count");
-  stats.expected_downtime = source_member_uint (info, "expected-downtime");
-  stats.disk_total = src->disk_total;
-  stats.disk_processed = src->disk_processed;
-  stats.disk_remaining = src->disk_total - MIN (src->disk_processed, src->disk_total);
-  md_migration_update_stats (src->migration, &stats);
-  md_migration_set_statistic (src->migration, "qemu-status", g_variant_new_string (status));
-  md_migration_set_statistic (
-      src->migration, "cpu-throttle-percentage",
-      g_variant_new_uint64 (source_member_uint (info, "cpu-throttle-percentage")));
-  if (ram == NULL)
-    return;
-  md_migration_set_statistic (src->migration, "pages-duplicate",
-                              g_variant_new_uint64 (source_member_uint (ram, "duplicate")));
-  md_migration_set_statistic (src->migration, "pages-normal",
-                              g_variant_new_uint64 (source_member_uint (ram, "normal")));
-  md_migration_set_statistic (src->migration, "postcopy-requests",
-                              g_variant_new_uint64 (source_member_uint (ram, "postcopy-requests")));
-}
-
 static gboolean
 on_total_time_retry (gpointer user_data)
 {
@@ -747,6 +713,7 @@ on_qemu_postcopy (Source *src)
   md_machine_set_authority (src->machine, MD_AUTHORITY_SPLIT);
   g_clear_handle_id (&src->abort_id, g_source_remove);
   md_migration_set_running_state (src->migration, "postcopy");
+  source_converge_note_postcopy (src, "switched to postcopy by StartPostcopy");
   md_fault_point ("source-postcopy-started");
   source_finish_on_peer (src);
 }
@@ -772,7 +739,7 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   info = json_node_get_object (node);
   status = json_object_get_string_member_with_default (info, "status", "");
-  publish_migrate_stats (src, info, status);
+  source_publish_migrate_stats (src, info, status);
   completed = g_str_equal (status, "completed");
   if (completed && source_member_uint (info, "total-time") == 0
       && src->total_time_tries++ < TOTAL_TIME_TRIES)
@@ -788,6 +755,9 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
   else if (g_str_equal (status, "postcopy-active")
            && md_machine_get_phase (src->machine) == MD_PHASE_PERFORM)
     on_qemu_postcopy (src);
+  else if (g_str_equal (status, "active")
+           && md_machine_get_phase (src->machine) == MD_PHASE_PERFORM)
+    source_converge (src, info);
   else if (g_str_equal (status, "failed") || g_str_equal (status, "cancelled"))
     {
       const char *desc = json_object_get_string_member_with_default (info, "error-desc", NULL);
@@ -918,29 +888,34 @@ start_migrate (Source *src, GError *error)
 static void
 set_parameters (Source *src, GError *error)
 {
+  JsonObject *args;
+
   if (error != NULL)
     {
       start_migrate (src, error);
       return;
     }
   md_migration_set_bandwidth_property (src->migration, src->opts->bandwidth);
-  source_qmp_step (src, "migrate-set-parameters",
-                   md_migration_qemu_parameters (
-                       src->opts, TRUE, src->tls_object,
-                       src->peer != NULL ? md_peer_connection_get_host_name (src->peer) : NULL),
-                   start_migrate);
+  args = md_migration_qemu_parameters (
+      src->opts, TRUE, src->tls_object,
+      src->peer != NULL ? md_peer_connection_get_host_name (src->peer) : NULL);
+  source_converge_parameters (src, args);
+  source_qmp_step (src, "migrate-set-parameters", args, start_migrate);
 }
 
 void
 source_set_capabilities (Source *src, GError *error)
 {
+  JsonObject *args;
+
   if (error != NULL)
     {
       start_migrate (src, error);
       return;
     }
-  source_qmp_step (src, "migrate-set-capabilities", md_migration_qemu_capabilities (src->opts),
-                   set_parameters);
+  args = md_migration_qemu_capabilities (src->opts);
+  source_converge_capabilities (src, args);
+  source_qmp_step (src, "migrate-set-capabilities", args, set_parameters);
 }
 
 static void
