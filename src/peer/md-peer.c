@@ -537,6 +537,7 @@ enum
   SIGNAL_HANDLE_ABORT,
   SIGNAL_HANDLE_CHECK_PATHS,
   SIGNAL_HANDLE_RESOLVE,
+  SIGNAL_HANDLE_RECOVER,
   N_SIGNALS
 };
 
@@ -870,9 +871,27 @@ skeleton_handle_resolve (MdDbusPeer1 *object, GDBusMethodInvocation *invocation,
   return TRUE;
 }
 
+static gboolean
+skeleton_handle_recover (MdDbusPeer1 *object, GDBusMethodInvocation *invocation,
+                         const char *migration_id, GVariant *options)
+{
+  MdPeerSkeleton *self = MD_PEER_SKELETON (object);
+  MdPeerListener *listener = skeleton_gate (self, invocation);
+  gboolean handled = FALSE;
+
+  if (listener == NULL)
+    return TRUE;
+  g_signal_emit (listener, signals[SIGNAL_HANDLE_RECOVER], 0, self->conn, invocation, migration_id,
+                 options, &handled);
+  if (!handled)
+    not_handled (self, invocation);
+  return TRUE;
+}
+
 static void
 md_peer_skeleton_iface_init (MdDbusPeer1Iface *iface)
 {
+  iface->handle_recover = skeleton_handle_recover;
   iface->handle_resolve = skeleton_handle_resolve;
   iface->handle_hello = skeleton_handle_hello;
   iface->handle_prepare = skeleton_handle_prepare;
@@ -1428,6 +1447,10 @@ md_peer_listener_class_init (MdPeerListenerClass *klass)
   signals[SIGNAL_HANDLE_RESOLVE] = g_signal_new (
       "handle-resolve", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL, NULL,
       G_TYPE_BOOLEAN, 3, MD_TYPE_PEER_CONNECTION, G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING);
+  signals[SIGNAL_HANDLE_RECOVER] =
+      g_signal_new ("handle-recover", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled,
+                    NULL, NULL, G_TYPE_BOOLEAN, 4, MD_TYPE_PEER_CONNECTION,
+                    G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING, G_TYPE_VARIANT);
 }
 
 GTlsDatabase *

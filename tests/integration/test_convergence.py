@@ -186,5 +186,118 @@ class ConvergencePolicy(ConvergenceTestCase):
         self.assertEqual(self.b.qemu_pids(), [])
 
 
+class PostcopyRecovery(ConvergenceTestCase):
+    """Postcopy over a link shaped to 4 MiB/s (tc tbf on both veth ends),
+    so the postcopy phase of a 48 MiB dirty range lasts long enough to
+    break it."""
+
+    LINK_RATE = "32mbit"
+
+    def setUp(self):
+        if not twohosts.use_netns():
+            self.skipTest("cutting the link needs network namespaces (root)")  # counted as failure
+        super().setUp()
+        for name in ("hostA", "hostB"):
+            twohosts.run(["tc", "-n", self.hosts.netns[name], "qdisc", "add", "dev", self.hosts.veth[name],
+                          "root", "tbf", "rate", self.LINK_RATE, "burst", "64kb", "latency", "500ms"])
+
+    def start_postcopy(self, name, timeout=None):
+        """Migrates @name with postcopy allowed, switches by hand once the
+        first pass is done and waits until B runs the guest (Finish done)."""
+        guest = self.dirty_guest(name)
+        serial_b = self.scratch.join(name + "-B.log")
+        options = {"max-downtime": 50, "postcopy": True, "convergence": "manual",
+                   "destination-xml": self.destination_xml(name, serial_b)}
+        if timeout is not None:
+            options["postcopy-recovery-timeout"] = timeout
+        path = self.hosts.migrate(name, options=options)
+        self.hosts.wait_property(self.client_a, path, "Iteration", lambda v: v >= 2, timeout=90)
+        self.client_a.call(path, MIGRATION_IFACE, "StartPostcopy", "(a{sv})", ({},))
+        self.hosts.wait_property(self.client_a, path, "State", lambda s: s != "running", timeout=60)
+        harness.wait_until(lambda: self.hosts.guest_state(self.client_b, name) == "running", timeout=60,
+                           what="B resuming the guest in postcopy\n" + self.hosts.logs())
+        self.assertEqual(self.client_a.get_property(path, MIGRATION_IFACE, "State"), "postcopy",
+                         "postcopy ended before the link could be cut; the link is too fast")
+        return guest, path, serial_b
+
+    def incoming_path(self):
+        paths = self.client_b.call(MANAGER_PATH, MANAGER_IFACE, "ListMigrations", None, None, "(ao)")[0]
+        self.assertEqual(len(paths), 1, paths)
+        return paths[0]
+
+    def test_link_cut_for_5s_in_postcopy_recovers_and_completes(self):
+        guest, path, serial_b = self.start_postcopy("pc-cut")
+        incoming = self.incoming_path()
+        self.hosts.link(False)
+        self.addCleanup(self.hosts.link, True)
+        time.sleep(5)
+        self.hosts.link(True)
+        success, name, message = self.hosts.wait_completed(self.client_a, path, 180)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        states = self.changes(self.client_a, path, "State")
+        self.assertIn("postcopy-paused", states, "A never showed the broken stream: %s\n%s" % (states, self.hosts.logs()))
+        self.assertGreaterEqual(self.client_a.get_property(path, MIGRATION_IFACE, "RecoveryAttempts"), 1)
+        success_b, name_b, message_b = self.hosts.wait_completed(self.client_b, incoming, 60)
+        self.assertTrue(success_b, "%s: %s" % (name_b, message_b))
+        self.assertGreaterEqual(self.client_b.get_property(incoming, MIGRATION_IFACE, "RecoveryAttempts"), 1)
+        self.assert_source_gone("pc-cut")
+        self.wait_dirty_on_b(guest, serial_b)
+        self.verify_ram_on_b("pc-cut")
+
+    def test_link_cut_past_the_deadline_leaves_both_qemus_paused(self):
+        guest, path, serial_b = self.start_postcopy("pc-dead", timeout=10)
+        incoming = self.incoming_path()
+        pids_a, pids_b = self.a.qemu_pids(), self.b.qemu_pids()
+        self.hosts.link(False)
+        self.addCleanup(self.hosts.link, True)
+        for client, migration in ((self.client_a, path), (self.client_b, incoming)):
+            self.hosts.wait_property(client, migration, "State", lambda s: s == "needs-attention", timeout=90,
+                                     what="needs-attention\n" + self.hosts.logs())
+            props = self.hosts.migration_props(client, migration)
+            self.assertEqual(props["ErrorName"], "org.migrationd.Error.Failed")
+            self.assertIn("could not be recovered within postcopy-recovery-timeout=10 s"
+                          if client is self.client_a else "was not recovered within postcopy-recovery-timeout=10 s",
+                          props["ErrorMessage"])
+            self.assertIn("Both QEMUs were kept", props["ErrorMessage"])
+            self.assertIn("migrate-recover", props["ErrorMessage"])
+        self.assertGreaterEqual(self.client_a.get_property(path, MIGRATION_IFACE, "RecoveryAttempts"), 1)
+        # No process was killed, and both QEMUs say they are paused.
+        self.assertEqual((self.a.qemu_pids(), self.b.qemu_pids()), (pids_a, pids_b))
+        for host, pids in ((self.a, pids_a), (self.b, pids_b)):
+            host.daemon.terminate()
+            qmp = QMP(qmp_socket_of(host, pids[0]))
+            try:
+                status = qmp.execute("query-migrate").get("status")
+            finally:
+                qmp.close()
+            self.assertEqual(status, "postcopy-paused", "%s's QEMU" % host.name)
+
+    def test_destination_daemon_killed_in_postcopy(self):
+        guest, path, serial_b = self.start_postcopy("pc-killb")
+        pids_b = self.b.qemu_pids()
+        self.b.daemon.sigkill()
+        # The guest keeps running on B without its daemon, and A goes on
+        # serving its pages: nothing is killed on either side.
+        start = len(open(serial_b).read())
+        harness.wait_until(lambda: DIRTY_RE.search(open(serial_b).read(), start), timeout=30,
+                           what="the guest running on B while its daemon is dead")
+        success, name, message = self.hosts.wait_completed(self.client_a, path, 180)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        self.assertEqual(self.b.qemu_pids(), pids_b)
+        self.b.daemon.start()
+        self.hosts.wait_peer_listener(self.b)
+        self.client_b = self.hosts.client_b = self.hosts.client(self.b)
+        harness.wait_until(lambda: self.hosts.guest_state(self.client_b, "pc-killb") == "running", timeout=60,
+                           what="B's restarted daemon re-attaching the guest\n" + self.hosts.logs())
+        resolved = self.client_b.call(MANAGER_PATH, MANAGER_IFACE, "ListMigrations", None, None, "(ao)")[0]
+        self.assertEqual(len(resolved), 1, resolved)
+        success_b, name_b, message_b = self.hosts.wait_completed(self.client_b, resolved[0], 60)
+        self.assertTrue(success_b, "%s: %s" % (name_b, message_b))
+        self.assertEqual(self.b.qemu_pids(), pids_b)
+        self.assert_source_gone("pc-killb")
+        self.wait_dirty_on_b(guest, serial_b)
+        self.verify_ram_on_b("pc-killb")
+
+
 if __name__ == "__main__":
     harness.main()
