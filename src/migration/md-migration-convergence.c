@@ -32,6 +32,8 @@ struct _MdConvergence
   guint64 dirty_sum;     /* over the stalled iterations */
   guint64 rate_sum;
   guint64 remaining;
+  double report_dirty; /* MiB/s over the window of the last step taken */
+  double report_rate;
 };
 
 const char *
@@ -97,7 +99,7 @@ md_convergence_new (const MdMigrateOptions *opts, const MdConfig *config)
   conv->step = opts->convergence == MD_MIGRATE_CONVERGENCE_AUTO ? MD_CONVERGENCE_PRECOPY
                                                                 : MD_CONVERGENCE_MANUAL;
   conv->reason = g_strdup ("");
-  conv->record_pending = TRUE; /* the starting point is a step too */
+  conv->record_pending = TRUE;
   conv->steps = g_ptr_array_new_with_free_func ((GDestroyNotify) g_variant_unref);
   conv->stall_iterations = MAX (config->stall_iterations, 1);
   conv->dirty_percent = config->stall_dirty_percent;
@@ -109,6 +111,7 @@ md_convergence_new (const MdMigrateOptions *opts, const MdConfig *config)
   conv->ceiling = MAX (opts->max_downtime_ceiling, opts->max_downtime);
   conv->may_throttle = ladder_may_throttle (opts, config);
   conv->may_postcopy = opts->postcopy;
+  md_convergence_record (conv, 0); /* the starting point is a step too */
   return conv;
 }
 
@@ -192,9 +195,12 @@ average_mib (MdConvergence *conv, guint64 sum)
 char *
 md_convergence_failure_message (MdConvergence *conv)
 {
+  gboolean now = conv->stalled > 0;
+
   return g_strdup_printf ("guest dirties %.0f MiB/s, link moves %.0f MiB/s; allow postcopy or "
                           "raise max-downtime-ceiling",
-                          average_mib (conv, conv->dirty_sum), average_mib (conv, conv->rate_sum));
+                          now ? average_mib (conv, conv->dirty_sum) : conv->report_dirty,
+                          now ? average_mib (conv, conv->rate_sum) : conv->report_rate);
 }
 
 /* The next rung of the ladder; the window restarts. */
@@ -208,6 +214,8 @@ escalate (MdConvergence *conv, MdConvergenceAction *action)
       average_mib (conv, conv->dirty_sum), average_mib (conv, conv->rate_sum));
   char *failure = md_convergence_failure_message (conv);
 
+  conv->report_dirty = average_mib (conv, conv->dirty_sum);
+  conv->report_rate = average_mib (conv, conv->rate_sum);
   if (conv->downtime < conv->ceiling)
     {
       conv->raises++;
