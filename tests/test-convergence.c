@@ -20,21 +20,39 @@ options (const char *text)
   return opts;
 }
 
-/* Feeds iteration @iteration with @remaining MiB left; returns the step
- * taken or -1. */
+/* QEMU's ram.transferred so far, MiB. */
+static guint64 sent_total;
+
+/* Feeds iteration @iteration with @remaining MiB left after @sent MiB
+ * were sent since the previous one; returns the step taken or -1. */
 static int
-feed (MdConvergence *conv, guint64 iteration, guint64 remaining, guint64 dirty, guint64 rate,
-      guint throttle, guint64 *downtime)
+feed_sent (MdConvergence *conv, guint64 iteration, guint64 remaining, guint64 sent, guint64 dirty,
+           guint64 rate, guint throttle, guint64 *downtime)
 {
-  MdConvergenceSample sample = { iteration, remaining * MiB, rate * MiB, dirty * MiB, throttle };
+  MdConvergenceSample sample = { 0 };
   MdConvergenceAction action = { 0 };
 
+  sent_total += sent;
+  sample.iteration = iteration;
+  sample.remaining = remaining * MiB;
+  sample.transferred = sent_total * MiB;
+  sample.rate = rate * MiB;
+  sample.dirty_rate = dirty * MiB;
+  sample.throttle = throttle;
   if (!md_convergence_feed (conv, &sample, &action))
     return -1;
   if (downtime != NULL)
     *downtime = action.downtime;
   md_convergence_record (conv, iteration * 1000);
   return action.step;
+}
+
+/* As feed_sent(), with as much sent as is left: the guest re-dirtied it all. */
+static int
+feed (MdConvergence *conv, guint64 iteration, guint64 remaining, guint64 dirty, guint64 rate,
+      guint throttle, guint64 *downtime)
+{
+  return feed_sent (conv, iteration, remaining, remaining, dirty, rate, throttle, downtime);
 }
 
 static void
@@ -47,7 +65,7 @@ test_converging_guest_is_left_alone (void)
 
   /* Shrinking by half each pass, dirtying at a quarter of the link. */
   for (guint64 i = 1; i < 10; i++, remaining /= 2)
-    g_assert_cmpint (feed (conv, i, remaining, 25, 100, 0, NULL), ==, -1);
+    g_assert_cmpint (feed_sent (conv, i, remaining / 2, remaining, 25, 100, 0, NULL), ==, -1);
   g_assert_cmpint (md_convergence_get_step (conv), ==, MD_CONVERGENCE_PRECOPY);
   md_convergence_free (conv);
 }
@@ -57,14 +75,17 @@ test_stalled_with_postcopy_goes_to_postcopy (void)
 {
   g_autoptr (MdConfig) config = md_config_new_default ();
   g_autoptr (MdMigrateOptions) opts = options ("{'postcopy': <true>}");
-  MdConvergence *conv = md_convergence_new (opts, config);
+  MdConvergence *conv;
   g_autoptr (GVariant) steps = NULL;
 
+  config->stall_iterations = 2;
+  conv = md_convergence_new (opts, config);
   g_assert_false (md_convergence_holds_throttle (opts, config));
   g_assert_cmpint (feed (conv, 1, 512, 0, 0, 0, NULL), ==, -1);
-  /* Iteration 2 shrank (512 -> 256): progress. Then two passes with the
-   * whole range dirty again (stall-iterations = 2). */
-  g_assert_cmpint (feed (conv, 2, 256, 64, 128, 0, NULL), ==, -1);
+  /* Iteration 2: 512 MiB left after the bulk pass sent 1024 MiB (zero
+   * pages included): progress. Then two passes with the whole range
+   * dirty again (stall-iterations = 2 here). */
+  g_assert_cmpint (feed_sent (conv, 2, 256, 1024, 64, 128, 0, NULL), ==, -1);
   g_assert_cmpint (feed (conv, 3, 256, 128, 128, 0, NULL), ==, -1);
   g_assert_cmpint (feed (conv, 3, 250, 128, 128, 0, NULL), ==, -1); /* same iteration */
   g_assert_cmpint (feed (conv, 4, 256, 128, 128, 0, NULL), ==, MD_CONVERGENCE_POSTCOPY);
@@ -83,11 +104,13 @@ test_full_ladder_without_postcopy_gives_up_naming_both_rates (void)
   g_autoptr (MdConfig) config = md_config_new_default ();
   g_autoptr (MdMigrateOptions) opts =
       options ("{'max-downtime': <uint64 50>, 'max-downtime-ceiling': <uint64 350>}");
-  MdConvergence *conv = md_convergence_new (opts, config);
+  MdConvergence *conv;
   g_autofree char *message = NULL;
   guint64 downtime = 0, i = 1;
   int step;
 
+  config->stall_iterations = 2;
+  conv = md_convergence_new (opts, config);
   g_assert_true (md_convergence_holds_throttle (opts, config));
   feed (conv, i++, 512, 0, 0, 0, NULL);
   /* Three raises of 100 ms (downtime-steps = 3), each after a window. */
@@ -123,8 +146,8 @@ test_forbidden_throttle_and_manual (void)
 
   g_assert_false (md_convergence_holds_throttle (forbid, config));
   feed (conv, 1, 512, 0, 0, 0, NULL);
-  feed (conv, 2, 512, 200, 100, 0, NULL);
-  g_assert_cmpint (feed (conv, 3, 512, 200, 100, 0, NULL), ==, MD_CONVERGENCE_GAVE_UP);
+  /* The default stall-iterations (1): one pass re-dirtying all it sent. */
+  g_assert_cmpint (feed (conv, 2, 512, 200, 100, 0, NULL), ==, MD_CONVERGENCE_GAVE_UP);
   md_convergence_free (conv);
 
   conv = md_convergence_new (manual, config);

@@ -39,7 +39,7 @@ md_config_new_default (void)
   config->handshake_timeout = 10;
   config->image_dirs = g_new0 (char *, 1);
   config->fs_check_timeout = 20;
-  config->stall_iterations = 2;
+  config->stall_iterations = 1;
   config->stall_dirty_percent = 100;
   config->stall_shrink_percent = 10;
   config->downtime_steps = 3;

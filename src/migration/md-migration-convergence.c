@@ -26,7 +26,7 @@ struct _MdConvergence
   gboolean may_postcopy;
 
   guint64 last_iteration;
-  guint64 last_remaining;
+  guint64 last_transferred;
   guint stalled;         /* iterations without progress in a row */
   guint step_iterations; /* iterations since the current step was taken */
   guint64 dirty_sum;     /* over the stalled iterations */
@@ -248,16 +248,19 @@ escalate (MdConvergence *conv, MdConvergenceAction *action)
   g_free (failure);
 }
 
-/* Progress in the iteration that just ended: the rest shrank enough and
- * the guest dirties memory slower than the link moves it. */
+/* Progress in the iteration that just ended: the guest dirtied less
+ * than the link moved in it (what is left now is less than what was sent
+ * since the last iteration began, by stall-shrink-percent), and it
+ * dirties memory slower than the link moves it. Bytes sent, not the
+ * remaining bytes of the bulk pass, are the yardstick: that pass counts
+ * never-written (zero) pages that cost nothing to send. */
 static gboolean
 made_progress (MdConvergence *conv, const MdConvergenceSample *sample)
 {
+  guint64 sent = sample->transferred - MIN (conv->last_transferred, sample->transferred);
   gboolean dirty_too_fast =
       sample->rate > 0 && sample->dirty_rate * 100 >= sample->rate * conv->dirty_percent;
-  gboolean shrank =
-      conv->last_remaining == 0
-      || sample->remaining * 100 <= conv->last_remaining * (100 - conv->shrink_percent);
+  gboolean shrank = sample->remaining * 100 < sent * (100 - conv->shrink_percent);
 
   return shrank && !dirty_too_fast;
 }
@@ -276,7 +279,7 @@ md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
   /* Iteration 1 is the bulk pass: nothing to compare yet. */
   progress = first || sample->iteration < 2 || made_progress (conv, sample);
   conv->last_iteration = sample->iteration;
-  conv->last_remaining = sample->remaining;
+  conv->last_transferred = sample->transferred;
   conv->remaining = sample->remaining;
   conv->step_iterations++;
   if (progress)

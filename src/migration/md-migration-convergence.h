@@ -4,9 +4,10 @@
  * A precopy migration of a busy guest may never finish: the guest dirties
  * memory as fast as the link moves it. The policy watches QEMU's
  * query-migrate after each iteration (dirty-sync-count) and calls an
- * iteration "without progress" when the remaining bytes did not shrink by
- * [convergence] stall-shrink-percent, or when the dirty rate is at or above
- * stall-dirty-percent of the transfer rate. After stall-iterations such
+ * iteration "without progress" when the bytes left are not below the
+ * bytes sent in that iteration by [convergence] stall-shrink-percent
+ * (the guest dirtied as much as the link moved), or when the dirty rate
+ * is at or above stall-dirty-percent of the transfer rate. After stall-iterations such
  * iterations in a row the migration is stalled and the policy takes the
  * next step of the ladder, each only when the one before did not help
  * within its window:
@@ -46,11 +47,12 @@ typedef enum
 /* The figures of one query-migrate answer the policy reads. */
 typedef struct
 {
-  guint64 iteration;  /* ram dirty-sync-count */
-  guint64 remaining;  /* ram remaining, bytes */
-  guint64 rate;       /* transfer rate, bytes/s */
-  guint64 dirty_rate; /* bytes/s */
-  guint throttle;     /* cpu-throttle-percentage */
+  guint64 iteration;   /* ram dirty-sync-count */
+  guint64 remaining;   /* ram remaining, bytes */
+  guint64 transferred; /* ram transferred, bytes, all iterations */
+  guint64 rate;        /* transfer rate, bytes/s */
+  guint64 dirty_rate;  /* bytes/s */
+  guint throttle;      /* cpu-throttle-percentage */
 } MdConvergenceSample;
 
 /* What the caller must do now. */

@@ -131,6 +131,7 @@ source_converge (Source *src, JsonObject *info)
     return;
   sample.iteration = source_member_uint (ram, "dirty-sync-count");
   sample.remaining = source_member_uint (ram, "remaining");
+  sample.transferred = source_member_uint (ram, "transferred");
   sample.rate =
       (guint64) (json_object_get_double_member_with_default (ram, "mbps", 0) * 1000000 / 8);
   sample.dirty_rate = source_member_uint (ram, "dirty-pages-rate")
