@@ -17,6 +17,7 @@ struct _MdConvergence
   guint downtime_steps;
   guint throttle_iterations;
 
+  guint64 hurry_ms;      /* 2/3 of abort-after: windows end early from here */
   guint64 base_downtime; /* max-downtime */
   guint64 ceiling;       /* max-downtime-ceiling */
   guint64 downtime;      /* the limit QEMU has now */
@@ -106,6 +107,7 @@ md_convergence_new (const MdMigrateOptions *opts, const MdConfig *config)
   conv->shrink_percent = MIN (config->stall_shrink_percent, 99);
   conv->downtime_steps = MAX (config->downtime_steps, 1);
   conv->throttle_iterations = MAX (config->throttle_iterations, 1);
+  conv->hurry_ms = (guint64) opts->abort_after * 1000 * 2 / 3;
   conv->base_downtime = opts->max_downtime;
   conv->downtime = opts->max_downtime;
   conv->ceiling = MAX (opts->max_downtime_ceiling, opts->max_downtime);
@@ -293,9 +295,12 @@ md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
   conv->rate_sum += sample->rate;
   if (conv->stalled < conv->stall_iterations)
     return FALSE;
-  /* Throttling needs iterations to bite: QEMU raises it step by step. */
+  /* Throttling needs iterations to bite: QEMU raises it step by step.
+   * Close to abort-after the ladder hurries, so that the caller learns
+   * both rates rather than only that time ran out. */
   window = conv->step == MD_CONVERGENCE_THROTTLING ? conv->throttle_iterations : 0;
-  if (conv->step_iterations < window && sample->throttle < MD_CONVERGENCE_THROTTLE_MAX)
+  if (conv->step_iterations < window && sample->throttle < MD_CONVERGENCE_THROTTLE_MAX
+      && (conv->hurry_ms == 0 || sample->elapsed_ms < conv->hurry_ms))
     return FALSE;
   escalate (conv, action);
   return TRUE;

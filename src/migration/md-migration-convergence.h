@@ -14,7 +14,9 @@
  *   1. raise the downtime limit in downtime-steps steps up to the option
  *      max-downtime-ceiling (none when the ceiling is max-downtime);
  *   2. throttle the guest's vCPUs (QEMU auto-converge), unless the caller
- *      said auto-converge=false; with postcopy allowed only when
+ *      said auto-converge=false; its window is throttle-iterations
+ *      iterations or until QEMU throttles 99 %, shorter once 2/3 of
+ *      abort-after have passed; with postcopy allowed only when
  *      throttle-before-postcopy is set (see README: postcopy finishes a
  *      busy guest in one pass, throttling takes tens of seconds);
  *   3. switch to postcopy, when the option postcopy allows it;
@@ -53,6 +55,7 @@ typedef struct
   guint64 rate;        /* transfer rate, bytes/s */
   guint64 dirty_rate;  /* bytes/s */
   guint throttle;      /* cpu-throttle-percentage */
+  guint64 elapsed_ms;  /* since the migration started */
 } MdConvergenceSample;
 
 /* What the caller must do now. */

@@ -137,6 +137,7 @@ source_converge (Source *src, JsonObject *info)
   sample.dirty_rate = source_member_uint (ram, "dirty-pages-rate")
                       * MAX (source_member_uint (ram, "page-size"), 4096);
   sample.throttle = (guint) source_member_uint (info, "cpu-throttle-percentage");
+  sample.elapsed_ms = md_migration_elapsed_ms (src->migration);
   if (md_convergence_feed (src->convergence, &sample, &action))
     apply (src, &action);
 }
