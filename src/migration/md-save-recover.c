@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include "md-save-recover.h"
+#include "md-save-private.h"
 #include "common/md-error.h"
 
 #include <errno.h>
@@ -93,37 +94,12 @@ stop_old_filter (SaveRecovery *rec)
 }
 
 static void
-unlink_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
-{
-  if (g_unlink (task_data) < 0 && errno != ENOENT)
-    g_task_return_new_error (task, MD_ERROR, MD_ERROR_STORAGE_FAILED, "cannot remove %s: %s",
-                             (char *) task_data, g_strerror (errno));
-  else
-    g_task_return_boolean (task, TRUE);
-}
-
-static void
-on_partial_removed (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (GError) error = NULL;
-
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
-    g_warning ("recovering an unfinished save: %s", error->message);
-}
-
-/* The partial file may sit on any file system the caller named: a worker
- * removes it, so a hung mount cannot stop the daemon. */
-static void
 remove_partial (SaveRecovery *rec)
 {
   const char *partial = md_journal_get_string (rec->journal, "partial");
-  g_autoptr (GTask) task = NULL;
 
-  if (partial == NULL)
-    return;
-  task = g_task_new (NULL, NULL, on_partial_removed, NULL);
-  g_task_set_task_data (task, g_strdup (partial), g_free);
-  g_task_run_in_thread (task, unlink_in_thread);
+  if (partial != NULL)
+    md_save_remove_file (g_strdup (partial));
 }
 
 /* ---- the file was complete: the save happened -------------------------- */

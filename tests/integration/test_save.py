@@ -21,8 +21,8 @@ VERIFY_RE = re.compile(r"MDGUEST VERIFY pass=(\d+) sum=([0-9a-f]{8}) (ok|BAD)")
 MAGIC = b"MIGRATIOND-SAVE\n"
 
 
-def children_named(parent_pid, name):
-    found = []
+def live_processes():
+    """(pid, comm, parent pid) of every process that is not a zombie."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -33,9 +33,12 @@ def children_named(parent_pid, name):
             continue
         comm = fields[fields.index("(") + 1:fields.rindex(")")]
         rest = fields[fields.rindex(")") + 2:].split()
-        if comm == name and int(rest[1]) == parent_pid and rest[0] != "Z":
-            found.append(int(entry))
-    return found
+        if rest[0] != "Z":
+            yield int(entry), comm, int(rest[1])
+
+
+def children_named(parent_pid, name):
+    return [pid for pid, comm, ppid in live_processes() if comm == name and ppid == parent_pid]
 
 
 class SaveTestCase(harness.MigrationdTestCase):
@@ -291,26 +294,21 @@ class SaveErrors(SaveTestCase):
 
 
 def writers_of(directory):
-    """Live processes with a descriptor open on a file in @directory (an
-    orphaned compressor of a killed daemon is no child of anyone we know)."""
+    """Live processes with a partial file in @directory open (an orphaned
+    compressor of a killed daemon is no child of anyone we know)."""
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    for pid, _, _ in live_processes():
         try:
-            with open("/proc/%s/stat" % entry) as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-            fds = os.listdir("/proc/%s/fd" % entry)
+            fds = os.listdir("/proc/%d/fd" % pid)
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
         for fd in fds:
             try:
-                target = os.readlink("/proc/%s/fd/%s" % (entry, fd))
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
             except OSError:
                 continue
             if target.startswith(directory + "/") and "partial" in target:
-                found.append(int(entry))
+                found.append(pid)
                 break
     return found
 
