@@ -68,6 +68,9 @@ typedef struct
   GDBusMethodInvocation *prepare_invocation;
   GDBusMethodInvocation *finish_invocation;
   gboolean finishing; /* Finish (or its adoption after a lost source) runs */
+  MdQmp *resume_qmp;  /* watched for RESUME while `cont` is on its way */
+  gulong resume_id;
+  gboolean resume_seen; /* QEMU said the guest runs here (it may have run) */
 
   /* Postcopy (md-migration-dest-recovery.c): the guest runs here while
    * QEMU still pulls pages from the source; the migration ends when QEMU
