@@ -299,5 +299,27 @@ class PostcopyRecovery(ConvergenceTestCase):
         self.verify_ram_on_b("pc-killb")
 
 
+class RecoverCall(ConvergenceTestCase):
+    """Peer1.Recover from a peer with a valid certificate but nothing to
+    recover: refused by name, and nothing starts listening on B."""
+
+    def test_recover_without_a_postcopy_migration_is_refused(self):
+        import json
+        spec = {"address": self.b.peer_address, "tls_dir": self.a.tls_dir, "calls": [
+            ["Hello", "(uint32 1, 'd4b09434-9323-41ec-94a2-11f6e09cb784', 'hostA', @a{sv} {})"],
+            ["Recover", "('no-such-migration', @a{sv} {})"],
+            ["Recover", "('no-such-migration', {'token': <'forged'>})"],
+        ]}
+        client = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_client.py")
+        proc = self.a.run_in_netns([sys.executable, client, json.dumps(spec)], timeout=120)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        results = json.loads(proc.stdout.strip().splitlines()[-1])
+        for result in results[1:]:
+            self.assertEqual(result.get("error"), "org.migrationd.Error.InvalidState", result)
+            self.assertIn("nothing to recover", result["message"])
+        self.assertEqual(self.b.listening_migration_ports(), [])
+        self.assertEqual(self.b.qemu_pids(), [])
+
+
 if __name__ == "__main__":
     harness.main()
