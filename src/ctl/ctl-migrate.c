@@ -569,6 +569,23 @@ one_of (const char *value, const char *const *allowed)
   return value == NULL || g_strv_contains (allowed, value);
 }
 
+/* auto-converge, convergence, max-downtime-ceiling, postcopy-recovery-timeout. */
+static gboolean
+add_convergence_options (CtlContext *ctx, GVariantBuilder *options, gboolean auto_converge,
+                         gboolean no_auto_converge, const char *convergence, const char *ceiling,
+                         const char *recovery_timeout, int *rc)
+{
+  if (auto_converge || no_auto_converge)
+    g_variant_builder_add (options, "{sv}", "auto-converge",
+                           g_variant_new_boolean (!no_auto_converge));
+  if (convergence != NULL)
+    g_variant_builder_add (options, "{sv}", "convergence", g_variant_new_string (convergence));
+  return add_uint_option (ctx, options, "max-downtime-ceiling", ceiling, "--max-downtime-ceiling",
+                          1, G_MAXUINT64, "t", rc)
+         && add_uint_option (ctx, options, "postcopy-recovery-timeout", recovery_timeout,
+                             "--postcopy-recovery-timeout", 1, G_MAXUINT32, "u", rc);
+}
+
 int
 ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
 {
@@ -703,15 +720,8 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
   if (!add_uint_option (ctx, &options, "max-downtime", max_downtime, "--max-downtime", 1,
                         G_MAXUINT64, "t", &rc))
     return rc;
-  if (auto_converge || no_auto_converge)
-    g_variant_builder_add (&options, "{sv}", "auto-converge",
-                           g_variant_new_boolean (!no_auto_converge));
-  if (convergence != NULL)
-    g_variant_builder_add (&options, "{sv}", "convergence", g_variant_new_string (convergence));
-  if (!add_uint_option (ctx, &options, "max-downtime-ceiling", ceiling, "--max-downtime-ceiling", 1,
-                        G_MAXUINT64, "t", &rc)
-      || !add_uint_option (ctx, &options, "postcopy-recovery-timeout", recovery_timeout,
-                           "--postcopy-recovery-timeout", 1, G_MAXUINT32, "u", &rc))
+  if (!add_convergence_options (ctx, &options, auto_converge, no_auto_converge, convergence,
+                                ceiling, recovery_timeout, &rc))
     return rc;
   if (postcopy || postcopy_after_opt > 0)
     g_variant_builder_add (&options, "{sv}", "postcopy", g_variant_new_boolean (TRUE));

@@ -20,6 +20,7 @@
 #include "common/md-options.h"
 #include "md-address.h"
 #include "md-migration-dest-private.h"
+#include "md-migration-qemu.h"
 
 /* How long QEMU may take to go from postcopy-active to postcopy-paused
  * after migrate-pause (or a recovery attempt to fail). */
@@ -102,10 +103,7 @@ on_deadline_status (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr (IncomingRef) in = user_data;
   g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, NULL);
-  const char *status =
-      node != NULL
-          ? json_object_get_string_member_with_default (json_node_get_object (node), "status", "")
-          : "unknown";
+  const char *status = md_migration_qemu_status (node, "unknown");
 
   if (in->ended)
     return;
@@ -196,8 +194,7 @@ on_watch_status (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, NULL);
 
   if (node != NULL)
-    watch_status (
-        in, json_object_get_string_member_with_default (json_node_get_object (node), "status", ""));
+    watch_status (in, md_migration_qemu_status (node, ""));
 }
 
 /* Finish is done and QEMU still in postcopy: follow it to the end. */
@@ -345,7 +342,7 @@ on_recover_status (GObject *source, GAsyncResult *result, gpointer user_data)
       recover_failed (in, error);
       return;
     }
-  status = json_object_get_string_member_with_default (json_node_get_object (node), "status", "");
+  status = md_migration_qemu_status (node, "");
   if (g_str_equal (status, "postcopy-paused"))
     open_recovery_listener (in);
   else if (g_str_equal (status, "postcopy-active") && in->recover_polls == 0)

@@ -21,6 +21,7 @@
 #include "md-migration-ask.h"
 #include "md-migration-journal.h"
 #include "md-migration-machine.h"
+#include "md-migration-qemu.h"
 #include "storage/md-storage.h"
 
 #define RECOVER_ASK_TIMEOUT_S 60
@@ -374,10 +375,7 @@ static void
 on_held_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
 {
   g_autoptr (GError) owned = error;
-  const char *status =
-      reply != NULL
-          ? json_object_get_string_member_with_default (json_node_get_object (reply), "status", "")
-          : "";
+  const char *status = md_migration_qemu_status (reply, "");
 
   if (!g_str_equal (status, "postcopy-paused") && !g_str_equal (status, "postcopy-recover"))
     {

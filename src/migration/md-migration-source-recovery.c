@@ -305,10 +305,7 @@ on_deadline_status (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr (SourceRef) src = user_data;
   g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, NULL);
-  const char *status =
-      node != NULL
-          ? json_object_get_string_member_with_default (json_node_get_object (node), "status", "")
-          : "unknown";
+  const char *status = md_migration_qemu_status (node, "unknown");
 
   if (source_is_stale (src))
     return;
