@@ -87,7 +87,7 @@ logging {{
 }}
 """
 
-CIB = """<cib crm_feature_set="3.16.2" validate-with="pacemaker-3.9" epoch="1" num_updates="0"
+CIB = """<cib validate-with="pacemaker-3.9" epoch="1" num_updates="0"
      admin_epoch="0">
   <configuration>
     <crm_config>
@@ -173,8 +173,11 @@ class Node:
                 "private", "sh", "-c", NODE_SCRIPT, "node", self.root, self.name,
                 self.host.bus.socket, AGENT]
         self.out = open(os.path.join(self.root, "node.out"), "w")
+        # The agent must find this host's bus where the system bus is, not
+        # through the address harness.Bus left in the environment.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DBUS_")}
         self.proc = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
 
     def _pid(self, name):
         try:

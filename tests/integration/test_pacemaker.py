@@ -185,7 +185,9 @@ class Pacemaker(twohosts.TwoHostsTestCase):
             self.wait_location(pcmk, g.name, ["hostA"])
         for g, _ in guests:
             g.wait_serial(r"MDGUEST VERIFY pass=\d+ sum=[0-9a-f]+ ok", timeout=60)
-        self.assertEqual(len(self.a.qemu_pids()), 3)
+        self.assertEqual(len(self.a.qemu_pids()), 3, "A %s B %s all %s %s" % (
+            self.a.qemu_pids(), self.b.qemu_pids(), harness.qemu_pids_in(self.scratch.path),
+            [os.readlink("/proc/%d/ns/net" % p) for p in harness.qemu_pids_in(self.scratch.path)]))
 
         # crm_resource --move: a live migration, RAM intact on B, A's QEMU gone.
         pm1 = guests[0][0]
