@@ -352,7 +352,7 @@ class Cluster:
         for f in status.iter("failure"):
             op_key = f.get("op_key", "")
             if rid is None or op_key.startswith(rid + "_"):
-                out.append((op_key.split("_", 1)[0], f.get("node"), f.get("task"), f.get("exitstatus")))
+                out.append((op_key.split("_", 1)[0], f.get("node"), f.get("task"), f.get("exitcode")))
         return out
 
     def crm_resource(self, *args):

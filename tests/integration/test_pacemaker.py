@@ -238,8 +238,11 @@ class Pacemaker(twohosts.TwoHostsTestCase):
         params = guest_params(guest, config, bandwidth="4M")
         pcmk = cluster.Cluster(self, self.hosts, [cluster.primitive("pmf", params, ops)],
                                cluster.prefer("pmf", "hostA", 50))
+        t0 = time.monotonic()
         pcmk.wait_online()
+        print("online after %.1fs" % (time.monotonic() - t0), flush=True)
         self.wait_location(pcmk, "pmf", ["hostA"])
+        print("started after %.1fs" % (time.monotonic() - t0), flush=True)
         guest.wait_serial(r"MDGUEST VERIFY pass=\d+ sum=[0-9a-f]+ ok", timeout=60)
         pid_a = self.client_a.get_property(harness.guest_path("pmf"), GUEST_IFACE, "PID")
 
@@ -251,18 +254,29 @@ class Pacemaker(twohosts.TwoHostsTestCase):
         self.hosts.wait_property(self.client_a, path, "MemoryProcessed", lambda v: v > 0, timeout=30)
         for pid in self.b.qemu_pids():
             os.kill(pid, signal.SIGKILL)
+        print("killed after %.1fs" % (time.monotonic() - t0), flush=True)
 
         # Pacemaker: migrate_to failed on A (rc 1), recorded; the resource
         # is still on A and nothing runs on B.
         harness.wait_until(lambda: any(f[1] == "hostA" and f[2] == "migrate_to" for f in pcmk.failures("pmf")),
                            timeout=90, interval=0.5, what="the failed migrate_to in Pacemaker's status\n"
                            + pcmk.a.agent_log())
+        print("failure seen after %.1fs" % (time.monotonic() - t0), flush=True)
         fails = [f for f in pcmk.failures("pmf") if f[2] == "migrate_to"]
         self.assertEqual(fails[0][3], str(OCF_ERR_GENERIC), fails)
+        # on-fail=block: Pacemaker leaves it on A, failed and blocked,
+        # until an administrator cleans up; nothing was restarted.
+        # It cannot know whether the half-done migration left anything on
+        # B until it probes again, so it lists both and acts on neither.
+        self.assertIn("hostA", pcmk.where("pmf"))
+        res = pcmk.resource("pmf")
+        self.assertEqual((res.get("failed"), res.get("blocked")), ("true", "true"), res.attrib)
+        print("recorded: %s, %s" % (fails, res.attrib), flush=True)
         pcmk.crm_resource("--clear", "-r", "pmf")
         pcmk.crm_resource("--cleanup", "-r", "pmf")
         self.wait_location(pcmk, "pmf", ["hostA"])
         pcmk.wait_idle()
+        print("idle after %.1fs" % (time.monotonic() - t0), flush=True)
         self.assertEqual(pcmk.where("pmf"), ["hostA"])
         # The same QEMU as before: resumed, not restarted.
         self.assertEqual(self.hosts.guest_state(self.client_a, "pmf"), "running")
