@@ -183,11 +183,12 @@ class Evacuate(twohosts.TwoHostsTestCase):
                                        EVACUATION_IFACE, "Cancel", "(a{sv})", ({},))
         self.assertIn("org.migrationd.migration.control-own", message)
         self.assertEqual(self.client_a.get_property(path, EVACUATION_IFACE, "State"), "running")
-        self.assertDBusError("org.migrationd.Error.InvalidArgument", self.client_a.call, path,
-                             EVACUATION_IFACE, "Cancel", "(a{sv})", ({"now": GLib.Variant("b", True)},))
         # With control-own (the caller started it): cancelled; both guests
         # still run on A, nothing on B.
         self.a.polkitd.set_allowed(harness.ACTIONS)
+        self.assertDBusError("org.migrationd.Error.InvalidArgument", self.client_a.call, path,
+                             EVACUATION_IFACE, "Cancel", "(a{sv})", ({"now": GLib.Variant("b", True)},))
+        self.assertEqual(self.client_a.get_property(path, EVACUATION_IFACE, "State"), "running")
         self.client_a.call(path, EVACUATION_IFACE, "Cancel", "(a{sv})", ({},))
         harness.wait_until(lambda: self.client_a.get_property(path, EVACUATION_IFACE, "State") == "cancelled",
                            timeout=60, what="the evacuation cancelled\n" + self.hosts.logs())
