@@ -421,12 +421,14 @@ class TwoHosts:
 
     def start(self, wait_peer=True, env=None, extra_config=None):
         """Starts both daemons; @env and @extra_config: {host name: value}."""
-        for host in (self.b, self.a):
+        # Destinations first, so the source finds them listening.
+        order = [host for host in self.hosts.values() if host is not self.a] + [self.a]
+        for host in order:
             host.start_daemon((extra_config or {}).get(host.name, ""), env=(env or {}).get(host.name),
                               wait=False)
-        for host in (self.b, self.a):
+        for host in order:
             host.daemon.wait_started()
-        for host in (self.a, self.b) if wait_peer else ():
+        for host in self.hosts.values() if wait_peer else ():
             self.wait_peer_listener(host)
 
     def _client(self, host):
@@ -671,15 +673,6 @@ class ThreeHosts(TwoHosts):
         self.watcher_b = self.watcher(self.client_b)
         if start:
             self.start()
-
-    def start(self, wait_peer=True, env=None, extra_config=None):
-        for host in (self.b, self.c, self.a):
-            host.start_daemon((extra_config or {}).get(host.name, ""), env=(env or {}).get(host.name),
-                              wait=False)
-        for host in (self.b, self.c, self.a):
-            host.daemon.wait_started()
-        for host in (self.a, self.b, self.c) if wait_peer else ():
-            self.wait_peer_listener(host)
 
     def _make_bridged_netns(self, tag):
         switch = "md-%s-sw" % tag
