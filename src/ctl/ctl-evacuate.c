@@ -23,6 +23,15 @@ typedef struct
   int exit_code;
 } Evac;
 
+/* "/org/migrationd/evacuation/3" -> "3", as migrations are shown. */
+static const char *
+evacuation_id (const char *path)
+{
+  const char *slash = strrchr (path, '/');
+
+  return slash != NULL ? slash + 1 : path;
+}
+
 static gboolean
 state_is_final (const char *state)
 {
@@ -122,7 +131,7 @@ print_result (Evac *e)
       g_ptr_array_add (rows, row);
     }
   ctl_print_table (rows);
-  g_print (_ ("evacuation %s %s\n"), ctl_migration_id (e->path), ctl_nonnull (state));
+  g_print (_ ("evacuation %s %s\n"), evacuation_id (e->path), ctl_nonnull (state));
 }
 
 static void
@@ -198,7 +207,7 @@ on_sigint (gpointer user_data)
       return G_SOURCE_REMOVE;
     }
   e->cancelling = TRUE;
-  ctl_note (e->ctx, _ ("cancelling the evacuation (Ctrl-C again to stop waiting)"));
+  ctl_note (e->ctx, _ ("cancelling the evacuation (Ctrl-C again to stop waiting)\n"));
   reply = ctl_call (e->ctx, e->evacuation, "Cancel", g_variant_new ("(a{sv})", NULL),
                     G_VARIANT_TYPE ("()"), TRUE, &error);
   if (reply == NULL)
@@ -329,6 +338,6 @@ ctl_cmd_evacuate (CtlContext *ctx, int argc, char **argv)
     return ctl_report_error (ctx, error, CTL_ACTION_MIGRATE, NULL, NULL,
                              _ ("cannot evacuate this host"));
   g_variant_get (reply, "(&o)", &path);
-  ctl_note (ctx, _ ("evacuation %s started"), ctl_migration_id (path));
+  ctl_note (ctx, _ ("evacuation %s started\n"), evacuation_id (path));
   return follow (ctx, path);
 }

@@ -22,7 +22,6 @@
 #define MD_EVACUATION_PARALLEL_MAX 16
 #define MD_EVACUATION_PARALLEL_DEFAULT 2
 #define MD_EVACUATION_ATTEMPTS 2
-#define MD_EVACUATION_SHUTDOWN_S 30
 #define MD_EVACUATION_PATH MD_MANAGER_PATH "/evacuation"
 /* The manager's one running evacuation (g_object_set_data). */
 #define RUNNING_KEY "md-evacuation-running"
@@ -234,7 +233,8 @@ shut_down_rest (MdEvacuation *self)
           continue;
         }
       self->shutting_down++;
-      md_guest_shutdown_async (g->guest, MD_EVACUATION_SHUTDOWN_S, on_shut_down, g);
+      md_guest_shutdown_async (g->guest, md_manager_get_config (self->manager)->shutdown_timeout,
+                               on_shut_down, g);
     }
   if (self->shutting_down == 0)
     finish (self);

@@ -200,6 +200,30 @@ class Evacuate(twohosts.TwoHostsTestCase):
         self.assertDBusError("org.migrationd.Error.InvalidState", self.client_a.call, path,
                              EVACUATION_IFACE, "Cancel", "(a{sv})", ({},))
 
+    def test_shutdown_rest_powers_off_what_cannot_move(self):
+        hosts = self.make_hosts(start=False)
+        hosts.start(extra_config={"hostA": "[daemon]\nshutdown-timeout=1\n",
+                                  "hostB": "[daemon]\ncpu-model-allow=%s\n" % ALLOWED_MODEL})
+        mover, = self.start_guests(["evs1"])
+        self.start_guests(["evsodd"], xml_extra="  " + ODD_CPU)
+        last = last_pass(mover)
+        proc = self.ctl("evacuate", self.b.peer_address, "--shutdown-rest")
+        print(proc.stdout, proc.stderr)
+        # Every guest left A: one moved, one shut down; exit 0.
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr + self.hosts.logs())
+        rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()[1:-1]}
+        self.assertEqual(rows["evs1"][1:3], ["moved", self.b.peer_address], proc.stdout)
+        self.assertEqual(rows["evsodd"][1], "shut-down", proc.stdout)
+        self.assertIn("qemu64", proc.stdout)
+        self.assertRegex(proc.stdout.splitlines()[-1], r"^evacuation \d+ completed$")
+        self.assertEqual(self.a.qemu_pids(), [])
+        self.assertEqual(self.hosts.guest_state(self.client_a, "evsodd"), "shut-off")
+        self.assertEqual(self.hosts.guest_state(self.client_b, "evs1"), "running")
+        start = len(mover.serial_text())
+        harness.wait_until(lambda: [m for m in VERIFY_RE.finditer(mover.serial_text(), start)
+                                    if int(m.group(1)) > last], timeout=60, what="evs1 verifying on B")
+        self.assertNotIn(" BAD", mover.serial_text())
+
 
 class EvacuateRefusals(harness.MigrationdTestCase):
     """One daemon: polkit and every bad input, each with its named error
