@@ -85,8 +85,16 @@ class Evacuate(twohosts.TwoHostsTestCase):
             guest = harness.TestGuest(self.scratch, name, size_mib=size_mib, seed=20 + i, memory=memory)
             if xml_extra:
                 guest.xml = guest.xml.replace("  <os>", xml_extra + "\n  <os>")
-            self.hosts.define_and_start_on_a(guest)
+            self.hosts.define(self.client_a, guest.xml)
             guests.append(guest)
+        # Started all at once (their QEMUs come up in parallel).
+        starts = [subprocess.Popen([harness.CTL, "start", g.name], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True,
+                                   env=dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.a.bus.address))
+                  for g in guests]
+        for proc in starts:
+            out = proc.communicate(timeout=180)[0]
+            self.assertEqual(proc.returncode, 0, out)
         for guest in guests:
             guest.wait_serial(r"MDGUEST VERIFY pass=\d+ sum=[0-9a-f]+ ok", timeout=120)
         return guests
@@ -98,10 +106,12 @@ class Evacuate(twohosts.TwoHostsTestCase):
                               timeout=600)
 
     def test_twelve_guests_to_two_peers_two_at_a_time(self):
+        t0 = time.monotonic()
         self.three_hosts()
         names = ["ev%02d" % i for i in range(12)]
         guests = self.start_guests(names)
         odd, = self.start_guests(["evodd"], xml_extra="  " + ODD_CPU)
+        print("hosts and 13 guests up after %.1fs" % (time.monotonic() - t0), flush=True)
         lasts = {g.name: last_pass(g) for g in guests}
 
         sampler = Sampler(self.hosts, self.a)
@@ -114,6 +124,7 @@ class Evacuate(twohosts.TwoHostsTestCase):
                          % (proc.stdout, proc.stderr, self.hosts.logs()))
         result = json.loads(proc.stdout.splitlines()[-1])
         print(json.dumps(result, indent=1))
+        print("evacuated after %.1fs" % (time.monotonic() - t0), flush=True)
         print("running outgoing migrations sampled: max %d over %d samples" % (max(samples), len(samples)))
         self.assertEqual(result["state"], "failed")
         self.assertEqual(result["parallel"], 2)
