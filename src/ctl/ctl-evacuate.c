@@ -275,7 +275,7 @@ ctl_cmd_evacuate (CtlContext *ctx, int argc, char **argv)
   g_auto (GStrv) to = NULL;
   g_auto (GStrv) peers = NULL;
   g_autofree char *parallel = NULL, *bandwidth = NULL;
-  gboolean shutdown_rest = FALSE, no_tls = FALSE, auto_converge = FALSE;
+  gboolean shutdown_rest = FALSE, no_tls = FALSE, auto_converge = FALSE, persist = FALSE;
   const GOptionEntry entries[] = {
     { "to", 0, 0, G_OPTION_ARG_STRING_ARRAY, &to,
       N_ ("Peers to move the guests to, comma-separated (or give them as arguments)"),
@@ -290,6 +290,8 @@ ctl_cmd_evacuate (CtlContext *ctx, int argc, char **argv)
       N_ ("Plain TCP for the migration streams (trusted networks only)"), NULL },
     { "auto-converge", 0, 0, G_OPTION_ARG_NONE, &auto_converge,
       N_ ("Throttle busy guests so that they converge"), NULL },
+    { "persist", 0, 0, G_OPTION_ARG_NONE, &persist,
+      N_ ("Keep each guest defined on its destination"), NULL },
     { NULL },
   };
   g_auto (GVariantBuilder) options = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
@@ -328,6 +330,8 @@ ctl_cmd_evacuate (CtlContext *ctx, int argc, char **argv)
     g_variant_builder_add (&migrate, "{sv}", "tls", g_variant_new_boolean (FALSE));
   if (auto_converge)
     g_variant_builder_add (&migrate, "{sv}", "auto-converge", g_variant_new_boolean (TRUE));
+  if (persist)
+    g_variant_builder_add (&migrate, "{sv}", "persist-destination", g_variant_new_boolean (TRUE));
   g_variant_builder_add (&options, "{sv}", "migrate-options", g_variant_builder_end (&migrate));
 
   if ((rc = ctl_connect (ctx)) != CTL_EXIT_OK)
