@@ -70,6 +70,7 @@ struct _MdEvacuation
   gboolean cancelled;
   gboolean finished;
   guint pump_id;
+  guint tick_id; /* Progress follows the running migrations' */
   guint keep_id;
   GTask *start_task;
 };
@@ -174,6 +175,7 @@ finish (MdEvacuation *self)
   summary = g_strdup_printf ("host %s: %u of %u guests moved, %u shut down, %u still here",
                              host_name (self), moved, self->guests->len, down, left);
   self->finished = TRUE;
+  g_clear_handle_id (&self->tick_id, g_source_remove);
   publish (self);
   md_dbus_evacuation1_set_state (MD_DBUS_EVACUATION1 (self), state);
   md_dbus_evacuation1_set_end_time (MD_DBUS_EVACUATION1 (self), (guint64) g_get_real_time ());
@@ -439,6 +441,7 @@ md_evacuation_finalize (GObject *object)
   MdEvacuation *self = MD_EVACUATION (object);
 
   g_clear_handle_id (&self->pump_id, g_source_remove);
+  g_clear_handle_id (&self->tick_id, g_source_remove);
   g_clear_handle_id (&self->keep_id, g_source_remove);
   g_free (self->path);
   g_clear_pointer (&self->peers, g_ptr_array_unref);
@@ -672,6 +675,13 @@ ask_free (Ask *ask)
   g_free (ask);
 }
 
+static gboolean
+on_tick (gpointer user_data)
+{
+  publish (user_data);
+  return G_SOURCE_CONTINUE;
+}
+
 static void
 start_evacuation (MdEvacuation *self)
 {
@@ -716,6 +726,7 @@ start_evacuation (MdEvacuation *self)
              self->guests->len, self->peers->len, self->parallel);
   g_object_ref (self); /* until its keep time ends (on_keep_expired) */
   g_task_return_pointer (task, g_strdup (self->path), g_free);
+  self->tick_id = g_timeout_add_seconds (1, on_tick, self);
   schedule_pump (self);
 }
 
