@@ -454,3 +454,24 @@ md_save_file_commit (int fd, const char *tmp_path, const char *path, gboolean ov
   unlink (tmp_path);
   return TRUE;
 }
+
+guint64
+md_save_process_start_time (GPid pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *text = NULL;
+  g_auto (GStrv) fields = NULL;
+  const char *rest;
+
+  if (pid <= 0 || !g_file_get_contents (path, &text, NULL, NULL))
+    return 0;
+  /* The command name may hold spaces and parentheses: count after the last ')'. */
+  rest = strrchr (text, ')');
+  if (rest == NULL)
+    return 0;
+  fields = g_strsplit (rest + 2, " ", 0);
+  /* Field 22 of the whole line is the 20th after the name. */
+  if (g_strv_length (fields) < 20)
+    return 0;
+  return g_ascii_strtoull (fields[19], NULL, 10);
+}

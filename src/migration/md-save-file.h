@@ -80,4 +80,12 @@ gboolean md_save_file_copy_direct (int in_fd, int out_fd, const char *path,
 gboolean md_save_file_commit (int fd, const char *tmp_path, const char *path, gboolean overwrite,
                               gboolean bypass_cache, GError **error);
 
+/* The journal direction of a save record (md-save-recover.c). */
+#define MD_SAVE_JOURNAL_DIRECTION "save"
+
+/* The start time of process @pid (field 22 of /proc/PID/stat), so a
+ * record names that process and not a later one with the same PID;
+ * 0 when it cannot be read. */
+guint64 md_save_process_start_time (GPid pid);
+
 G_END_DECLS

@@ -11,7 +11,7 @@
 #include "common/md-error.h"
 #include "common/md-fault.h"
 #include "md-address.h"
-#include "md-save-recover.h"
+#include "md-migration-journal.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
