@@ -166,6 +166,12 @@ check_recover (GVariant *parameters, GError **error)
 }
 
 static gboolean
+check_nothing (GVariant *parameters, GError **error)
+{
+  return TRUE;
+}
+
+static gboolean
 check_paths (GVariant *parameters, GError **error)
 {
   g_autofree const char **paths = NULL;
@@ -200,10 +206,10 @@ md_peer_check_call (const char *method, GVariant *parameters, GError **error)
     const char *signature;
     gboolean (*check) (GVariant *parameters, GError **error);
   } calls[] = {
-    { "Hello", "(ussa{sv})", check_hello },   { "Prepare", "(ssa{sv})", check_prepare },
-    { "Finish", "(sba{sv})", check_finish },  { "Abort", "(ss)", check_abort },
-    { "CheckPaths", "(as)", check_paths },    { "Resolve", "(s)", check_resolve },
-    { "Recover", "(sa{sv})", check_recover },
+    { "Hello", "(ussa{sv})", check_hello },  { "Prepare", "(ssa{sv})", check_prepare },
+    { "Finish", "(sba{sv})", check_finish }, { "Abort", "(ss)", check_abort },
+    { "CheckPaths", "(as)", check_paths },   { "Resolve", "(s)", check_resolve },
+    { "HostInfo", "()", check_nothing },     { "Recover", "(sa{sv})", check_recover },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (calls); i++)
