@@ -176,6 +176,23 @@ test_throttle_before_postcopy_is_configurable (void)
 }
 
 static void
+test_explicit_auto_converge_gets_its_window (void)
+{
+  g_autoptr (MdConfig) config = md_config_new_default ();
+  g_autoptr (MdMigrateOptions) opts = options ("{'auto-converge': <true>}");
+  MdConvergence *conv = md_convergence_new (opts, config);
+
+  g_assert_false (md_convergence_holds_throttle (opts, config));
+  feed (conv, 1, 512, 0, 0, 0, NULL);
+  g_assert_cmpint (feed (conv, 2, 512, 200, 100, 20, NULL), ==, MD_CONVERGENCE_THROTTLING);
+  /* Not given up while QEMU still raises the throttle. */
+  for (guint64 i = 3; i < 10; i++)
+    g_assert_cmpint (feed (conv, i, 512, 200, 100, 10 * (guint) i, NULL), ==, -1);
+  g_assert_cmpint (feed (conv, 10, 512, 200, 100, 99, NULL), ==, MD_CONVERGENCE_GAVE_UP);
+  md_convergence_free (conv);
+}
+
+static void
 test_held_throttle_arguments (void)
 {
   g_autoptr (MdConfig) config = md_config_new_default ();
@@ -207,5 +224,6 @@ main (int argc, char **argv)
   g_test_add_func ("/convergence/forbidden", test_forbidden_throttle_and_manual);
   g_test_add_func ("/convergence/throttle-first", test_throttle_before_postcopy_is_configurable);
   g_test_add_func ("/convergence/held-throttle", test_held_throttle_arguments);
+  g_test_add_func ("/convergence/auto-converge", test_explicit_auto_converge_gets_its_window);
   return g_test_run ();
 }

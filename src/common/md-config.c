@@ -43,7 +43,7 @@ md_config_new_default (void)
   config->stall_dirty_percent = 100;
   config->stall_shrink_percent = 10;
   config->downtime_steps = 3;
-  config->throttle_iterations = 4;
+  config->throttle_iterations = 20;
   config->throttle_before_postcopy = FALSE;
   config->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) md_config_peer_free);
   config->networks = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);

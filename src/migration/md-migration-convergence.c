@@ -47,22 +47,25 @@ md_convergence_step_to_string (MdConvergenceStep step)
   return names[step];
 }
 
-/* Auto-converge may be the ladder's step 2: not forbidden by the caller,
- * not already on from the start (auto-converge=true: QEMU throttles as
- * it always did), and, with postcopy allowed, only if the admin wants
- * throttling first. */
+/* Auto-converge may be the ladder's step 2 unless the caller forbade it
+ * (auto-converge=false). With postcopy allowed, only when the admin wants
+ * throttling first, or when the caller turned it on (auto-converge=true:
+ * QEMU throttles from the start, the step gives it its window). */
 static gboolean
 ladder_may_throttle (const MdMigrateOptions *opts, const MdConfig *config)
 {
-  if (opts->convergence != MD_MIGRATE_CONVERGENCE_AUTO || opts->auto_converge_given)
+  if (opts->convergence != MD_MIGRATE_CONVERGENCE_AUTO)
     return FALSE;
+  if (opts->auto_converge_given)
+    return opts->auto_converge;
   return !opts->postcopy || config->throttle_before_postcopy;
 }
 
 gboolean
 md_convergence_holds_throttle (const MdMigrateOptions *opts, const MdConfig *config)
 {
-  return ladder_may_throttle (opts, config);
+  /* auto-converge=true: QEMU throttles as it always did, nothing held. */
+  return !opts->auto_converge_given && ladder_may_throttle (opts, config);
 }
 
 void

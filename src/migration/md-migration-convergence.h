@@ -18,7 +18,9 @@
  *      iterations or until QEMU throttles 99 %, shorter once 2/3 of
  *      abort-after have passed; with postcopy allowed only when
  *      throttle-before-postcopy is set (see README: postcopy finishes a
- *      busy guest in one pass, throttling takes tens of seconds);
+ *      busy guest in one pass, throttling takes tens of seconds) or the
+ *      caller said auto-converge=true (QEMU throttles from the start;
+ *      the step gives it its window before anything else);
  *   3. switch to postcopy, when the option postcopy allows it;
  *   4. give up with a message naming both rates.
  *
