@@ -129,6 +129,20 @@ after_cont (Incoming *in, GError *error)
 static void finish_wait (Incoming *in);
 
 static void
+resume_when_written (gpointer data)
+{
+  Incoming *in = data;
+
+  if (in->ended)
+    return;
+  md_migration_mark_time (in->migration, "authority-journaled");
+  if (in->opts->paused_on_destination)
+    finish_reply (in, FALSE);
+  else
+    in_qmp (in, "cont", NULL, after_cont);
+}
+
+static void
 resume_or_stay_paused (Incoming *in, GError *error)
 {
   if (error != NULL)
@@ -138,14 +152,13 @@ resume_or_stay_paused (Incoming *in, GError *error)
       g_warning ("incoming migration %s: stopping the NBD server: %s", in->id, error->message);
       g_error_free (error);
     }
+  md_migration_mark_time (in->migration, "exports-stopped");
   md_fault_point ("dest-resume");
   /* Write-ahead: from here on the guest is this copy, whatever happens to
    * either daemon; a source that asks is told so. */
   md_machine_set_authority (in->machine, MD_AUTHORITY_DESTINATION);
-  if (in->opts->paused_on_destination)
-    finish_reply (in, FALSE);
-  else
-    in_qmp (in, "cont", NULL, after_cont);
+  md_machine_when_written (in->machine, resume_when_written, incoming_ref (in),
+                           (GDestroyNotify) incoming_unref);
 }
 
 static void
@@ -195,6 +208,7 @@ finish_on_status (Incoming *in, const char *status)
     return;
   if (g_str_equal (status, "completed") || g_str_equal (status, "postcopy-active"))
     {
+      md_migration_mark_time (in->migration, "qemu-completed");
       if (g_str_equal (status, "postcopy-active"))
         md_machine_set_authority (in->machine, MD_AUTHORITY_SPLIT);
       incoming_stop_events (in);

@@ -351,6 +351,37 @@ on_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
     remove_this_copy (rec);
 }
 
+static void
+ask_peer (Recovery *rec)
+{
+  md_migration_ask_peer_async (md_manager_get_peer_tls_config (rec->manager),
+                               md_journal_get_string (rec->journal, "peer-address"),
+                               md_journal_get_id (rec->journal), RECOVER_ASK_TIMEOUT_S, NULL,
+                               on_peer_answer, rec);
+}
+
+/* The journal says the source held the guest before Finish; QEMU may know
+ * better (journal writes are queued: the daemon may have died between
+ * QEMU's switch to postcopy and the write that records it). In postcopy
+ * the destination holds part of the guest: ask it, never cancel here. */
+static void
+on_outgoing_status (Recovery *rec, JsonNode *reply, GError *error)
+{
+  g_autoptr (GError) owned = error;
+  const char *status =
+      reply != NULL
+          ? json_object_get_string_member_with_default (json_node_get_object (reply), "status", "")
+          : "";
+
+  if (g_str_has_prefix (status, "postcopy"))
+    {
+      md_journal_set_string (rec->journal, "authority", "split");
+      ask_peer (rec);
+    }
+  else
+    keep_this_copy (rec);
+}
+
 /* ---- one record ------------------------------------------------------------ */
 
 static void
@@ -399,11 +430,9 @@ recover_one (MdManager *manager, MdJournal *journal)
     confirm_when_sent (rec);
   else if (authority == MD_AUTHORITY_SOURCE && phase != MD_PHASE_FINISH
            && phase != MD_PHASE_RESOLVING && phase != MD_PHASE_CONFIRM)
-    keep_this_copy (rec);
+    qmp (rec, "query-migrate", NULL, on_outgoing_status);
   else
-    md_migration_ask_peer_async (
-        md_manager_get_peer_tls_config (manager), md_journal_get_string (journal, "peer-address"),
-        md_journal_get_id (journal), RECOVER_ASK_TIMEOUT_S, NULL, on_peer_answer, rec);
+    ask_peer (rec);
 }
 
 /* A QEMU prepared for an incoming migration that has no journal (an

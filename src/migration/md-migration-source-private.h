@@ -62,6 +62,8 @@ typedef struct
   MdQmp *event_qmp;       /* QEMU's events drive the phases */
   gulong event_ids[2];
   guint total_time_tries;
+  gboolean final_figures_pending; /* QEMU's total-time and downtime not set yet */
+  gboolean done_deferred;         /* source_done() waits for them */
   guint abort_id;
   guint64 downtime;
   guint split_asks; /* Resolve calls made after postcopy broke */
@@ -78,6 +80,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SourceRef, source_unref)
  * failing (undo steps use source_undo_step()). */
 typedef void (*StepFunc) (Source *src, GError *error);
 void source_qmp_step (Source *src, const char *command, JsonObject *args, StepFunc next);
+/* The same once the journal is on disk: for a step that makes what the
+ * journal just recorded (a QEMU object or node a restarted daemon must
+ * find and remove). */
+void source_qmp_step_written (Source *src, const char *command, JsonObject *args, StepFunc next);
 /* For undo steps: @command, then the next undo step, whatever happened. */
 void source_undo_step (Source *src, const char *command, JsonObject *args);
 void source_ignore_result (Source *src, GError *error);

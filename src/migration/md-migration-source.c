@@ -190,6 +190,47 @@ source_qmp_step (Source *src, const char *command, JsonObject *args, StepFunc ne
   run_step (src, command, args, next, FALSE);
 }
 
+typedef struct
+{
+  Source *src;
+  char *command;
+  JsonObject *args;
+  StepFunc next;
+} WrittenStep;
+
+static void
+written_step_free (gpointer data)
+{
+  WrittenStep *step = data;
+
+  source_unref (step->src);
+  g_free (step->command);
+  if (step->args != NULL)
+    json_object_unref (step->args);
+  g_free (step);
+}
+
+static void
+on_step_written (gpointer data)
+{
+  WrittenStep *step = data;
+
+  if (!source_is_stale (step->src))
+    run_step (step->src, step->command, g_steal_pointer (&step->args), step->next, FALSE);
+}
+
+void
+source_qmp_step_written (Source *src, const char *command, JsonObject *args, StepFunc next)
+{
+  WrittenStep *step = g_new0 (WrittenStep, 1);
+
+  step->src = source_ref (src);
+  step->command = g_strdup (command);
+  step->args = args;
+  step->next = next;
+  md_machine_when_written (src->machine, on_step_written, step, written_step_free);
+}
+
 void
 source_undo_step (Source *src, const char *command, JsonObject *args)
 {
@@ -354,6 +395,12 @@ source_done (Source *src)
 
   if (md_machine_is_ended (src->machine))
     return;
+  if (src->final_figures_pending && error == NULL)
+    {
+      /* Completed carries QEMU's downtime: on_final_figures comes back. */
+      src->done_deferred = TRUE;
+      return;
+    }
   source_teardown (src);
   if (error != NULL && md_machine_get_authority (src->machine) == MD_AUTHORITY_SPLIT)
     {
@@ -497,6 +544,7 @@ on_source_qemu_gone (GObject *source, GAsyncResult *result, gpointer user_data)
   if (!md_guest_destroy_finish (MD_GUEST (source), result, &error))
     g_warning ("migration %s: stopping the source QEMU after success: %s", src->migration_id,
                error->message);
+  md_migration_mark_time (src->migration, "source-qemu-gone");
   source_done (src);
 }
 
@@ -583,23 +631,37 @@ on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
   source_peer_runs_guest (src);
 }
 
-void
-source_finish_on_peer (Source *src)
+/* The journal says "finish" on disk: a restarted daemon asks the peer
+ * rather than resuming a guest the peer may run by then. */
+static void
+send_finish (gpointer data)
 {
+  Source *src = data;
   GVariantBuilder opts;
 
-  md_migration_mark_time (src->migration, "finish-sent");
-  md_fault_point ("source-finish-sent");
-  if (md_machine_get_phase (src->machine) != MD_PHASE_POSTCOPY
-      && !md_machine_advance (src->machine, MD_PHASE_FINISH))
+  if (source_is_stale (src))
     return;
-  src->finish_pending = TRUE;
+  md_migration_mark_time (src->migration, "finish-journaled");
   g_variant_builder_init (&opts, G_VARIANT_TYPE_VARDICT);
   if (src->peer_token != NULL)
     g_variant_builder_add (&opts, "{sv}", "token", g_variant_new_string (src->peer_token));
   md_dbus_peer1_call_finish (md_peer_connection_get_proxy (src->peer), src->migration_id, TRUE,
                              g_variant_builder_end (&opts), NULL, on_peer_finished,
                              source_ref (src));
+}
+
+void
+source_finish_on_peer (Source *src)
+{
+  md_migration_mark_time (src->migration, "finish-sent");
+  md_fault_point ("source-finish-sent");
+  if (md_machine_get_phase (src->machine) != MD_PHASE_POSTCOPY
+      && !md_machine_advance (src->machine, MD_PHASE_FINISH))
+    return;
+  /* Pending from here: a lost peer is asked, not failed (on_peer_closed). */
+  src->finish_pending = TRUE;
+  md_machine_when_written (src->machine, send_finish, source_ref (src),
+                           (GDestroyNotify) source_unref);
 }
 
 /* ---- Resolving: the peer went away at the switch-over ------------------------ */
@@ -704,11 +766,62 @@ publish_migrate_stats (Source *src, JsonObject *info, const char *status)
                               g_variant_new_uint64 (source_member_uint (ram, "postcopy-requests")));
 }
 
-static gboolean
-on_total_time_retry (gpointer user_data)
+static void take_final_figures (Source *src, JsonObject *info);
+
+static void
+on_final_figures (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  source_poll (user_data);
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, NULL);
+
+  if (node != NULL && JSON_NODE_HOLDS_OBJECT (node))
+    take_final_figures (src, json_node_get_object (node));
+  else
+    src->final_figures_pending = FALSE; /* QEMU is gone: no figures */
+  if (!src->final_figures_pending && src->done_deferred)
+    {
+      src->done_deferred = FALSE;
+      source_done (src);
+    }
+}
+
+static gboolean
+on_final_figures_retry (gpointer user_data)
+{
+  Source *src = user_data;
+  MdQmp *qmp = md_guest_get_qmp (src->guest);
+
+  if (qmp == NULL)
+    {
+      src->final_figures_pending = FALSE;
+      if (src->done_deferred)
+        {
+          src->done_deferred = FALSE;
+          source_done (src);
+        }
+      return G_SOURCE_REMOVE;
+    }
+  md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_final_figures, source_ref (src));
   return G_SOURCE_REMOVE;
+}
+
+/* QEMU 7.2 says "completed" a moment before it fills in total-time and
+ * downtime: the migration goes on at once (Finish does not wait for
+ * figures) and QEMU is asked again until they are there; source_done()
+ * waits for them (at most TOTAL_TIME_TRIES). */
+static void
+take_final_figures (Source *src, JsonObject *info)
+{
+  src->downtime = source_member_uint (info, "downtime");
+  md_migration_set_statistic (src->migration, "qemu-total-time-ms",
+                              g_variant_new_uint64 (source_member_uint (info, "total-time")));
+  md_migration_set_statistic (src->migration, "qemu-setup-time-ms",
+                              g_variant_new_uint64 (source_member_uint (info, "setup-time")));
+  src->final_figures_pending =
+      source_member_uint (info, "total-time") == 0 && src->total_time_tries++ < TOTAL_TIME_TRIES;
+  if (src->final_figures_pending)
+    g_timeout_add_full (G_PRIORITY_DEFAULT, TOTAL_TIME_RETRY_MS, on_final_figures_retry,
+                        source_ref (src), (GDestroyNotify) source_unref);
 }
 
 /* All memory is on the peer. Precopy: the disks, then Finish. Postcopy:
@@ -719,11 +832,7 @@ on_qemu_completed (Source *src, JsonObject *info)
   src->qemu_completed = TRUE;
   md_migration_mark_time (src->migration, "qemu-completed");
   md_machine_drop_undo (src->machine, "migrate-cancel");
-  src->downtime = source_member_uint (info, "downtime");
-  md_migration_set_statistic (src->migration, "qemu-total-time-ms",
-                              g_variant_new_uint64 (source_member_uint (info, "total-time")));
-  md_migration_set_statistic (src->migration, "qemu-setup-time-ms",
-                              g_variant_new_uint64 (source_member_uint (info, "setup-time")));
+  take_final_figures (src, info);
   g_clear_handle_id (&src->progress_id, g_source_remove);
   g_clear_handle_id (&src->abort_id, g_source_remove);
   if (md_machine_get_authority (src->machine) == MD_AUTHORITY_DESTINATION)
@@ -774,15 +883,6 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
   status = json_object_get_string_member_with_default (info, "status", "");
   publish_migrate_stats (src, info, status);
   completed = g_str_equal (status, "completed");
-  if (completed && source_member_uint (info, "total-time") == 0
-      && src->total_time_tries++ < TOTAL_TIME_TRIES)
-    {
-      /* QEMU 7.2 says completed a moment before it fills in its final
-       * figures: ask until it has. */
-      g_timeout_add_full (G_PRIORITY_DEFAULT, TOTAL_TIME_RETRY_MS, on_total_time_retry,
-                          source_ref (src), (GDestroyNotify) source_unref);
-      return;
-    }
   if (completed)
     on_qemu_completed (src, info);
   else if (g_str_equal (status, "postcopy-active")
@@ -910,6 +1010,7 @@ start_migrate (Source *src, GError *error)
   md_machine_push_undo (src->machine, "migrate-cancel", MD_UNDO_GUEST, undo_migrate_cancel, NULL,
                         NULL);
   md_machine_commit (src->machine);
+  md_migration_mark_time (src->migration, "migrate-sent");
   args = source_json_args ();
   json_object_set_string_member (args, "uri", src->uri);
   source_qmp_step (src, "migrate", args, on_migrate_started);
@@ -957,10 +1058,11 @@ add_tls_object (Source *src, GError *error)
   md_journal_list_add (md_machine_get_journal (src->machine), "qemu-objects", src->tls_object);
   md_machine_push_undo (src->machine, "tls-object", MD_UNDO_CLEANUP, undo_tls_object, NULL, NULL);
   md_machine_commit (src->machine);
-  source_qmp_step (src, "object-add",
-                   md_migration_qemu_tls_object (
-                       src->tls_object, md_manager_get_config (src->manager)->tls_dir, FALSE),
-                   source_start_mirrors);
+  source_qmp_step_written (
+      src, "object-add",
+      md_migration_qemu_tls_object (src->tls_object, md_manager_get_config (src->manager)->tls_dir,
+                                    FALSE),
+      source_start_mirrors);
 }
 
 static void
@@ -1113,6 +1215,7 @@ source_prepare (Source *src)
 {
   g_autofree char *xml = md_domain_format (src->dest_def);
 
+  md_migration_mark_time (src->migration, "prepare-sent");
   md_machine_push_undo (src->machine, "peer-prepare", MD_UNDO_GUEST, undo_peer_prepare, NULL, NULL);
   md_machine_commit (src->machine);
   md_dbus_peer1_call_prepare (md_peer_connection_get_proxy (src->peer), src->migration_id, xml,
