@@ -253,6 +253,22 @@ md_journal_new (const char *state_dir, const char *id, const char *direction)
   return journal;
 }
 
+MdJournal *
+md_journal_dup (MdJournal *journal)
+{
+  g_autoptr (JsonNode) node = json_node_new (JSON_NODE_OBJECT);
+  g_autoptr (JsonNode) copy = NULL;
+  MdJournal *dup = g_new0 (MdJournal, 1);
+
+  json_node_set_object (node, journal->object);
+  copy = json_node_copy (node);
+  dup->dir = g_strdup (journal->dir);
+  dup->path = g_strdup (journal->path);
+  dup->object = json_node_dup_object (copy);
+  dup->pending = g_atomic_rc_box_acquire (journal->pending);
+  return dup;
+}
+
 void
 md_journal_free (MdJournal *journal)
 {

@@ -18,6 +18,8 @@ typedef struct _MdJournal MdJournal;
  * "incoming" @direction). */
 MdJournal *md_journal_new (const char *state_dir, const char *id, const char *direction);
 void md_journal_free (MdJournal *journal);
+/* A copy of the record, writing the same file through the same queue. */
+MdJournal *md_journal_dup (MdJournal *journal);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdJournal, md_journal_free)
 
 const char *md_journal_get_id (MdJournal *journal);

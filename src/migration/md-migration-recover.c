@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include "md-migration-recover.h"
+#include "md-migration-resolve.h"
 #include "common/md-error.h"
 #include "md-migration-ask.h"
 #include "md-migration-journal.h"
@@ -85,7 +86,10 @@ recovery_attention (Recovery *rec, GError *error)
   if (!md_journal_commit (rec->journal, &local))
     g_warning ("%s", local->message);
   if (rec->migration != NULL)
-    md_migration_set_needs_attention (rec->migration, error);
+    {
+      md_migration_set_needs_attention (rec->migration, error);
+      md_migration_resolver_attach (rec->migration, rec->manager, rec->journal, rec->guest);
+    }
   md_manager_hold_recovery (rec->manager, FALSE);
   recovery_free (rec);
 }

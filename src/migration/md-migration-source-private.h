@@ -106,6 +106,15 @@ void source_fail (Source *src, GError *error);
 void source_set_capabilities (Source *src, GError *error);
 void source_finish_on_peer (Source *src);
 
+/* md-migration-source-end.c: Finish, Confirm, Resolving, the end. */
+/* The migration is over (also after the undo list ran): publish the
+ * result, let go of the run's reference. */
+void source_done (Source *src);
+/* The peer runs the guest and QEMU sent everything: the source QEMU goes. */
+void source_confirm_success (Source *src);
+/* The peer went away at the switch-over: ask it what became of the guest. */
+void source_resolve_with_peer (Source *src, const GError *why);
+
 /* md-migration-source-storage.c */
 void source_start_mirrors (Source *src, GError *error);
 void source_stop_mirrors (Source *src);
