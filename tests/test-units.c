@@ -153,11 +153,12 @@ test_auth_table_is_complete (void)
     md_dbus_guest1_interface_info (),
     md_dbus_migration1_interface_info (),
   };
-  const char *changing[] = { "DefineGuest",  "CreateGuest",    "AddPeer",       "RemovePeer",
-                             "Start",        "Shutdown",       "Destroy",       "Pause",
-                             "Resume",       "Reset",          "Undefine",      "Migrate",
-                             "Save",         "Restore",        "ManagedSave",   "Cancel",
-                             "SetBandwidth", "SetMaxDowntime", "StartPostcopy", NULL };
+  const char *changing[] = {
+    "DefineGuest",   "CreateGuest", "AddPeer",     "RemovePeer", "Start",        "Shutdown",
+    "Destroy",       "Pause",       "Resume",      "Reset",      "Undefine",     "Migrate",
+    "Save",          "Restore",     "ManagedSave", "Cancel",     "SetBandwidth", "SetMaxDowntime",
+    "StartPostcopy", "Resolve",     NULL
+  };
 
   for (guint i = 0; i < G_N_ELEMENTS (infos); i++)
     for (guint m = 0; infos[i]->methods[m] != NULL; m++)
