@@ -9,7 +9,9 @@
 
 #include "md-save-private.h"
 #include "common/md-error.h"
+#include "common/md-fault.h"
 #include "md-address.h"
+#include "md-save-recover.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -73,6 +75,7 @@ typedef struct
   guint poll_id;
   gboolean poll_pending;
   GError *error;
+  MdJournal *journal; /* from stopping the guest until the save ended */
   gint refs;
 } Save;
 
@@ -96,6 +99,7 @@ save_unref (Save *save)
   g_clear_object (&save->guest);
   g_clear_object (&save->migration);
   g_clear_error (&save->error);
+  g_clear_pointer (&save->journal, md_journal_free);
   g_free (save->path);
   g_free (save->tmp_path);
   g_free (save->xml);
@@ -150,27 +154,38 @@ md_save_filter_error (const char *program, const char *stderr_text, int status, 
 static void save_fail (Save *save, GError *error);
 
 static void
-on_tmp_removed (GObject *source, GAsyncResult *result, gpointer user_data)
+on_file_removed (GObject *source, GAsyncResult *result, gpointer user_data)
 {
+  g_autoptr (GError) error = NULL;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    g_warning ("%s", error->message);
 }
 
 static void
 unlink_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
-  g_unlink (task_data);
-  g_task_return_boolean (task, TRUE);
+  if (g_unlink (task_data) < 0 && errno != ENOENT)
+    g_task_return_new_error (task, MD_ERROR, MD_ERROR_STORAGE_FAILED, "cannot remove %s: %s",
+                             (char *) task_data, g_strerror (errno));
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+void
+md_save_remove_file (char *path)
+{
+  g_autoptr (GTask) task = g_task_new (NULL, NULL, on_file_removed, NULL);
+
+  g_task_set_task_data (task, path, g_free);
+  g_task_run_in_thread (task, unlink_in_thread);
 }
 
 static void
 remove_tmp (Save *save)
 {
-  g_autoptr (GTask) task = NULL;
-
-  if (save->tmp_path == NULL)
-    return;
-  task = g_task_new (NULL, NULL, on_tmp_removed, NULL);
-  g_task_set_task_data (task, g_steal_pointer (&save->tmp_path), g_free);
-  g_task_run_in_thread (task, unlink_in_thread);
+  if (save->tmp_path != NULL)
+    md_save_remove_file (g_steal_pointer (&save->tmp_path));
 }
 
 static void
@@ -179,6 +194,8 @@ save_done (Save *save, GError *error)
   save->done = TRUE;
   g_clear_handle_id (&save->poll_id, g_source_remove);
   g_clear_handle_id (&save->drain_id, g_source_remove);
+  if (save->journal != NULL)
+    md_journal_remove (save->journal);
   md_migration_complete (save->migration, error, 0);
   save_unref (save);
 }
@@ -289,8 +306,14 @@ on_committed (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   /* The file has its name now: a failure from here on must not remove
-   * it. */
+   * it, and a daemon that dies from here on finishes the save at its
+   * restart. */
   g_clear_pointer (&save->tmp_path, g_free);
+  md_journal_set_string (save->journal, "phase", "committed");
+  if (!md_journal_commit (save->journal, &error))
+    g_warning ("host %s: %s", host_name (save), error->message);
+  g_clear_error (&error);
+  md_fault_point ("save-committed");
   save->finishing = TRUE;
   md_guest_destroy_async (save->guest, on_qemu_stopped, save);
   save_unref (save);
@@ -521,6 +544,7 @@ step (Save *save, const char *command, JsonObject *args, int fd, SaveStep next)
 static void
 after_migrate (Save *save)
 {
+  md_fault_point ("save-streaming");
   md_migration_set_running_state (save->migration, "running");
   save_poll (save);
 }
@@ -597,6 +621,35 @@ after_stop (Save *save)
   json_object_unref (args);
 }
 
+/* Write-ahead, before QEMU may stop the guest: a restarted daemon finds
+ * what to undo (md-save-recover.c). */
+static gboolean
+journal_save (Save *save, GError **error)
+{
+  const MdConfig *config = md_manager_get_config (save->manager);
+  g_autofree char *id = g_uuid_string_random ();
+
+  save->journal = md_journal_new (config->state_dir, id, MD_SAVE_JOURNAL_DIRECTION);
+  md_journal_set_string (save->journal, "guest", md_guest_get_name (save->guest));
+  md_journal_set_string (save->journal, "path", save->path);
+  md_journal_set_string (save->journal, "partial", save->tmp_path);
+  md_journal_set_string (save->journal, "phase", "perform");
+  md_journal_set_int (save->journal, "was-running", save->was_running);
+  md_journal_set_int (save->journal, "managed", save->managed);
+  if (save->filter != NULL)
+    {
+      GPid pid = (GPid) g_ascii_strtoll (g_subprocess_get_identifier (save->filter), NULL, 10);
+
+      md_journal_set_int (save->journal, "filter-pid", pid);
+      md_journal_set_int (save->journal, "filter-start", (gint64) md_save_process_start_time (pid));
+    }
+  if (md_journal_commit (save->journal, error))
+    return TRUE;
+  g_prefix_error (error, "host %s: cannot save guest %s: ", host_name (save),
+                  md_guest_get_name (save->guest));
+  return FALSE;
+}
+
 /* The file exists with our header: start the compressor and QEMU. */
 static void
 start_stream (Save *save)
@@ -627,6 +680,11 @@ start_stream (Save *save)
           save_fail (save, error);
           return;
         }
+    }
+  if (!journal_save (save, &error))
+    {
+      save_fail (save, error);
+      return;
     }
   if (save->was_running)
     step (save, "stop", NULL, -1, after_stop);
