@@ -260,6 +260,13 @@ incoming_abort (Incoming *in, const GError *error)
 {
   if (in->ended)
     return;
+  if (in->cont_waits)
+    {
+      /* Finish failed while "cont" waited for the journal write: the
+       * guest never ran here, so the source's paused copy is the guest. */
+      in->cont_waits = FALSE;
+      md_machine_set_authority (in->machine, MD_AUTHORITY_SOURCE);
+    }
   if (md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE && in->guest != NULL
       && md_guest_is_active (in->guest) && in->split_error == NULL)
     {

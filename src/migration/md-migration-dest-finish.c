@@ -158,8 +158,9 @@ resume_when_written (gpointer data)
 {
   Incoming *in = data;
 
-  if (in->ended)
-    return;
+  if (in->ended || !in->cont_waits)
+    return; /* Finish failed meanwhile (incoming_abort) */
+  in->cont_waits = FALSE;
   md_migration_mark_time (in->migration, "authority-journaled");
   if (in->opts->paused_on_destination)
     {
@@ -191,6 +192,7 @@ resume_or_stay_paused (Incoming *in, GError *error)
   /* Write-ahead: from here on the guest is this copy, whatever happens to
    * either daemon; a source that asks is told so. */
   md_machine_set_authority (in->machine, MD_AUTHORITY_DESTINATION);
+  in->cont_waits = TRUE;
   md_machine_when_written (in->machine, resume_when_written, incoming_ref (in),
                            (GDestroyNotify) incoming_unref);
 }

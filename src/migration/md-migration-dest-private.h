@@ -75,6 +75,7 @@ typedef struct
   MdQmp *resume_qmp;  /* watched for RESUME while `cont` is on its way */
   gulong resume_id;
   gboolean resume_seen; /* QEMU said the guest runs here (it may have run) */
+  gboolean cont_waits;  /* authority journaled here, "cont" not sent yet */
 } Incoming;
 
 typedef Incoming IncomingRef;

@@ -474,20 +474,11 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
   md_migration_mark_time (in->migration, "qemu-ready");
   in->stopped_id =
       g_signal_connect (in->guest, "stopped", G_CALLBACK (incoming_on_qemu_stopped), in);
-  if (md_guest_get_process (in->guest) != NULL)
-    md_journal_set_int (md_machine_get_journal (in->machine), "qemu-pid",
-                        md_qemu_process_get_pid (md_guest_get_process (in->guest)));
-  md_journal_set_string (md_machine_get_journal (in->machine), "guest", in->def->name);
   in->event_qmp = g_object_ref (md_guest_get_qmp (in->guest));
   in->event_id = g_signal_connect (in->event_qmp, "event::MIGRATION",
                                    G_CALLBACK (on_incoming_migration_event), in);
-  if (in->opts->tls)
-    {
-      in->tls_object = g_strdup_printf ("md-tls-in-%s", in->tag);
-      md_journal_list_add (md_machine_get_journal (in->machine), "qemu-objects", in->tls_object);
-    }
-  md_machine_commit (in->machine);
-  /* The TLS object is in the journal on disk before it exists in QEMU. */
+  /* The TLS object is in the journal on disk before it exists in QEMU
+   * (journaled at Prepare's start: this does not wait). */
   if (in->tls_object != NULL)
     md_machine_when_written (in->machine, set_up_incoming, incoming_ref (in),
                              (GDestroyNotify) incoming_unref);
@@ -568,6 +559,14 @@ start_incoming_qemu (Incoming *in)
   incoming_push_undo_qemu (in);
   md_guest_start_incoming_async (in->guest, md_domain_copy (in->def), NULL,
                                  on_incoming_qemu_started, incoming_ref (in));
+  /* The QEMU is spawned by now: its pid goes to disk while it starts up,
+   * so answering Prepare does not wait for the write. */
+  if (md_guest_get_process (in->guest) != NULL)
+    {
+      md_journal_set_int (md_machine_get_journal (in->machine), "qemu-pid",
+                          md_qemu_process_get_pid (md_guest_get_process (in->guest)));
+      md_machine_commit (in->machine);
+    }
 }
 
 static void
@@ -759,6 +758,13 @@ incoming_start_journal (Incoming *in, gboolean guest_created)
   md_journal_set_int (md_machine_get_journal (in->machine), "guest-created", guest_created);
   md_journal_set_int (md_machine_get_journal (in->machine), "paused-on-destination",
                       in->opts->paused_on_destination);
+  /* Named now: the record is on disk long before the object is made
+   * (object-add waits for it) and a restarted daemon removes it. */
+  if (in->opts->tls && !in->offline)
+    {
+      in->tls_object = g_strdup_printf ("md-tls-in-%s", in->tag);
+      md_journal_list_add (md_machine_get_journal (in->machine), "qemu-objects", in->tls_object);
+    }
 }
 
 /* The guest may arrive only if neither its name nor its UUID is active

@@ -22,6 +22,7 @@
 #include "md-migration-ask.h"
 #include "md-migration-journal.h"
 #include "md-migration-machine.h"
+#include "md-migration-qemu.h"
 #include "storage/md-storage.h"
 
 #define RECOVER_ASK_TIMEOUT_S 60
@@ -238,29 +239,9 @@ keep_this_copy (Recovery *rec)
     }
   g_message ("recovering migration %s: %s stays on host %s", md_journal_get_id (rec->journal),
              guest_name (rec), host_name (rec));
-  if (!incoming)
-    qmp (rec, "migrate_cancel", NULL, NULL);
-  for (guint i = 0; !incoming && jobs[i] != NULL; i++)
-    {
-      g_autoptr (JsonObject) args = json_object_new ();
-      json_object_set_string_member (args, "device", jobs[i]);
-      json_object_set_boolean_member (args, "force", TRUE);
-      qmp (rec, "block-job-cancel", args, NULL);
-    }
-  for (guint i = 0; !incoming && nodes[i] != NULL; i++)
-    {
-      g_autoptr (JsonObject) args = json_object_new ();
-      json_object_set_string_member (args, "node-name", nodes[i]);
-      qmp (rec, "blockdev-del", args, NULL);
-    }
-  /* A postcopy stream still pulling pages over TLS holds its own
-   * reference to the credentials: deleting the object is safe. */
-  for (guint i = 0; objects[i] != NULL; i++)
-    {
-      g_autoptr (JsonObject) args = json_object_new ();
-      json_object_set_string_member (args, "id", objects[i]);
-      qmp (rec, "object-del", args, NULL);
-    }
+  md_migration_qemu_remove_leftovers (
+      md_guest_get_qmp (rec->guest), !incoming, incoming ? NULL : (const char *const *) jobs,
+      incoming ? NULL : (const char *const *) nodes, (const char *const *) objects);
   if ((incoming && !md_journal_get_int (rec->journal, "paused-on-destination"))
       || (!incoming && md_journal_get_int (rec->journal, "was-running")))
     qmp (rec, "cont", NULL, on_resumed);
@@ -279,14 +260,20 @@ on_postcopy_wait (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* query-migrate's status, "" when QEMU did not answer. */
+static const char *
+reply_status (JsonNode *reply)
+{
+  if (reply == NULL || !JSON_NODE_HOLDS_OBJECT (reply))
+    return "";
+  return json_object_get_string_member_with_default (json_node_get_object (reply), "status", "");
+}
+
 static void
 on_source_status (Recovery *rec, JsonNode *reply, GError *error)
 {
   g_autoptr (GError) owned = error;
-  const char *status =
-      reply != NULL
-          ? json_object_get_string_member_with_default (json_node_get_object (reply), "status", "")
-          : "";
+  const char *status = reply_status (reply);
 
   if (g_str_equal (status, "postcopy-active") || g_str_equal (status, "device")
       || g_str_equal (status, "postcopy-paused"))
@@ -345,10 +332,7 @@ static void
 on_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
 {
   g_autoptr (GError) owned = error;
-  const char *status =
-      reply != NULL
-          ? json_object_get_string_member_with_default (json_node_get_object (reply), "status", "")
-          : "";
+  const char *status = reply_status (reply);
 
   if (g_str_has_prefix (status, "postcopy"))
     keep_this_copy (rec);
@@ -373,10 +357,7 @@ static void
 on_outgoing_status (Recovery *rec, JsonNode *reply, GError *error)
 {
   g_autoptr (GError) owned = error;
-  const char *status =
-      reply != NULL
-          ? json_object_get_string_member_with_default (json_node_get_object (reply), "status", "")
-          : "";
+  const char *status = reply_status (reply);
 
   if (g_str_has_prefix (status, "postcopy"))
     {

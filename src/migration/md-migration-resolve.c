@@ -3,6 +3,7 @@
 
 #include "md-migration-resolve.h"
 #include "common/md-error.h"
+#include "md-migration-qemu.h"
 #include "storage/md-storage.h"
 
 typedef struct
@@ -85,29 +86,6 @@ on_kept_resumed (GObject *source, GAsyncResult *result, gpointer user_data)
   resolver_finish (r, r->incoming, how);
 }
 
-static void
-on_cleanup_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autofree char *command = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (JsonNode) reply = md_qmp_execute_finish (MD_QMP (source), result, &error);
-
-  /* Gone already, or never made: either way not there. */
-  if (reply == NULL)
-    g_debug ("resolving: %s: %s", command, error->message);
-}
-
-static void
-cleanup (MdQmp *qmp, const char *command, const char *key, const char *value)
-{
-  g_autoptr (JsonObject) args = json_object_new ();
-
-  json_object_set_string_member (args, key, value);
-  if (g_str_equal (command, "block-job-cancel"))
-    json_object_set_boolean_member (args, "force", TRUE);
-  md_qmp_execute_async (qmp, command, args, NULL, on_cleanup_done, g_strdup (command));
-}
-
 /* What the migration set up in QEMU goes (QMP runs commands in order, so
  * "cont" below comes after them); then the guest runs, or stays paused. */
 static gboolean
@@ -128,15 +106,8 @@ keep_here (Resolver *r, gboolean resume, GError **error)
                    r->incoming ? "source" : "destination");
       return FALSE;
     }
-  if (!r->incoming)
-    md_qmp_execute_async (qmp, "migrate_cancel", NULL, NULL, on_cleanup_done,
-                          g_strdup ("migrate_cancel"));
-  for (guint i = 0; jobs[i] != NULL; i++)
-    cleanup (qmp, "block-job-cancel", "device", jobs[i]);
-  for (guint i = 0; nodes[i] != NULL; i++)
-    cleanup (qmp, "blockdev-del", "node-name", nodes[i]);
-  for (guint i = 0; objects[i] != NULL; i++)
-    cleanup (qmp, "object-del", "id", objects[i]);
+  md_migration_qemu_remove_leftovers (qmp, !r->incoming, (const char *const *) jobs,
+                                      (const char *const *) nodes, (const char *const *) objects);
   if (resume)
     {
       md_qmp_execute_async (qmp, "cont", NULL, NULL, on_kept_resumed, r);

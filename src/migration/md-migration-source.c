@@ -583,6 +583,17 @@ on_progress_timer (gpointer user_data)
 static void
 on_migration_event (MdQmp *qmp, const char *name, JsonObject *data, gint64 timestamp, Source *src)
 {
+  const char *status = json_object_get_string_member_with_default (data, "status", "");
+
+  /* The switch-over began: QEMU stopped the guest here and sends its
+   * last pages and device state. "finish" goes to the journal now, while
+   * QEMU works, so that Finish need not wait for the disk once QEMU
+   * completes. (A daemon restarted from here asks the peer, which never
+   * started the guest without Finish.) */
+  if (g_str_equal (status, "device") && !source_is_stale (src)
+      && md_machine_get_phase (src->machine) == MD_PHASE_PERFORM
+      && md_machine_get_authority (src->machine) == MD_AUTHORITY_SOURCE)
+    md_machine_advance (src->machine, MD_PHASE_FINISH);
   source_poll (src);
 }
 
@@ -696,12 +707,9 @@ add_tls_object (Source *src, GError *error)
       source_start_mirrors (src, error);
       return;
     }
-  /* Unique across daemon restarts: QEMU keeps the object of a migration
-   * the previous daemon did not finish. */
-  src->tls_object = g_strdup_printf ("md-tls-%s", src->tag);
-  md_journal_list_add (md_machine_get_journal (src->machine), "qemu-objects", src->tls_object);
+  /* Named (unique across daemon restarts: QEMU keeps the object of a
+   * migration the previous daemon did not finish) and journaled at Begin. */
   md_machine_push_undo (src->machine, "tls-object", MD_UNDO_CLEANUP, undo_tls_object, NULL, NULL);
-  md_machine_commit (src->machine);
   source_qmp_step_written (
       src, "object-add",
       md_migration_qemu_tls_object (src->tls_object, md_manager_get_config (src->manager)->tls_dir,
