@@ -57,27 +57,6 @@ recovered (SaveRecovery *rec, const char *what)
   save_recovery_free (rec);
 }
 
-guint64
-md_save_process_start_time (GPid pid)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
-  g_autofree char *text = NULL;
-  g_auto (GStrv) fields = NULL;
-  const char *rest;
-
-  if (pid <= 0 || !g_file_get_contents (path, &text, NULL, NULL))
-    return 0;
-  /* The command name may hold spaces and parentheses: count after the last ')'. */
-  rest = strrchr (text, ')');
-  if (rest == NULL)
-    return 0;
-  fields = g_strsplit (rest + 2, " ", 0);
-  /* Field 22 of the whole line is the 20th after the name. */
-  if (g_strv_length (fields) < 20)
-    return 0;
-  return g_ascii_strtoull (fields[19], NULL, 10);
-}
-
 /* The compressor of the old save, if it still runs: its input is QEMU's
  * stream, which is cancelled, so what it would write is useless. */
 static void

@@ -5,18 +5,11 @@
 
 #include "daemon/md-manager.h"
 #include "md-migration-journal.h"
+#include "md-save-file.h"
 
 G_BEGIN_DECLS
 
-/* The journal direction of a save record. */
-#define MD_SAVE_JOURNAL_DIRECTION "save"
-
 /* Resolves @journal (taken), holding the manager's recovery meanwhile. */
 void md_save_recover (MdManager *manager, MdJournal *journal);
-
-/* The start time of process @pid (field 22 of /proc/PID/stat), so a
- * record names that process and not a later one with the same PID;
- * 0 when it cannot be read. */
-guint64 md_save_process_start_time (GPid pid);
 
 G_END_DECLS

@@ -11,7 +11,7 @@
 #include "common/md-error.h"
 #include "common/md-fault.h"
 #include "md-address.h"
-#include "md-save-recover.h"
+#include "md-migration-journal.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -65,6 +65,10 @@ typedef struct
   int qemu_fd; /* our copy of what QEMU gets, closed once QEMU has it */
   GSubprocess *filter;
   char *filter_stderr;
+  /* bypass-cache: a worker copies the stream into the file with O_DIRECT */
+  GCancellable *direct_cancel;
+  gboolean direct_running;
+  gboolean stream_done; /* QEMU (and the compressor) wrote everything */
   guint drain_id;
 
   gboolean stopped_cpus;
@@ -96,6 +100,7 @@ save_unref (Save *save)
   if (save->qemu_fd >= 0)
     close (save->qemu_fd);
   g_clear_object (&save->filter);
+  g_clear_object (&save->direct_cancel);
   g_clear_object (&save->guest);
   g_clear_object (&save->migration);
   g_clear_error (&save->error);
@@ -248,6 +253,8 @@ save_fail (Save *save, GError *error)
     md_qmp_execute_async (qmp, "migrate_cancel", NULL, NULL, on_migrate_cancelled, NULL);
   if (save->filter != NULL)
     g_subprocess_force_exit (save->filter);
+  if (save->direct_cancel != NULL)
+    g_cancellable_cancel (save->direct_cancel);
   remove_tmp (save);
   if (qmp != NULL && save->stopped_cpus && save->was_running)
     {
@@ -322,6 +329,11 @@ on_committed (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 commit_file (Save *save)
 {
+  /* With bypass-cache the worker may still write what the stream left in
+   * the pipe: the file is complete only when it is done too. */
+  save->stream_done = TRUE;
+  if (save->direct_running)
+    return;
   g_autoptr (GTask) task = g_task_new (NULL, NULL, on_committed, save_ref (save));
 
   save->committing = TRUE;
@@ -650,20 +662,100 @@ journal_save (Save *save, GError **error)
   return FALSE;
 }
 
+typedef struct
+{
+  int in_fd;
+  int out_fd;
+  char *path;
+} DirectCopy;
+
+static void
+direct_copy_free (DirectCopy *copy)
+{
+  close (copy->in_fd);
+  g_free (copy->path);
+  g_free (copy);
+}
+
+static void
+direct_copy_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  DirectCopy *copy = task_data;
+  GError *error = NULL;
+
+  if (md_save_file_copy_direct (copy->in_fd, copy->out_fd, copy->path, cancellable, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+on_direct_copy_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Save *save = user_data;
+  GError *error = NULL;
+
+  save->direct_running = FALSE;
+  if (save->finishing || save->done)
+    ;
+  else if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      g_prefix_error (&error, "host %s, phase perform: ", host_name (save));
+      save_fail (save, error);
+    }
+  else if (save->stream_done)
+    commit_file (save);
+  save_unref (save);
+}
+
+/* bypass-cache: QEMU (or the compressor) writes into a pipe, and a worker
+ * copies it into the file with O_DIRECT; returns the pipe's write end. */
+static int
+start_direct_copy (Save *save, GError **error)
+{
+  g_autoptr (GTask) task = NULL;
+  DirectCopy *copy;
+  int fds[2];
+
+  if (!g_unix_open_pipe (fds, FD_CLOEXEC, NULL))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "host %s: no pipe: %s", host_name (save),
+                   g_strerror (errno));
+      return -1;
+    }
+  copy = g_new0 (DirectCopy, 1);
+  copy->in_fd = fds[0];
+  copy->out_fd = save->file_fd;
+  copy->path = g_strdup (save->path);
+  save->direct_cancel = g_cancellable_new ();
+  save->direct_running = TRUE;
+  task = g_task_new (NULL, save->direct_cancel, on_direct_copy_done, save_ref (save));
+  g_task_set_task_data (task, copy, (GDestroyNotify) direct_copy_free);
+  g_task_run_in_thread (task, direct_copy_in_thread);
+  return fds[1];
+}
+
 /* The file exists with our header: start the compressor and QEMU. */
 static void
 start_stream (Save *save)
 {
   GError *error = NULL;
   const char *const *argv = md_save_compressor_argv (save->compression, FALSE);
+  int sink;
 
   md_migration_set_phase (save->migration, "perform");
+  sink = save->bypass_cache ? start_direct_copy (save, &error) : dup (save->file_fd);
+  if (sink < 0 && error != NULL)
+    {
+      save_fail (save, error);
+      return;
+    }
   if (argv == NULL)
-    save->qemu_fd = dup (save->file_fd);
+    save->qemu_fd = sink;
   else
     {
       int fds[2];
-      int out = dup (save->file_fd);
+      int out = sink;
 
       if (out < 0 || !g_unix_open_pipe (fds, FD_CLOEXEC, NULL))
         {
