@@ -10,6 +10,11 @@ Default mode prints each daemon's resident memory (VmRSS) after migration
 1, 5, 10 and N and the growth from 1 to N; the goal (issue 8) is growth
 within 1 MiB after 20 migrations.
 
+--valgrind --retained K also asks memcheck (vgdb "leak_check full reachable
+increased") after migration K and after the last which blocks still
+reachable grew in between, by allocation stack: memory kept per migration
+(retention), as opposed to malloc keeping freed memory (fragmentation).
+
 --valgrind runs both daemons under valgrind (memcheck, --leak-check=full,
 the suppressions of tests/valgrind.supp), migrates N times (default 10),
 stops the daemons with SIGTERM and prints each daemon's leak summary; it
@@ -37,6 +42,10 @@ def parse_args():
     parser.add_argument("--build", default=os.environ.get("MD_BUILD_ROOT", os.path.join(SOURCE_ROOT, "build")))
     parser.add_argument("--migrations", type=int, default=None)
     parser.add_argument("--valgrind", action="store_true")
+    parser.add_argument("--retained", type=int, metavar="K", default=0,
+                        help="with --valgrind: after migration K, and again after the last, ask "
+                             "memcheck (vgdb leak_check) which reachable blocks grew in between: "
+                             "what the daemon keeps per migration")
     parser.add_argument("--memory-mib", type=int, default=64)
     parser.add_argument("--keep-seconds", type=int, default=0,
                         help="[daemon] migration-keep-seconds: how long a finished Migration1 stays "
@@ -95,6 +104,15 @@ def wait_new_pass(guest, after, timeout=120):
     harness.wait_until(lambda: last_pass(guest) > after, timeout=timeout, what="a new RAM verify pass")
 
 
+def vgdb_leak_check(host, kind):
+    """memcheck's leak check of @host's daemon now; @kind "any" (the
+    baseline) or "increased" (blocks that grew since the last check)."""
+    import subprocess
+    out = subprocess.run(["vgdb", "--pid=%d" % host.daemon.proc.pid, "leak_check", "full", "reachable", kind],
+                         capture_output=True, text=True, timeout=600)
+    return out.stdout + out.stderr
+
+
 def main():
     count = ARGS.migrations or (10 if ARGS.valgrind else 20)
     owner = Owner()
@@ -134,6 +152,12 @@ def main():
             print("migration %2d %s -> %s: %.2f s; daemon RSS hostA %d KiB, hostB %d KiB"
                   % (n, there.name, here.name, time.monotonic() - t0, rss["hostA"], rss["hostB"]),
                   file=sys.stderr, flush=True)
+            if ARGS.valgrind and ARGS.retained and n in (ARGS.retained, count):
+                for host in (hosts.a, hosts.b):
+                    report = vgdb_leak_check(host, "any" if n == ARGS.retained else "increased")
+                    if n == count:
+                        print("---- %s: reachable blocks grown from migration %d to %d ----\n%s"
+                              % (host.name, ARGS.retained, count, report))
         if ARGS.valgrind:
             failed = False
             for host in (hosts.a, hosts.b):

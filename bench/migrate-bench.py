@@ -531,7 +531,8 @@ def daemon_runs(bench, transport, runs):
         result = {"qemu": float(stats["qemu-total-time-ms"]), "wall": (t1 - t0) * 1000,
                   "downtime": float(props["Downtime"]), "md-total": float(props["TotalTime"]),
                   "phases": src.phase_times(mig, t0, t1)}
-        result["breakdown"] = overhead_breakdown(stats, incoming_statistics(dst, stats), result)
+        dst_stats = incoming_statistics(dst, stats)
+        result["breakdown"] = overhead_breakdown(stats, dst_stats, result)
         if result["qemu"] == 0:
             # The daemon read query-migrate in the moment QEMU 7.2 says
             # "completed" but has not yet set total-time and downtime: the
@@ -546,6 +547,12 @@ def daemon_runs(bench, transport, runs):
         if result["breakdown"]:
             log("    overhead breakdown (ms, daemon time-*-ms statistics): "
                 + ", ".join("%s %s" % (k, fmt(v)) for k, v in result["breakdown"].items()))
+        for side, side_stats in (("source", stats), ("destination", dst_stats)):
+            marks = sorted((int(v), k[5:-3]) for k, v in side_stats.items()
+                           if k.startswith("time-") and k.endswith("-ms"))
+            log("    %s marks (ms from its Migration1's start): %s; journal %s writes, waited %s ms"
+                % (side, ", ".join("%s %d" % (k, v) for v, k in marks),
+                   side_stats.get("journal-writes", "?"), side_stats.get("journal-wait-ms", "?")))
         bench.md_src = dst
         bench.serial.wait_pass_above(max(before, bench.serial.last_pass()), bench.args.timeout)
     return results

@@ -166,7 +166,8 @@ else
 
 	for id in org.migrationd.guest.manage org.migrationd.migrate \
 		org.migrationd.migration.control-own \
-		org.migrationd.migration.control-other org.migrationd.peer.manage; do
+		org.migrationd.migration.control-other org.migrationd.migration.resolve \
+		org.migrationd.peer.manage; do
 		a="/policyconfig/action[@id='$id']"
 		if [ "$(xpath_count "$policy" "$a")" != 1 ]; then
 			fail "$policy: action $id missing or duplicated"

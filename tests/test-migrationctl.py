@@ -207,6 +207,7 @@ class TestMigrationctl(dbusmock.DBusTestCase):
         self.manager.AddObject(MIG, MIGRATION_IFACE, migration_props(), [
             ('Cancel', 'a{sv}', '', ''),
             ('SetBandwidth', 't', '', ''),
+            ('Resolve', 'sa{sv}', '', ''),
         ])
         return dbus.Interface(self.bus.get_object(BUS_NAME, MIG), MOCK_IFACE)
 
@@ -380,6 +381,11 @@ class TestMigrationctl(dbusmock.DBusTestCase):
         rc, out, err = self.ctl('migrate', 'vm1', 'hostb', '--migration-port', '70000')
         self.assertEqual(rc, 2)
         rc, out, err = self.ctl('set-downtime', 'x', '10')
+        self.assertEqual(rc, 2)
+        rc, out, err = self.ctl('resolve', '7', 'both')
+        self.assertEqual(rc, 2)
+        self.assertIn("'source' or 'destination', not 'both'", err)
+        rc, out, err = self.ctl('resolve', '7')
         self.assertEqual(rc, 2)
         rc, out, err = self.ctl('status')
         self.assertEqual(rc, 2)
@@ -574,6 +580,18 @@ class TestMigrationctl(dbusmock.DBusTestCase):
         self.assertIn('cancelling migration of vm1...', err)
         self.assertIn('cancelled', err)
 
+    def test_resolve(self):
+        self.start_mock()
+        migration = self.add_migration()
+        rc, out, err = self.ctl('resolve', '7', 'source', '--no-resume')
+        self.assertEqual(rc, 0, err)
+        self.assertIn('resolved, the guest is the copy on the source', out)
+        calls = [c for c in migration.GetCalls() if c[1] == 'Resolve']
+        self.assertEqual(len(calls), 1)
+        keep, options = calls[0][2]
+        self.assertEqual(keep, 'source')
+        self.assertEqual(dict(options), {'resume': False})
+
     def test_migrations(self):
         self.start_mock()
         migration = self.add_migration()
@@ -710,13 +728,13 @@ printf '%s\n' "${COMPREPLY[@]}"
         for args in (['info'], ['list'], ['status', 'vm1'], ['dumpxml', 'vm1'], ['peers'],
                      ['migrations'], ['start', 'vm1'], ['shutdown', 'vm1'], ['pause', 'vm1'],
                      ['add-peer', 'hostc', 'hostc:49200', 'CN=hostc'], ['cancel', '7'],
-                     ['set-bandwidth', '7', '1G']):
+                     ['set-bandwidth', '7', '1G'], ['resolve', '7', 'destination']):
             rc, out, err = self.ctl('--json', *args)
             self.assertEqual((rc, err), (0, ''), args)
             doc = self.assert_one_json_line(out)
             if args[0] in ('start', 'shutdown', 'pause'):
                 self.assertEqual(doc, {'command': args[0], 'ok': True, 'guest': 'vm1'})
-            elif args[0] in ('cancel', 'set-bandwidth'):
+            elif args[0] in ('cancel', 'set-bandwidth', 'resolve'):
                 self.assertEqual(doc, {'command': args[0], 'ok': True, 'migration': MIG})
             elif args[0] == 'add-peer':
                 self.assertEqual(doc, {'command': 'add-peer', 'ok': True, 'peer': 'hostc'})
@@ -799,7 +817,7 @@ while :; do sleep 0.1; done
 
 CASES = ['list', 'status', 'dumpxml', 'info_peers', 'lifecycle', 'not_found', 'not_authorized', 'usage',
          'unreachable', 'migrate_success', 'migrate_json', 'migrate_failure', 'migrate_cancel',
-         'migrations', 'completion', 'monitor', 'version_help', 'json_everywhere', 'quiet',
+         'resolve', 'migrations', 'completion', 'monitor', 'version_help', 'json_everywhere', 'quiet',
          'tty_agent']
 
 if __name__ == '__main__':

@@ -158,7 +158,7 @@ test_auth_table_is_complete (void)
     "DefineGuest",   "CreateGuest", "AddPeer",     "RemovePeer", "Start",        "Shutdown",
     "Destroy",       "Pause",       "Resume",      "Reset",      "Undefine",     "Migrate",
     "Save",          "Restore",     "ManagedSave", "Cancel",     "SetBandwidth", "SetMaxDowntime",
-    "StartPostcopy", "Evacuate",    NULL
+    "StartPostcopy", "Evacuate",    "Resolve",     NULL
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (infos); i++)

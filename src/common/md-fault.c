@@ -77,6 +77,14 @@ md_fault_init (GError **error)
   return TRUE;
 }
 
+static void (*before_action) (void);
+
+void
+md_fault_set_before_action (void (*func) (void))
+{
+  before_action = func;
+}
+
 void
 md_fault_point (const char *name)
 {
@@ -90,6 +98,8 @@ md_fault_point (const char *name)
   g_debug ("fault point %s", name);
   if (fault_armed == NULL || !g_hash_table_remove (fault_armed, name))
     return;
+  if (before_action != NULL)
+    before_action ();
 
   /* The test waits for this line (or for the process state) before it
    * acts; stderr is unbuffered, stdout may not be. */

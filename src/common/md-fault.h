@@ -30,4 +30,9 @@ gboolean md_fault_init (GError **error);
  * "fault point NAME" at debug level, so a test can see which were passed. */
 void md_fault_point (const char *name);
 
+/* @func runs before an armed point acts (the migration journal's writer
+ * drains, so a test that kills the daemon there finds on disk what the
+ * daemon wrote before the point, as a synchronous journal would have). */
+void md_fault_set_before_action (void (*func) (void));
+
 G_END_DECLS

@@ -347,6 +347,8 @@ action_description (const char *action)
     return _ ("control this migration");
   if (g_strcmp0 (action, CTL_ACTION_PEER_MANAGE) == 0)
     return _ ("manage trusted peers");
+  if (g_strcmp0 (action, CTL_ACTION_MIGRATION_RESOLVE) == 0)
+    return _ ("resolve a migration that needs attention");
   return _ ("do this");
 }
 

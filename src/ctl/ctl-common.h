@@ -22,6 +22,7 @@ enum
 #define CTL_ACTION_MIGRATE "org.migrationd.migrate"
 #define CTL_ACTION_MIGRATION_CONTROL "org.migrationd.migration.control-own"
 #define CTL_ACTION_PEER_MANAGE "org.migrationd.peer.manage"
+#define CTL_ACTION_MIGRATION_RESOLVE "org.migrationd.migration.resolve"
 
 typedef struct
 {
@@ -139,6 +140,7 @@ int ctl_cmd_cancel (CtlContext *ctx, int argc, char **argv);
 int ctl_cmd_set_bandwidth (CtlContext *ctx, int argc, char **argv);
 int ctl_cmd_set_downtime (CtlContext *ctx, int argc, char **argv);
 int ctl_cmd_postcopy (CtlContext *ctx, int argc, char **argv);
+int ctl_cmd_resolve (CtlContext *ctx, int argc, char **argv);
 int ctl_cmd_monitor (CtlContext *ctx, int argc, char **argv);
 int ctl_cmd_complete_migrations (CtlContext *ctx, int argc, char **argv);
 /* Calls @method (Migrate, Save, ManagedSave: it answers a Migration1

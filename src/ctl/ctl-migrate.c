@@ -1,4 +1,4 @@
-/* migrationctl: migrate (and follow), migrations, their controls, monitor. */
+/* migrationctl: migrate (and follow a migration or a save/restore). */
 #include "config.h"
 
 #include <glib/gi18n.h>
@@ -586,91 +586,201 @@ add_convergence_options (CtlContext *ctx, GVariantBuilder *options, gboolean aut
                              "--postcopy-recovery-timeout", 1, G_MAXUINT32, "u", rc);
 }
 
+/* The migrate command's options, as given. */
+typedef struct
+{
+  gboolean offline, no_live, no_tls, auto_converge, postcopy, persist, undefine_source, paused;
+  gboolean verify, no_auto_converge;
+  char *convergence, *ceiling, *recovery_timeout;
+  char *bandwidth, *max_downtime, *parallel, *compression, *xml_file, *dest_name;
+  char *migration_address, *migration_port, *abort_after, *copy_storage, *nbd_port, *nbd_address;
+  GStrv disks;
+} MigrateArgs;
+
+static void
+migrate_args_clear (MigrateArgs *a)
+{
+  char **strings[] = { &a->bandwidth,   &a->max_downtime, &a->parallel,          &a->compression,
+                       &a->xml_file,    &a->dest_name,    &a->migration_address, &a->migration_port,
+                       &a->abort_after, &a->copy_storage, &a->nbd_port,          &a->nbd_address,
+                       &a->convergence, &a->ceiling,      &a->recovery_timeout };
+
+  for (guint i = 0; i < G_N_ELEMENTS (strings); i++)
+    g_clear_pointer (strings[i], g_free);
+  g_clear_pointer (&a->disks, g_strfreev);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (MigrateArgs, migrate_args_clear)
+
+/* Checks the options (before anything is asked of the daemon) and turns
+ * them into Guest1.Migrate's a{sv}: CTL_EXIT_OK, or the usage error. */
+static int
+migrate_options (CtlContext *ctx, const MigrateArgs *a, GVariantBuilder *options)
+{
+  static const char *const compressions[] = { "none", "zlib", "zstd", NULL };
+  static const char *const copy_modes[] = { "none", "all", "incremental", NULL };
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dest_xml = NULL;
+  int rc = CTL_EXIT_OK;
+
+  /* Options are checked before anything is asked of the daemon. */
+  if (a->offline && a->no_live)
+    return ctl_usage_error (ctx, _ ("--offline and --no-live exclude each other"));
+  if (a->offline && (a->postcopy || postcopy_after_opt > 0 || a->auto_converge))
+    return ctl_usage_error (ctx, _ ("--offline moves no memory: --postcopy and --auto-converge "
+                                    "do not apply"));
+  if (!one_of (a->compression, compressions))
+    return ctl_usage_error (ctx, _ ("--compression is none, zlib or zstd, not '%s'"),
+                            a->compression);
+  if (!one_of (a->copy_storage, copy_modes))
+    return ctl_usage_error (ctx, _ ("--copy-storage is none, all or incremental, not '%s'"),
+                            a->copy_storage);
+  if (a->disks != NULL && a->copy_storage == NULL)
+    return ctl_usage_error (ctx, _ ("--disk selects disks for --copy-storage; give that too"));
+
+  if (a->offline)
+    g_variant_builder_add (options, "{sv}", "offline", g_variant_new_boolean (TRUE));
+  if (a->no_live)
+    g_variant_builder_add (options, "{sv}", "live", g_variant_new_boolean (FALSE));
+  if (a->no_tls)
+    g_variant_builder_add (options, "{sv}", "tls", g_variant_new_boolean (FALSE));
+  if (a->bandwidth != NULL)
+    {
+      guint64 bytes;
+      if (!ctl_parse_size (a->bandwidth, &bytes))
+        return ctl_usage_error (ctx,
+                                _ ("--bandwidth needs bytes per second, e.g. 100M or 1G, "
+                                   "not '%s'"),
+                                a->bandwidth);
+      g_variant_builder_add (options, "{sv}", "bandwidth", g_variant_new_uint64 (bytes));
+    }
+  if (!add_uint_option (ctx, options, "max-downtime", a->max_downtime, "--max-downtime", 1,
+                        G_MAXUINT64, "t", &rc))
+    return rc;
+  if (!add_convergence_options (ctx, options, a->auto_converge, a->no_auto_converge, a->convergence,
+                                a->ceiling, a->recovery_timeout, &rc))
+    return rc;
+  if (a->postcopy || postcopy_after_opt > 0)
+    g_variant_builder_add (options, "{sv}", "postcopy", g_variant_new_boolean (TRUE));
+  if (!add_uint_option (ctx, options, "parallel-connections", a->parallel, "--parallel", 1, 255,
+                        "u", &rc))
+    return rc;
+  if (a->compression != NULL)
+    g_variant_builder_add (options, "{sv}", "compression", g_variant_new_string (a->compression));
+  if (a->persist || a->offline)
+    g_variant_builder_add (options, "{sv}", "persist-destination", g_variant_new_boolean (TRUE));
+  if (a->undefine_source)
+    g_variant_builder_add (options, "{sv}", "undefine-source", g_variant_new_boolean (TRUE));
+  if (a->xml_file != NULL)
+    {
+      if (!g_file_get_contents (a->xml_file, &dest_xml, NULL, &error))
+        {
+          return ctl_fail (ctx, CTL_EXIT_FAILED, "org.migrationd.Error.Failed", NULL,
+                           _ ("cannot read the destination definition: %s"), error->message);
+        }
+      g_variant_builder_add (options, "{sv}", "destination-xml", g_variant_new_string (dest_xml));
+    }
+  if (a->dest_name != NULL)
+    g_variant_builder_add (options, "{sv}", "destination-name",
+                           g_variant_new_string (a->dest_name));
+  if (a->migration_address != NULL)
+    g_variant_builder_add (options, "{sv}", "migration-address",
+                           g_variant_new_string (a->migration_address));
+  if (!add_uint_option (ctx, options, "migration-port", a->migration_port, "--migration-port", 1,
+                        65535, "q", &rc))
+    return rc;
+  if (a->paused)
+    g_variant_builder_add (options, "{sv}", "paused-on-destination", g_variant_new_boolean (TRUE));
+  if (!add_uint_option (ctx, options, "abort-after", a->abort_after, "--abort-after", 1,
+                        G_MAXUINT32, "u", &rc))
+    return rc;
+  if (a->copy_storage != NULL)
+    g_variant_builder_add (options, "{sv}", "copy-storage", g_variant_new_string (a->copy_storage));
+  if (a->disks != NULL)
+    g_variant_builder_add (options, "{sv}", "disks",
+                           g_variant_new_strv ((const char *const *) a->disks, -1));
+  if (!add_uint_option (ctx, options, "nbd-port", a->nbd_port, "--nbd-port", 1, 65535, "q", &rc))
+    return rc;
+  if (a->nbd_address != NULL)
+    g_variant_builder_add (options, "{sv}", "nbd-address", g_variant_new_string (a->nbd_address));
+  if (a->verify)
+    g_variant_builder_add (options, "{sv}", "verify", g_variant_new_boolean (TRUE));
+  return CTL_EXIT_OK;
+}
+
 int
 ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
 {
-  gboolean offline = FALSE, no_live = FALSE, no_tls = FALSE, auto_converge = FALSE;
-  gboolean postcopy = FALSE, persist = FALSE, undefine_source = FALSE, paused = FALSE;
-  gboolean verify = FALSE, no_auto_converge = FALSE;
-  g_autofree char *convergence = NULL, *ceiling = NULL, *recovery_timeout = NULL;
-  g_autofree char *bandwidth = NULL, *max_downtime = NULL, *parallel = NULL;
-  g_autofree char *compression = NULL, *xml_file = NULL, *dest_name = NULL;
-  g_autofree char *migration_address = NULL, *migration_port = NULL, *abort_after = NULL;
-  g_autofree char *copy_storage = NULL, *nbd_port = NULL, *nbd_address = NULL;
-  g_auto (GStrv) disks = NULL;
+  g_auto (MigrateArgs) a = { 0 };
   const GOptionEntry entries[] = {
-    { "offline", 0, 0, G_OPTION_ARG_NONE, &offline,
+    { "offline", 0, 0, G_OPTION_ARG_NONE, &a.offline,
       N_ ("Migrate a shut-off guest: its definition (and storage, with --copy-storage); implies "
           "--persist"),
       NULL },
-    { "no-live", 0, 0, G_OPTION_ARG_NONE, &no_live,
+    { "no-live", 0, 0, G_OPTION_ARG_NONE, &a.no_live,
       N_ ("Pause the guest while its memory is copied"), NULL },
-    { "no-tls", 0, 0, G_OPTION_ARG_NONE, &no_tls,
+    { "no-tls", 0, 0, G_OPTION_ARG_NONE, &a.no_tls,
       N_ ("Send the migration stream unencrypted (trusted networks only)"), NULL },
-    { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &bandwidth,
+    { "bandwidth", 0, 0, G_OPTION_ARG_STRING, &a.bandwidth,
       N_ ("Bandwidth limit per second: bytes, or 100M, 1G (powers of 1024), 100MB (powers of "
           "1000)"),
       N_ ("RATE") },
-    { "max-downtime", 0, 0, G_OPTION_ARG_STRING, &max_downtime,
+    { "max-downtime", 0, 0, G_OPTION_ARG_STRING, &a.max_downtime,
       N_ ("Longest pause the guest may see at switch-over, in milliseconds"), N_ ("MS") },
-    { "auto-converge", 0, 0, G_OPTION_ARG_NONE, &auto_converge,
+    { "auto-converge", 0, 0, G_OPTION_ARG_NONE, &a.auto_converge,
       N_ ("Throttle the guest's CPUs if the migration does not converge"), NULL },
-    { "no-auto-converge", 0, 0, G_OPTION_ARG_NONE, &no_auto_converge,
+    { "no-auto-converge", 0, 0, G_OPTION_ARG_NONE, &a.no_auto_converge,
       N_ ("Never throttle the guest's CPUs, not even as a convergence step"), NULL },
-    { "convergence", 0, 0, G_OPTION_ARG_STRING, &convergence,
+    { "convergence", 0, 0, G_OPTION_ARG_STRING, &a.convergence,
       N_ ("auto (default): raise the downtime, throttle, switch to post-copy or fail with both "
           "rates when the migration stalls; manual: only what you set"),
       N_ ("MODE") },
-    { "max-downtime-ceiling", 0, 0, G_OPTION_ARG_STRING, &ceiling,
+    { "max-downtime-ceiling", 0, 0, G_OPTION_ARG_STRING, &a.ceiling,
       N_ ("Highest downtime, in milliseconds, convergence=auto may raise --max-downtime to"),
       N_ ("MS") },
-    { "postcopy-recovery-timeout", 0, 0, G_OPTION_ARG_STRING, &recovery_timeout,
+    { "postcopy-recovery-timeout", 0, 0, G_OPTION_ARG_STRING, &a.recovery_timeout,
       N_ ("Seconds a broken post-copy stream is retried before the migration needs attention"),
       N_ ("SEC") },
-    { "postcopy", 0, 0, G_OPTION_ARG_NONE, &postcopy,
+    { "postcopy", 0, 0, G_OPTION_ARG_NONE, &a.postcopy,
       N_ ("Allow switching to post-copy (see 'migrationctl postcopy')"), NULL },
     { "postcopy-after-precopy", 0, G_OPTION_FLAG_OPTIONAL_ARG, G_OPTION_ARG_CALLBACK,
       (gpointer) parse_postcopy_after,
       N_ ("Switch to post-copy after N pre-copy passes (default 1); implies --postcopy"),
       N_ ("N") },
-    { "parallel", 0, 0, G_OPTION_ARG_STRING, &parallel,
+    { "parallel", 0, 0, G_OPTION_ARG_STRING, &a.parallel,
       N_ ("Number of parallel connections (multifd)"), N_ ("N") },
-    { "compression", 0, 0, G_OPTION_ARG_STRING, &compression,
+    { "compression", 0, 0, G_OPTION_ARG_STRING, &a.compression,
       N_ ("Compress the stream: none, zlib or zstd"), N_ ("METHOD") },
-    { "persist", 0, 0, G_OPTION_ARG_NONE, &persist,
+    { "persist", 0, 0, G_OPTION_ARG_NONE, &a.persist,
       N_ ("Keep the guest defined on the destination"), NULL },
-    { "undefine-source", 0, 0, G_OPTION_ARG_NONE, &undefine_source,
+    { "undefine-source", 0, 0, G_OPTION_ARG_NONE, &a.undefine_source,
       N_ ("Remove the guest's definition from this host when done"), NULL },
-    { "xml", 0, 0, G_OPTION_ARG_FILENAME, &xml_file,
+    { "xml", 0, 0, G_OPTION_ARG_FILENAME, &a.xml_file,
       N_ ("Definition to use on the destination (same guest ABI, other host paths)"), N_ ("FILE") },
-    { "dest-name", 0, 0, G_OPTION_ARG_STRING, &dest_name,
+    { "dest-name", 0, 0, G_OPTION_ARG_STRING, &a.dest_name,
       N_ ("Name of the guest on the destination"), N_ ("NAME") },
-    { "migration-address", 0, 0, G_OPTION_ARG_STRING, &migration_address,
+    { "migration-address", 0, 0, G_OPTION_ARG_STRING, &a.migration_address,
       N_ ("Address the destination QEMU listens on"), N_ ("ADDRESS") },
-    { "migration-port", 0, 0, G_OPTION_ARG_STRING, &migration_port,
+    { "migration-port", 0, 0, G_OPTION_ARG_STRING, &a.migration_port,
       N_ ("Port the destination QEMU listens on"), N_ ("PORT") },
-    { "paused", 0, 0, G_OPTION_ARG_NONE, &paused, N_ ("Leave the guest paused on the destination"),
-      NULL },
-    { "abort-after", 0, 0, G_OPTION_ARG_STRING, &abort_after,
+    { "paused", 0, 0, G_OPTION_ARG_NONE, &a.paused,
+      N_ ("Leave the guest paused on the destination"), NULL },
+    { "abort-after", 0, 0, G_OPTION_ARG_STRING, &a.abort_after,
       N_ ("Cancel the migration if it takes longer than this many seconds"), N_ ("SEC") },
-    { "copy-storage", 0, 0, G_OPTION_ARG_STRING, &copy_storage,
+    { "copy-storage", 0, 0, G_OPTION_ARG_STRING, &a.copy_storage,
       N_ ("Copy non-shared disks: none, all or incremental"), N_ ("MODE") },
-    { "disk", 0, 0, G_OPTION_ARG_STRING_ARRAY, &disks,
+    { "disk", 0, 0, G_OPTION_ARG_STRING_ARRAY, &a.disks,
       N_ ("Copy only this disk (target name, e.g. vda); repeatable"), N_ ("TARGET") },
-    { "nbd-port", 0, 0, G_OPTION_ARG_STRING, &nbd_port,
+    { "nbd-port", 0, 0, G_OPTION_ARG_STRING, &a.nbd_port,
       N_ ("Port of the destination's NBD server for disk copies"), N_ ("PORT") },
-    { "nbd-address", 0, 0, G_OPTION_ARG_STRING, &nbd_address,
+    { "nbd-address", 0, 0, G_OPTION_ARG_STRING, &a.nbd_address,
       N_ ("Address of the destination's NBD server for disk copies"), N_ ("ADDRESS") },
-    { "verify", 0, 0, G_OPTION_ARG_NONE, &verify,
+    { "verify", 0, 0, G_OPTION_ARG_NONE, &a.verify,
       N_ ("Compare copied disks with their source before switching over"), NULL },
     { NULL },
   };
-  static const char *const compressions[] = { "none", "zlib", "zstd", NULL };
-  static const char *const copy_modes[] = { "none", "all", "incremental", NULL };
   g_auto (GVariantBuilder) options = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
   g_autoptr (MdDbusGuest1) guest = NULL;
-  g_autoptr (GError) error = NULL;
-  g_autofree char *dest_xml = NULL;
   const char *name, *destination;
   int rc = CTL_EXIT_OK;
 
@@ -687,86 +797,8 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
   name = argv[1];
   destination = argv[2];
 
-  /* Options are checked before anything is asked of the daemon. */
-  if (offline && no_live)
-    return ctl_usage_error (ctx, _ ("--offline and --no-live exclude each other"));
-  if (offline && (postcopy || postcopy_after_opt > 0 || auto_converge))
-    return ctl_usage_error (ctx, _ ("--offline moves no memory: --postcopy and --auto-converge "
-                                    "do not apply"));
-  if (!one_of (compression, compressions))
-    return ctl_usage_error (ctx, _ ("--compression is none, zlib or zstd, not '%s'"), compression);
-  if (!one_of (copy_storage, copy_modes))
-    return ctl_usage_error (ctx, _ ("--copy-storage is none, all or incremental, not '%s'"),
-                            copy_storage);
-  if (disks != NULL && copy_storage == NULL)
-    return ctl_usage_error (ctx, _ ("--disk selects disks for --copy-storage; give that too"));
-
-  if (offline)
-    g_variant_builder_add (&options, "{sv}", "offline", g_variant_new_boolean (TRUE));
-  if (no_live)
-    g_variant_builder_add (&options, "{sv}", "live", g_variant_new_boolean (FALSE));
-  if (no_tls)
-    g_variant_builder_add (&options, "{sv}", "tls", g_variant_new_boolean (FALSE));
-  if (bandwidth != NULL)
-    {
-      guint64 bytes;
-      if (!ctl_parse_size (bandwidth, &bytes))
-        return ctl_usage_error (ctx,
-                                _ ("--bandwidth needs bytes per second, e.g. 100M or 1G, "
-                                   "not '%s'"),
-                                bandwidth);
-      g_variant_builder_add (&options, "{sv}", "bandwidth", g_variant_new_uint64 (bytes));
-    }
-  if (!add_uint_option (ctx, &options, "max-downtime", max_downtime, "--max-downtime", 1,
-                        G_MAXUINT64, "t", &rc))
+  if ((rc = migrate_options (ctx, &a, &options)) != CTL_EXIT_OK)
     return rc;
-  if (!add_convergence_options (ctx, &options, auto_converge, no_auto_converge, convergence,
-                                ceiling, recovery_timeout, &rc))
-    return rc;
-  if (postcopy || postcopy_after_opt > 0)
-    g_variant_builder_add (&options, "{sv}", "postcopy", g_variant_new_boolean (TRUE));
-  if (!add_uint_option (ctx, &options, "parallel-connections", parallel, "--parallel", 1, 255, "u",
-                        &rc))
-    return rc;
-  if (compression != NULL)
-    g_variant_builder_add (&options, "{sv}", "compression", g_variant_new_string (compression));
-  if (persist || offline)
-    g_variant_builder_add (&options, "{sv}", "persist-destination", g_variant_new_boolean (TRUE));
-  if (undefine_source)
-    g_variant_builder_add (&options, "{sv}", "undefine-source", g_variant_new_boolean (TRUE));
-  if (xml_file != NULL)
-    {
-      if (!g_file_get_contents (xml_file, &dest_xml, NULL, &error))
-        {
-          return ctl_fail (ctx, CTL_EXIT_FAILED, "org.migrationd.Error.Failed", NULL,
-                           _ ("cannot read the destination definition: %s"), error->message);
-        }
-      g_variant_builder_add (&options, "{sv}", "destination-xml", g_variant_new_string (dest_xml));
-    }
-  if (dest_name != NULL)
-    g_variant_builder_add (&options, "{sv}", "destination-name", g_variant_new_string (dest_name));
-  if (migration_address != NULL)
-    g_variant_builder_add (&options, "{sv}", "migration-address",
-                           g_variant_new_string (migration_address));
-  if (!add_uint_option (ctx, &options, "migration-port", migration_port, "--migration-port", 1,
-                        65535, "q", &rc))
-    return rc;
-  if (paused)
-    g_variant_builder_add (&options, "{sv}", "paused-on-destination", g_variant_new_boolean (TRUE));
-  if (!add_uint_option (ctx, &options, "abort-after", abort_after, "--abort-after", 1, G_MAXUINT32,
-                        "u", &rc))
-    return rc;
-  if (copy_storage != NULL)
-    g_variant_builder_add (&options, "{sv}", "copy-storage", g_variant_new_string (copy_storage));
-  if (disks != NULL)
-    g_variant_builder_add (&options, "{sv}", "disks",
-                           g_variant_new_strv ((const char *const *) disks, -1));
-  if (!add_uint_option (ctx, &options, "nbd-port", nbd_port, "--nbd-port", 1, 65535, "q", &rc))
-    return rc;
-  if (nbd_address != NULL)
-    g_variant_builder_add (&options, "{sv}", "nbd-address", g_variant_new_string (nbd_address));
-  if (verify)
-    g_variant_builder_add (&options, "{sv}", "verify", g_variant_new_boolean (TRUE));
   g_variant_builder_add (&options, "{sv}", "auth.no_user_interaction",
                          g_variant_new_boolean (ctx->no_ask_password));
 
@@ -774,7 +806,7 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
     return rc;
   if ((guest = ctl_lookup_guest (ctx, name, &rc)) == NULL)
     return rc;
-  if (offline && g_strcmp0 (md_dbus_guest1_get_state (guest), "shut-off") != 0)
+  if (a.offline && g_strcmp0 (md_dbus_guest1_get_state (guest), "shut-off") != 0)
     {
       return ctl_fail (ctx, CTL_EXIT_FAILED, "org.migrationd.Error.InvalidState", NULL,
                        _ ("--offline migrates a shut-off guest, and %s is %s (shut it down "
@@ -868,492 +900,4 @@ out:
   g_free (f.path);
   g_free (f.last_line);
   return rc;
-}
-
-/* ---- migrations ---- */
-
-static int
-list_migrations (CtlContext *ctx, GPtrArray *out, gboolean quiet)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GVariant) reply = NULL;
-  g_autoptr (GVariantIter) iter = NULL;
-  const char *path;
-
-  reply =
-      ctl_call (ctx, ctx->manager, "ListMigrations", NULL, G_VARIANT_TYPE ("(ao)"), FALSE, &error);
-  if (reply == NULL)
-    return quiet ? CTL_EXIT_FAILED
-                 : ctl_report_error (ctx, error, NULL, NULL, NULL, _ ("cannot list migrations"));
-  g_variant_get (reply, "(ao)", &iter);
-  while (g_variant_iter_next (iter, "&o", &path))
-    {
-      MdDbusMigration1 *m = md_dbus_migration1_proxy_new_sync (ctx->bus, G_DBUS_PROXY_FLAGS_NONE,
-                                                               MD_BUS_NAME, path, NULL, NULL);
-      /* Expired between the two calls: skip it. */
-      if (m == NULL || md_dbus_migration1_get_state (m) == NULL)
-        {
-          g_clear_object (&m);
-          continue;
-        }
-      g_ptr_array_add (out, m);
-    }
-  return CTL_EXIT_OK;
-}
-
-int
-ctl_cmd_migrations (CtlContext *ctx, int argc, char **argv)
-{
-  g_autoptr (GPtrArray) migrations = g_ptr_array_new_with_free_func (g_object_unref);
-  int rc;
-
-  if (!ctl_parse_options (ctx, &argc, &argv, NULL,
-                          N_ ("List current migrations and finished ones still kept."), NULL))
-    return CTL_EXIT_USAGE;
-  if (argc != 1)
-    return ctl_usage_error (ctx, _ ("'migrations' takes no arguments"));
-  if ((rc = ctl_connect (ctx)) != CTL_EXIT_OK)
-    return rc;
-  if ((rc = list_migrations (ctx, migrations, FALSE)) != CTL_EXIT_OK)
-    return rc;
-
-  if (ctx->json)
-    {
-      g_autoptr (JsonBuilder) b = json_builder_new ();
-      g_autoptr (JsonNode) root = NULL;
-      json_builder_begin_array (b);
-      for (guint i = 0; i < migrations->len; i++)
-        {
-          MdDbusMigration1 *m = g_ptr_array_index (migrations, i);
-          const char *path = g_dbus_proxy_get_object_path (G_DBUS_PROXY (m));
-          json_builder_begin_object (b);
-#define STR(key, value)                                                                            \
-  json_builder_set_member_name (b, key);                                                           \
-  json_builder_add_string_value (b, ctl_nonnull (value))
-          STR ("id", ctl_migration_id (path));
-          STR ("path", path);
-          STR ("guest", md_dbus_migration1_get_guest_name (m));
-          STR ("direction", md_dbus_migration1_get_direction (m));
-          STR ("peer", md_dbus_migration1_get_peer (m));
-          STR ("state", md_dbus_migration1_get_state (m));
-          STR ("phase", md_dbus_migration1_get_phase (m));
-          json_builder_set_member_name (b, "progress");
-          if (md_dbus_migration1_get_progress_valid (m))
-            json_builder_add_double_value (b, md_dbus_migration1_get_progress (m));
-          else
-            json_builder_add_null_value (b);
-          json_builder_set_member_name (b, "start-time");
-          json_builder_add_int_value (b, (gint64) md_dbus_migration1_get_start_time (m));
-          json_builder_set_member_name (b, "end-time");
-          json_builder_add_int_value (b, (gint64) md_dbus_migration1_get_end_time (m));
-          STR ("error-name", md_dbus_migration1_get_error_name (m));
-          STR ("error-message", md_dbus_migration1_get_error_message (m));
-#undef STR
-          json_builder_end_object (b);
-        }
-      json_builder_end_array (b);
-      root = json_builder_get_root (b);
-      ctl_print_json (root, FALSE);
-      return CTL_EXIT_OK;
-    }
-
-  {
-    g_autoptr (GPtrArray) rows = g_ptr_array_new_with_free_func ((GDestroyNotify) g_strfreev);
-    g_ptr_array_add (rows,
-                     g_strsplit (_ ("ID|GUEST|DIRECTION|PEER|STATE|PHASE|PROGRESS"), "|", -1));
-    for (guint i = 0; i < migrations->len; i++)
-      {
-        MdDbusMigration1 *m = g_ptr_array_index (migrations, i);
-        char **row = g_new0 (char *, 8);
-        row[0] = g_strdup (ctl_migration_id (g_dbus_proxy_get_object_path (G_DBUS_PROXY (m))));
-        row[1] = g_strdup (ctl_nonnull (md_dbus_migration1_get_guest_name (m)));
-        row[2] = g_strdup (ctl_nonnull (md_dbus_migration1_get_direction (m)));
-        row[3] = g_strdup (ctl_nonnull (md_dbus_migration1_get_peer (m)));
-        row[4] = g_strdup (ctl_nonnull (md_dbus_migration1_get_state (m)));
-        row[5] = g_strdup (ctl_nonnull (md_dbus_migration1_get_phase (m)));
-        row[6] = md_dbus_migration1_get_progress_valid (m)
-                     ? g_strdup_printf ("%.1f%%", md_dbus_migration1_get_progress (m) * 100.0)
-                     : g_strdup ("-");
-        g_ptr_array_add (rows, row);
-      }
-    ctl_print_table (rows);
-  }
-  return CTL_EXIT_OK;
-}
-
-int
-ctl_cmd_complete_migrations (CtlContext *ctx, int argc, char **argv)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GVariant) reply = NULL;
-  g_autoptr (GVariantIter) iter = NULL;
-  const char *path;
-
-  if (!ctl_parse_options (ctx, &argc, &argv, NULL, NULL, NULL))
-    return CTL_EXIT_USAGE;
-  if (!ctl_open_bus (ctx, NULL))
-    return CTL_EXIT_UNREACHABLE;
-  reply = g_dbus_connection_call_sync (
-      ctx->bus, MD_BUS_NAME, "/org/migrationd", "org.migrationd.Manager1", "ListMigrations", NULL,
-      G_VARIANT_TYPE ("(ao)"), G_DBUS_CALL_FLAGS_NO_AUTO_START, -1, NULL, &error);
-  if (reply == NULL)
-    return CTL_EXIT_FAILED;
-  g_variant_get (reply, "(ao)", &iter);
-  while (g_variant_iter_next (iter, "&o", &path))
-    g_print ("%s\n", ctl_migration_id (path));
-  return CTL_EXIT_OK;
-}
-
-/* ---- controls ---- */
-
-typedef enum
-{
-  CONTROL_CANCEL,
-  CONTROL_BANDWIDTH,
-  CONTROL_DOWNTIME,
-  CONTROL_POSTCOPY,
-} ControlKind;
-
-static int
-control (CtlContext *ctx, int argc, char **argv, ControlKind kind)
-{
-  static const struct
-  {
-    const char *args;
-    const char *summary;
-    const char *method;
-  } info[] = {
-    [CONTROL_CANCEL] = { N_ ("MIGRATION"),
-                         N_ ("Cancel a migration; the guest keeps running on the source."),
-                         "Cancel" },
-    [CONTROL_BANDWIDTH] = { N_ ("MIGRATION RATE"),
-                            N_ ("Change a running migration's bandwidth limit: bytes per "
-                                "second, or 100M, 1G (powers of 1024); 0 means unlimited."),
-                            "SetBandwidth" },
-    [CONTROL_DOWNTIME] = { N_ ("MIGRATION MS"),
-                           N_ ("Change a running migration's longest switch-over pause, in "
-                               "milliseconds."),
-                           "SetMaxDowntime" },
-    [CONTROL_POSTCOPY] = { N_ ("MIGRATION"),
-                           N_ ("Switch a migration started with --postcopy to post-copy."),
-                           "StartPostcopy" },
-  };
-  g_autoptr (MdDbusMigration1) m = NULL;
-  g_autoptr (GVariant) reply = NULL;
-  g_autoptr (GError) error = NULL;
-  g_autofree char *path = NULL;
-  GVariant *params = NULL;
-  guint64 value = 0;
-  int nargs = kind == CONTROL_BANDWIDTH || kind == CONTROL_DOWNTIME ? 2 : 1;
-  int rc;
-
-  if (!ctl_parse_options (ctx, &argc, &argv, _ (info[kind].args), info[kind].summary, NULL))
-    return CTL_EXIT_USAGE;
-  if (argc != nargs + 1)
-    return ctl_usage_error (ctx, _ ("'%s' needs %s"), ctx->command, _ (info[kind].args));
-  if ((path = ctl_migration_path (argv[1])) == NULL)
-    return ctl_usage_error (ctx, _ ("'%s' is neither a migration number nor an object path"),
-                            argv[1]);
-  switch (kind)
-    {
-    case CONTROL_CANCEL:
-    case CONTROL_POSTCOPY:
-      params = g_variant_new_parsed ("(@a{sv} {},)");
-      break;
-    case CONTROL_BANDWIDTH:
-      if (!ctl_parse_size (argv[2], &value))
-        return ctl_usage_error (ctx, _ ("RATE is bytes per second, e.g. 100M or 1G, not '%s'"),
-                                argv[2]);
-      params = g_variant_new ("(t)", value);
-      break;
-    case CONTROL_DOWNTIME:
-      if (!ctl_parse_uint (argv[2], 1, G_MAXUINT64, &value))
-        return ctl_usage_error (ctx, _ ("MS is a number of milliseconds, at least 1, not '%s'"),
-                                argv[2]);
-      params = g_variant_new ("(t)", value);
-      break;
-    }
-
-  if ((rc = ctl_connect (ctx)) != CTL_EXIT_OK)
-    {
-      g_variant_unref (g_variant_ref_sink (params));
-      return rc;
-    }
-  if ((m = ctl_migration_proxy (ctx, path, &rc)) == NULL)
-    {
-      g_variant_unref (g_variant_ref_sink (params));
-      return rc;
-    }
-  reply = ctl_call (ctx, m, info[kind].method, params, G_VARIANT_TYPE ("()"), TRUE, &error);
-  if (reply == NULL)
-    return ctl_report_error (ctx, error, CTL_ACTION_MIGRATION_CONTROL, "migration", argv[1],
-                             "%s %s", ctx->command, argv[1]);
-  if (ctx->json)
-    {
-      ctl_print_ok (ctx, "migration", path);
-      return CTL_EXIT_OK;
-    }
-  switch (kind)
-    {
-    case CONTROL_CANCEL:
-      g_print (_ ("migration %s of %s: cancel requested\n"), ctl_migration_id (path),
-               ctl_nonnull (md_dbus_migration1_get_guest_name (m)));
-      break;
-    case CONTROL_BANDWIDTH:
-      if (value == 0)
-        g_print (_ ("migration %s: bandwidth unlimited\n"), ctl_migration_id (path));
-      else
-        {
-          g_autofree char *rate = ctl_format_rate (value);
-          g_print (_ ("migration %s: bandwidth limited to %s\n"), ctl_migration_id (path), rate);
-        }
-      break;
-    case CONTROL_DOWNTIME:
-      g_print (_ ("migration %s: maximum downtime %" G_GUINT64_FORMAT " ms\n"),
-               ctl_migration_id (path), value);
-      break;
-    case CONTROL_POSTCOPY:
-      g_print (_ ("migration %s: switching to post-copy\n"), ctl_migration_id (path));
-      break;
-    }
-  return CTL_EXIT_OK;
-}
-
-int
-ctl_cmd_cancel (CtlContext *ctx, int argc, char **argv)
-{
-  return control (ctx, argc, argv, CONTROL_CANCEL);
-}
-
-int
-ctl_cmd_set_bandwidth (CtlContext *ctx, int argc, char **argv)
-{
-  return control (ctx, argc, argv, CONTROL_BANDWIDTH);
-}
-
-int
-ctl_cmd_set_downtime (CtlContext *ctx, int argc, char **argv)
-{
-  return control (ctx, argc, argv, CONTROL_DOWNTIME);
-}
-
-int
-ctl_cmd_postcopy (CtlContext *ctx, int argc, char **argv)
-{
-  return control (ctx, argc, argv, CONTROL_POSTCOPY);
-}
-
-/* ---- monitor ---- */
-
-typedef struct
-{
-  CtlContext *ctx;
-  GMainLoop *loop;
-} Monitor;
-
-static char *
-now_string (void)
-{
-  g_autoptr (GDateTime) now = g_date_time_new_now_local ();
-  return g_date_time_format (now, "%H:%M:%S.%f");
-}
-
-static void
-monitor_print_json (Monitor *m, const char *path, const char *iface, const char *signal,
-                    GVariant *params)
-{
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  g_autoptr (JsonNode) root = NULL;
-  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
-  g_autofree char *time = g_date_time_format_iso8601 (now);
-
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "time");
-  json_builder_add_string_value (b, time);
-  json_builder_set_member_name (b, "path");
-  json_builder_add_string_value (b, path);
-  json_builder_set_member_name (b, "interface");
-  json_builder_add_string_value (b, iface);
-  json_builder_set_member_name (b, "signal");
-  json_builder_add_string_value (b, signal);
-  json_builder_set_member_name (b, "arguments");
-  json_builder_add_value (b, params != NULL ? ctl_variant_to_json (params)
-                                            : json_node_new (JSON_NODE_NULL));
-  json_builder_end_object (b);
-  root = json_builder_get_root (b);
-  ctl_print_json (root, TRUE);
-}
-
-static void
-append_dict (GString *s, GVariant *dict)
-{
-  GVariantIter it;
-  const char *key;
-  GVariant *value;
-
-  g_variant_iter_init (&it, dict);
-  while (g_variant_iter_next (&it, "{&sv}", &key, &value))
-    {
-      g_autofree char *printed = g_variant_print (value, FALSE);
-      g_string_append_printf (s, " %s=%s", key, printed);
-      g_variant_unref (value);
-    }
-}
-
-static void
-on_any_signal (GDBusConnection *bus, const char *sender, const char *path, const char *iface,
-               const char *signal, GVariant *params, gpointer data)
-{
-  Monitor *m = data;
-  g_autofree char *now = NULL;
-  g_autoptr (GString) s = NULL;
-
-  if (m->ctx->json)
-    {
-      monitor_print_json (m, path, iface, signal, params);
-      return;
-    }
-  now = now_string ();
-  s = g_string_new (NULL);
-  g_string_printf (s, "%s %s ", now, path);
-  if (g_str_equal (signal, "PropertiesChanged")
-      && g_variant_is_of_type (params, G_VARIANT_TYPE ("(sa{sv}as)")))
-    {
-      const char *changed_iface;
-      g_autoptr (GVariant) changed = NULL;
-      g_autofree const char **invalidated = NULL;
-      g_variant_get (params, "(&s@a{sv}^a&s)", &changed_iface, &changed, &invalidated);
-      g_string_append_printf (s, "PropertiesChanged %s:", changed_iface);
-      append_dict (s, changed);
-      for (gsize i = 0; invalidated != NULL && invalidated[i] != NULL; i++)
-        g_string_append_printf (s, " %s=(invalidated)", invalidated[i]);
-    }
-  else if (g_str_equal (signal, "InterfacesAdded")
-           && g_variant_is_of_type (params, G_VARIANT_TYPE ("(oa{sa{sv}})")))
-    {
-      const char *object;
-      g_autoptr (GVariantIter) ifaces = NULL;
-      const char *name;
-      GVariant *props;
-      g_variant_get (params, "(&oa{sa{sv}})", &object, &ifaces);
-      g_string_append_printf (s, "InterfacesAdded %s", object);
-      while (g_variant_iter_next (ifaces, "{&s@a{sv}}", &name, &props))
-        {
-          g_string_append_printf (s, " %s:", name);
-          append_dict (s, props);
-          g_variant_unref (props);
-        }
-    }
-  else if (g_str_equal (signal, "InterfacesRemoved")
-           && g_variant_is_of_type (params, G_VARIANT_TYPE ("(oas)")))
-    {
-      const char *object;
-      g_autofree const char **ifaces = NULL;
-      g_variant_get (params, "(&o^a&s)", &object, &ifaces);
-      g_string_append_printf (s, "InterfacesRemoved %s", object);
-      for (gsize i = 0; ifaces[i] != NULL; i++)
-        g_string_append_printf (s, " %s", ifaces[i]);
-    }
-  else if (g_str_equal (signal, "Completed")
-           && g_variant_is_of_type (params, G_VARIANT_TYPE ("(bss)")))
-    {
-      gboolean success;
-      const char *name, *message;
-      g_variant_get (params, "(b&s&s)", &success, &name, &message);
-      if (success)
-        g_string_append (s, _ ("Completed: success"));
-      else
-        g_string_append_printf (s, _ ("Completed: failed: %s: %s"), name, message);
-    }
-  else
-    {
-      g_autofree char *printed = g_variant_print (params, FALSE);
-      g_string_append_printf (s, "%s.%s %s", iface, signal, printed);
-    }
-  g_print ("%s\n", s->str);
-  fflush (stdout);
-}
-
-/* Presence as the bus itself would tell it, so that --json output keeps
- * one shape; also tells a reader that the subscription is in place. */
-static void
-monitor_owner_json (Monitor *m, const char *owner)
-{
-  g_autoptr (GVariant) args =
-      g_variant_ref_sink (g_variant_new ("(sss)", MD_BUS_NAME, "", ctl_nonnull (owner)));
-  monitor_print_json (m, "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged", args);
-}
-
-static void
-monitor_name_appeared (GDBusConnection *bus, const char *name, const char *owner, gpointer data)
-{
-  Monitor *m = data;
-  g_autofree char *now = now_string ();
-
-  if (m->ctx->json)
-    monitor_owner_json (m, owner);
-  else
-    g_print (_ ("%s migrationd is on the bus (%s)\n"), now, owner);
-  fflush (stdout);
-}
-
-static void
-monitor_name_vanished (GDBusConnection *bus, const char *name, gpointer data)
-{
-  Monitor *m = data;
-  g_autofree char *now = now_string ();
-
-  if (bus == NULL)
-    {
-      ctl_fail (m->ctx, CTL_EXIT_UNREACHABLE, "org.freedesktop.DBus.Error.Disconnected", NULL,
-                _ ("lost the connection to the bus"));
-      g_main_loop_quit (m->loop);
-      return;
-    }
-  if (m->ctx->json)
-    monitor_owner_json (m, NULL);
-  else
-    g_print (_ ("%s migrationd left the bus; waiting for it to come back\n"), now);
-  fflush (stdout);
-}
-
-static gboolean
-monitor_sigint (gpointer data)
-{
-  Monitor *m = data;
-
-  g_main_loop_quit (m->loop);
-  return G_SOURCE_CONTINUE;
-}
-
-int
-ctl_cmd_monitor (CtlContext *ctx, int argc, char **argv)
-{
-  Monitor m = { ctx, NULL };
-  guint sub, watch, sigint;
-  int rc;
-
-  if (!ctl_parse_options (ctx, &argc, &argv, NULL,
-                          N_ ("Print every signal from migrationd as it comes (with --json: one "
-                              "JSON object per line), until Ctrl-C."),
-                          NULL))
-    return CTL_EXIT_USAGE;
-  if (argc != 1)
-    return ctl_usage_error (ctx, _ ("'monitor' takes no arguments"));
-  if ((rc = ctl_connect (ctx)) != CTL_EXIT_OK)
-    return rc;
-
-  m.loop = g_main_loop_new (NULL, FALSE);
-  sub = g_dbus_connection_signal_subscribe (ctx->bus, MD_BUS_NAME, NULL, NULL, NULL, NULL,
-                                            G_DBUS_SIGNAL_FLAGS_NONE, on_any_signal, &m, NULL);
-  watch = g_bus_watch_name_on_connection (ctx->bus, MD_BUS_NAME, G_BUS_NAME_WATCHER_FLAGS_NONE,
-                                          monitor_name_appeared, monitor_name_vanished, &m, NULL);
-  sigint = g_unix_signal_add (SIGINT, monitor_sigint, &m);
-  g_main_loop_run (m.loop);
-
-  g_source_remove (sigint);
-  g_bus_unwatch_name (watch);
-  g_dbus_connection_signal_unsubscribe (ctx->bus, sub);
-  g_main_loop_unref (m.loop);
-  return CTL_EXIT_OK;
 }

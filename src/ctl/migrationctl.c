@@ -493,6 +493,58 @@ cmd_lifecycle (CtlContext *ctx, int argc, char **argv)
 
 #define FIELD_FMT "%-12s %s\n"
 
+static void
+print_status_json (MdDbusGuest1 *g, GVariant *disks, const char *migration)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  json_builder_begin_object (b);
+#define S(key, value)                                                                              \
+  json_builder_set_member_name (b, key);                                                           \
+  json_builder_add_string_value (b, ctl_nonnull (value))
+  S ("name", md_dbus_guest1_get_name (g));
+  S ("uuid", md_dbus_guest1_get_uuid (g));
+  S ("title", md_dbus_guest1_get_title (g));
+  S ("state", md_dbus_guest1_get_state (g));
+  json_builder_set_member_name (b, "persistent");
+  json_builder_add_boolean_value (b, md_dbus_guest1_get_persistent (g));
+  json_builder_set_member_name (b, "pid");
+  json_builder_add_int_value (b, md_dbus_guest1_get_pid (g));
+  json_builder_set_member_name (b, "memory");
+  json_builder_add_int_value (b, (gint64) md_dbus_guest1_get_memory (g));
+  json_builder_set_member_name (b, "vcpus");
+  json_builder_add_int_value (b, md_dbus_guest1_get_vcpus (g));
+  S ("machine", md_dbus_guest1_get_machine (g));
+  json_builder_set_member_name (b, "disks");
+  json_builder_begin_array (b);
+  if (disks != NULL)
+    {
+      GVariantIter it;
+      const char *target, *source, *format, *bus;
+      g_variant_iter_init (&it, disks);
+      while (g_variant_iter_next (&it, "(&s&s&s&s)", &target, &source, &format, &bus))
+        {
+          json_builder_begin_object (b);
+          S ("target", target);
+          S ("source", source);
+          S ("format", format);
+          S ("bus", bus);
+          json_builder_end_object (b);
+        }
+    }
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "migration");
+  if (migration != NULL)
+    json_builder_add_string_value (b, migration);
+  else
+    json_builder_add_null_value (b);
+  S ("path", g_dbus_proxy_get_object_path (G_DBUS_PROXY (g)));
+#undef S
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  ctl_print_json (root, FALSE);
+}
+
 static int
 cmd_status (CtlContext *ctx, int argc, char **argv)
 {
@@ -520,53 +572,7 @@ cmd_status (CtlContext *ctx, int argc, char **argv)
 
   if (ctx->json)
     {
-      g_autoptr (JsonBuilder) b = json_builder_new ();
-      g_autoptr (JsonNode) root = NULL;
-      json_builder_begin_object (b);
-#define S(key, value)                                                                              \
-  json_builder_set_member_name (b, key);                                                           \
-  json_builder_add_string_value (b, ctl_nonnull (value))
-      S ("name", md_dbus_guest1_get_name (g));
-      S ("uuid", md_dbus_guest1_get_uuid (g));
-      S ("title", md_dbus_guest1_get_title (g));
-      S ("state", md_dbus_guest1_get_state (g));
-      json_builder_set_member_name (b, "persistent");
-      json_builder_add_boolean_value (b, md_dbus_guest1_get_persistent (g));
-      json_builder_set_member_name (b, "pid");
-      json_builder_add_int_value (b, md_dbus_guest1_get_pid (g));
-      json_builder_set_member_name (b, "memory");
-      json_builder_add_int_value (b, (gint64) md_dbus_guest1_get_memory (g));
-      json_builder_set_member_name (b, "vcpus");
-      json_builder_add_int_value (b, md_dbus_guest1_get_vcpus (g));
-      S ("machine", md_dbus_guest1_get_machine (g));
-      json_builder_set_member_name (b, "disks");
-      json_builder_begin_array (b);
-      if (disks != NULL)
-        {
-          GVariantIter it;
-          const char *target, *source, *format, *bus;
-          g_variant_iter_init (&it, disks);
-          while (g_variant_iter_next (&it, "(&s&s&s&s)", &target, &source, &format, &bus))
-            {
-              json_builder_begin_object (b);
-              S ("target", target);
-              S ("source", source);
-              S ("format", format);
-              S ("bus", bus);
-              json_builder_end_object (b);
-            }
-        }
-      json_builder_end_array (b);
-      json_builder_set_member_name (b, "migration");
-      if (migration != NULL)
-        json_builder_add_string_value (b, migration);
-      else
-        json_builder_add_null_value (b);
-      S ("path", g_dbus_proxy_get_object_path (G_DBUS_PROXY (g)));
-#undef S
-      json_builder_end_object (b);
-      root = json_builder_get_root (b);
-      ctl_print_json (root, FALSE);
+      print_status_json (g, disks, migration);
       return CTL_EXIT_OK;
     }
 
@@ -851,6 +857,8 @@ static const CtlCommand commands[] = {
   { "set-downtime", ctl_cmd_set_downtime, "MIGRATION MS",
     N_ ("Change a running migration's downtime limit") },
   { "postcopy", ctl_cmd_postcopy, "MIGRATION", N_ ("Switch a migration to post-copy") },
+  { "resolve", ctl_cmd_resolve, "MIGRATION source|destination",
+    N_ ("Keep one copy of a guest whose migration needs attention") },
   { "monitor", ctl_cmd_monitor, "", N_ ("Print migrationd's signals as they come") },
   { "peers", cmd_peers, "", N_ ("List trusted peers") },
   { "add-peer", cmd_add_peer, "NAME ADDRESS DN", N_ ("Trust a peer daemon") },

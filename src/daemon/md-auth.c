@@ -58,6 +58,7 @@ static const AuthRule auth_rules[] = {
   { "org.migrationd.Migration1", "SetBandwidth", MD_ACTION_CONTROL },
   { "org.migrationd.Migration1", "SetMaxDowntime", MD_ACTION_CONTROL },
   { "org.migrationd.Migration1", "StartPostcopy", MD_ACTION_CONTROL },
+  { "org.migrationd.Migration1", "Resolve", MD_ACTION_RESOLVE },
   { "org.migrationd.Migration1", "GetStatistics", MD_ACTION_OPEN },
   { "org.migrationd.Evacuation1", "Cancel", MD_ACTION_CONTROL },
   /* Property reads are open; every property is read-only, so Set is

@@ -11,6 +11,7 @@ G_BEGIN_DECLS
 #define MD_ACTION_CONTROL_OWN "org.migrationd.migration.control-own"
 #define MD_ACTION_CONTROL_OTHER "org.migrationd.migration.control-other"
 #define MD_ACTION_PEER_MANAGE "org.migrationd.peer.manage"
+#define MD_ACTION_RESOLVE "org.migrationd.migration.resolve"
 
 /* Pseudo-actions of the table: open to every caller, or decided by the
  * owner of the migration object (control-own/control-other). */

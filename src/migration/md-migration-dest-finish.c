@@ -172,19 +172,14 @@ after_cont (Incoming *in, GError *error)
 static void finish_wait (Incoming *in);
 
 static void
-resume_or_stay_paused (Incoming *in, GError *error)
+resume_when_written (gpointer data)
 {
-  if (error != NULL)
-    {
-      /* The source already dropped its NBD client; a failure to stop our
-       * server is a leak to report, not a reason to lose the guest. */
-      g_warning ("incoming migration %s: stopping the NBD server: %s", in->id, error->message);
-      g_error_free (error);
-    }
-  md_fault_point ("dest-resume");
-  /* Write-ahead: from here on the guest is this copy, whatever happens to
-   * either daemon; a source that asks is told so. */
-  md_machine_set_authority (in->machine, MD_AUTHORITY_DESTINATION);
+  Incoming *in = data;
+
+  if (in->ended || !in->cont_waits)
+    return; /* Finish failed meanwhile (incoming_abort) */
+  in->cont_waits = FALSE;
+  md_migration_mark_time (in->migration, "authority-journaled");
   if (in->opts->paused_on_destination)
     {
       finish_reply (in, FALSE);
@@ -198,6 +193,26 @@ resume_or_stay_paused (Incoming *in, GError *error)
           g_signal_connect (in->resume_qmp, "event::RESUME", G_CALLBACK (on_resume_event), in);
     }
   in_qmp (in, "cont", NULL, after_cont);
+}
+
+static void
+resume_or_stay_paused (Incoming *in, GError *error)
+{
+  if (error != NULL)
+    {
+      /* The source already dropped its NBD client; a failure to stop our
+       * server is a leak to report, not a reason to lose the guest. */
+      g_warning ("incoming migration %s: stopping the NBD server: %s", in->id, error->message);
+      g_error_free (error);
+    }
+  md_migration_mark_time (in->migration, "exports-stopped");
+  md_fault_point ("dest-resume");
+  /* Write-ahead: from here on the guest is this copy, whatever happens to
+   * either daemon; a source that asks is told so. */
+  md_machine_set_authority (in->machine, MD_AUTHORITY_DESTINATION);
+  in->cont_waits = TRUE;
+  md_machine_when_written (in->machine, resume_when_written, incoming_ref (in),
+                           (GDestroyNotify) incoming_unref);
 }
 
 static void
@@ -249,6 +264,7 @@ finish_on_status (Incoming *in, const char *status)
    * newest state here: the guest runs here and waits for its pages. */
   if (g_str_equal (status, "completed") || g_str_has_prefix (status, "postcopy-"))
     {
+      md_migration_mark_time (in->migration, "qemu-completed");
       in->postcopy = g_str_has_prefix (status, "postcopy-");
       if (in->postcopy)
         md_machine_set_authority (in->machine, MD_AUTHORITY_SPLIT);

@@ -1,6 +1,7 @@
 /* migrationd: what the incoming migration's modules share (Prepare in
- * md-migration-dest.c; Finish, Abort, Resolve in md-migration-dest-finish.c).
- * Not for other modules. */
+ * md-migration-dest.c; lifetime and the failure path in
+ * md-migration-dest-fail.c; Finish, Abort, Resolve in
+ * md-migration-dest-finish.c). Not for other modules. */
 #pragma once
 
 #include "common/md-options.h"
@@ -58,10 +59,13 @@ typedef struct
   guint exports_added;
   MdNbdServer *nbd_server; /* offline copies: qemu-storage-daemon */
   char *tls_object;
+  guint setup_pending; /* QMP set-up commands not answered yet */
+  GError *setup_error; /* the first of them that failed */
   gboolean offline;
   gboolean prepared;
   gboolean ended;
-  GError *split_error; /* a failure after the switch-over, while we wait for QEMU's exit */
+  GError *split_error;      /* a failure after the switch-over, while we wait for QEMU's exit */
+  const char *fail_outcome; /* journal outcome of a failure: aborted, lost, running */
   guint split_wait_id;
   GError *abort_error; /* set when Abort/Finish(false) came during Prepare */
   gulong stopped_id;   /* the prepared QEMU went away before Finish */
@@ -71,6 +75,7 @@ typedef struct
   MdQmp *resume_qmp;  /* watched for RESUME while `cont` is on its way */
   gulong resume_id;
   gboolean resume_seen; /* QEMU said the guest runs here (it may have run) */
+  gboolean cont_waits;  /* authority journaled here, "cont" not sent yet */
 
   /* Postcopy (md-migration-dest-recovery.c): the guest runs here while
    * QEMU still pulls pages from the source; the migration ends when QEMU
@@ -98,9 +103,19 @@ void incoming_stop_events (Incoming *in);
 /* The migration is over here: the table lets go of it, and @outcome
  * ("running", "aborted") stays in the journal for a source that asks. */
 void incoming_end (Incoming *in, const char *outcome);
-/* Failure before the destination holds the guest: the prepared QEMU and
- * what Prepare made go; after, the copy is left as it is (needs-attention). */
+/* The one failure path (md_machine_fail()): before the destination holds
+ * the guest, the undo list removes the prepared QEMU and what Prepare
+ * made; after, the copy is left as it is (needs-attention) or reported
+ * lost when its QEMU is gone. */
 void incoming_abort (Incoming *in, const GError *error);
+/* Undo steps, pushed as Prepare makes what they undo. */
+void incoming_push_undo_images (Incoming *in);
+void incoming_push_undo_qemu (Incoming *in);
+void incoming_push_undo_nbd_server (Incoming *in);
+/* Signal handlers: the prepared QEMU exited; the source's connection
+ * closed (autokill before the switch, adoption after it). */
+void incoming_on_qemu_stopped (MdGuest *guest, Incoming *in);
+void incoming_on_connection_closed (MdPeerConnection *conn, Incoming *in);
 /* A Peer1 call of this migration failed in @phase: answer it with @error
  * (taken) and remove what Prepare made. */
 void call_failed (Incoming *in, GDBusMethodInvocation **pending, const char *phase, GError *error);

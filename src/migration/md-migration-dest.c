@@ -23,304 +23,6 @@
 
 #include <errno.h>
 
-Incoming *
-incoming_ref (Incoming *in)
-{
-  return g_rc_box_acquire (in);
-}
-
-static void incoming_clear (Incoming *in);
-
-void
-incoming_unref (Incoming *in)
-{
-  g_rc_box_release_full (in, (GDestroyNotify) incoming_clear);
-}
-
-const char *
-host_name (MdMigrationDest *dest)
-{
-  return md_manager_get_config (dest->manager)->host_name;
-}
-
-void
-incoming_stop_events (Incoming *in)
-{
-  if (in->event_qmp != NULL)
-    g_clear_signal_handler (&in->event_id, in->event_qmp);
-  g_clear_object (&in->event_qmp);
-  g_clear_handle_id (&in->finish_timeout_id, g_source_remove);
-}
-
-/* The migration is over here: the table lets go of it, and @outcome
- * ("running", "aborted") stays in the journal for a source that asks. */
-void
-incoming_end (Incoming *in, const char *outcome)
-{
-  incoming_stop_events (in);
-  if (in->machine != NULL)
-    md_machine_end (in->machine, outcome, FALSE);
-  g_hash_table_remove (in->dest->incoming, in->key);
-}
-
-static void
-incoming_clear (Incoming *in)
-{
-  incoming_stop_events (in);
-  if (in->conn != NULL && in->closed_id != 0)
-    g_signal_handler_disconnect (in->conn, in->closed_id);
-  if (in->guest != NULL && in->stopped_id != 0)
-    g_signal_handler_disconnect (in->guest, in->stopped_id);
-  if (in->resume_qmp != NULL)
-    g_clear_signal_handler (&in->resume_id, in->resume_qmp);
-  g_clear_object (&in->resume_qmp);
-  g_clear_object (&in->conn);
-  g_clear_object (&in->guest);
-  g_clear_object (&in->migration);
-  g_clear_pointer (&in->opts, md_migrate_options_free);
-  g_clear_pointer (&in->def, md_domain_free);
-  g_clear_error (&in->abort_error);
-  g_clear_error (&in->split_error);
-  g_clear_handle_id (&in->split_wait_id, g_source_remove);
-  g_free (in->uri);
-  g_free (in->address);
-  g_clear_pointer (&in->disks_info, g_variant_unref);
-  g_strfreev (in->created);
-  g_clear_pointer (&in->nbd_server, md_nbd_server_free);
-  g_free (in->tls_object);
-  g_clear_object (&in->migration_socket);
-  g_clear_object (&in->nbd_socket);
-  g_clear_pointer (&in->owner, md_incoming_owner_free);
-  g_free (in->key);
-  g_free (in->id);
-  g_free (in->tag);
-  g_clear_pointer (&in->machine, md_machine_free);
-  dest_recovery_clear (in);
-}
-
-/* ---- failure: remove what Prepare made -------------------------------- */
-
-static void
-on_images_removed (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (IncomingRef) in = user_data;
-
-  md_image_admission_remove_finish (result);
-  incoming_end (in, "aborted");
-}
-
-/* Removes the images Prepare created (in the admission's worker: a hung
- * mount must not stop the daemon), then ends the migration. */
-static void
-remove_images_and_end (Incoming *in)
-{
-  if (in->created == NULL || in->created[0] == NULL)
-    {
-      incoming_end (in, "aborted");
-      return;
-    }
-  md_image_admission_remove_async (in->dest->admission, (const char *const *) in->created,
-                                   on_images_removed, incoming_ref (in));
-}
-
-static void
-on_incoming_killed (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (IncomingRef) in = user_data;
-  g_autoptr (GError) error = NULL;
-
-  if (!md_guest_destroy_finish (MD_GUEST (source), result, &error))
-    g_warning ("incoming migration %s: killing the prepared QEMU: %s", in->id, error->message);
-  /* Only now, with QEMU gone, nothing writes to them any more. */
-  remove_images_and_end (in);
-}
-
-#define SPLIT_EXIT_WAIT_S 3
-
-static gboolean
-on_split_wait_over (gpointer user_data)
-{
-  Incoming *in = user_data;
-
-  in->split_wait_id = 0;
-  if (!in->ended)
-    incoming_abort (in, in->split_error);
-  return G_SOURCE_REMOVE;
-}
-
-/* Ends an incoming migration that failed: its Migration1 records @error,
- * the prepared QEMU is killed and a guest object made for it goes away
- * with it (it is transient); a definition that existed stays. */
-void
-incoming_abort (Incoming *in, const GError *error)
-{
-  if (in->ended)
-    return;
-  if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE
-      && in->guest != NULL && md_guest_is_active (in->guest) && in->split_error == NULL)
-    {
-      /* A QMP failure usually arrives just before QEMU's exit is seen:
-       * wait for the exit (on_incoming_qemu_stopped comes back here)
-       * before deciding that the copy here still lives. */
-      in->split_error = g_error_copy (error);
-      in->split_wait_id =
-          g_timeout_add_seconds_full (G_PRIORITY_DEFAULT, SPLIT_EXIT_WAIT_S, on_split_wait_over,
-                                      incoming_ref (in), (GDestroyNotify) incoming_unref);
-      return;
-    }
-  if (in->split_error != NULL)
-    error = in->split_error;
-  if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE
-      && (in->guest == NULL || !md_guest_is_active (in->guest)))
-    {
-      /* The QEMU that held the guest after the switch-over is gone: the
-       * source's copy is older than what ran here, so the guest is lost.
-       * Say so (a source that asks gets "lost"); the images stay, they
-       * hold the guest's latest disk data. */
-      g_autoptr (GError) lost = g_error_new (
-          MD_ERROR, MD_ERROR_QEMU_FAILED,
-          "%s; guest %s is lost: its QEMU on host %s exited after the switch-over (%s), and "
-          "the copy on the source host is older than what ran here",
-          error->message, in->def->name, host_name (in->dest),
-          md_authority_to_string (md_machine_get_authority (in->machine)));
-      in->ended = TRUE;
-      g_warning ("incoming migration %s: %s", in->id, lost->message);
-      if (in->migration != NULL)
-        md_migration_complete (in->migration, lost, 0);
-      incoming_end (in, "lost");
-      return;
-    }
-  if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE)
-    {
-      /* The guest is (partly) here now: nothing kills this copy because
-       * of a failure; it is left as it is and says so. */
-      g_autoptr (GError) attention = g_error_new (
-          MD_ERROR, MD_ERROR_FAILED, "%s; host %s holds the guest (%s) and left its QEMU as it is",
-          error->message, host_name (in->dest),
-          md_authority_to_string (md_machine_get_authority (in->machine)));
-      in->ended = TRUE;
-      if (in->migration != NULL)
-        md_migration_set_needs_attention (in->migration, attention);
-      incoming_end (in, "running");
-      return;
-    }
-  in->ended = TRUE;
-  md_fault_point ("dest-fail");
-  g_message ("incoming migration %s of %s aborted: %s", in->id, in->def->name, error->message);
-  g_clear_pointer (&in->nbd_server, md_nbd_server_free);
-  if (in->migration != NULL)
-    md_migration_complete (in->migration, error, 0);
-  if (in->guest != NULL && md_guest_is_active (in->guest))
-    {
-      md_guest_destroy_async (in->guest, on_incoming_killed, incoming_ref (in));
-      return;
-    }
-  if (in->guest != NULL)
-    md_guest_end_migration (in->guest, FALSE);
-  remove_images_and_end (in);
-}
-
-/* Tells the source at once, rather than letting it find out from a
- * broken stream (or never, if its QEMU waits on a dead NBD server). */
-static void
-notify_source_aborted (Incoming *in, const GError *error)
-{
-  g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_FAILED);
-  GDBusConnection *dbus = md_peer_connection_get_dbus (in->conn);
-
-  if (md_peer_connection_is_closed (in->conn))
-    return;
-  g_dbus_connection_emit_signal (dbus, NULL, MD_PEER_OBJECT_PATH, "org.migrationd.Peer1", "Aborted",
-                                 g_variant_new ("(sss)", in->id,
-                                                md_error_code_to_dbus_name (converted->code),
-                                                converted->message),
-                                 NULL);
-}
-
-static void
-on_incoming_qemu_stopped (MdGuest *guest, Incoming *in)
-{
-  g_autoptr (GError) error = NULL;
-  g_autofree char *tail = NULL;
-
-  if (in->ended || in->finish_invocation != NULL || in->prepare_invocation != NULL)
-    return;
-  error = g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
-                       "host %s: the destination QEMU of %s exited during the migration; "
-                       "removed what Prepare made (see its log on host %s)",
-                       host_name (in->dest), in->def->name, host_name (in->dest));
-  notify_source_aborted (in, error);
-  incoming_abort (in, error);
-}
-
-static void
-source_lost (Incoming *in)
-{
-  g_autoptr (GError) error = NULL;
-
-  if (in->ended || in->finishing)
-    return;
-  if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE)
-    {
-      /* Postcopy: the source QEMU can never run this guest again, and
-       * keeps serving its pages without its daemon. This copy is the
-       * only one that can go on. */
-      adopt_after_lost_source (in);
-      return;
-    }
-  error = g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
-                       "host %s: the connection to source host %s dropped before Finish; "
-                       "removed what Prepare made (the guest stays on the source)",
-                       host_name (in->dest), md_peer_connection_get_host_name (in->conn));
-  if (in->prepare_invocation != NULL)
-    {
-      /* Prepare still runs: it notices abort_error when it completes. */
-      if (in->abort_error == NULL)
-        in->abort_error = g_error_copy (error);
-      return;
-    }
-  incoming_abort (in, error);
-}
-
-static void
-on_status_after_close (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (IncomingRef) in = user_data;
-  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, NULL);
-  const char *status =
-      node != NULL
-          ? json_object_get_string_member_with_default (json_node_get_object (node), "status", "")
-          : "";
-
-  /* QEMU's word beats a MIGRATION event still in the queue. */
-  if (g_str_has_prefix (status, "postcopy") && !in->ended && in->machine != NULL)
-    md_machine_set_authority (in->machine, MD_AUTHORITY_SPLIT);
-  source_lost (in);
-}
-
-static void
-on_connection_closed (MdPeerConnection *conn, Incoming *in)
-{
-  MdQmp *qmp = in->guest != NULL ? md_guest_get_qmp (in->guest) : NULL;
-
-  if (in->postcopy_watch)
-    {
-      dest_recovery_source_lost (in);
-      return;
-    }
-  /* A Finish under way runs to its end: it resumes the guest here (the
-   * source already gave it up) or aborts by itself. */
-  if (in->ended || in->finishing)
-    return;
-  if (qmp != NULL && in->prepare_invocation == NULL)
-    {
-      md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_status_after_close,
-                            incoming_ref (in));
-      return;
-    }
-  source_lost (in);
-}
-
 /* ---- who may act on a migration ------------------------------------------ */
 
 char *
@@ -341,7 +43,7 @@ incoming_rebind (Incoming *in, MdPeerConnection *conn)
              md_peer_connection_get_address (conn));
   g_clear_signal_handler (&in->closed_id, in->conn);
   g_set_object (&in->conn, conn);
-  in->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (on_connection_closed), in);
+  in->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (incoming_on_connection_closed), in);
 }
 
 /* The incoming migration @id for a @method call on @conn, carrying
@@ -406,9 +108,21 @@ prepare_failed (Incoming *in, GError *error)
   call_failed (in, &in->prepare_invocation, "prepare", error);
 }
 
+static void answer_prepare (gpointer data);
+
+/* Prepare is answered only with the journal on disk: from the answer on,
+ * the source may send, and a restarted daemon must find what was made. */
 static void
 prepare_succeeded (Incoming *in)
 {
+  md_machine_when_written (in->machine, answer_prepare, incoming_ref (in),
+                           (GDestroyNotify) incoming_unref);
+}
+
+static void
+answer_prepare (gpointer data)
+{
+  Incoming *in = data;
   GDBusMethodInvocation *invocation = g_steal_pointer (&in->prepare_invocation);
   GVariantBuilder result;
 
@@ -667,56 +381,54 @@ after_exports (Incoming *in, GError *error)
   prepare_succeeded (in);
 }
 
+/* One answer of the set-up batch: the first error wins; once every
+ * command answered, Prepare goes on or fails. */
 static void
-after_migration_getfd (Incoming *in, GError *error)
+after_setup_step (Incoming *in, GError *error)
 {
-  JsonObject *args;
-
-  if (error != NULL)
+  if (error != NULL && in->setup_error == NULL)
+    in->setup_error = error;
+  else if (error != NULL)
+    g_error_free (error);
+  if (--in->setup_pending > 0)
+    return;
+  if (in->setup_error != NULL)
     {
-      prepare_failed (in, error);
+      prepare_failed (in, g_steal_pointer (&in->setup_error));
       return;
     }
+  after_incoming_started (in, NULL);
+}
+
+/* QEMU's side of the migration, sent in one go rather than one round
+ * trip each: the TLS object, capabilities, parameters, our listening
+ * socket (getfd) and migrate-incoming on it. QMP runs them in order; if
+ * one fails, Prepare fails and the QEMU goes (it listens only on a
+ * socket no source was told about). */
+static void
+set_up_incoming (gpointer data)
+{
+  Incoming *in = data;
+  JsonObject *args;
+
+  if (in->ended)
+    return;
+  in->setup_pending = in->tls_object != NULL ? 5 : 4;
+  if (in->tls_object != NULL)
+    in_qmp (in, "object-add",
+            md_migration_qemu_tls_object (in->tls_object,
+                                          md_manager_get_config (in->dest->manager)->tls_dir, TRUE),
+            after_setup_step);
+  in_qmp (in, "migrate-set-capabilities", md_migration_qemu_capabilities (in->opts),
+          after_setup_step);
+  in_qmp (in, "migrate-set-parameters",
+          md_migration_qemu_parameters (in->opts, FALSE, in->tls_object, NULL), after_setup_step);
+  in_qmp_getfd (in, in->migration_socket, MIGRATION_FDNAME, after_setup_step);
   /* A "tcp:" URI whose address is an fd: QEMU listens on (and accepts
    * multifd channels from) the socket we bound. */
   args = json_object_new ();
   json_object_set_string_member (args, "uri", "tcp:fd:" MIGRATION_FDNAME);
-  in_qmp (in, "migrate-incoming", args, after_incoming_started);
-}
-
-static void
-after_parameters (Incoming *in, GError *error)
-{
-  if (error != NULL)
-    {
-      prepare_failed (in, error);
-      return;
-    }
-  in_qmp_getfd (in, in->migration_socket, MIGRATION_FDNAME, after_migration_getfd);
-}
-
-static void
-after_capabilities (Incoming *in, GError *error)
-{
-  if (error != NULL)
-    {
-      prepare_failed (in, error);
-      return;
-    }
-  in_qmp (in, "migrate-set-parameters",
-          md_migration_qemu_parameters (in->opts, FALSE, in->tls_object, NULL), after_parameters);
-}
-
-static void
-after_tls_object (Incoming *in, GError *error)
-{
-  if (error != NULL)
-    {
-      prepare_failed (in, error);
-      return;
-    }
-  in_qmp (in, "migrate-set-capabilities", md_migration_qemu_capabilities (in->opts),
-          after_capabilities);
+  in_qmp (in, "migrate-incoming", args, after_setup_step);
 }
 
 /* QEMU says its incoming migration moved on: postcopy means this copy
@@ -758,27 +470,17 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
   md_guest_begin_migration (in->guest, md_migration_get_object_path (in->migration), TRUE);
   md_migration_mark_time (in->migration, "qemu-ready");
   in->stopped_id =
-      g_signal_connect (in->guest, "stopped", G_CALLBACK (on_incoming_qemu_stopped), in);
-  if (md_guest_get_process (in->guest) != NULL)
-    md_journal_set_int (md_machine_get_journal (in->machine), "qemu-pid",
-                        md_qemu_process_get_pid (md_guest_get_process (in->guest)));
-  md_journal_set_string (md_machine_get_journal (in->machine), "guest", in->def->name);
+      g_signal_connect (in->guest, "stopped", G_CALLBACK (incoming_on_qemu_stopped), in);
   in->event_qmp = g_object_ref (md_guest_get_qmp (in->guest));
   in->event_id = g_signal_connect (in->event_qmp, "event::MIGRATION",
                                    G_CALLBACK (on_incoming_migration_event), in);
-  if (!in->opts->tls)
-    {
-      md_machine_commit (in->machine);
-      after_tls_object (in, NULL);
-      return;
-    }
-  in->tls_object = g_strdup_printf ("md-tls-in-%s", in->tag);
-  md_journal_list_add (md_machine_get_journal (in->machine), "qemu-objects", in->tls_object);
-  md_machine_commit (in->machine);
-  in_qmp (in, "object-add",
-          md_migration_qemu_tls_object (in->tls_object,
-                                        md_manager_get_config (in->dest->manager)->tls_dir, TRUE),
-          after_tls_object);
+  /* The TLS object is in the journal on disk before it exists in QEMU
+   * (journaled at Prepare's start: this does not wait). */
+  if (in->tls_object != NULL)
+    md_machine_when_written (in->machine, set_up_incoming, incoming_ref (in),
+                             (GDestroyNotify) incoming_unref);
+  else
+    set_up_incoming (in);
 }
 
 /* The address the source reached us on: QEMU listens there too, unless
@@ -851,8 +553,17 @@ start_incoming_qemu (Incoming *in)
   md_dbus_migration1_set_guest (MD_DBUS_MIGRATION1 (in->migration),
                                 md_guest_get_object_path (in->guest));
   md_migration_mark_time (in->migration, "qemu-starting");
+  incoming_push_undo_qemu (in);
   md_guest_start_incoming_async (in->guest, md_domain_copy (in->def), NULL,
                                  on_incoming_qemu_started, incoming_ref (in));
+  /* The QEMU is spawned by now: its pid goes to disk while it starts up,
+   * so answering Prepare does not wait for the write. */
+  if (md_guest_get_process (in->guest) != NULL)
+    {
+      md_journal_set_int (md_machine_get_journal (in->machine), "qemu-pid",
+                          md_qemu_process_get_pid (md_guest_get_process (in->guest)));
+      md_machine_commit (in->machine);
+    }
 }
 
 static void
@@ -917,6 +628,7 @@ start_offline_server (Incoming *in)
   options.port = in->nbd_port;
   options.listen_socket = in->nbd_socket;
   options.tls_dir = in->opts->tls ? md_manager_get_config (in->dest->manager)->tls_dir : NULL;
+  incoming_push_undo_nbd_server (in);
   md_nbd_server_start_async (&options, NULL, on_offline_server_started, incoming_ref (in));
 }
 
@@ -935,6 +647,7 @@ on_targets_created (GObject *source, GAsyncResult *result, gpointer user_data)
   /* Before anything writes to them: a restarted daemon removes them. */
   for (guint i = 0; in->created[i] != NULL; i++)
     md_journal_list_add (md_machine_get_journal (in->machine), "images", in->created[i]);
+  incoming_push_undo_images (in);
   md_machine_commit (in->machine);
   if (in->abort_error != NULL)
     {
@@ -1042,6 +755,13 @@ incoming_start_journal (Incoming *in, gboolean guest_created)
   md_journal_set_int (md_machine_get_journal (in->machine), "guest-created", guest_created);
   md_journal_set_int (md_machine_get_journal (in->machine), "paused-on-destination",
                       in->opts->paused_on_destination);
+  /* Named now: the record is on disk long before the object is made
+   * (object-add waits for it) and a restarted daemon removes it. */
+  if (in->opts->tls && !in->offline)
+    {
+      in->tls_object = g_strdup_printf ("md-tls-in-%s", in->tag);
+      md_journal_list_add (md_machine_get_journal (in->machine), "qemu-objects", in->tls_object);
+    }
 }
 
 /* The guest may arrive only if neither its name nor its UUID is active
@@ -1088,6 +808,30 @@ check_guest_not_here (MdMigrationDest *dest, const MdDomain *def, GDBusMethodInv
   return TRUE;
 }
 
+/* QEMU's migration stream: a socket of ours on @address (NULL: unknown)
+ * and the URI the source is told. */
+static gboolean
+listen_for_stream (Incoming *in, const char *address, GError **error)
+{
+  g_autoptr (MdAddress) endpoint = NULL;
+
+  if (address == NULL)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED,
+                   "cannot tell which address to listen on; give the migration-address option");
+      return FALSE;
+    }
+  in->migration_socket =
+      bind_listener (in->dest, address, in->opts->migration_port, "migration-port", error);
+  if (in->migration_socket == NULL)
+    return FALSE;
+  /* The peer's options are checked again: a destination trusts nothing
+   * it did not create. */
+  endpoint = md_address_new_inet (address, md_listen_socket_get_port (in->migration_socket), error);
+  in->uri = endpoint != NULL ? md_address_to_uri (endpoint, error) : NULL;
+  return in->uri != NULL;
+}
+
 static gboolean
 on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
                    GDBusMethodInvocation *invocation, const char *id, const char *xml,
@@ -1105,7 +849,6 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   const char *source_host;
   const char *wanted_address;
   g_autoptr (GVariant) disks_info = NULL;
-  guint16 port = 0;
   Incoming *in;
   g_autofree char *key = incoming_key (conn, id);
 
@@ -1165,7 +908,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   in->def = g_steal_pointer (&def);
   in->prepare_invocation = invocation;
   g_hash_table_insert (dest->incoming, in->key, in);
-  in->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (on_connection_closed), in);
+  in->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (incoming_on_connection_closed), in);
 
   in->migration =
       md_migration_new (manager, md_manager_next_migration_number (manager), MD_MIGRATION_INCOMING,
@@ -1186,30 +929,11 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
       admit_images (in);
       return TRUE;
     }
-  if (address != NULL)
-    in->migration_socket =
-        bind_listener (dest, address, in->opts->migration_port, "migration-port", &error);
-  if (in->migration_socket == NULL)
+  if (!listen_for_stream (in, address, &error))
     {
-      if (error == NULL)
-        error = g_error_new (MD_ERROR, MD_ERROR_FAILED,
-                             "cannot tell which address to listen on; "
-                             "give the migration-address option");
       prepare_failed (in, g_steal_pointer (&error));
       return TRUE;
     }
-  port = md_listen_socket_get_port (in->migration_socket);
-  {
-    /* The peer's options are checked again: a destination trusts nothing
-     * it did not create. */
-    g_autoptr (MdAddress) endpoint = md_address_new_inet (address, port, &error);
-    in->uri = endpoint != NULL ? md_address_to_uri (endpoint, &error) : NULL;
-    if (in->uri == NULL)
-      {
-        prepare_failed (in, g_steal_pointer (&error));
-        return TRUE;
-      }
-  }
   in->address = g_steal_pointer (&address);
 
   admit_images (in);

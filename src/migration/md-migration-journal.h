@@ -18,6 +18,8 @@ typedef struct _MdJournal MdJournal;
  * "incoming" @direction). */
 MdJournal *md_journal_new (const char *state_dir, const char *id, const char *direction);
 void md_journal_free (MdJournal *journal);
+/* A copy of the record, writing the same file through the same queue. */
+MdJournal *md_journal_dup (MdJournal *journal);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdJournal, md_journal_free)
 
 const char *md_journal_get_id (MdJournal *journal);
@@ -36,12 +38,28 @@ void md_journal_list_remove (MdJournal *journal, const char *key, const char *va
 /* NULL-terminated, owned by the caller (never NULL). */
 GStrv md_journal_list_get (MdJournal *journal, const char *key);
 
-/* Writes the record: temporary file, fsync, rename (and fsync of the
- * directory). The state directory is local; this is the write-ahead step
- * that must be on disk before QEMU is told to do what it records. */
+/* Writes the record now: temporary file, fsync, rename (and fsync of the
+ * directory). Blocks: for start-up recovery only. */
 gboolean md_journal_commit (MdJournal *journal, GError **error);
-/* The migration is resolved: the record goes. */
+/* The migration is resolved: the record goes (after every write queued
+ * before, so a late write cannot bring it back). */
 void md_journal_remove (MdJournal *journal);
+
+/* The running daemon's writes go through one writer thread, in order:
+ * the fsyncs (milliseconds each, far more on a busy disk) neither block
+ * the main loop nor hold up a migration that need not wait for them. */
+
+/* Queues a write of the record as it is now. */
+void md_journal_commit_async (MdJournal *journal);
+/* TRUE while writes of this record are queued and not yet on disk. */
+gboolean md_journal_is_pending (MdJournal *journal);
+/* The write-ahead barrier: @then (@data) runs in the caller's main
+ * context once every write queued so far is on disk; at once (before
+ * this returns) when nothing is pending. @destroy frees @data after. */
+void md_journal_when_written (MdJournal *journal, void (*then) (gpointer data), gpointer data,
+                              GDestroyNotify destroy);
+/* Waits for every queued write (daemon shut-down). */
+void md_journal_flush_all (void);
 
 /* Every record in @state_dir, oldest first (GPtrArray of MdJournal*);
  * an unreadable record is skipped with a warning. */

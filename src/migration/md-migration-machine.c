@@ -71,6 +71,8 @@ struct _MdMachine
   gboolean failing;
   gboolean in_undo;
   void (*on_undone) (gpointer owner);
+  guint journal_writes; /* statistics "journal-writes" and "journal-wait-ms" */
+  gint64 journal_wait_us;
 };
 
 const char *
@@ -178,6 +180,64 @@ md_machine_get_migration (MdMachine *machine)
   return machine->migration;
 }
 
+/* Queues a journal write (the writer thread does the fsyncs): only the
+ * write-ahead points wait for it (md_machine_when_written()). */
+static void
+journal_write (MdMachine *machine)
+{
+  md_journal_commit_async (machine->journal);
+  machine->journal_writes++;
+  md_migration_set_statistic (machine->migration, "journal-writes",
+                              g_variant_new_uint32 (machine->journal_writes));
+}
+
+typedef struct
+{
+  MdMachine *machine;
+  gint64 since;
+  void (*then) (gpointer data);
+  gpointer data;
+  GDestroyNotify destroy;
+} Written;
+
+static void
+on_written (gpointer user_data)
+{
+  Written *written = user_data;
+  MdMachine *machine = written->machine;
+
+  /* The time migrations spent waiting for the disk: GetStatistics
+   * "journal-wait-ms" (the bench shows it). */
+  machine->journal_wait_us += g_get_monotonic_time () - written->since;
+  md_migration_set_statistic (machine->migration, "journal-wait-ms",
+                              g_variant_new_uint64 ((guint64) machine->journal_wait_us / 1000));
+  written->then (written->data);
+}
+
+static void
+written_free (gpointer user_data)
+{
+  Written *written = user_data;
+
+  if (written->destroy != NULL)
+    written->destroy (written->data);
+  g_free (written);
+}
+
+void
+md_machine_when_written (MdMachine *machine, void (*then) (gpointer data), gpointer data,
+                         GDestroyNotify destroy)
+{
+  Written *written = g_new0 (Written, 1);
+
+  written->machine = machine;
+  written->since = g_get_monotonic_time ();
+  written->then = then;
+  written->data = data;
+  written->destroy = destroy;
+  md_journal_when_written (machine->journal, on_written, written, written_free);
+}
+
 static void
 write_undo_names (MdMachine *machine)
 {
@@ -191,13 +251,10 @@ write_undo_names (MdMachine *machine)
 void
 md_machine_commit (MdMachine *machine)
 {
-  g_autoptr (GError) error = NULL;
-
   if (machine->phase == MD_PHASE_ENDED)
     return;
   write_undo_names (machine);
-  if (!md_journal_commit (machine->journal, &error))
-    g_warning ("%s", error->message);
+  journal_write (machine);
 }
 
 gboolean
@@ -379,11 +436,7 @@ md_machine_end (MdMachine *machine, const char *outcome, gboolean remove_journal
       md_journal_set_string (machine->journal, "outcome", outcome);
       md_journal_set_string (machine->journal, "phase", "ended");
       json_object_remove_member (md_journal_get_object (machine->journal), "undo");
-      {
-        g_autoptr (GError) error = NULL;
-        if (!md_journal_commit (machine->journal, &error))
-          g_warning ("%s", error->message);
-      }
+      journal_write (machine);
     }
   machine->phase = MD_PHASE_ENDED;
 }

@@ -7,8 +7,10 @@
  *     refused),
  *   - publishes the Migration1 Phase string derived from the enum,
  *   - passes the fault point "<direction>-<phase>" (common/md-fault.h),
- *   - writes the journal (md-migration-journal.h) before anything the
- *     new phase does reaches QEMU.
+ *   - queues a journal write (md-migration-journal.h); the steps that
+ *     must not happen before the record is on disk (Finish sent, "cont"
+ *     on the destination, Prepare answered, a QEMU object made) wait for
+ *     it with md_machine_when_written(); the others go on meanwhile.
  *
  * Each step that creates something pushes what undoes it
  * (md_machine_push_undo()). md_machine_fail() is the one failure path:
@@ -95,12 +97,21 @@ MdMigration *md_machine_get_migration (MdMachine *machine);
  * must not go on with that step. */
 gboolean md_machine_advance (MdMachine *machine, MdPhase phase);
 
-/* Records who holds the guest now and writes the journal at once (the
- * write-ahead step before e.g. "cont" on the destination). */
+/* Records who holds the guest now and queues the journal write; the
+ * step it guards (e.g. "cont" on the destination) waits for it with
+ * md_machine_when_written(). */
 void md_machine_set_authority (MdMachine *machine, MdAuthority authority);
 
-/* Writes the journal after the caller changed what it records. */
+/* Writes the journal after the caller changed what it records. Writes
+ * are queued (md_journal_commit_async()): a step that must not happen
+ * before the record is on disk waits with md_machine_when_written(). */
 void md_machine_commit (MdMachine *machine);
+/* The write-ahead barrier: @then (@data) runs once every journal write
+ * queued so far is on disk (at once if none is pending). @data must keep
+ * the owner alive (a reference, dropped by @destroy): the machine belongs
+ * to it. */
+void md_machine_when_written (MdMachine *machine, void (*then) (gpointer data), gpointer data,
+                              GDestroyNotify destroy);
 
 /* Pushes an undo step named @name (shown in debug logs and the journal);
  * @data is freed with @destroy after the step ran or was dropped. */

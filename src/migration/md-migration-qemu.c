@@ -142,3 +142,48 @@ md_migration_qemu_step_fd (MdQmp *qmp, const char *command, JsonObject *args, in
   if (args != NULL)
     json_object_unref (args);
 }
+
+static void
+on_leftover_removed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autofree char *what = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) reply = md_qmp_execute_finish (MD_QMP (source), result, &error);
+
+  if (reply == NULL)
+    g_debug ("removing %s: %s", what, error->message);
+}
+
+static void
+remove_leftover (MdQmp *qmp, const char *command, const char *key, const char *value)
+{
+  g_autoptr (JsonObject) args = NULL;
+
+  if (key != NULL)
+    {
+      args = json_object_new ();
+      json_object_set_string_member (args, key, value);
+      if (g_str_equal (command, "block-job-cancel"))
+        json_object_set_boolean_member (args, "force", TRUE);
+    }
+  md_qmp_execute_async (qmp, command, args, NULL, on_leftover_removed,
+                        g_strdup_printf ("%s %s", command, value != NULL ? value : ""));
+}
+
+void
+md_migration_qemu_remove_leftovers (MdQmp *qmp, gboolean outgoing, const char *const *jobs,
+                                    const char *const *nodes, const char *const *objects)
+{
+  if (qmp == NULL)
+    return;
+  if (outgoing)
+    remove_leftover (qmp, "migrate_cancel", NULL, NULL);
+  for (guint i = 0; jobs != NULL && jobs[i] != NULL; i++)
+    remove_leftover (qmp, "block-job-cancel", "device", jobs[i]);
+  for (guint i = 0; nodes != NULL && nodes[i] != NULL; i++)
+    remove_leftover (qmp, "blockdev-del", "node-name", nodes[i]);
+  /* A postcopy stream still pulling pages over TLS holds its own
+   * reference to the credentials: deleting the object is safe. */
+  for (guint i = 0; objects != NULL && objects[i] != NULL; i++)
+    remove_leftover (qmp, "object-del", "id", objects[i]);
+}

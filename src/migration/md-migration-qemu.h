@@ -31,6 +31,15 @@ JsonObject *md_migration_qemu_tls_object (const char *id, const char *dir, gbool
  * and keeps the objects of an interrupted migration. */
 char *md_migration_qemu_new_tag (void);
 
+/* What a migration left in a QEMU that keeps the guest (a restarted
+ * daemon's recovery, Migration1.Resolve): the outgoing migration
+ * (@outgoing), block jobs, block nodes and objects the journal names
+ * (string lists), each removed and its answer ignored (gone already or
+ * never made: either way not there). QMP runs commands in order, so a
+ * "cont" sent after these comes after them. */
+void md_migration_qemu_remove_leftovers (MdQmp *qmp, gboolean outgoing, const char *const *jobs,
+                                         const char *const *nodes, const char *const *objects);
+
 /* One QMP command whose answer only matters as success or failure:
  * @next (@owner, error or NULL) is called once, with @owner kept alive by
  * @ref/@unref meanwhile. @args (taken, may be NULL). A NULL @qmp fails

@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include "md-migration-recover.h"
+#include "md-migration-resolve.h"
 #include "md-save-recover.h"
 #include "common/md-error.h"
 #include "md-migration-ask.h"
@@ -87,7 +88,10 @@ recovery_attention (Recovery *rec, GError *error)
   if (!md_journal_commit (rec->journal, &local))
     g_warning ("%s", local->message);
   if (rec->migration != NULL)
-    md_migration_set_needs_attention (rec->migration, error);
+    {
+      md_migration_set_needs_attention (rec->migration, error);
+      md_migration_resolver_attach (rec->migration, rec->manager, rec->journal, rec->guest);
+    }
   md_manager_hold_recovery (rec->manager, FALSE);
   recovery_free (rec);
 }
@@ -235,29 +239,9 @@ keep_this_copy (Recovery *rec)
     }
   g_message ("recovering migration %s: %s stays on host %s", md_journal_get_id (rec->journal),
              guest_name (rec), host_name (rec));
-  if (!incoming)
-    qmp (rec, "migrate_cancel", NULL, NULL);
-  for (guint i = 0; !incoming && jobs[i] != NULL; i++)
-    {
-      g_autoptr (JsonObject) args = json_object_new ();
-      json_object_set_string_member (args, "device", jobs[i]);
-      json_object_set_boolean_member (args, "force", TRUE);
-      qmp (rec, "block-job-cancel", args, NULL);
-    }
-  for (guint i = 0; !incoming && nodes[i] != NULL; i++)
-    {
-      g_autoptr (JsonObject) args = json_object_new ();
-      json_object_set_string_member (args, "node-name", nodes[i]);
-      qmp (rec, "blockdev-del", args, NULL);
-    }
-  /* A postcopy stream still pulling pages over TLS holds its own
-   * reference to the credentials: deleting the object is safe. */
-  for (guint i = 0; objects[i] != NULL; i++)
-    {
-      g_autoptr (JsonObject) args = json_object_new ();
-      json_object_set_string_member (args, "id", objects[i]);
-      qmp (rec, "object-del", args, NULL);
-    }
+  md_migration_qemu_remove_leftovers (
+      md_guest_get_qmp (rec->guest), !incoming, incoming ? NULL : (const char *const *) jobs,
+      incoming ? NULL : (const char *const *) nodes, (const char *const *) objects);
   if ((incoming && !md_journal_get_int (rec->journal, "paused-on-destination"))
       || (!incoming && md_journal_get_int (rec->journal, "was-running")))
     qmp (rec, "cont", NULL, on_resumed);
@@ -276,14 +260,20 @@ on_postcopy_wait (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* query-migrate's status, "" when QEMU did not answer. */
+static const char *
+reply_status (JsonNode *reply)
+{
+  if (reply == NULL || !JSON_NODE_HOLDS_OBJECT (reply))
+    return "";
+  return json_object_get_string_member_with_default (json_node_get_object (reply), "status", "");
+}
+
 static void
 on_source_status (Recovery *rec, JsonNode *reply, GError *error)
 {
   g_autoptr (GError) owned = error;
-  const char *status =
-      reply != NULL
-          ? json_object_get_string_member_with_default (json_node_get_object (reply), "status", "")
-          : "";
+  const char *status = reply_status (reply);
 
   if (g_str_equal (status, "postcopy-paused") || g_str_equal (status, "postcopy-recover"))
     {
@@ -357,10 +347,7 @@ static void
 on_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
 {
   g_autoptr (GError) owned = error;
-  const char *status =
-      reply != NULL
-          ? json_object_get_string_member_with_default (json_node_get_object (reply), "status", "")
-          : "";
+  const char *status = reply_status (reply);
 
   if (g_str_has_prefix (status, "postcopy"))
     keep_this_copy (rec);
@@ -392,6 +379,34 @@ on_held_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
                         host_name (rec), guest_name (rec),
                         md_journal_get_string (rec->journal, "peer-address"), status,
                         md_journal_get_string (rec->journal, "peer-address")));
+}
+
+static void
+ask_peer (Recovery *rec)
+{
+  md_migration_ask_peer_async (md_manager_get_peer_tls_config (rec->manager),
+                               md_journal_get_string (rec->journal, "peer-address"),
+                               md_journal_get_id (rec->journal), RECOVER_ASK_TIMEOUT_S, NULL,
+                               on_peer_answer, rec);
+}
+
+/* The journal says the source held the guest before Finish; QEMU may know
+ * better (journal writes are queued: the daemon may have died between
+ * QEMU's switch to postcopy and the write that records it). In postcopy
+ * the destination holds part of the guest: ask it, never cancel here. */
+static void
+on_outgoing_status (Recovery *rec, JsonNode *reply, GError *error)
+{
+  g_autoptr (GError) owned = error;
+  const char *status = reply_status (reply);
+
+  if (g_str_has_prefix (status, "postcopy"))
+    {
+      md_journal_set_string (rec->journal, "authority", "split");
+      ask_peer (rec);
+    }
+  else
+    keep_this_copy (rec);
 }
 
 /* ---- one record ------------------------------------------------------------ */
@@ -444,11 +459,9 @@ recover_one (MdManager *manager, MdJournal *journal)
     confirm_when_sent (rec);
   else if (authority == MD_AUTHORITY_SOURCE && phase != MD_PHASE_FINISH
            && phase != MD_PHASE_RESOLVING && phase != MD_PHASE_CONFIRM)
-    keep_this_copy (rec);
+    qmp (rec, "query-migrate", NULL, on_outgoing_status);
   else
-    md_migration_ask_peer_async (
-        md_manager_get_peer_tls_config (manager), md_journal_get_string (journal, "peer-address"),
-        md_journal_get_id (journal), RECOVER_ASK_TIMEOUT_S, NULL, on_peer_answer, rec);
+    ask_peer (rec);
 }
 
 /* A QEMU prepared for an incoming migration that has no journal (an

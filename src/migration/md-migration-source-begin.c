@@ -119,6 +119,14 @@ source_journal (Source *src)
   if (md_guest_get_process (src->guest) != NULL)
     md_journal_set_int (journal, "qemu-pid",
                         md_qemu_process_get_pid (md_guest_get_process (src->guest)));
+  /* Named now, so the record is on disk long before the object exists
+   * (object-add waits for it): a restarted daemon removes it, or finds
+   * it was never made. */
+  if (src->opts->tls && !src->offline)
+    {
+      src->tls_object = g_strdup_printf ("md-tls-%s", src->tag);
+      md_journal_list_add (journal, "qemu-objects", src->tls_object);
+    }
   return journal;
 }
 

@@ -63,6 +63,8 @@ typedef struct
   MdQmp *event_qmp;       /* QEMU's events drive the phases */
   gulong event_ids[2];
   guint total_time_tries;
+  gboolean final_figures_pending; /* QEMU's total-time and downtime not set yet */
+  gboolean done_deferred;         /* source_done() waits for them */
   guint abort_id;
   guint64 downtime;
   guint split_asks; /* Resolve calls made after postcopy broke */
@@ -97,6 +99,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (SourceRef, source_unref)
  * failing (undo steps use source_undo_step()). */
 typedef void (*StepFunc) (Source *src, GError *error);
 void source_qmp_step (Source *src, const char *command, JsonObject *args, StepFunc next);
+/* The same once the journal is on disk: for a step that makes what the
+ * journal just recorded (a QEMU object or node a restarted daemon must
+ * find and remove). */
+void source_qmp_step_written (Source *src, const char *command, JsonObject *args, StepFunc next);
 /* For undo steps: @command, then the next undo step, whatever happened. */
 void source_undo_step (Source *src, const char *command, JsonObject *args);
 void source_ignore_result (Source *src, GError *error);
@@ -118,6 +124,15 @@ const char *source_phase (Source *src);
 void source_fail (Source *src, GError *error);
 void source_set_capabilities (Source *src, GError *error);
 void source_finish_on_peer (Source *src);
+
+/* md-migration-source-end.c: Finish, Confirm, Resolving, the end. */
+/* The migration is over (also after the undo list ran): publish the
+ * result, let go of the run's reference. */
+void source_done (Source *src);
+/* The peer runs the guest and QEMU sent everything: the source QEMU goes. */
+void source_confirm_success (Source *src);
+/* The peer went away at the switch-over: ask it what became of the guest. */
+void source_resolve_with_peer (Source *src, const GError *why);
 
 /* md-migration-source-storage.c */
 void source_start_mirrors (Source *src, GError *error);

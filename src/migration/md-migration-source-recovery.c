@@ -20,10 +20,12 @@
 #include "common/md-fault.h"
 #include "md-address.h"
 #include "md-migration-ask.h"
+#include "md-migration-resolve.h"
 #include "md-migration-source-private.h"
 
-/* How long the peer is asked before giving up on one question. */
-#define RESOLVE_TIMEOUT_S 60
+/* How long the peer is asked before giving up on one question: twice
+ * [daemon] peer-timeout, as at the switch-over (md-migration-source-end.c). */
+#define RESOLVE_TIMEOUT_S (2 * md_manager_get_config (src->manager)->peer_timeout)
 /* Seconds between two recovery attempts. */
 #define RETRY_S 2
 
@@ -112,6 +114,8 @@ on_split_peer_answered (GObject *source, GAsyncResult *result, gpointer user_dat
                  ask_error->message);
     md_migration_set_needs_attention (src->migration, attention);
     md_machine_end (src->machine, "needs-attention", FALSE);
+    md_migration_resolver_attach (src->migration, src->manager,
+                                  md_machine_get_journal (src->machine), src->guest);
     source_unref (src);
   }
 }

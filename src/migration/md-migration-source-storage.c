@@ -260,7 +260,7 @@ add_next_mirror (Source *src, GError *error)
       json_object_set_string_member (args, "tls-hostname",
                                      md_peer_connection_get_host_name (src->peer));
     }
-  source_qmp_step (src, "blockdev-add", args, on_nbd_node_added);
+  source_qmp_step_written (src, "blockdev-add", args, on_nbd_node_added);
 }
 
 static void

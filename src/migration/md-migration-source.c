@@ -17,18 +17,12 @@
 #include "md-migration-source-private.h"
 #include "md-address.h"
 
-/* How long a source that lost the peer at the switch-over keeps asking
- * it (it may be restarting) before it leaves the guest paused here and
- * asks for attention. */
-#define RESOLVE_TIMEOUT_S 60
 /* QEMU may say "completed" a moment before it fills in its final figures. */
 #define TOTAL_TIME_TRIES 40
 #define TOTAL_TIME_RETRY_MS 25
 
 static void source_prepare (Source *src);
 static void source_perform (Source *src, const char *uri);
-static void source_confirm_success (Source *src);
-static void source_resolve_with_peer (Source *src, const GError *why);
 static void on_peer_closed (MdPeerConnection *peer, Source *src);
 static void on_peer_aborted (MdDbusPeer1 *proxy, const char *id, const char *name,
                              const char *message, Source *src);
@@ -37,6 +31,8 @@ static void on_peer_connected (GObject *source, GAsyncResult *result, gpointer u
 static gboolean on_peer_reused (gpointer user_data);
 static void undo_resume_here (gpointer owner, gpointer data);
 static void source_poll (Source *src);
+
+/* ---- undo steps ----------------------------------------------------------- */
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -193,6 +189,47 @@ source_qmp_step (Source *src, const char *command, JsonObject *args, StepFunc ne
   run_step (src, command, args, next, FALSE);
 }
 
+typedef struct
+{
+  Source *src;
+  char *command;
+  JsonObject *args;
+  StepFunc next;
+} WrittenStep;
+
+static void
+written_step_free (gpointer data)
+{
+  WrittenStep *step = data;
+
+  source_unref (step->src);
+  g_free (step->command);
+  if (step->args != NULL)
+    json_object_unref (step->args);
+  g_free (step);
+}
+
+static void
+on_step_written (gpointer data)
+{
+  WrittenStep *step = data;
+
+  if (!source_is_stale (step->src))
+    run_step (step->src, step->command, g_steal_pointer (&step->args), step->next, FALSE);
+}
+
+void
+source_qmp_step_written (Source *src, const char *command, JsonObject *args, StepFunc next)
+{
+  WrittenStep *step = g_new0 (WrittenStep, 1);
+
+  step->src = source_ref (src);
+  step->command = g_strdup (command);
+  step->args = args;
+  step->next = next;
+  md_machine_when_written (src->machine, on_step_written, step, written_step_free);
+}
+
 void
 source_undo_step (Source *src, const char *command, JsonObject *args)
 {
@@ -241,76 +278,6 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
     md_peer_connect_async (md_manager_get_peer_tls_config (manager), src->destination,
                            src->cancellable, on_peer_connected, source_ref (src));
   return g_object_ref (src->migration);
-}
-
-/* ---- the end: success, failure, or attention ------------------------------ */
-
-/* The migration is over: publish the result and let go; callbacks still
- * pending hold their own reference and find the machine ended. */
-void
-source_teardown (Source *src)
-{
-  source_recovery_stop (src);
-  if (src->event_qmp != NULL)
-    for (guint i = 0; i < G_N_ELEMENTS (src->event_ids); i++)
-      g_clear_signal_handler (&src->event_ids[i], src->event_qmp);
-  g_clear_object (&src->event_qmp);
-  if (src->mirror_qmp != NULL)
-    g_clear_signal_handler (&src->mirror_event_id, src->mirror_qmp);
-  g_clear_object (&src->mirror_qmp);
-  g_clear_handle_id (&src->progress_id, g_source_remove);
-  g_clear_handle_id (&src->abort_id, g_source_remove);
-  g_cancellable_cancel (src->cancellable);
-  if (src->peer != NULL && src->peer_closed_id != 0)
-    g_clear_signal_handler (&src->peer_closed_id, src->peer);
-  if (src->peer != NULL && src->peer_aborted_id != 0)
-    g_clear_signal_handler (&src->peer_aborted_id, md_peer_connection_get_proxy (src->peer));
-  /* Kept for the next migration to this peer (closed if it broke). */
-  if (src->peer != NULL)
-    md_peer_pool_give_back (md_manager_get_peer_pool (src->manager), src->destination,
-                            g_steal_pointer (&src->peer));
-  md_migration_set_control (src->migration, NULL, NULL);
-}
-
-static void
-source_done (Source *src)
-{
-  const GError *error = md_machine_get_error (src->machine);
-
-  if (md_machine_is_ended (src->machine))
-    return;
-  source_teardown (src);
-  if (error != NULL && md_machine_get_authority (src->machine) == MD_AUTHORITY_SPLIT)
-    {
-      /* Postcopy broke: memory is on both hosts and neither QEMU may be
-       * killed or resumed alone, unless the peer says its copy is gone. */
-      source_split_ask (src);
-      return;
-    }
-  md_machine_end (src->machine, NULL, TRUE);
-  md_migration_complete (src->migration, error, src->downtime);
-  source_unref (src);
-}
-
-static void
-source_after_undo (gpointer owner)
-{
-  source_done (owner);
-}
-
-/* The failure path, whatever the phase: the machine runs the undo list
- * (stop QEMU's migration, have the peer remove what it prepared, resume
- * the guest here), as far as who holds the guest allows. */
-void
-source_fail (Source *src, GError *error)
-{
-  if (!md_machine_is_failing (src->machine))
-    {
-      g_clear_handle_id (&src->progress_id, g_source_remove);
-      g_clear_handle_id (&src->abort_id, g_source_remove);
-      g_cancellable_cancel (src->cancellable);
-    }
-  md_machine_fail (src->machine, error, source_after_undo);
 }
 
 /* Undo of Begin: the guest runs here again (or stays paused if it was). */
@@ -409,195 +376,64 @@ undo_peer_prepare (gpointer owner, gpointer data)
                              source_ref (src));
 }
 
-/* ---- Confirm ----------------------------------------------------------- */
-
-static void
-on_source_qemu_gone (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (SourceRef) src = user_data;
-  g_autoptr (GError) error = NULL;
-
-  if (!md_guest_destroy_finish (MD_GUEST (source), result, &error))
-    g_warning ("migration %s: stopping the source QEMU after success: %s", src->migration_id,
-               error->message);
-  source_done (src);
-}
-
-/* The peer confirmed the guest runs there: the source QEMU goes and the
- * source definition follows the persist/undefine table. */
-static void
-source_confirm_success (Source *src)
-{
-  gboolean undefine = src->opts->undefine_source;
-  g_autoptr (GError) error = NULL;
-
-  if (md_machine_is_ended (src->machine) || !md_machine_advance (src->machine, MD_PHASE_CONFIRM))
-    return;
-  md_fault_point ("source-confirm");
-  if (src->src_persistent && undefine)
-    {
-      if (!md_manager_delete_definition (src->manager, md_guest_get_name (src->guest), &error))
-        md_migration_add_error_detail (src->migration, error);
-      md_guest_set_persistent (src->guest, FALSE);
-    }
-  md_guest_end_migration (src->guest, FALSE);
-  if (src->offline || !md_guest_is_active (src->guest))
-    {
-      if (!md_guest_is_persistent (src->guest))
-        md_manager_remove_guest (src->manager, src->guest);
-      source_done (src);
-      return;
-    }
-  md_guest_destroy_async (src->guest, on_source_qemu_gone, source_ref (src));
-}
-
-/* The guest runs on the peer now: confirm once QEMU has sent everything
- * (at once in precopy; when postcopy completes otherwise). */
-static void
-source_peer_runs_guest (Source *src)
-{
-  md_machine_set_authority (src->machine, MD_AUTHORITY_DESTINATION);
-  if (src->qemu_completed || src->offline)
-    source_confirm_success (src);
-}
-
-/* ---- Finish (peer) ----------------------------------------------------------- */
-
-static gboolean
-is_connection_loss (const GError *error)
-{
-  return !g_dbus_error_is_remote_error (error)
-         || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CLOSED)
-         || g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_DISCONNECTED)
-         || g_error_matches (error, G_DBUS_ERROR, G_DBUS_ERROR_NO_REPLY)
-         || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_TIMED_OUT);
-}
-
-static void
-on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (SourceRef) src = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GVariant) out = NULL;
-
-  src->finish_pending = FALSE;
-  if (!md_dbus_peer1_call_finish_finish (MD_DBUS_PEER1 (source), &out, result, &error))
-    {
-      GError *converted;
-
-      if (source_is_stale (src))
-        return;
-      if (is_connection_loss (error) && source_recovery_finish_lost (src))
-        return; /* re-sent once the postcopy stream is recovered */
-      if (is_connection_loss (error))
-        {
-          /* The peer may have resumed the guest before it went away: only
-           * its answer (or its journal after a restart) can tell. */
-          source_resolve_with_peer (src, error);
-          return;
-        }
-      converted = md_error_convert (error, MD_ERROR_PEER_FAILED);
-      g_prefix_error (&converted, "host %s, phase finish: ", source_peer_name (src));
-      source_fail (src, converted);
-      return;
-    }
-  if (source_is_stale (src))
-    return;
-  md_migration_mark_time (src->migration, "finished");
-  md_fault_point ("source-finish-done");
-  source_peer_runs_guest (src);
-}
-
-void
-source_finish_on_peer (Source *src)
-{
-  GVariantBuilder opts;
-
-  md_migration_mark_time (src->migration, "finish-sent");
-  md_fault_point ("source-finish-sent");
-  if (md_machine_get_phase (src->machine) != MD_PHASE_POSTCOPY
-      && !md_machine_advance (src->machine, MD_PHASE_FINISH))
-    return;
-  src->finish_pending = TRUE;
-  g_variant_builder_init (&opts, G_VARIANT_TYPE_VARDICT);
-  if (src->peer_token != NULL)
-    g_variant_builder_add (&opts, "{sv}", "token", g_variant_new_string (src->peer_token));
-  md_dbus_peer1_call_finish (md_peer_connection_get_proxy (src->peer), src->migration_id, TRUE,
-                             g_variant_builder_end (&opts), NULL, on_peer_finished,
-                             source_ref (src));
-}
-
-/* ---- Resolving: the peer went away at the switch-over ------------------------ */
-
-static void
-on_peer_answered (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (SourceRef) src = user_data;
-  g_autoptr (GError) error = NULL;
-  g_autofree char *outcome = md_migration_ask_peer_finish (result, &error);
-
-  if (md_machine_is_ended (src->machine))
-    return;
-  if (outcome != NULL && g_str_equal (outcome, "running"))
-    {
-      g_message ("migration %s: host %s says guest %s runs there", src->migration_id,
-                 source_peer_name (src), md_guest_get_name (src->guest));
-      source_peer_runs_guest (src);
-      return;
-    }
-  if (outcome != NULL && md_machine_get_authority (src->machine) == MD_AUTHORITY_SOURCE)
-    {
-      /* The peer removed its copy (or never had one): the guest is ours. */
-      source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
-                                     "host %s, phase finish: lost the connection to host %s, "
-                                     "which then reported the migration %s; the guest keeps "
-                                     "running here",
-                                     source_host_name (src), source_peer_name (src), outcome));
-      return;
-    }
-  {
-    g_autoptr (GError) attention = g_error_new (
-        MD_ERROR, MD_ERROR_PEER_FAILED,
-        "host %s, phase %s: lost host %s at the switch-over and %s; guest %s is left paused "
-        "here because this host cannot prove the copy here is the only one. Check whether it "
-        "runs on %s: if it does, destroy it here; if not, resume it here",
-        source_host_name (src), md_phase_to_string (md_machine_get_phase (src->machine)),
-        source_peer_name (src),
-        outcome != NULL ? "it reported the migration aborted during postcopy"
-                        : "could not ask it what became of the guest",
-        md_guest_get_name (src->guest), source_peer_name (src));
-    if (error != NULL)
-      g_message ("migration %s: %s", src->migration_id, error->message);
-    md_migration_add_error_detail (src->migration, attention);
-    md_migration_set_needs_attention (src->migration, attention);
-    source_teardown (src);
-    md_machine_end (src->machine, "needs-attention", FALSE);
-    source_unref (src);
-  }
-}
-
-static void
-source_resolve_with_peer (Source *src, const GError *why)
-{
-  g_message ("migration %s: lost host %s in phase %s (%s); asking it what became of the guest",
-             src->migration_id, source_peer_name (src), source_phase (src), why->message);
-  if (src->peer != NULL && src->peer_closed_id != 0)
-    g_clear_signal_handler (&src->peer_closed_id, src->peer);
-  if (md_machine_get_phase (src->machine) == MD_PHASE_FINISH
-      || md_machine_get_phase (src->machine) == MD_PHASE_POSTCOPY)
-    md_machine_advance (src->machine, MD_PHASE_RESOLVING);
-  md_migration_ask_peer_async (md_manager_get_peer_tls_config (src->manager), src->destination,
-                               src->migration_id, RESOLVE_TIMEOUT_S, NULL, on_peer_answered,
-                               source_ref (src));
-}
-
 /* ---- Perform: following QEMU ---------------------------------------------- */
 
-static gboolean
-on_total_time_retry (gpointer user_data)
+static void take_final_figures (Source *src, JsonObject *info);
+
+static void
+on_final_figures (GObject *source, GAsyncResult *result, gpointer user_data)
 {
-  source_poll (user_data);
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, NULL);
+
+  if (node != NULL && JSON_NODE_HOLDS_OBJECT (node))
+    take_final_figures (src, json_node_get_object (node));
+  else
+    src->final_figures_pending = FALSE; /* QEMU is gone: no figures */
+  if (!src->final_figures_pending && src->done_deferred)
+    {
+      src->done_deferred = FALSE;
+      source_done (src);
+    }
+}
+
+static gboolean
+on_final_figures_retry (gpointer user_data)
+{
+  Source *src = user_data;
+  MdQmp *qmp = md_guest_get_qmp (src->guest);
+
+  if (qmp == NULL)
+    {
+      src->final_figures_pending = FALSE;
+      if (src->done_deferred)
+        {
+          src->done_deferred = FALSE;
+          source_done (src);
+        }
+      return G_SOURCE_REMOVE;
+    }
+  md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_final_figures, source_ref (src));
   return G_SOURCE_REMOVE;
+}
+
+/* QEMU 7.2 says "completed" a moment before it fills in total-time and
+ * downtime: the migration goes on at once (Finish does not wait for
+ * figures) and QEMU is asked again until they are there; source_done()
+ * waits for them (at most TOTAL_TIME_TRIES). */
+static void
+take_final_figures (Source *src, JsonObject *info)
+{
+  src->downtime = source_member_uint (info, "downtime");
+  md_migration_set_statistic (src->migration, "qemu-total-time-ms",
+                              g_variant_new_uint64 (source_member_uint (info, "total-time")));
+  md_migration_set_statistic (src->migration, "qemu-setup-time-ms",
+                              g_variant_new_uint64 (source_member_uint (info, "setup-time")));
+  src->final_figures_pending =
+      source_member_uint (info, "total-time") == 0 && src->total_time_tries++ < TOTAL_TIME_TRIES;
+  if (src->final_figures_pending)
+    g_timeout_add_full (G_PRIORITY_DEFAULT, TOTAL_TIME_RETRY_MS, on_final_figures_retry,
+                        source_ref (src), (GDestroyNotify) source_unref);
 }
 
 /* All memory is on the peer. Precopy: the disks, then Finish. Postcopy:
@@ -608,11 +444,7 @@ on_qemu_completed (Source *src, JsonObject *info)
   src->qemu_completed = TRUE;
   md_migration_mark_time (src->migration, "qemu-completed");
   md_machine_drop_undo (src->machine, "migrate-cancel");
-  src->downtime = source_member_uint (info, "downtime");
-  md_migration_set_statistic (src->migration, "qemu-total-time-ms",
-                              g_variant_new_uint64 (source_member_uint (info, "total-time")));
-  md_migration_set_statistic (src->migration, "qemu-setup-time-ms",
-                              g_variant_new_uint64 (source_member_uint (info, "setup-time")));
+  take_final_figures (src, info);
   g_clear_handle_id (&src->progress_id, g_source_remove);
   g_clear_handle_id (&src->abort_id, g_source_remove);
   if (md_machine_get_authority (src->machine) == MD_AUTHORITY_DESTINATION)
@@ -666,15 +498,6 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
   status = json_object_get_string_member_with_default (info, "status", "");
   source_publish_migrate_stats (src, info, status);
   completed = g_str_equal (status, "completed");
-  if (completed && source_member_uint (info, "total-time") == 0
-      && src->total_time_tries++ < TOTAL_TIME_TRIES)
-    {
-      /* QEMU 7.2 says completed a moment before it fills in its final
-       * figures: ask until it has. */
-      g_timeout_add_full (G_PRIORITY_DEFAULT, TOTAL_TIME_RETRY_MS, on_total_time_retry,
-                          source_ref (src), (GDestroyNotify) source_unref);
-      return;
-    }
   if (completed)
     on_qemu_completed (src, info);
   else if (g_str_equal (status, "postcopy-active")
@@ -737,6 +560,17 @@ on_progress_timer (gpointer user_data)
 static void
 on_migration_event (MdQmp *qmp, const char *name, JsonObject *data, gint64 timestamp, Source *src)
 {
+  const char *status = json_object_get_string_member_with_default (data, "status", "");
+
+  /* The switch-over began: QEMU stopped the guest here and sends its
+   * last pages and device state. "finish" goes to the journal now, while
+   * QEMU works, so that Finish need not wait for the disk once QEMU
+   * completes. (A daemon restarted from here asks the peer, which never
+   * started the guest without Finish.) */
+  if (g_str_equal (status, "device") && !source_is_stale (src)
+      && md_machine_get_phase (src->machine) == MD_PHASE_PERFORM
+      && md_machine_get_authority (src->machine) == MD_AUTHORITY_SOURCE)
+    md_machine_advance (src->machine, MD_PHASE_FINISH);
   source_poll (src);
 }
 
@@ -808,6 +642,7 @@ start_migrate (Source *src, GError *error)
   md_machine_push_undo (src->machine, "migrate-cancel", MD_UNDO_GUEST, undo_migrate_cancel, NULL,
                         NULL);
   md_machine_commit (src->machine);
+  md_migration_mark_time (src->migration, "migrate-sent");
   args = source_json_args ();
   json_object_set_string_member (args, "uri", src->uri);
   source_qmp_step (src, "migrate", args, on_migrate_started);
@@ -854,16 +689,14 @@ add_tls_object (Source *src, GError *error)
       source_start_mirrors (src, error);
       return;
     }
-  /* Unique across daemon restarts: QEMU keeps the object of a migration
-   * the previous daemon did not finish. */
-  src->tls_object = g_strdup_printf ("md-tls-%s", src->tag);
-  md_journal_list_add (md_machine_get_journal (src->machine), "qemu-objects", src->tls_object);
+  /* Named (unique across daemon restarts: QEMU keeps the object of a
+   * migration the previous daemon did not finish) and journaled at Begin. */
   md_machine_push_undo (src->machine, "tls-object", MD_UNDO_CLEANUP, undo_tls_object, NULL, NULL);
-  md_machine_commit (src->machine);
-  source_qmp_step (src, "object-add",
-                   md_migration_qemu_tls_object (
-                       src->tls_object, md_manager_get_config (src->manager)->tls_dir, FALSE),
-                   source_start_mirrors);
+  source_qmp_step_written (
+      src, "object-add",
+      md_migration_qemu_tls_object (src->tls_object, md_manager_get_config (src->manager)->tls_dir,
+                                    FALSE),
+      source_start_mirrors);
 }
 
 static void
@@ -1016,6 +849,7 @@ source_prepare (Source *src)
 {
   g_autofree char *xml = md_domain_format (src->dest_def);
 
+  md_migration_mark_time (src->migration, "prepare-sent");
   md_machine_push_undo (src->machine, "peer-prepare", MD_UNDO_GUEST, undo_peer_prepare, NULL, NULL);
   md_machine_commit (src->machine);
   md_dbus_peer1_call_prepare (md_peer_connection_get_proxy (src->peer), src->migration_id, xml,

@@ -35,6 +35,11 @@ struct _MdMigration
   GString *detail;        /* later errors */
   gboolean finished;
   guint keep_id;
+
+  MdMigrationResolveFunc resolve; /* set while it may need attention */
+  gpointer resolver;
+  GDestroyNotify resolver_destroy;
+  gboolean resolving;
 };
 
 static void md_migration_iface_init (MdDbusMigration1Iface *iface);
@@ -268,6 +273,121 @@ handle_start_postcopy (MdDbusMigration1 *object, GDBusMethodInvocation *invocati
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+void
+md_migration_set_resolver (MdMigration *self, MdMigrationResolveFunc func, gpointer data,
+                           GDestroyNotify destroy)
+{
+  if (self->resolver_destroy != NULL && self->resolver != NULL)
+    self->resolver_destroy (self->resolver);
+  self->resolve = func;
+  self->resolver = data;
+  self->resolver_destroy = destroy;
+}
+
+void
+md_migration_resolved (MdMigration *self, gboolean on_destination, const char *how)
+{
+  g_autoptr (GError) resolved = NULL;
+
+  /* The error that asked for attention is history now: the outcome is
+   * what the administrator decided. */
+  g_clear_error (&self->error);
+  g_string_truncate (self->detail, 0);
+  if (!on_destination)
+    resolved = g_error_new (MD_ERROR, MD_ERROR_FAILED, "%s", how);
+  else
+    g_message ("migration %s: %s", self->object_path, how);
+  md_migration_complete (self, resolved, 0);
+}
+
+typedef struct
+{
+  MdMigration *self; /* strong */
+  GDBusMethodInvocation *invocation;
+} Resolving;
+
+static void
+on_resolved (GError *error, gpointer user_data)
+{
+  Resolving *r = user_data;
+
+  r->self->resolving = FALSE;
+  if (error != NULL)
+    md_error_return (r->invocation, error);
+  else
+    md_dbus_migration1_complete_resolve (MD_DBUS_MIGRATION1 (r->self), r->invocation);
+  g_object_unref (r->self);
+  g_free (r);
+}
+
+/* Resolve's options: "resume" (b) only; the default depends on the side. */
+static gboolean
+parse_resolve_options (GVariant *options, int *resume, GError **error)
+{
+  GVariantIter iter;
+  const char *key;
+  GVariant *value;
+
+  *resume = -1;
+  g_variant_iter_init (&iter, options);
+  while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
+    {
+      if (!g_str_equal (key, "resume"))
+        {
+          g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                       "Resolve: unknown option '%s'; the one option is 'resume' (b)", key);
+          return FALSE;
+        }
+      if (!g_variant_is_of_type (value, G_VARIANT_TYPE_BOOLEAN))
+        {
+          g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                       "Resolve: option 'resume' is a boolean (b), not '%s'",
+                       g_variant_get_type_string (value));
+          return FALSE;
+        }
+      *resume = g_variant_get_boolean (value);
+    }
+  return TRUE;
+}
+
+static gboolean
+handle_resolve (MdDbusMigration1 *object, GDBusMethodInvocation *invocation, const char *keep,
+                GVariant *options)
+{
+  MdMigration *self = MD_MIGRATION (object);
+  GError *error = NULL;
+  const char *here = self->direction == MD_MIGRATION_INCOMING ? "destination" : "source";
+  const char *state = md_dbus_migration1_get_state (object);
+  Resolving *r;
+  int resume;
+
+  if (!g_str_equal (keep, "source") && !g_str_equal (keep, "destination"))
+    return md_error_return (invocation,
+                            g_error_new (MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                                         "Resolve: keep is \"source\" or \"destination\" (the "
+                                         "copy of the guest that is the guest), not \"%s\"",
+                                         keep));
+  if (!parse_resolve_options (options, &resume, &error))
+    return md_error_return (invocation, error);
+  if (self->finished || g_strcmp0 (state, "needs-attention") != 0 || self->resolve == NULL
+      || self->resolving)
+    return md_error_return (
+        invocation, g_error_new (MD_ERROR, MD_ERROR_INVALID_STATE,
+                                 "Resolve: migration %s of %s is %s%s; only a migration that needs "
+                                 "attention is resolved by hand",
+                                 self->object_path, md_dbus_migration1_get_guest_name (object),
+                                 state, self->resolving ? " and being resolved" : ""));
+  r = g_new0 (Resolving, 1);
+  r->self = g_object_ref (self);
+  r->invocation = invocation;
+  self->resolving = TRUE;
+  g_message ("migration %s of %s: an administrator resolves it: keep the copy on the %s",
+             self->object_path, md_dbus_migration1_get_guest_name (object), keep);
+  if (!self->resolve (self->resolver, g_str_equal (keep, here), resume, on_resolved, r, &error))
+    on_resolved (error, r);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 static gboolean
 handle_get_statistics (MdDbusMigration1 *object, GDBusMethodInvocation *invocation)
 {
@@ -300,6 +420,7 @@ md_migration_iface_init (MdDbusMigration1Iface *iface)
   iface->handle_set_bandwidth = handle_set_bandwidth;
   iface->handle_set_max_downtime = handle_set_max_downtime;
   iface->handle_start_postcopy = handle_start_postcopy;
+  iface->handle_resolve = handle_resolve;
   iface->handle_get_statistics = handle_get_statistics;
 }
 
@@ -310,6 +431,7 @@ md_migration_dispose (GObject *object)
 
   g_clear_handle_id (&self->publish_id, g_source_remove);
   g_clear_handle_id (&self->keep_id, g_source_remove);
+  md_migration_set_resolver (self, NULL, NULL, NULL);
   G_OBJECT_CLASS (md_migration_parent_class)->dispose (object);
 }
 

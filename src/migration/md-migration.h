@@ -72,6 +72,24 @@ void md_migration_set_running_state (MdMigration *self, const char *state);
  * "needs-attention" with @error saying what was left and why; the object
  * stays until an admin resolves it (or a later resolution completes it). */
 void md_migration_set_needs_attention (MdMigration *self, const GError *error);
+
+/* Migration1.Resolve for a migration that needs attention: @keep_here
+ * TRUE keeps (and with @resume runs; -1: as before the migration) this
+ * host's copy, FALSE stops it.
+ * Returns FALSE with @error when it cannot start; otherwise calls @done
+ * once, with NULL when the copy here is settled (the migration then ends
+ * with md_migration_resolved()) or the error that left it needing
+ * attention. */
+typedef gboolean (*MdMigrationResolveFunc) (gpointer resolver, gboolean keep_here, gboolean resume,
+                                            MdMigrationTuned done, gpointer user_data,
+                                            GError **error);
+/* Who can resolve this migration once it needs attention (@data freed
+ * with @destroy when the object goes or another resolver is set). */
+void md_migration_set_resolver (MdMigration *self, MdMigrationResolveFunc func, gpointer data,
+                                GDestroyNotify destroy);
+/* The end of a resolved migration: Completed(success = the guest runs
+ * on the destination), with @how saying what the administrator chose. */
+void md_migration_resolved (MdMigration *self, gboolean on_destination, const char *how);
 void md_migration_set_bandwidth_property (MdMigration *self, guint64 bytes_per_second);
 void md_migration_set_max_downtime_property (MdMigration *self, guint64 ms);
 

@@ -8,6 +8,7 @@
 #include "daemon/md-manager.h"
 #include "migration/md-evacuation.h"
 #include "migration/md-migration-dest.h"
+#include "migration/md-migration-journal.h"
 #include "migration/md-migration-recover.h"
 #include "migration/md-migration-source.h"
 #include "migration/md-save.h"
@@ -65,6 +66,8 @@ md_daemon_dispose (GObject *object)
   g_clear_object (&self->manager);
   g_clear_object (&self->auth);
   g_clear_object (&self->connection);
+  /* Journal writes still queued reach the disk before the daemon goes. */
+  md_journal_flush_all ();
   G_OBJECT_CLASS (md_daemon_parent_class)->dispose (object);
 }
 

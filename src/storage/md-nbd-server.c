@@ -28,6 +28,27 @@ builder_to_json (JsonBuilder *builder)
   return json_generator_to_data (generator, NULL);
 }
 
+/* The server's TLS credentials: x509, verifying the client. */
+static char *
+tls_object_json (const char *tls_dir)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "qom-type");
+  json_builder_add_string_value (b, "tls-creds-x509");
+  json_builder_set_member_name (b, "id");
+  json_builder_add_string_value (b, "tls0");
+  json_builder_set_member_name (b, "dir");
+  json_builder_add_string_value (b, tls_dir);
+  json_builder_set_member_name (b, "endpoint");
+  json_builder_add_string_value (b, "server");
+  json_builder_set_member_name (b, "verify-peer");
+  json_builder_add_boolean_value (b, TRUE);
+  json_builder_end_object (b);
+  return builder_to_json (b);
+}
+
 /* Options as JSON: no escaping of commas in paths to get wrong. */
 static GStrv
 build_argv (const MdNbdServerOptions *o, const char *qmp_path)
@@ -40,22 +61,7 @@ build_argv (const MdNbdServerOptions *o, const char *qmp_path)
                            "chardev=qmp", NULL);
   if (o->tls_dir != NULL && o->unix_path == NULL)
     {
-      g_autoptr (JsonBuilder) b = json_builder_new ();
-      g_autofree char *json = NULL;
-
-      json_builder_begin_object (b);
-      json_builder_set_member_name (b, "qom-type");
-      json_builder_add_string_value (b, "tls-creds-x509");
-      json_builder_set_member_name (b, "id");
-      json_builder_add_string_value (b, "tls0");
-      json_builder_set_member_name (b, "dir");
-      json_builder_add_string_value (b, o->tls_dir);
-      json_builder_set_member_name (b, "endpoint");
-      json_builder_add_string_value (b, "server");
-      json_builder_set_member_name (b, "verify-peer");
-      json_builder_add_boolean_value (b, TRUE);
-      json_builder_end_object (b);
-      json = builder_to_json (b);
+      g_autofree char *json = tls_object_json (o->tls_dir);
       g_strv_builder_add_many (argv, "--object", json, NULL);
     }
   for (guint i = 0; i < n; i++)

@@ -37,6 +37,7 @@ ACTIONS = [
     "org.migrationd.migrate",
     "org.migrationd.migration.control-own",
     "org.migrationd.migration.control-other",
+    "org.migrationd.migration.resolve",
     "org.migrationd.peer.manage",
 ]
 

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 import twohosts  # noqa: E402
-from harness import GUEST_IFACE, MIGRATION_IFACE  # noqa: E402
+from harness import GUEST_IFACE, MIGRATION_IFACE, GLib  # noqa: E402
 
 MiB = 1024 * 1024
 
@@ -244,6 +244,75 @@ class ImagesLeak(EngineTestCase):
         harness.wait_until(lambda: not self.b.qemu_pids(), timeout=30, what="no QEMU on B")
         self.assertEqual(self.hosts.guest_state(self.client_a, "leak"), "running")
         self.assertTrue(os.path.exists(disk_a))
+
+
+class Attention(EngineTestCase):
+    """A migration the daemon cannot settle (State "needs-attention": it
+    cannot prove which copy of the guest is the only one, and leaves its
+    copy paused) and the administrator's way out, Migration1.Resolve."""
+
+    PEER_TIMEOUT = 3  # s: A asks a lost B for twice this long
+
+    def setUp(self):
+        super().setUp()
+        self.hosts.restart_daemon(self.a, extra_config="[daemon]\npeer-timeout=%d\n" % self.PEER_TIMEOUT)
+        self.client_a = self.hosts.client_a = self.hosts.client(self.a)
+
+    def stuck_migration(self, name):
+        """B journals that it holds the guest and dies before "cont"; it
+        stays down while A asks, so A leaves its copy paused and needs
+        attention. Restarted, B resumes its copy (it held the guest)."""
+        self.arm(self.b, "dest-authority-destination")
+        guest = self.guest(name, size_mib=16, seed=3, memory=64)
+        self.start_on_a(guest)
+        serial_b = self.scratch.join(name + "-B.log")
+        path = self.hosts.migrate(name, options={"destination-xml": self.destination_xml(name, serial_b)})
+        self.wait_died(self.b)
+        self.hosts.wait_property(self.client_a, path, "State", lambda s: s == "needs-attention", timeout=120)
+        message = self.client_a.get_property(path, MIGRATION_IFACE, "ErrorMessage")
+        self.assertIn("cannot prove", message)
+        self.assertEqual(len(self.a.qemu_pids()), 1, "A keeps its paused copy")
+        self.restart(self.b)
+        harness.wait_until(lambda: self.hosts.guest_state(self.client_b, name) == "running", timeout=90,
+                           what="B resuming the copy it held\n" + self.hosts.logs())
+        return guest, path, serial_b
+
+    def test_resolve_stops_the_stale_copy_and_the_guest_runs_once(self):
+        guest, path, serial_b = self.stuck_migration("att")
+        qemu_a = self.a.qemu_pids()
+
+        # Denied: resolving decides which copy lives; nothing changes.
+        self.a.polkitd.set_allowed([a for a in harness.ACTIONS if a != "org.migrationd.migration.resolve"])
+        self.assertDBusError("org.migrationd.Error.NotAuthorized", self.client_a.call, path, MIGRATION_IFACE,
+                             "Resolve", "(sa{sv})", ("destination", {}))
+        self.a.polkitd.set_allowed(harness.ACTIONS)
+        # Bad input is named; nothing changes.
+        message = self.assertDBusError("org.migrationd.Error.InvalidArgument", self.client_a.call, path,
+                                       MIGRATION_IFACE, "Resolve", "(sa{sv})", ("both", {}))
+        self.assertIn("both", message)
+        message = self.assertDBusError("org.migrationd.Error.InvalidArgument", self.client_a.call, path,
+                                       MIGRATION_IFACE, "Resolve", "(sa{sv})",
+                                       ("destination", {"force": GLib.Variant("b", True)}))
+        self.assertIn("force", message)
+        self.assertEqual(self.client_a.get_property(path, MIGRATION_IFACE, "State"), "needs-attention")
+        self.assertEqual(self.a.qemu_pids(), qemu_a)
+
+        # Allowed: the administrator found the guest running on B.
+        self.client_a.call(path, MIGRATION_IFACE, "Resolve", "(sa{sv})", ("destination", {}))
+        success, name, message = self.hosts.wait_completed(self.client_a, path, 60)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        self.assert_runs_only_on(self.b, self.a, "att", guest, serial_b)
+        self.assertEqual(self.journal_files(self.a), [], "A's journal record of the migration stays")
+        # Once resolved, it is over.
+        self.assertDBusError("org.migrationd.Error.InvalidState", self.client_a.call, path, MIGRATION_IFACE,
+                             "Resolve", "(sa{sv})", ("destination", {}))
+        # A second migration of the same guest, back to A, works.
+        serial_a = self.scratch.join("att-A2.log")
+        xml = self.client_b.call(harness.guest_path("att"), GUEST_IFACE, "GetXML", "(a{sv})", ({},), "(s)")[0]
+        back = self.hosts.migrate("att", dest=self.a.peer_address, client=self.client_b,
+                                  options={"destination-xml": with_serial(xml, serial_a)})
+        success, name, message = self.hosts.wait_completed(self.client_b, back, 120)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
 
 
 if __name__ == "__main__":
