@@ -47,6 +47,9 @@ typedef struct
   gboolean reuse_existing_images;
   guint fs_check_timeout; /* seconds a file-system check may take */
 
+  /* [migration] */
+  char *transport; /* "tunnel" (default) or "native": the default of option 'transport' */
+
   /* [networks]: libvirt network name -> host bridge, so guests written
    * with <interface type='network'> run here through that bridge. */
   GHashTable *networks;

@@ -7,6 +7,7 @@
 #include "md-incoming-owner.h"
 #include "md-migration-dest.h"
 #include "md-migration-machine.h"
+#include "md-tunnel.h"
 #include "storage/md-image-admission.h"
 #include "storage/md-nbd-server.h"
 
@@ -22,6 +23,7 @@ struct _MdMigrationDest
   MdManager *manager;
   MdPeerListener *listener;
   MdImageAdmission *admission; /* which files incoming migrations may touch */
+  MdDataStreamGate *gate;      /* tunnel data streams on the peer port */
   GHashTable *incoming;        /* "owner DN\nmigration id" -> Incoming */
   gulong handler_ids[5];
 };
@@ -55,8 +57,10 @@ typedef struct
   guint16 nbd_port;
   GSocket *migration_socket; /* ours until QEMU has its copy */
   GSocket *nbd_socket;
+  gboolean nbd_socket_given; /* tunnel: NBD streams come through the tunnel */
   guint exports_added;
   MdNbdServer *nbd_server; /* offline copies: qemu-storage-daemon */
+  MdTunnelIn *tunnel;      /* transport=tunnel: the data streams */
   char *tls_object;
   gboolean offline;
   gboolean prepared;
@@ -82,6 +86,8 @@ void incoming_stop_events (Incoming *in);
 /* The migration is over here: the table lets go of it, and @outcome
  * ("running", "aborted") stays in the journal for a source that asks. */
 void incoming_end (Incoming *in, const char *outcome);
+/* transport=tunnel: whether this migration's streams go through the peer port. */
+gboolean incoming_tunnelled (Incoming *in);
 /* Failure before the destination holds the guest: the prepared QEMU and
  * what Prepare made go; after, the copy is left as it is (needs-attention). */
 void incoming_abort (Incoming *in, const GError *error);

@@ -54,10 +54,21 @@ incoming_stop_events (Incoming *in)
 
 /* The migration is over here: the table lets go of it, and @outcome
  * ("running", "aborted") stays in the journal for a source that asks. */
+gboolean
+incoming_tunnelled (Incoming *in)
+{
+  return in->opts->transport == MD_MIGRATE_TRANSPORT_TUNNEL;
+}
+
 void
 incoming_end (Incoming *in, const char *outcome)
 {
   incoming_stop_events (in);
+  /* Running here: postcopy may still pull pages through the streams. */
+  if (g_str_equal (outcome, "running"))
+    md_tunnel_in_release (g_steal_pointer (&in->tunnel));
+  else
+    g_clear_pointer (&in->tunnel, md_tunnel_in_free);
   if (in->machine != NULL)
     md_machine_end (in->machine, outcome, FALSE);
   g_hash_table_remove (in->dest->incoming, in->key);
@@ -87,6 +98,7 @@ incoming_clear (Incoming *in)
   g_free (in->tls_object);
   g_clear_object (&in->migration_socket);
   g_clear_object (&in->nbd_socket);
+  g_clear_pointer (&in->tunnel, md_tunnel_in_free);
   g_clear_pointer (&in->owner, md_incoming_owner_free);
   g_free (in->key);
   g_free (in->id);
@@ -202,6 +214,7 @@ incoming_abort (Incoming *in, const GError *error)
     }
   in->ended = TRUE;
   md_fault_point ("dest-fail");
+  g_clear_pointer (&in->tunnel, md_tunnel_in_free);
   g_message ("incoming migration %s of %s aborted: %s", in->id, in->def->name, error->message);
   g_clear_pointer (&in->nbd_server, md_nbd_server_free);
   if (in->migration != NULL)
@@ -422,7 +435,9 @@ prepare_succeeded (Incoming *in)
     }
   if (in->uri != NULL)
     g_variant_builder_add (&result, "{sv}", "migration-uri", g_variant_new_string (in->uri));
-  if (in->nbd_port != 0)
+  if (in->tunnel != NULL)
+    md_tunnel_in_describe (in->tunnel, &result);
+  if (in->nbd_port != 0 || (in->tunnel != NULL && in->nbd_socket_given))
     {
       g_autoptr (GPtrArray) fresh = g_ptr_array_new ();
 
@@ -435,8 +450,12 @@ prepare_succeeded (Incoming *in)
               g_ptr_array_add (fresh, disk->target);
           }
       g_ptr_array_add (fresh, NULL);
-      g_variant_builder_add (&result, "{sv}", "nbd-address", g_variant_new_string (in->address));
-      g_variant_builder_add (&result, "{sv}", "nbd-port", g_variant_new_uint16 (in->nbd_port));
+      if (in->nbd_port != 0)
+        {
+          g_variant_builder_add (&result, "{sv}", "nbd-address",
+                                 g_variant_new_string (in->address));
+          g_variant_builder_add (&result, "{sv}", "nbd-port", g_variant_new_uint16 (in->nbd_port));
+        }
       g_variant_builder_add (&result, "{sv}", "fresh-targets",
                              g_variant_new_strv ((const char *const *) fresh->pdata, -1));
     }
@@ -567,7 +586,10 @@ after_nbd_server (Incoming *in, GError *error)
 {
   if (error != NULL)
     {
-      g_prefix_error (&error, "starting the NBD server on %s:%u: ", in->address, in->nbd_port);
+      if (in->tunnel != NULL)
+        g_prefix_error (&error, "starting the NBD server for the tunnel: ");
+      else
+        g_prefix_error (&error, "starting the NBD server on %s:%u: ", in->address, in->nbd_port);
       prepare_failed (in, error);
       return;
     }
@@ -604,6 +626,26 @@ bind_nbd_socket (Incoming *in, GError **error)
 {
   const char *wanted = in->opts->nbd_address;
 
+  if (in->tunnel != NULL)
+    {
+      g_autoptr (GPtrArray) targets = g_ptr_array_new_with_free_func (g_free);
+      GSocket *socket;
+
+      for (gsize i = 0; i < g_variant_n_children (in->disks_info); i++)
+        {
+          g_autoptr (GVariant) info = g_variant_get_child_value (in->disks_info, i);
+          char *target = NULL;
+          g_variant_lookup (info, "target", "s", &target);
+          g_ptr_array_add (targets, target);
+        }
+      g_ptr_array_add (targets, NULL);
+      socket = md_tunnel_in_listen_nbd (in->tunnel, (const char *const *) targets->pdata, error);
+      if (socket == NULL)
+        return FALSE;
+      in->nbd_socket = g_object_ref (socket);
+      in->nbd_socket_given = TRUE;
+      return TRUE;
+    }
   if (wanted != NULL)
     {
       g_free (in->address);
@@ -657,7 +699,8 @@ after_exports (Incoming *in, GError *error)
       prepare_failed (in, error);
       return;
     }
-  g_message ("incoming migration %s: QEMU for %s listens on %s", in->id, in->def->name, in->uri);
+  g_message ("incoming migration %s: QEMU for %s listens on %s", in->id, in->def->name,
+             in->uri != NULL ? in->uri : "the tunnel (peer port)");
   prepare_succeeded (in);
 }
 
@@ -760,7 +803,8 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
   in->event_qmp = g_object_ref (md_guest_get_qmp (in->guest));
   in->event_id = g_signal_connect (in->event_qmp, "event::MIGRATION",
                                    G_CALLBACK (on_incoming_migration_event), in);
-  if (!in->opts->tls)
+  /* The tunnel encrypts: QEMU's own TLS stays off on the local leg. */
+  if (!in->opts->tls || in->tunnel != NULL)
     {
       md_machine_commit (in->machine);
       after_tls_object (in, NULL);
@@ -1082,6 +1126,39 @@ check_guest_not_here (MdMigrationDest *dest, const MdDomain *def, GDBusMethodInv
   return TRUE;
 }
 
+/* The source's streams may break at any time; the source sees it too and
+ * fails the migration (it holds the guest until Finish), or this QEMU's
+ * incoming migration fails and its exit cleans up here. */
+static void
+on_tunnel_broken (const GError *error, gpointer user_data)
+{
+  Incoming *in = user_data;
+
+  if (in->migration != NULL && !in->ended)
+    md_migration_add_error_detail (in->migration, error);
+}
+
+/* transport=tunnel: QEMU's migration channels arrive as data streams
+ * through the peer port; QEMU listens on a private unix socket. */
+static gboolean
+start_tunnel (Incoming *in, GError **error)
+{
+  const MdConfig *config = md_manager_get_config (in->dest->manager);
+  g_autofree char *label = g_strdup_printf ("migration %s", in->id);
+  GSocket *socket;
+
+  in->tunnel = md_tunnel_in_new (in->dest->gate, config->runtime_dir, in->tag,
+                                 md_peer_connection_get_dn (in->conn), config->host_name, label,
+                                 on_tunnel_broken, in, error);
+  if (in->tunnel == NULL)
+    return FALSE;
+  socket = md_tunnel_in_listen_migration (in->tunnel, in->opts->parallel_connections, error);
+  if (socket == NULL)
+    return FALSE;
+  in->migration_socket = g_object_ref (socket);
+  return TRUE;
+}
+
 static gboolean
 on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
                    GDBusMethodInvocation *invocation, const char *id, const char *xml,
@@ -1173,6 +1250,17 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   md_fault_point ("dest-prepare-started");
 
   address = wanted_address != NULL ? g_strdup (wanted_address) : local_address_of (conn);
+  if (incoming_tunnelled (in) && !in->offline)
+    {
+      in->address = g_steal_pointer (&address);
+      if (!start_tunnel (in, &error))
+        {
+          prepare_failed (in, g_steal_pointer (&error));
+          return TRUE;
+        }
+      admit_images (in);
+      return TRUE;
+    }
   if (in->offline)
     {
       /* No QEMU migration stream: only the NBD server listens. */
@@ -1228,6 +1316,7 @@ md_migration_dest_new (MdManager *manager, MdPeerListener *listener, GError **er
 
   dest->manager = manager;
   dest->listener = listener;
+  dest->gate = md_data_stream_gate_new (listener, config->host_name);
   dest->incoming =
       g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) incoming_unref);
   dest->handler_ids[0] =
@@ -1251,6 +1340,7 @@ md_migration_dest_free (MdMigrationDest *dest)
   for (guint i = 0; i < G_N_ELEMENTS (dest->handler_ids); i++)
     g_clear_signal_handler (&dest->handler_ids[i], dest->listener);
   g_hash_table_unref (dest->incoming);
+  md_data_stream_gate_free (dest->gate);
   md_image_admission_free (dest->admission);
   g_free (dest);
 }

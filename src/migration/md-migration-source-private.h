@@ -5,6 +5,7 @@
 #include "md-migration-machine.h"
 #include "md-migration-qemu.h"
 #include "md-migration-source.h"
+#include "md-tunnel.h"
 #include "storage/md-offline-copy.h"
 #include "storage/md-storage.h"
 
@@ -34,6 +35,8 @@ typedef struct
   GCancellable *cancellable;
   MdDomain *dest_def;
   char *tls_object; /* id of our tls-creds object in QEMU, or NULL */
+  MdTunnelOut *tunnel; /* transport=tunnel: QEMU's streams to the peer port */
+  GError *tunnel_error; /* a stream broke; QEMU's status is being asked */
 
   MdStorageCopyMode storage_mode;
   GPtrArray *plan;      /* MdDomainDisk* to copy, borrowed from the live definition */

@@ -553,7 +553,7 @@ class TwoHosts:
             try:
                 props = client.get_all(path, MIGRATION_IFACE)
             except GLib.Error as e:
-                raise AssertionError("migration %s vanished while waiting: %s" % (path, e.message))
+                raise AssertionError("migration %s vanished while waiting: %s\n%s" % (path, e.message, self.logs()))
             if props["State"] in TERMINAL_STATES:
                 if terminal_since is None:
                     terminal_since = time.monotonic()
