@@ -581,7 +581,8 @@ on_out_accept (GSocket *socket, GIOCondition condition, gpointer user_data)
     }
   conn = g_new0 (OutConn, 1);
   conn->port = port;
-  conn->fd = dup (g_socket_get_fd (accepted));
+  /* Not inherited by the QEMUs and helpers the daemon starts later. */
+  conn->fd = fcntl (g_socket_get_fd (accepted), F_DUPFD_CLOEXEC, 0);
   conn->cancellable = g_object_ref (tunnel->cancellable);
   if (g_str_equal (port->what, "migration") && port->used > 0)
     conn->label = g_strdup_printf ("data stream 'multifd-%u' of %s to host %s", port->used - 1,

@@ -158,8 +158,14 @@ relay_to_peer (gpointer data)
       if (n == 0)
         {
           g_atomic_int_set (&relay->local_ended, 1);
-          /* An orderly end (TLS close_notify) for this direction only. */
-          if (!g_output_stream_close (out, NULL, &error))
+          /* End this direction only. Not with a TLS close_notify: GLib's
+           * TLS connection makes a close wait for the read blocked in
+           * the other thread, which waits for the peer to close: both
+           * ends would wait for ever. A TCP half-close instead; the
+           * receiving end takes it as an orderly end of stream
+           * (require-close-notify off), and QEMU's stream format says
+           * itself whether it arrived whole. */
+          if (relay->tcp != NULL && !g_socket_shutdown (relay->tcp, FALSE, TRUE, &error))
             relay_fail (relay, "closing towards the peer", error);
           break;
         }
@@ -243,6 +249,7 @@ md_relay_start (GIOStream *tls, int local_fd, const char *label, MdRelayDone don
   relay->user_data = user_data;
   relay->context = g_main_context_ref_thread_default ();
   relay->running = 2;
+  g_tls_connection_set_require_close_notify (G_TLS_CONNECTION (tls), FALSE);
   /* Blocking I/O from here on, each direction in its thread. */
   if (relay->tcp != NULL)
     g_socket_set_blocking (relay->tcp, TRUE);

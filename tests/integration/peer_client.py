@@ -17,10 +17,16 @@ entry per call: {"reply": TEXT} or {"error": NAME, "message": TEXT}, and
 for a Prepare with nbd_write {"nbd_write": returncode, "stderr": TEXT}.
 The pseudo-call ["@reconnect", ""] opens a new connection (the earlier
 ones stay open); "{token}" in a call's text is replaced by the "token" of
-the last Prepare that answered one.
+the last Prepare that answered one. The pseudo-call ["@data-stream", WHAT]
+opens a tunnel data stream (ALPN migrationd-data/1) and presents a token:
+WHAT "forged" (64 random hex digits), "none" (sends nothing and waits for
+the refusal), "garbage" (a header that is not one) or "migration:N" (the
+Nth tunnel-migration-token of the last Prepare); the entry is {"answer":
+the server's first line}.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -51,6 +57,40 @@ def connect(address, tls_dir):
                                        observer, None)
 
 
+def data_stream(address, tls_dir, token):
+    """A tunnel data stream presenting @token (None: nothing) and the
+    server's answer line (OK, or NO and why)."""
+    host, port = address.rsplit(":", 1)
+    client = Gio.SocketClient.new()
+    client.set_timeout(20)
+    base = client.connect_to_host(address, int(port), None)
+    tls = Gio.TlsClientConnection.new(base, Gio.NetworkAddress.new(host, int(port)))
+    tls.set_certificate(Gio.TlsCertificate.new_from_files(tls_dir + "/client-cert.pem",
+                                                          tls_dir + "/client-key.pem"))
+    tls.set_database(Gio.TlsFileDatabase.new(tls_dir + "/ca-cert.pem"))
+    tls.set_advertised_protocols(["migrationd-data/1"])
+    tls.handshake(None)
+    if token is not None:
+        tls.get_output_stream().write_all(token.encode(), None)
+    try:
+        answer = tls.get_input_stream().read_bytes(512, None).get_data().decode(errors="replace")
+    except GLib.Error as e:
+        answer = "error: " + e.message
+    tls.close(None)
+    return {"answer": answer.strip()}
+
+
+def stream_token(what, prepared):
+    if what == "forged":
+        return "MDSTREAM1 %s\n" % os.urandom(32).hex()
+    if what == "garbage":
+        return "GET / HTTP/1.1\r\nHost: x\r\n\r\n" + "x" * 64
+    if what == "none":
+        return None
+    index = int(what.split(":", 1)[1])
+    return "MDSTREAM1 %s\n" % prepared["tunnel-migration-tokens"][index]
+
+
 def nbd_write(address, port, export, tls_dir, data):
     host = address.rsplit(":", 1)[0]
     uri = "nbds://%s:%d/%s?tls-certificates=%s" % (host, port, export, tls_dir)
@@ -65,7 +105,11 @@ def main():
     connections = [conn]
     results = []
     token = ""
+    prepared = {}
     for method, text in spec["calls"]:
+        if method == "@data-stream":
+            results.append(data_stream(spec["address"], spec["tls_dir"], stream_token(text, prepared)))
+            continue
         if method == "@reconnect":
             conn = connect(spec["address"], spec["tls_dir"])
             connections.append(conn)
@@ -78,6 +122,7 @@ def main():
             entry = {"reply": reply.print_(True)}
             if method == "Prepare":
                 token = reply.unpack()[0].get("token", token)
+                prepared = reply.unpack()[0]
             if method == "Prepare" and spec.get("nbd_write") is not None:
                 result = reply.unpack()[0]
                 if result.get("nbd-port"):
