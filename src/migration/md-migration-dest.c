@@ -871,6 +871,27 @@ bind_listener (MdMigrationDest *dest, const char *address, guint16 wanted, const
   return NULL;
 }
 
+/* The definition QEMU starts with. Images Prepare created for copied
+ * disks open with discard=unmap unless the definition says otherwise:
+ * the mirror writes zero ranges as "zeroes, may unmap", and only then do
+ * they stay holes (with discard=ignore QEMU allocates them), so a sparse
+ * disk arrives sparse. The live definition says so. */
+static MdDomain *
+incoming_live_definition (Incoming *in)
+{
+  MdDomain *live = md_domain_copy (in->def);
+
+  for (guint i = 0; in->created != NULL && in->created[i] != NULL; i++)
+    for (guint d = 0; d < live->disks->len; d++)
+      {
+        MdDomainDisk *disk = g_ptr_array_index (live->disks, d);
+        if (g_strcmp0 (disk->source, in->created[i]) == 0
+            && disk->discard == MD_DOMAIN_DISK_DISCARD_DEFAULT)
+          disk->discard = MD_DOMAIN_DISK_DISCARD_UNMAP;
+      }
+  return live;
+}
+
 static void
 start_incoming_qemu (Incoming *in)
 {
@@ -889,7 +910,7 @@ start_incoming_qemu (Incoming *in)
   md_dbus_migration1_set_guest (MD_DBUS_MIGRATION1 (in->migration),
                                 md_guest_get_object_path (in->guest));
   md_migration_mark_time (in->migration, "qemu-starting");
-  md_guest_start_incoming_async (in->guest, md_domain_copy (in->def), NULL,
+  md_guest_start_incoming_async (in->guest, incoming_live_definition (in), NULL,
                                  on_incoming_qemu_started, incoming_ref (in));
 }
 

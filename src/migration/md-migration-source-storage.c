@@ -144,6 +144,14 @@ on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
       source_fail (src, g_steal_pointer (&error));
       return;
     }
+  if (src->tunnel != NULL)
+    {
+      /* What moved, not how far the mirrors got through the disks: the
+       * rest of the way still counts as to do. */
+      guint64 moved = md_tunnel_out_get_disk_bytes (src->tunnel);
+      total = moved + (total - MIN (done, total));
+      done = moved;
+    }
   if (src->disk_sample_time > 0 && now > src->disk_sample_time && done >= src->disk_processed)
     src->disk_rate = (guint64) ((double) (done - src->disk_processed) * G_USEC_PER_SEC
                                 / (double) (now - src->disk_sample_time));

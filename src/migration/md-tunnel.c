@@ -476,8 +476,9 @@ struct _MdTunnelOut
   char *label;
   MdTunnelBroken broken;
   gpointer user_data;
-  GPtrArray *ports;  /* OutPort* */
-  GPtrArray *relays; /* MdRelay* */
+  GPtrArray *ports;      /* OutPort* */
+  GPtrArray *relays;     /* MdRelay* */
+  GPtrArray *nbd_relays; /* the NBD ones among @relays (no references) */
   GCancellable *cancellable;
   guint live;        /* relays still copying */
   gboolean released; /* the migration is over: free when the last relay ends */
@@ -556,6 +557,9 @@ on_out_stream_open (GObject *source, GAsyncResult *result, gpointer user_data)
   tunnel->live++;
   g_ptr_array_add (tunnel->relays,
                    md_relay_start (stream, conn->fd, conn->label, on_out_relay_done, tunnel));
+  if (g_str_has_prefix (conn->port->what, "nbd-"))
+    g_ptr_array_add (tunnel->nbd_relays,
+                     g_ptr_array_index (tunnel->relays, tunnel->relays->len - 1));
   conn->fd = -1;
   out_conn_free (conn);
 }
@@ -659,6 +663,7 @@ md_tunnel_out_new (const MdPeerTlsConfig *cfg, const char *peer_address, const c
   tunnel->user_data = user_data;
   tunnel->ports = g_ptr_array_new_with_free_func (out_port_free);
   tunnel->relays = g_ptr_array_new ();
+  tunnel->nbd_relays = g_ptr_array_new ();
   tunnel->cancellable = g_cancellable_new ();
   tunnel->dir = make_private_dir (dir_parent, tag, error);
   if (tunnel->dir == NULL)
@@ -751,6 +756,16 @@ md_tunnel_out_release (MdTunnelOut *tunnel)
     md_tunnel_out_free (tunnel);
 }
 
+guint64
+md_tunnel_out_get_disk_bytes (MdTunnelOut *tunnel)
+{
+  guint64 sum = 0;
+
+  for (guint i = 0; i < tunnel->nbd_relays->len; i++)
+    sum += md_relay_get_bytes_out (g_ptr_array_index (tunnel->nbd_relays, i));
+  return sum;
+}
+
 guint
 md_tunnel_out_get_streams (MdTunnelOut *tunnel)
 {
@@ -763,6 +778,7 @@ md_tunnel_out_free (MdTunnelOut *tunnel)
   if (tunnel == NULL)
     return;
   g_cancellable_cancel (tunnel->cancellable);
+  g_ptr_array_unref (tunnel->nbd_relays);
   stop_relays (tunnel->relays);
   g_ptr_array_unref (tunnel->relays);
   g_ptr_array_unref (tunnel->ports);

@@ -64,6 +64,9 @@ MdTunnelOut *md_tunnel_out_new (const MdPeerTlsConfig *cfg, const char *peer_add
 const char *md_tunnel_out_get_migration_path (MdTunnelOut *tunnel);
 const char *md_tunnel_out_get_nbd_path (MdTunnelOut *tunnel, const char *target);
 guint md_tunnel_out_get_streams (MdTunnelOut *tunnel);
+/* Bytes the NBD streams carried to the peer so far: what the disk
+ * mirrors really moved (zero ranges go as a few bytes of request). */
+guint64 md_tunnel_out_get_disk_bytes (MdTunnelOut *tunnel);
 /* Failure: stops every relay at once and removes the sockets. */
 void md_tunnel_out_free (MdTunnelOut *tunnel);
 /* Success: no new streams; the running ones drain what QEMU wrote (QEMU

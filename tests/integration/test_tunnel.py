@@ -204,7 +204,7 @@ class Tunnel(twohosts.TwoHostsTestCase):
         xml = self.get_xml("tundisk").replace(disk_a, disk_b)
         path, ports, _serial_b = self.migrate_live(
             "tundisk", guest, {"transport": "tunnel", "copy-storage": "all", "disks": ["vdb"],
-                               "destination-xml": xml, "bandwidth": 8 * MIB},
+                               "destination-xml": xml, "bandwidth": 32 * MIB},
             sample_b=self.b.listening_ports)
         self.assertEqual(set().union(*ports), {self.b.peer_port},
                          "hostB opened a port besides its peer port (an NBD port?)")
