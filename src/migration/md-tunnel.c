@@ -73,7 +73,8 @@ remove_dir (const char *dir)
       g_autofree char *path = g_build_filename (dir, name, NULL);
       g_unlink (path);
     }
-  g_rmdir (dir);
+  if (g_rmdir (dir) != 0)
+    g_warning ("cannot remove the tunnel's socket directory %s: %s", dir, g_strerror (errno));
 }
 
 static void
@@ -414,10 +415,7 @@ md_tunnel_in_free (MdTunnelIn *tunnel)
 
   if (tunnel == NULL)
     return;
-  for (guint i = 0; i < tunnel->slots->len; i++)
-    md_data_stream_gate_revoke (tunnel->gate,
-                                ((InSlot *) g_ptr_array_index (tunnel->slots, i))->token);
-  g_clear_handle_id (&tunnel->retry_id, g_source_remove);
+  in_close_doors (tunnel);
   stop_relays (tunnel->relays);
   g_ptr_array_unref (tunnel->relays);
   while ((a = g_queue_pop_head (&tunnel->ready)) != NULL)

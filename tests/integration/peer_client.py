@@ -76,8 +76,8 @@ def data_stream(address, tls_dir, token):
         answer = tls.get_input_stream().read_bytes(512, None).get_data().decode(errors="replace")
     except GLib.Error as e:
         answer = "error: " + e.message
-    tls.close(None)
-    return {"answer": answer.strip()}
+    # Kept open until the end: an admitted stream holds its token.
+    return tls, {"answer": answer.strip()}
 
 
 def stream_token(what, prepared):
@@ -108,7 +108,9 @@ def main():
     prepared = {}
     for method, text in spec["calls"]:
         if method == "@data-stream":
-            results.append(data_stream(spec["address"], spec["tls_dir"], stream_token(text, prepared)))
+            stream, entry = data_stream(spec["address"], spec["tls_dir"], stream_token(text, prepared))
+            connections.append(stream)
+            results.append(entry)
             continue
         if method == "@reconnect":
             conn = connect(spec["address"], spec["tls_dir"])
@@ -134,7 +136,10 @@ def main():
         results.append(entry)
     print(json.dumps(results))
     for conn in connections:
-        conn.close_sync(None)
+        if isinstance(conn, Gio.DBusConnection):
+            conn.close_sync(None)
+        else:
+            conn.close(None)
 
 
 if __name__ == "__main__":

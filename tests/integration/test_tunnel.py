@@ -145,9 +145,14 @@ class Tunnel(twohosts.TwoHostsTestCase):
 
     def assert_tunnel_gone(self):
         """No socket directory, no data stream left on either host."""
-        harness.wait_until(lambda: not self.tunnel_dirs(self.a) and not self.tunnel_dirs(self.b),
-                           timeout=20, what="the tunnel socket directories to go: %s %s"
-                           % (self.tunnel_dirs(self.a), self.tunnel_dirs(self.b)))
+        try:
+            harness.wait_until(lambda: not self.tunnel_dirs(self.a) and not self.tunnel_dirs(self.b),
+                               timeout=20, what="the tunnel socket directories to go")
+        except AssertionError:
+            left = {d: os.listdir(d) for d in self.tunnel_dirs(self.a) + self.tunnel_dirs(self.b)}
+            related = [line for line in self.b.log().splitlines()
+                       if re.search(r"tunnel|stream|Refused|abort", line, re.I)]
+            raise AssertionError("tunnel socket directories left: %s\n%s" % (left, "\n".join(related)))
         # At most the control connection, kept for the next migration.
         try:
             harness.wait_until(lambda: self.data_streams(self.b) <= 1, timeout=20,
