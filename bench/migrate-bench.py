@@ -53,7 +53,26 @@ UNLIMITED_BANDWIDTH = 1 << 40
 FILL_START_MIB = 2
 GUEST_NAME = "bench"
 MODES = ("qemu-direct", "migrationd")
-TRANSPORTS = ("tcp", "tls")
+# tcp: plain TCP; tls: QEMU's own TLS, one stream (native); tls-N: the same
+# with N multifd streams; tunnel / tunnel-N: migrationd's data streams
+# through the peer port, one or N streams (migrationd only).
+TRANSPORTS = ("tcp", "tls", "tls-N", "tunnel", "tunnel-N")
+DIRECT_TRANSPORTS = ("tcp", "tls")
+
+
+def transport_streams(transport, n):
+    """Multifd channels of a transport name (0: one stream)."""
+    return n if transport.endswith("-N") else 0
+
+
+def daemon_options(transport, n):
+    from gi.repository import GLib
+    options = {"tls": GLib.Variant("b", transport != "tcp")}
+    if transport != "tcp":
+        options["transport"] = GLib.Variant("s", "tunnel" if transport.startswith("tunnel") else "native")
+    if transport_streams(transport, n):
+        options["parallel-connections"] = GLib.Variant("u", n)
+    return options
 SOURCE_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 MKGUEST = os.path.join(SOURCE_ROOT, "tests", "guest", "mkguest.py")
 TLS_SETUP = os.path.join(SOURCE_ROOT, "data", "migrationd-tls-setup")
@@ -494,7 +513,7 @@ def daemon_runs(bench, transport, runs):
         src = bench.md_src
         dst = bench.md_hosts["hostB" if src.name == "hostA" else "hostA"]
         before = bench.serial.last_pass()
-        options = {"tls": GLib.Variant("b", transport == "tls")}
+        options = daemon_options(transport, bench.args.streams)
         src.completed.clear()
         src.phases.clear()
         t0 = time.monotonic()
@@ -622,6 +641,8 @@ class Bench:
         log("%s: guest running, %d MiB filled (%.0f s)" % (mode, self.args.fill_mib, time.monotonic() - t))
         results = {}
         for transport in transports:
+            if mode == "qemu-direct" and transport not in DIRECT_TRANSPORTS:
+                continue
             try:
                 if mode == "qemu-direct":
                     results[transport] = direct_runs(self, transport, self.args.runs)
@@ -731,6 +752,8 @@ def parse_args(argv):
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of %s" % ",".join(MODES))
     p.add_argument("--transports", default=",".join(TRANSPORTS),
                    help="comma-separated subset of %s" % ",".join(TRANSPORTS))
+    p.add_argument("--streams", type=int, default=min(os.cpu_count() or 1, 4),
+                   help="N of the tls-N and tunnel-N rows (default: CPUs, at most 4)")
     p.add_argument("--poll-ms", type=int, default=10, help="qemu-direct: query-migrate interval (default 10)")
     p.add_argument("--keep", action="store_true", help="keep the scratch dir (daemon and QEMU logs)")
     p.add_argument("--timeout", type=int, default=600, help="seconds any one step may take (default 600)")

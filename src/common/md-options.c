@@ -152,6 +152,17 @@ md_migrate_options_resolve_transport (MdMigrateOptions *opts, MdMigrateTransport
     opts->transport = config_default;
 }
 
+void
+md_migrate_options_resolve_parallel (MdMigrateOptions *opts)
+{
+  if (opts->parallel_given)
+    return;
+  opts->parallel_given = TRUE;
+  opts->parallel_connections = opts->postcopy ? 0
+                                              : (guint32) CLAMP (g_get_num_processors (), 1,
+                                                                 MD_MIGRATE_PARALLEL_DEFAULT_MAX);
+}
+
 /* transport=tunnel carries everything through the peer port, encrypted by
  * the tunnel: options that choose another port or turn TLS off contradict
  * it. */
@@ -543,6 +554,7 @@ parse_fields (MdMigrateOptions *opts, GVariant *options, const MdMigrateOptionsL
   opts->max_downtime =
       md_options_get_uint64 (options, "max-downtime", MD_MIGRATE_MAX_DOWNTIME_DEFAULT);
   opts->parallel_connections = md_options_get_uint32 (options, "parallel-connections", 0);
+  opts->parallel_given = g_variant_lookup (options, "parallel-connections", "u", NULL);
   opts->abort_after = md_options_get_uint32 (options, "abort-after", 0);
   opts->source_persistent = md_options_get_boolean (options, "source-persistent", FALSE);
 

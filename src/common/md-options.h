@@ -113,6 +113,7 @@ typedef struct
   guint64 bandwidth;                /* bytes/s, 0 = unlimited */
   guint64 max_downtime;             /* ms, MD_MIGRATE_MAX_DOWNTIME_DEFAULT */
   guint32 parallel_connections;     /* 0 = single stream, else 1..16 multifd channels */
+  gboolean parallel_given;          /* FALSE: md_migrate_options_resolve_parallel() picks */
   MdMigrateCompression compression; /* needs parallel_connections > 0 unless NONE */
   guint32 abort_after;              /* seconds, 0 = never */
   MdMigrateCopyStorage copy_storage;
@@ -160,6 +161,13 @@ gboolean md_migrate_check_max_downtime (guint64 ms, const char *what, GError **e
 void md_migrate_options_resolve_transport (MdMigrateOptions *opts,
                                            MdMigrateTransport config_default);
 const char *md_migrate_transport_to_string (MdMigrateTransport transport);
+
+/* The streams of a migration whose caller did not say: one multifd
+ * channel per CPU, at most MD_MIGRATE_PARALLEL_DEFAULT_MAX (measured:
+ * bench/README.md), for both transports; one stream with postcopy (QEMU
+ * 7.2 has no postcopy over multifd). */
+#define MD_MIGRATE_PARALLEL_DEFAULT_MAX 4
+void md_migrate_options_resolve_parallel (MdMigrateOptions *opts);
 
 /* QEMU's multifd-compression value ("none", "zlib", "zstd"). */
 const char *md_migrate_compression_to_string (MdMigrateCompression compression);

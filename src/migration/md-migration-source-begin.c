@@ -185,6 +185,7 @@ source_begin (MdManager *manager, MdGuest *guest, const char *destination, GVari
                                               : g_str_equal (config->transport, "native")
                                                   ? MD_MIGRATE_TRANSPORT_NATIVE
                                                   : MD_MIGRATE_TRANSPORT_TUNNEL);
+  md_migrate_options_resolve_parallel (opts);
   if (offline && state != MD_GUEST_STATE_SHUT_OFF)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,

@@ -1201,8 +1201,11 @@ prepare_options (Source *src)
   g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
   g_variant_iter_init (&iter, src->opts->given);
   while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
-    if (!g_str_equal (key, "destination-xml") && !g_str_equal (key, "transport"))
+    if (!g_str_equal (key, "destination-xml") && !g_str_equal (key, "transport")
+        && !g_str_equal (key, "parallel-connections"))
       g_variant_builder_add (&builder, "{sv}", key, value);
+  g_variant_builder_add (&builder, "{sv}", "parallel-connections",
+                         g_variant_new_uint32 (src->opts->parallel_connections));
   /* As settled here (the caller may have left it to our config). */
   g_variant_builder_add (
       &builder, "{sv}", "transport",
