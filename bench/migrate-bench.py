@@ -504,6 +504,46 @@ def overhead_breakdown(src, dst, result):
     }
 
 
+def thread_cpu(scratch):
+    """{(process, thread name): CPU seconds} of this bench's QEMUs and
+    daemons (their command line names the scratch directory)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    result = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            if scratch not in cmdline:
+                continue
+            kind = "qemu" if "qemu-system" in cmdline else "migrationd" if "migrationd" in cmdline else None
+            if kind is None:
+                continue
+            for tid in os.listdir("/proc/%s/task" % pid):
+                with open("/proc/%s/task/%s/stat" % (pid, tid)) as f:
+                    stat = f.read()
+                name = stat[stat.index("(") + 1:stat.rindex(")")]
+                fields = stat[stat.rindex(")") + 2:].split()
+                key = (kind + " " + pid, tid, name)
+                result[key] = (int(fields[11]) + int(fields[12])) / ticks
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return result
+
+
+def cpu_report(before, after, label):
+    """Per-thread CPU of one run, summed by thread name, busiest first."""
+    by_name = {}
+    for key, seconds in after.items():
+        spent = seconds - before.get(key, 0.0)
+        if spent > 0.005:
+            name = "%s %s" % (key[0].split()[0], re.sub(r"\d+$", "N", key[2]))
+            by_name[name] = by_name.get(name, 0.0) + spent
+    parts = ["%s %.2f" % (n, t) for n, t in sorted(by_name.items(), key=lambda x: -x[1])[:10]]
+    log("  CPU s by thread (%s): %s" % (label, ", ".join(parts)))
+
+
 def daemon_runs(bench, transport, runs):
     from gi.repository import GLib
     harness = bench.harness
@@ -516,6 +556,8 @@ def daemon_runs(bench, transport, runs):
         options = daemon_options(transport, bench.args.streams)
         src.completed.clear()
         src.phases.clear()
+        cpu_before = thread_cpu(bench.scratch) if bench.args.cpu else None
+        cpu_seen, cpu_sampled = dict(cpu_before or {}), 0.0
         t0 = time.monotonic()
         try:
             mig = src.client.call(bench.md_guest, harness.GUEST_IFACE, "Migrate", "(sa{sv})",
@@ -535,6 +577,11 @@ def daemon_runs(bench, transport, runs):
                                      % (transport, i + 1, bench.args.timeout, props["State"], props["Phase"],
                                         src.name, src.log_tail(), dst.name, dst.log_tail()))
                 context.iteration(True)
+                if cpu_before is not None and time.monotonic() - cpu_sampled > 0.2:
+                    # The source QEMU exits before Completed: keep what
+                    # its threads had spent when last seen.
+                    cpu_seen.update(thread_cpu(bench.scratch))
+                    cpu_sampled = time.monotonic()
         finally:
             GLib.source_remove(timer)
         t1, (success, error_name, error_message) = src.completed[mig]
@@ -542,6 +589,9 @@ def daemon_runs(bench, transport, runs):
             raise BenchError("migrationd %s run %d (%s -> %s) failed: %s: %s\n--- %s log:\n%s\n--- %s log:\n%s"
                              % (transport, i + 1, src.name, dst.name, error_name, error_message,
                                 src.name, src.log_tail(), dst.name, dst.log_tail()))
+        if cpu_before is not None:
+            cpu_seen.update(thread_cpu(bench.scratch))
+            cpu_report(cpu_before, cpu_seen, "migrationd %s run %d" % (transport, i + 1))
         props = src.client.get_all(mig, harness.MIGRATION_IFACE)
         stats = src.client.call(mig, harness.MIGRATION_IFACE, "GetStatistics", None, None, "(a{sv})")[0]
         if "qemu-total-time-ms" not in stats:
@@ -754,6 +804,8 @@ def parse_args(argv):
                    help="comma-separated subset of %s" % ",".join(TRANSPORTS))
     p.add_argument("--streams", type=int, default=min(os.cpu_count() or 1, 4),
                    help="N of the tls-N and tunnel-N rows (default: CPUs, at most 4)")
+    p.add_argument("--cpu", action="store_true",
+                   help="migrationd: print the CPU time of each QEMU and daemon thread per run")
     p.add_argument("--poll-ms", type=int, default=10, help="qemu-direct: query-migrate interval (default 10)")
     p.add_argument("--keep", action="store_true", help="keep the scratch dir (daemon and QEMU logs)")
     p.add_argument("--timeout", type=int, default=600, help="seconds any one step may take (default 600)")

@@ -565,6 +565,7 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
   gboolean verify = FALSE;
   g_autofree char *bandwidth = NULL, *max_downtime = NULL, *parallel = NULL;
   g_autofree char *compression = NULL, *xml_file = NULL, *dest_name = NULL;
+  g_autofree char *transport = NULL;
   g_autofree char *migration_address = NULL, *migration_port = NULL, *abort_after = NULL;
   g_autofree char *copy_storage = NULL, *nbd_port = NULL, *nbd_address = NULL;
   g_auto (GStrv) disks = NULL;
@@ -593,6 +594,10 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
       N_ ("N") },
     { "parallel", 0, 0, G_OPTION_ARG_STRING, &parallel,
       N_ ("Number of parallel connections (multifd)"), N_ ("N") },
+    { "transport", 0, 0, G_OPTION_ARG_STRING, &transport,
+      N_ ("native (QEMU's TLS to a port of the destination's range) or tunnel (every stream "
+          "through the peer port)"),
+      N_ ("KIND") },
     { "compression", 0, 0, G_OPTION_ARG_STRING, &compression,
       N_ ("Compress the stream: none, zlib or zstd"), N_ ("METHOD") },
     { "persist", 0, 0, G_OPTION_ARG_NONE, &persist,
@@ -651,6 +656,9 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
   if (offline && (postcopy || postcopy_after_opt > 0 || auto_converge))
     return ctl_usage_error (ctx, _ ("--offline moves no memory: --postcopy and --auto-converge "
                                     "do not apply"));
+  static const char *const transports[] = { "native", "tunnel", NULL };
+  if (!one_of (transport, transports))
+    return ctl_usage_error (ctx, _ ("--transport is native or tunnel, not '%s'"), transport);
   if (!one_of (compression, compressions))
     return ctl_usage_error (ctx, _ ("--compression is none, zlib or zstd, not '%s'"), compression);
   if (!one_of (copy_storage, copy_modes))
@@ -687,6 +695,8 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
     return rc;
   if (compression != NULL)
     g_variant_builder_add (&options, "{sv}", "compression", g_variant_new_string (compression));
+  if (transport != NULL)
+    g_variant_builder_add (&options, "{sv}", "transport", g_variant_new_string (transport));
   if (persist || offline)
     g_variant_builder_add (&options, "{sv}", "persist-destination", g_variant_new_boolean (TRUE));
   if (undefine_source)

@@ -1338,6 +1338,7 @@ md_migration_dest_new (MdManager *manager, MdPeerListener *listener, GError **er
   dest->manager = manager;
   dest->listener = listener;
   dest->gate = md_data_stream_gate_new (listener, config->host_name);
+  md_tunnel_remove_stale (config->runtime_dir);
   dest->incoming =
       g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) incoming_unref);
   dest->handler_ids[0] =

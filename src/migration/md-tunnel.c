@@ -77,6 +77,21 @@ remove_dir (const char *dir)
     g_warning ("cannot remove the tunnel's socket directory %s: %s", dir, g_strerror (errno));
 }
 
+void
+md_tunnel_remove_stale (const char *dir_parent)
+{
+  g_autoptr (GDir) d = g_dir_open (dir_parent, 0, NULL);
+  const char *name;
+
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    if (g_str_has_prefix (name, "tunnel-"))
+      {
+        g_autofree char *dir = g_build_filename (dir_parent, name, NULL);
+        g_message ("removing %s, left by an earlier daemon", dir);
+        remove_dir (dir);
+      }
+}
+
 static void
 stop_relays (GPtrArray *relays)
 {

@@ -20,6 +20,10 @@
 
 G_BEGIN_DECLS
 
+/* Start-up: socket directories an earlier daemon left in @dir_parent
+ * (its relays died with it) are removed. */
+void md_tunnel_remove_stale (const char *dir_parent);
+
 /* A stream broke (@error names it, the host and what happened). */
 typedef void (*MdTunnelBroken) (const GError *error, gpointer user_data);
 

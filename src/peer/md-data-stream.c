@@ -40,6 +40,7 @@ typedef struct
   GCancellable *cancellable;
   guint timeout_id;
   gboolean timed_out;
+  gboolean dropped; /* made room for a newer stream */
   guint8 header[HEADER_LEN];
 } Pending;
 
@@ -223,7 +224,14 @@ on_header_read (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   gate->pending = g_list_remove (gate->pending, p);
-  if (p->timed_out)
+  if (p->dropped)
+    {
+      g_autofree char *reason =
+          g_strdup_printf ("no token yet while %u newer data streams waited; dropped the oldest",
+                           (guint) MD_DATA_STREAM_MAX_PENDING);
+      refuse (gate, p->stream, p->address, p->dn, reason);
+    }
+  else if (p->timed_out)
     {
       g_autofree char *reason =
           g_strdup_printf ("no token within %u s", (guint) MD_DATA_STREAM_HEADER_TIMEOUT);
@@ -263,12 +271,14 @@ on_data_stream (MdPeerListener *listener, GIOStream *stream, const char *alpn, c
     return FALSE;
   if (g_list_length (gate->pending) >= MD_DATA_STREAM_MAX_PENDING)
     {
-      g_autofree char *address = stream_address (stream);
-      g_autofree char *reason =
-          g_strdup_printf ("%u data streams already wait for their token; retry later",
-                           (guint) MD_DATA_STREAM_MAX_PENDING);
-      refuse (gate, stream, address, dn, reason);
-      return TRUE;
+      /* The oldest goes, not the newcomer: a real stream sends its token
+       * at once and is never the oldest for long, so stalled streams
+       * cannot keep it out. */
+      Pending *oldest = g_list_last (gate->pending)->data;
+
+      gate->pending = g_list_remove (gate->pending, oldest);
+      oldest->dropped = TRUE;
+      g_cancellable_cancel (oldest->cancellable);
     }
   p = g_new0 (Pending, 1);
   p->gate = gate;

@@ -12,9 +12,10 @@
  * or missing token, a token presented under another certificate DN than
  * the control connection that got it, and a stream that sends no header
  * within MD_DATA_STREAM_HEADER_TIMEOUT seconds. At most
- * MD_DATA_STREAM_MAX_PENDING streams may wait for their header at once;
- * more are refused at once, so a flood of stalled streams costs a bounded
- * amount and never touches the streams of a running migration. */
+ * MD_DATA_STREAM_MAX_PENDING streams may wait for their header at once; a
+ * newer one drops the oldest waiting, so a flood of stalled streams costs
+ * a bounded amount, never keeps out a real stream (which sends its token
+ * at once) and never touches the streams of a running migration. */
 #pragma once
 
 #include "md-peer.h"

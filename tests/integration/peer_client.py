@@ -22,7 +22,9 @@ opens a tunnel data stream (ALPN migrationd-data/1) and presents a token:
 WHAT "forged" (64 random hex digits), "none" (sends nothing and waits for
 the refusal), "garbage" (a header that is not one) or "migration:N" (the
 Nth tunnel-migration-token of the last Prepare); the entry is {"answer":
-the server's first line}.
+the server's first line}. ["@flood-data", "N SECONDS"] keeps N silent data
+streams (TLS done, no token) open, reopening them every 3 s, for SECONDS;
+the entry is {"opened": count}.
 """
 
 import json
@@ -40,7 +42,7 @@ PEER_PATH = "/org/migrationd/peer"
 PEER_IFACE = "org.migrationd.Peer1"
 
 
-def connect(address, tls_dir):
+def tls_connect(address, tls_dir, alpn):
     host, port = address.rsplit(":", 1)
     client = Gio.SocketClient.new()
     client.set_timeout(20)
@@ -49,8 +51,13 @@ def connect(address, tls_dir):
     tls.set_certificate(Gio.TlsCertificate.new_from_files(tls_dir + "/client-cert.pem",
                                                           tls_dir + "/client-key.pem"))
     tls.set_database(Gio.TlsFileDatabase.new(tls_dir + "/ca-cert.pem"))
-    tls.set_advertised_protocols(["migrationd-control/1"])
+    tls.set_advertised_protocols([alpn])
     tls.handshake(None)
+    return tls
+
+
+def connect(address, tls_dir):
+    tls = tls_connect(address, tls_dir, "migrationd-control/1")
     observer = Gio.DBusAuthObserver.new()
     observer.connect("allow-mechanism", lambda _o, mechanism: mechanism == "ANONYMOUS")
     return Gio.DBusConnection.new_sync(tls, None, Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT,
@@ -60,16 +67,7 @@ def connect(address, tls_dir):
 def data_stream(address, tls_dir, token):
     """A tunnel data stream presenting @token (None: nothing) and the
     server's answer line (OK, or NO and why)."""
-    host, port = address.rsplit(":", 1)
-    client = Gio.SocketClient.new()
-    client.set_timeout(20)
-    base = client.connect_to_host(address, int(port), None)
-    tls = Gio.TlsClientConnection.new(base, Gio.NetworkAddress.new(host, int(port)))
-    tls.set_certificate(Gio.TlsCertificate.new_from_files(tls_dir + "/client-cert.pem",
-                                                          tls_dir + "/client-key.pem"))
-    tls.set_database(Gio.TlsFileDatabase.new(tls_dir + "/ca-cert.pem"))
-    tls.set_advertised_protocols(["migrationd-data/1"])
-    tls.handshake(None)
+    tls = tls_connect(address, tls_dir, "migrationd-data/1")
     if token is not None:
         tls.get_output_stream().write_all(token.encode(), None)
     try:
@@ -78,6 +76,29 @@ def data_stream(address, tls_dir, token):
         answer = "error: " + e.message
     # Kept open until the end: an admitted stream holds its token.
     return tls, {"answer": answer.strip()}
+
+
+def flood_data(address, tls_dir, text):
+    """Silent data streams, @count at a time, for @seconds."""
+    import time
+    count, seconds = (int(x) for x in text.split())
+    deadline = time.monotonic() + seconds
+    opened = 0
+    while time.monotonic() < deadline:
+        streams = []
+        for _ in range(count):
+            try:
+                streams.append(tls_connect(address, tls_dir, "migrationd-data/1"))
+                opened += 1
+            except GLib.Error:
+                pass
+        time.sleep(3)
+        for tls in streams:
+            try:
+                tls.close(None)
+            except GLib.Error:
+                pass
+    return {"opened": opened}
 
 
 def stream_token(what, prepared):
@@ -107,6 +128,9 @@ def main():
     token = ""
     prepared = {}
     for method, text in spec["calls"]:
+        if method == "@flood-data":
+            results.append(flood_data(spec["address"], spec["tls_dir"], text))
+            continue
         if method == "@data-stream":
             stream, entry = data_stream(spec["address"], spec["tls_dir"], stream_token(text, prepared))
             connections.append(stream)

@@ -269,6 +269,32 @@ class Tunnel(twohosts.TwoHostsTestCase):
         self.assertTrue(success, "%s: %s\n%s" % (error_name, message, self.hosts.logs()))
         self.assert_ram_arrived(guest, serial_b, expected)
 
+    def test_flood_of_silent_streams_does_not_keep_a_migration_out(self):
+        guest = self.guest("tunflood", size_mib=16, seed=13, memory=128)
+        expected = harness.expected_sum(16, 13)
+        self.start_on_a(guest)
+        # 48 silent data streams (TLS done, no token) at a time, for 25 s:
+        # more than the 32 the gate lets wait.
+        spec = {"address": self.b.peer_address, "tls_dir": self.a.tls_dir,
+                "calls": [["@flood-data", "48 25"]]}
+        argv = [sys.executable, PEER_CLIENT, json.dumps(spec)]
+        if self.a.netns:
+            argv = ["ip", "netns", "exec", self.a.netns] + argv
+        flood = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(flood.kill)
+        harness.wait_until(lambda: self.data_streams(self.b) >= 32, timeout=30,
+                           what="the flood's streams pending on hostB")
+        _path, _samples, serial_b = self.migrate_live(
+            "tunflood", guest, {"transport": "tunnel", "parallel-connections": 2})
+        self.assert_ram_arrived(guest, serial_b, expected)
+        out, err = flood.communicate(timeout=60)
+        self.assertEqual(flood.returncode, 0, err)
+        self.assertGreater(json.loads(out.strip().splitlines()[-1])[0]["opened"], 48)
+        log_b = self.b.log()
+        self.assertIn("dropped the oldest", log_b)
+        self.assertIn("Refused data stream", log_b)
+        self.assert_tunnel_gone()
+
     def test_killed_destination_qemu_fails_naming_the_stream(self):
         guest = self.guest("tunkill", size_mib=16, seed=9, memory=128)
         self.start_on_a(guest)
