@@ -34,8 +34,8 @@ typedef struct
   gulong peer_aborted_id;
   GCancellable *cancellable;
   MdDomain *dest_def;
-  char *tls_object; /* id of our tls-creds object in QEMU, or NULL */
-  MdTunnelOut *tunnel; /* transport=tunnel: QEMU's streams to the peer port */
+  char *tls_object;     /* id of our tls-creds object in QEMU, or NULL */
+  MdTunnelOut *tunnel;  /* transport=tunnel: QEMU's streams to the peer port */
   GError *tunnel_error; /* a stream broke; QEMU's status is being asked */
 
   MdStorageCopyMode storage_mode;

@@ -160,10 +160,13 @@ def main():
         results.append(entry)
     print(json.dumps(results))
     for conn in connections:
-        if isinstance(conn, Gio.DBusConnection):
-            conn.close_sync(None)
-        else:
-            conn.close(None)
+        try:
+            if isinstance(conn, Gio.DBusConnection):
+                conn.close_sync(None)
+            else:
+                conn.close(None)
+        except GLib.Error:
+            pass  # the daemon closed it first (e.g. no Hello in time)
 
 
 if __name__ == "__main__":
