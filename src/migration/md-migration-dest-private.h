@@ -104,6 +104,13 @@ char *incoming_key (MdPeerConnection *conn, const char *id);
 Incoming *incoming_for_call (MdMigrationDest *dest, MdPeerConnection *conn, const char *id,
                              const char *token, const char *method, GError **error);
 
+/* md-migration-dest-tunnel.c: transport=tunnel. The tunnel and QEMU's
+ * migration listening socket; the NBD server's socket; the definition
+ * QEMU starts with (sparse copy targets). */
+gboolean incoming_start_tunnel (Incoming *in, GError **error);
+gboolean incoming_tunnel_nbd_socket (Incoming *in, GError **error);
+MdDomain *incoming_live_definition (Incoming *in);
+
 /* md-migration-dest-finish.c */
 void adopt_after_lost_source (Incoming *in);
 gboolean dest_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,

@@ -103,6 +103,13 @@ void source_fail (Source *src, GError *error);
 void source_set_capabilities (Source *src, GError *error);
 void source_finish_on_peer (Source *src);
 
+/* Perform on @uri: TLS object, mirrors, capabilities, migrate. */
+void source_perform (Source *src, const char *uri);
+
+/* md-migration-source-tunnel.c: Perform through the tunnel, with the
+ * tokens of Prepare's answer @prepared. */
+void source_perform_tunnelled (Source *src, GVariant *prepared);
+
 /* md-migration-source-storage.c */
 void source_start_mirrors (Source *src, GError *error);
 void source_stop_mirrors (Source *src);
