@@ -70,8 +70,8 @@ def daemon_options(transport, n):
     options = {"tls": GLib.Variant("b", transport != "tcp")}
     if transport != "tcp":
         options["transport"] = GLib.Variant("s", "tunnel" if transport.startswith("tunnel") else "native")
-    if transport_streams(transport, n):
-        options["parallel-connections"] = GLib.Variant("u", n)
+    # Always said: the daemon's default is several streams.
+    options["parallel-connections"] = GLib.Variant("u", transport_streams(transport, n))
     return options
 SOURCE_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 MKGUEST = os.path.join(SOURCE_ROOT, "tests", "guest", "mkguest.py")

@@ -6,6 +6,8 @@
 #include "common/md-error.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -252,7 +254,13 @@ md_relay_start (GIOStream *tls, int local_fd, const char *label, MdRelayDone don
   g_tls_connection_set_require_close_notify (G_TLS_CONNECTION (tls), FALSE);
   /* Blocking I/O from here on, each direction in its thread. */
   if (relay->tcp != NULL)
-    g_socket_set_blocking (relay->tcp, TRUE);
+    {
+      g_socket_set_blocking (relay->tcp, TRUE);
+      /* Every TLS record goes out at once: with Nagle a record shorter
+       * than a segment waits for the previous one's ACK (and the peer's
+       * delayed ACK), which stalls the stream. */
+      g_socket_set_option (relay->tcp, IPPROTO_TCP, TCP_NODELAY, 1, NULL);
+    }
   name_out = g_strdup_printf ("md-relay-out");
   name_in = g_strdup_printf ("md-relay-in");
   g_thread_unref (g_thread_new (name_out, relay_to_peer, relay_ref (relay)));
