@@ -437,6 +437,43 @@ class Host:
         return "\n".join(kept[-lines:])
 
 
+DATA_DISK_XML = """<disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='%s'/>
+      <target dev='vdb' bus='virtio'/>
+    </disk>
+    """
+
+
+def make_sparse_disk(path, data_mib):
+    """A raw image four times @data_mib, with @data_mib of random data in
+    64 chunks spread over it and holes between."""
+    size = 4 * data_mib * 1024 * 1024
+    chunk = data_mib * 1024 * 1024 // 64
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for i in range(64):
+            f.seek(i * (size // 64))
+            f.write(os.urandom(chunk))
+    return path
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+def nbdcopy_row(bench):
+    """nbdcopy of the same image to a fresh local file: the floor for the
+    disk-mirror row."""
+    out = os.path.join(bench.scratch, "nbdcopy-target.raw")
+    t0 = time.monotonic()
+    subprocess.run(["nbdcopy", "--", "[", "qemu-nbd", "-r", "-f", "raw", bench.disk, "]", out], check=True)
+    seconds = time.monotonic() - t0
+    row = (seconds, os.path.getsize(bench.disk), allocated(out))
+    os.unlink(out)
+    return row
+
+
 def daemon_setup(bench):
     harness = bench.harness
     base = free_ports(42)
@@ -447,6 +484,10 @@ def daemon_setup(bench):
     a = hosts["hostA"]
     xml = harness.GUEST_XML.format(name=GUEST_NAME, memory=bench.args.memory_mib, image=bench.image,
                                    serial=bench.serial.path)
+    if bench.args.disk_mib:
+        bench.disk = make_sparse_disk(os.path.join(bench.scratch, "disk-hostA.raw"), bench.args.disk_mib)
+        bench.disk_floor = nbdcopy_row(bench)
+        xml = xml.replace("<serial type='file'>", DATA_DISK_XML % bench.disk + "<serial type='file'>", 1)
     path = a.client.call(harness.MANAGER_PATH, harness.MANAGER_IFACE, "DefineGuest", "(sa{sv})", (xml, {}),
                          "(o)")[0]
     a.client.call(path, harness.GUEST_IFACE, "Start", "(a{sv})", ({},), timeout=120000)
@@ -554,6 +595,15 @@ def daemon_runs(bench, transport, runs):
         dst = bench.md_hosts["hostB" if src.name == "hostA" else "hostA"]
         before = bench.serial.last_pass()
         options = daemon_options(transport, bench.args.streams)
+        if bench.args.disk_mib:
+            # The disk moves with the guest: a fresh target on the other side.
+            target = os.path.join(bench.scratch, "disk-%s.raw" % dst.name)
+            if os.path.exists(target):
+                os.unlink(target)
+            live = src.client.call(bench.md_guest, harness.GUEST_IFACE, "GetXML", "(a{sv})", ({},), "(s)")[0]
+            source_disk = os.path.join(bench.scratch, "disk-%s.raw" % src.name)
+            options.update({"copy-storage": GLib.Variant("s", "all"), "disks": GLib.Variant("as", ["vdb"]),
+                            "destination-xml": GLib.Variant("s", live.replace(source_disk, target))})
         src.completed.clear()
         src.phases.clear()
         cpu_before = thread_cpu(bench.scratch) if bench.args.cpu else None
@@ -601,6 +651,12 @@ def daemon_runs(bench, transport, runs):
                   "downtime": float(props["Downtime"]), "md-total": float(props["TotalTime"]),
                   "phases": src.phase_times(mig, t0, t1)}
         result["breakdown"] = overhead_breakdown(stats, incoming_statistics(dst, stats), result)
+        if bench.args.disk_mib:
+            result["disk"] = (result["phases"].get("mirror-disks", 0.0), float(props["DiskProcessed"]),
+                              allocated(target), allocated(source_disk))
+            log("    disk: mirror %.0f ms, moved %d MiB, target allocates %d MiB (source %d MiB)"
+                % (result["disk"][0], result["disk"][1] / 2**20, result["disk"][2] / 2**20,
+                   result["disk"][3] / 2**20))
         if result["qemu"] == 0:
             # The daemon read query-migrate in the moment QEMU 7.2 says
             # "completed" but has not yet set total-time and downtime: the
@@ -642,6 +698,8 @@ class Bench:
         self.image = None
         self.direct_src = None
         self.md_hosts = None
+        self.disk = None
+        self.disk_floor = None
 
     def pki(self, host):
         return os.path.join(self.scratch, "pki", host)
@@ -717,6 +775,25 @@ def header(args):
         "guest: %d MiB RAM, %d MiB filled (test guest fill mode), 1 vCPU, TCG; %d runs per row; "
         "max-bandwidth %d B/s" % (args.memory_mib, args.fill_mib, args.runs, UNLIMITED_BANDWIDTH),
     ]
+    return "\n".join(lines)
+
+
+def disk_table(args, all_results, floor):
+    """The disk-mirror rows: mirror time, bytes moved, what the target
+    allocates; nbdcopy of the same image as the floor."""
+    lines = ["", "disk: %d MiB raw image, %d MiB of it random data, the rest holes"
+             % (4 * args.disk_mib, args.disk_mib),
+             "%-26s %10s %10s %14s" % ("copy", "time ms", "moved MiB", "allocated MiB")]
+    for mode, per_transport in all_results:
+        for transport, results in per_transport.items():
+            disks = [r["disk"] for r in results if isinstance(results, list) and "disk" in r]
+            if disks:
+                lines.append("%-26s %10.0f %10.0f %14.0f"
+                             % ("%s %s mirror" % (mode, transport), statistics.mean(d[0] for d in disks),
+                                statistics.mean(d[1] for d in disks) / 2**20,
+                                statistics.mean(d[2] for d in disks) / 2**20))
+    lines.append("%-26s %10.0f %10s %14.0f" % ("nbdcopy (qemu-nbd -> file)", floor[0] * 1000, "-",
+                                                floor[2] / 2**20))
     return "\n".join(lines)
 
 
@@ -804,6 +881,10 @@ def parse_args(argv):
                    help="comma-separated subset of %s" % ",".join(TRANSPORTS))
     p.add_argument("--streams", type=int, default=min(os.cpu_count() or 1, 4),
                    help="N of the tls-N and tunnel-N rows (default: CPUs, at most 4)")
+    p.add_argument("--disk-mib", type=int, default=0,
+                   help="migrationd: give the guest a raw disk of 4x this size holding this much random "
+                   "data (the rest holes) and copy it (copy-storage=all) on every run; an nbdcopy row of "
+                   "the same image follows the table")
     p.add_argument("--cpu", action="store_true",
                    help="migrationd: print the CPU time of each QEMU and daemon thread per run")
     p.add_argument("--poll-ms", type=int, default=10, help="qemu-direct: query-migrate interval (default 10)")
@@ -881,6 +962,8 @@ def main(argv=None):
     if all_results:
         print()
         print(table(args, all_results), flush=True)
+        if args.disk_mib and bench is not None and bench.disk_floor:
+            print(disk_table(args, all_results, bench.disk_floor), flush=True)
     if any(isinstance(r, str) for _, per in all_results for r in per.values()):
         status = status or 1
     return status
