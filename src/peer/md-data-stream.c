@@ -28,6 +28,7 @@ struct _MdDataStreamGate
   char *host_name;
   GHashTable *tokens; /* token -> Token */
   GList *pending;     /* Pending: streams waiting for their header */
+  GList *accepting;   /* Accept: OK on its way to an admitted stream */
   guint refused;
 };
 
@@ -152,9 +153,11 @@ on_accept_ready (GObject *source, GAsyncResult *result, gpointer user_data)
   GIOStream *stream = G_IO_STREAM (source);
   g_autoptr (GError) error = NULL;
 
-  Token *token = g_hash_table_lookup (a->gate->tokens, a->token);
+  Token *token = a->gate != NULL ? g_hash_table_lookup (a->gate->tokens, a->token) : NULL;
 
-  /* The migration may have ended while OK was on its way. */
+  if (a->gate != NULL)
+    a->gate->accepting = g_list_remove (a->gate->accepting, a);
+  /* The migration (or the daemon) may have ended while OK was on its way. */
   if (token == NULL)
     g_io_stream_close_async (stream, G_PRIORITY_DEFAULT, NULL, on_closed, NULL);
   else if (g_task_propagate_boolean (G_TASK (result), &error))
@@ -202,6 +205,7 @@ judge_header (MdDataStreamGate *gate, Pending *p, gsize got)
     GTask *task = g_task_new (p->stream, NULL, on_accept_ready, a);
 
     a->gate = gate;
+    gate->accepting = g_list_prepend (gate->accepting, a);
     a->token = g_steal_pointer (&token_text);
     g_output_stream_write_all_async (g_io_stream_get_output_stream (p->stream), "OK\n", 3,
                                      G_PRIORITY_DEFAULT, NULL, on_ok_sent, task);
@@ -318,6 +322,9 @@ md_data_stream_gate_free (MdDataStreamGate *gate)
       g_cancellable_cancel (p->cancellable);
     }
   g_list_free (gate->pending);
+  for (GList *l = gate->accepting; l != NULL; l = l->next)
+    ((Accept *) l->data)->gate = NULL;
+  g_list_free (gate->accepting);
   g_hash_table_unref (gate->tokens);
   g_object_unref (gate->listener);
   g_free (gate->host_name);

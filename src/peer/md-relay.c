@@ -33,7 +33,7 @@ struct _MdRelay
   gint local_ended;  /* atomic */
   GMutex lock;       /* guards @error */
   GError *error;     /* the first failure */
-  guint64 bytes_out; /* atomic via g_atomic_pointer? plain: read for progress only */
+  guint64 bytes_out; /* __atomic builtins: the main loop reads them */
   guint64 bytes_in;
 };
 
@@ -176,7 +176,7 @@ relay_to_peer (gpointer data)
           relay_fail (relay, "sending to the peer", error);
           break;
         }
-      relay->bytes_out += (guint64) n;
+      __atomic_add_fetch (&relay->bytes_out, (guint64) n, __ATOMIC_RELAXED);
     }
   direction_over (relay);
   relay_unref (relay);
@@ -212,7 +212,7 @@ relay_to_local (gpointer data)
           relay_fail (relay, "towards QEMU", error);
           break;
         }
-      relay->bytes_in += (guint64) n;
+      __atomic_add_fetch (&relay->bytes_in, (guint64) n, __ATOMIC_RELAXED);
     }
   direction_over (relay);
   relay_unref (relay);
@@ -287,11 +287,11 @@ md_relay_get_label (MdRelay *relay)
 guint64
 md_relay_get_bytes_out (MdRelay *relay)
 {
-  return relay->bytes_out;
+  return __atomic_load_n (&relay->bytes_out, __ATOMIC_RELAXED);
 }
 
 guint64
 md_relay_get_bytes_in (MdRelay *relay)
 {
-  return relay->bytes_in;
+  return __atomic_load_n (&relay->bytes_in, __ATOMIC_RELAXED);
 }
