@@ -23,7 +23,7 @@ WHAT "forged" (64 random hex digits), "none" (sends nothing and waits for
 the refusal), "garbage" (a header that is not one) or "migration:N" (the
 Nth tunnel-migration-token of the last Prepare); the entry is {"answer":
 the server's first line}. ["@flood-data", "N SECONDS"] keeps N silent data
-streams (TLS done, no token) open, reopening them every 3 s, for SECONDS;
+streams (TLS done, no token) open, reopening them every 4 s, for SECONDS;
 the entry is {"opened": count}.
 """
 
@@ -84,15 +84,19 @@ def flood_data(address, tls_dir, text):
     count, seconds = (int(x) for x in text.split())
     deadline = time.monotonic() + seconds
     opened = 0
+    def one(_):
+        try:
+            return tls_connect(address, tls_dir, "migrationd-data/1")
+        except GLib.Error:
+            return None
+
+    from concurrent.futures import ThreadPoolExecutor
+    pool = ThreadPoolExecutor(max_workers=count)
     while time.monotonic() < deadline:
-        streams = []
-        for _ in range(count):
-            try:
-                streams.append(tls_connect(address, tls_dir, "migrationd-data/1"))
-                opened += 1
-            except GLib.Error:
-                pass
-        time.sleep(3)
+        # All handshakes at once, so that the gate holds them together.
+        streams = [tls for tls in pool.map(one, range(count)) if tls is not None]
+        opened += len(streams)
+        time.sleep(4)
         for tls in streams:
             try:
                 tls.close(None)
