@@ -40,6 +40,12 @@ md_config_new_default (void)
   config->handshake_timeout = 10;
   config->image_dirs = g_new0 (char *, 1);
   config->fs_check_timeout = 20;
+  config->stall_iterations = 1;
+  config->stall_dirty_percent = 100;
+  config->stall_shrink_percent = 10;
+  config->downtime_steps = 3;
+  config->throttle_iterations = 20;
+  config->throttle_before_postcopy = FALSE;
   config->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) md_config_peer_free);
   config->networks = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   return config;
@@ -132,6 +138,12 @@ static const KeyDesc known_keys[] = {
   { "storage", "reuse-existing-images", KEY_BOOL, OFF (reuse_existing_images), 0, 0 },
   { "storage", "fs-check-timeout", KEY_UINT, OFF (fs_check_timeout), 1, 3600 },
   { "migration", "transport", KEY_STRING, OFF (transport), 0, 0 },
+  { "convergence", "stall-iterations", KEY_UINT, OFF (stall_iterations), 1, 100 },
+  { "convergence", "stall-dirty-percent", KEY_UINT, OFF (stall_dirty_percent), 1, 1000 },
+  { "convergence", "stall-shrink-percent", KEY_UINT, OFF (stall_shrink_percent), 0, 99 },
+  { "convergence", "downtime-steps", KEY_UINT, OFF (downtime_steps), 1, 20 },
+  { "convergence", "throttle-iterations", KEY_UINT, OFF (throttle_iterations), 1, 100 },
+  { "convergence", "throttle-before-postcopy", KEY_BOOL, OFF (throttle_before_postcopy), 0, 0 },
 };
 
 static const KeyDesc *
@@ -366,12 +378,12 @@ md_config_load (const char *path, GError **error)
           continue;
         }
       if (!g_str_equal (group, "daemon") && !g_str_equal (group, "tls")
-          && !g_str_equal (group, "storage") && !g_str_equal (group, "migration"))
+          && !g_str_equal (group, "storage") && !g_str_equal (group, "convergence")
+          && !g_str_equal (group, "migration"))
         {
           g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
-                       "%s: unknown group [%s] (known: [daemon], [tls], [storage], [migration], "
-                       "[networks], "
-                       "[peer NAME])",
+                       "%s: unknown group [%s] (known: [daemon], [tls], [storage], "
+                       "[convergence], [migration], [networks], [peer NAME])",
                        file, group);
           return NULL;
         }

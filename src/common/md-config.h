@@ -49,6 +49,14 @@ typedef struct
 
   /* [migration] */
   char *transport; /* "tunnel" (default) or "native": the default of option 'transport' */
+  /* [convergence]: when convergence=auto calls a migration stalled and
+   * how it escalates (md-migration-convergence.h). */
+  guint stall_iterations;     /* consecutive iterations without progress */
+  guint stall_dirty_percent;  /* dirty rate >= this % of the transfer rate: no progress */
+  guint stall_shrink_percent; /* remaining must shrink by this % per iteration */
+  guint downtime_steps;       /* raises from max-downtime to the ceiling */
+  guint throttle_iterations;  /* iterations throttling gets before the next step */
+  gboolean throttle_before_postcopy;
 
   /* [networks]: libvirt network name -> host bridge, so guests written
    * with <interface type='network'> run here through that bridge. */

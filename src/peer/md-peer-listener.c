@@ -603,6 +603,10 @@ md_peer_listener_class_init (MdPeerListenerClass *klass)
   md_peer_listener_signals[MD_PEER_LISTENER_SIGNAL_HANDLE_RESOLVE] = g_signal_new (
       "handle-resolve", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL, NULL,
       G_TYPE_BOOLEAN, 3, MD_TYPE_PEER_CONNECTION, G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING);
+  md_peer_listener_signals[MD_PEER_LISTENER_SIGNAL_HANDLE_RECOVER] =
+      g_signal_new ("handle-recover", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled,
+                    NULL, NULL, G_TYPE_BOOLEAN, 4, MD_TYPE_PEER_CONNECTION,
+                    G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING, G_TYPE_VARIANT);
 }
 
 MdPeerListener *

@@ -312,6 +312,23 @@ skeleton_handle_resolve (MdDbusPeer1 *object, GDBusMethodInvocation *invocation,
   return TRUE;
 }
 
+static gboolean
+skeleton_handle_recover (MdDbusPeer1 *object, GDBusMethodInvocation *invocation,
+                         const char *migration_id, GVariant *options)
+{
+  MdPeerSkeleton *self = MD_PEER_SKELETON (object);
+  MdPeerListener *listener = skeleton_gate (self, invocation);
+  gboolean handled = FALSE;
+
+  if (listener == NULL)
+    return TRUE;
+  g_signal_emit (listener, md_peer_listener_signals[MD_PEER_LISTENER_SIGNAL_HANDLE_RECOVER], 0,
+                 self->conn, invocation, migration_id, options, &handled);
+  if (!handled)
+    not_handled (self, invocation);
+  return TRUE;
+}
+
 /* MemTotal and MemAvailable of /proc/meminfo, in bytes (0 when the file
  * cannot be read: the caller then places by the other peers' figures). A
  * small procfs read, as cheap as the stat calls the loop makes anyway. */
@@ -355,6 +372,7 @@ skeleton_handle_host_info (MdDbusPeer1 *object, GDBusMethodInvocation *invocatio
 static void
 md_peer_skeleton_iface_init (MdDbusPeer1Iface *iface)
 {
+  iface->handle_recover = skeleton_handle_recover;
   iface->handle_host_info = skeleton_handle_host_info;
   iface->handle_resolve = skeleton_handle_resolve;
   iface->handle_hello = skeleton_handle_hello;
