@@ -53,7 +53,26 @@ UNLIMITED_BANDWIDTH = 1 << 40
 FILL_START_MIB = 2
 GUEST_NAME = "bench"
 MODES = ("qemu-direct", "migrationd")
-TRANSPORTS = ("tcp", "tls")
+# tcp: plain TCP; tls: QEMU's own TLS, one stream (native); tls-N: the same
+# with N multifd streams; tunnel / tunnel-N: migrationd's data streams
+# through the peer port, one or N streams (migrationd only).
+TRANSPORTS = ("tcp", "tls", "tls-N", "tunnel", "tunnel-N")
+DIRECT_TRANSPORTS = ("tcp", "tls")
+
+
+def transport_streams(transport, n):
+    """Multifd channels of a transport name (0: one stream)."""
+    return n if transport.endswith("-N") else 0
+
+
+def daemon_options(transport, n):
+    from gi.repository import GLib
+    options = {"tls": GLib.Variant("b", transport != "tcp")}
+    if transport != "tcp":
+        options["transport"] = GLib.Variant("s", "tunnel" if transport.startswith("tunnel") else "native")
+    # Always said: the daemon's default is several streams.
+    options["parallel-connections"] = GLib.Variant("u", transport_streams(transport, n))
+    return options
 SOURCE_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 MKGUEST = os.path.join(SOURCE_ROOT, "tests", "guest", "mkguest.py")
 TLS_SETUP = os.path.join(SOURCE_ROOT, "data", "migrationd-tls-setup")
@@ -418,6 +437,43 @@ class Host:
         return "\n".join(kept[-lines:])
 
 
+DATA_DISK_XML = """<disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='%s'/>
+      <target dev='vdb' bus='virtio'/>
+    </disk>
+    """
+
+
+def make_sparse_disk(path, data_mib):
+    """A raw image four times @data_mib, with @data_mib of random data in
+    64 chunks spread over it and holes between."""
+    size = 4 * data_mib * 1024 * 1024
+    chunk = data_mib * 1024 * 1024 // 64
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for i in range(64):
+            f.seek(i * (size // 64))
+            f.write(os.urandom(chunk))
+    return path
+
+
+def allocated(path):
+    return os.stat(path).st_blocks * 512
+
+
+def nbdcopy_row(bench):
+    """nbdcopy of the same image to a fresh local file: the floor for the
+    disk-mirror row."""
+    out = os.path.join(bench.scratch, "nbdcopy-target.raw")
+    t0 = time.monotonic()
+    subprocess.run(["nbdcopy", "--", "[", "qemu-nbd", "-r", "-f", "raw", bench.disk, "]", out], check=True)
+    seconds = time.monotonic() - t0
+    row = (seconds, os.path.getsize(bench.disk), allocated(out))
+    os.unlink(out)
+    return row
+
+
 def daemon_setup(bench):
     harness = bench.harness
     base = free_ports(42)
@@ -428,6 +484,10 @@ def daemon_setup(bench):
     a = hosts["hostA"]
     xml = harness.GUEST_XML.format(name=GUEST_NAME, memory=bench.args.memory_mib, image=bench.image,
                                    serial=bench.serial.path)
+    if bench.args.disk_mib:
+        bench.disk = make_sparse_disk(os.path.join(bench.scratch, "disk-hostA.raw"), bench.args.disk_mib)
+        bench.disk_floor = nbdcopy_row(bench)
+        xml = xml.replace("<serial type='file'>", DATA_DISK_XML % bench.disk + "<serial type='file'>", 1)
     path = a.client.call(harness.MANAGER_PATH, harness.MANAGER_IFACE, "DefineGuest", "(sa{sv})", (xml, {}),
                          "(o)")[0]
     a.client.call(path, harness.GUEST_IFACE, "Start", "(a{sv})", ({},), timeout=120000)
@@ -485,6 +545,46 @@ def overhead_breakdown(src, dst, result):
     }
 
 
+def thread_cpu(scratch):
+    """{(process, thread name): CPU seconds} of this bench's QEMUs and
+    daemons (their command line names the scratch directory)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    result = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            if scratch not in cmdline:
+                continue
+            kind = "qemu" if "qemu-system" in cmdline else "migrationd" if "migrationd" in cmdline else None
+            if kind is None:
+                continue
+            for tid in os.listdir("/proc/%s/task" % pid):
+                with open("/proc/%s/task/%s/stat" % (pid, tid)) as f:
+                    stat = f.read()
+                name = stat[stat.index("(") + 1:stat.rindex(")")]
+                fields = stat[stat.rindex(")") + 2:].split()
+                key = (kind + " " + pid, tid, name)
+                result[key] = (int(fields[11]) + int(fields[12])) / ticks
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return result
+
+
+def cpu_report(before, after, label):
+    """Per-thread CPU of one run, summed by thread name, busiest first."""
+    by_name = {}
+    for key, seconds in after.items():
+        spent = seconds - before.get(key, 0.0)
+        if spent > 0.005:
+            name = "%s %s" % (key[0].split()[0], re.sub(r"\d+$", "N", key[2]))
+            by_name[name] = by_name.get(name, 0.0) + spent
+    parts = ["%s %.2f" % (n, t) for n, t in sorted(by_name.items(), key=lambda x: -x[1])[:10]]
+    log("  CPU s by thread (%s): %s" % (label, ", ".join(parts)))
+
+
 def daemon_runs(bench, transport, runs):
     from gi.repository import GLib
     harness = bench.harness
@@ -494,9 +594,20 @@ def daemon_runs(bench, transport, runs):
         src = bench.md_src
         dst = bench.md_hosts["hostB" if src.name == "hostA" else "hostA"]
         before = bench.serial.last_pass()
-        options = {"tls": GLib.Variant("b", transport == "tls")}
+        options = daemon_options(transport, bench.args.streams)
+        if bench.args.disk_mib:
+            # The disk moves with the guest: a fresh target on the other side.
+            target = os.path.join(bench.scratch, "disk-%s.raw" % dst.name)
+            if os.path.exists(target):
+                os.unlink(target)
+            live = src.client.call(bench.md_guest, harness.GUEST_IFACE, "GetXML", "(a{sv})", ({},), "(s)")[0]
+            source_disk = os.path.join(bench.scratch, "disk-%s.raw" % src.name)
+            options.update({"copy-storage": GLib.Variant("s", "all"), "disks": GLib.Variant("as", ["vdb"]),
+                            "destination-xml": GLib.Variant("s", live.replace(source_disk, target))})
         src.completed.clear()
         src.phases.clear()
+        cpu_before = thread_cpu(bench.scratch) if bench.args.cpu else None
+        cpu_seen, cpu_sampled = dict(cpu_before or {}), 0.0
         t0 = time.monotonic()
         try:
             mig = src.client.call(bench.md_guest, harness.GUEST_IFACE, "Migrate", "(sa{sv})",
@@ -516,6 +627,11 @@ def daemon_runs(bench, transport, runs):
                                      % (transport, i + 1, bench.args.timeout, props["State"], props["Phase"],
                                         src.name, src.log_tail(), dst.name, dst.log_tail()))
                 context.iteration(True)
+                if cpu_before is not None and time.monotonic() - cpu_sampled > 0.2:
+                    # The source QEMU exits before Completed: keep what
+                    # its threads had spent when last seen.
+                    cpu_seen.update(thread_cpu(bench.scratch))
+                    cpu_sampled = time.monotonic()
         finally:
             GLib.source_remove(timer)
         t1, (success, error_name, error_message) = src.completed[mig]
@@ -523,6 +639,9 @@ def daemon_runs(bench, transport, runs):
             raise BenchError("migrationd %s run %d (%s -> %s) failed: %s: %s\n--- %s log:\n%s\n--- %s log:\n%s"
                              % (transport, i + 1, src.name, dst.name, error_name, error_message,
                                 src.name, src.log_tail(), dst.name, dst.log_tail()))
+        if cpu_before is not None:
+            cpu_seen.update(thread_cpu(bench.scratch))
+            cpu_report(cpu_before, cpu_seen, "migrationd %s run %d" % (transport, i + 1))
         props = src.client.get_all(mig, harness.MIGRATION_IFACE)
         stats = src.client.call(mig, harness.MIGRATION_IFACE, "GetStatistics", None, None, "(a{sv})")[0]
         if "qemu-total-time-ms" not in stats:
@@ -533,6 +652,12 @@ def daemon_runs(bench, transport, runs):
                   "phases": src.phase_times(mig, t0, t1)}
         dst_stats = incoming_statistics(dst, stats)
         result["breakdown"] = overhead_breakdown(stats, dst_stats, result)
+        if bench.args.disk_mib:
+            result["disk"] = (result["phases"].get("mirror-disks", 0.0), float(props["DiskProcessed"]),
+                              allocated(target), allocated(source_disk))
+            log("    disk: mirror %.0f ms, moved %d MiB, target allocates %d MiB (source %d MiB)"
+                % (result["disk"][0], result["disk"][1] / 2**20, result["disk"][2] / 2**20,
+                   result["disk"][3] / 2**20))
         if result["qemu"] == 0:
             # The daemon read query-migrate in the moment QEMU 7.2 says
             # "completed" but has not yet set total-time and downtime: the
@@ -580,6 +705,8 @@ class Bench:
         self.image = None
         self.direct_src = None
         self.md_hosts = None
+        self.disk = None
+        self.disk_floor = None
 
     def pki(self, host):
         return os.path.join(self.scratch, "pki", host)
@@ -629,6 +756,8 @@ class Bench:
         log("%s: guest running, %d MiB filled (%.0f s)" % (mode, self.args.fill_mib, time.monotonic() - t))
         results = {}
         for transport in transports:
+            if mode == "qemu-direct" and transport not in DIRECT_TRANSPORTS:
+                continue
             try:
                 if mode == "qemu-direct":
                     results[transport] = direct_runs(self, transport, self.args.runs)
@@ -653,6 +782,25 @@ def header(args):
         "guest: %d MiB RAM, %d MiB filled (test guest fill mode), 1 vCPU, TCG; %d runs per row; "
         "max-bandwidth %d B/s" % (args.memory_mib, args.fill_mib, args.runs, UNLIMITED_BANDWIDTH),
     ]
+    return "\n".join(lines)
+
+
+def disk_table(args, all_results, floor):
+    """The disk-mirror rows: mirror time, bytes moved, what the target
+    allocates; nbdcopy of the same image as the floor."""
+    lines = ["", "disk: %d MiB raw image, %d MiB of it random data, the rest holes"
+             % (4 * args.disk_mib, args.disk_mib),
+             "%-26s %10s %10s %14s" % ("copy", "time ms", "moved MiB", "allocated MiB")]
+    for mode, per_transport in all_results:
+        for transport, results in per_transport.items():
+            disks = [r["disk"] for r in results if isinstance(results, list) and "disk" in r]
+            if disks:
+                lines.append("%-26s %10.0f %10.0f %14.0f"
+                             % ("%s %s mirror" % (mode, transport), statistics.mean(d[0] for d in disks),
+                                statistics.mean(d[1] for d in disks) / 2**20,
+                                statistics.mean(d[2] for d in disks) / 2**20))
+    lines.append("%-26s %10.0f %10s %14.0f" % ("nbdcopy (qemu-nbd -> file)", floor[0] * 1000, "-",
+                                                floor[2] / 2**20))
     return "\n".join(lines)
 
 
@@ -738,6 +886,14 @@ def parse_args(argv):
     p.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of %s" % ",".join(MODES))
     p.add_argument("--transports", default=",".join(TRANSPORTS),
                    help="comma-separated subset of %s" % ",".join(TRANSPORTS))
+    p.add_argument("--streams", type=int, default=min(os.cpu_count() or 1, 4),
+                   help="N of the tls-N and tunnel-N rows (default: CPUs, at most 4)")
+    p.add_argument("--disk-mib", type=int, default=0,
+                   help="migrationd: give the guest a raw disk of 4x this size holding this much random "
+                   "data (the rest holes) and copy it (copy-storage=all) on every run; an nbdcopy row of "
+                   "the same image follows the table")
+    p.add_argument("--cpu", action="store_true",
+                   help="migrationd: print the CPU time of each QEMU and daemon thread per run")
     p.add_argument("--poll-ms", type=int, default=10, help="qemu-direct: query-migrate interval (default 10)")
     p.add_argument("--keep", action="store_true", help="keep the scratch dir (daemon and QEMU logs)")
     p.add_argument("--timeout", type=int, default=600, help="seconds any one step may take (default 600)")
@@ -813,6 +969,8 @@ def main(argv=None):
     if all_results:
         print()
         print(table(args, all_results), flush=True)
+        if args.disk_mib and bench is not None and bench.disk_floor:
+            print(disk_table(args, all_results, bench.disk_floor), flush=True)
     if any(isinstance(r, str) for _, per in all_results for r in per.values()):
         status = status or 1
     return status

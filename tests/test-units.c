@@ -99,6 +99,7 @@ test_config_defaults_and_values (void)
   g_assert_cmpuint (g_strv_length (config->cpu_model_allow), ==, 2);
   g_assert_cmpstr (config->cpu_model_allow[1], ==, "sse4.2");
   g_assert_null (defaults->cpu_model_allow);
+  g_assert_cmpstr (defaults->transport, ==, "tunnel");
   g_unlink (path);
 }
 
@@ -126,6 +127,8 @@ test_config_errors (void)
     { "[storage]\nreuse-existing-images=maybe\n", "reuse-existing-images" },
     { "[storage]\nfs-check-timeout=0\n", "fs-check-timeout" },
     { "[storage]\nimages=/x\n", "unknown key 'images'" },
+    { "[migration]\ntransport=ssh\n", "[migration] transport: 'ssh' is not one of tunnel, native" },
+    { "[migration]\ntunnel=yes\n", "unknown key 'tunnel'" },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
@@ -248,6 +251,56 @@ test_migrate_options_defaults (void)
   g_assert_true (g_variant_lookup (opts->given, "tls", "b", NULL));
 }
 
+/* transport: the config default unless the caller asked for something
+ * only native does; parallel-connections: the CPUs (at most 4) unless
+ * given or with postcopy. */
+static void
+test_migrate_options_transport (void)
+{
+  const struct
+  {
+    const char *options;
+    MdMigrateTransport config_default;
+    MdMigrateTransport expected;
+  } cases[] = {
+    { "@a{sv} {}", MD_MIGRATE_TRANSPORT_TUNNEL, MD_MIGRATE_TRANSPORT_TUNNEL },
+    { "@a{sv} {}", MD_MIGRATE_TRANSPORT_NATIVE, MD_MIGRATE_TRANSPORT_NATIVE },
+    { "{'transport': <'native'>}", MD_MIGRATE_TRANSPORT_TUNNEL, MD_MIGRATE_TRANSPORT_NATIVE },
+    { "{'transport': <'tunnel'>}", MD_MIGRATE_TRANSPORT_NATIVE, MD_MIGRATE_TRANSPORT_TUNNEL },
+    { "{'tls': <false>}", MD_MIGRATE_TRANSPORT_TUNNEL, MD_MIGRATE_TRANSPORT_NATIVE },
+    { "{'nbd-port': <uint16 49153>}", MD_MIGRATE_TRANSPORT_TUNNEL, MD_MIGRATE_TRANSPORT_NATIVE },
+    { "{'migration-address': <'192.0.2.2'>}", MD_MIGRATE_TRANSPORT_TUNNEL,
+      MD_MIGRATE_TRANSPORT_NATIVE },
+  };
+  guint cpus = CLAMP (g_get_num_processors (), 1, MD_MIGRATE_PARALLEL_DEFAULT_MAX);
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr (GVariant) v = g_variant_ref_sink (g_variant_new_parsed (cases[i].options));
+      g_autoptr (GError) error = NULL;
+      g_autoptr (MdMigrateOptions) opts = md_migrate_options_parse (v, NULL, &error);
+
+      g_assert_no_error (error);
+      md_migrate_options_resolve_transport (opts, cases[i].config_default);
+      g_assert_cmpint (opts->transport, ==, cases[i].expected);
+      md_migrate_options_resolve_parallel (opts);
+      g_assert_cmpuint (opts->parallel_connections, ==, cpus);
+    }
+  {
+    g_autoptr (GVariant) v =
+        g_variant_ref_sink (g_variant_new_parsed ("{'postcopy': <true>, 'transport': <'tunnel'>}"));
+    g_autoptr (GVariant) zero =
+        g_variant_ref_sink (g_variant_new_parsed ("{'parallel-connections': <uint32 0>}"));
+    g_autoptr (MdMigrateOptions) postcopy = md_migrate_options_parse (v, NULL, NULL);
+    g_autoptr (MdMigrateOptions) single = md_migrate_options_parse (zero, NULL, NULL);
+
+    md_migrate_options_resolve_parallel (postcopy);
+    md_migrate_options_resolve_parallel (single);
+    g_assert_cmpuint (postcopy->parallel_connections, ==, 0);
+    g_assert_cmpuint (single->parallel_connections, ==, 0);
+  }
+}
+
 static void
 test_migrate_options_refused (void)
 {
@@ -272,6 +325,11 @@ test_migrate_options_refused (void)
     { "{'migration-address': <'host; rm -rf'>}", "'migration-address'" },
     { "{'nbd-address': <''>}", "'nbd-address'" },
     { "{'destination-name': <''>}", "'destination-name'" },
+    { "{'transport': <'pigeon'>}", "'transport' must be one of native, tunnel" },
+    { "{'transport': <'tunnel'>, 'nbd-port': <uint16 49153>}", "'nbd-port' contradicts transport" },
+    { "{'transport': <'tunnel'>, 'nbd-address': <'192.0.2.2'>}", "'nbd-address' contradicts" },
+    { "{'transport': <'tunnel'>, 'migration-port': <uint16 49153>}", "'migration-port' contra" },
+    { "{'transport': <'tunnel'>, 'tls': <false>}", "the tunnel is always encrypted" },
     { "{'disks': <['vda', 'vda']>}", "'disks'" },
     { "{'disks': <['']>}", "'disks'" },
     { "{'tls': <'yes'>}", "'tls'" },
@@ -402,6 +460,7 @@ main (int argc, char *argv[])
   g_test_add_func ("/options/check", test_options);
   g_test_add_func ("/options/migrate-defaults", test_migrate_options_defaults);
   g_test_add_func ("/options/migrate-refused", test_migrate_options_refused);
+  g_test_add_func ("/options/migrate-transport", test_migrate_options_transport);
   g_test_add_func ("/options/migrate-peer", test_migrate_options_peer);
   g_test_add_func ("/trust/add-remove", test_trust);
   return g_test_run ();

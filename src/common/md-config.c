@@ -33,6 +33,7 @@ md_config_new_default (void)
   config->peer_timeout = 30;
   config->accelerator = g_strdup ("auto");
   config->on_stop = g_strdup ("keep");
+  config->transport = g_strdup ("tunnel");
   config->qemu_binary = g_strdup (MD_QEMU_BINARY);
   config->tls_dir = g_build_filename (MD_SYSCONFDIR, "tls", NULL);
   config->allowed_dns = g_new0 (char *, 1);
@@ -63,6 +64,7 @@ md_config_free (MdConfig *config)
   g_strfreev (config->cpu_model_allow);
   g_free (config->accelerator);
   g_free (config->on_stop);
+  g_free (config->transport);
   g_free (config->qemu_binary);
   g_free (config->tls_dir);
   g_strfreev (config->allowed_dns);
@@ -135,6 +137,7 @@ static const KeyDesc known_keys[] = {
   { "storage", "image-dirs", KEY_LIST, OFF (image_dirs), 0, 0 },
   { "storage", "reuse-existing-images", KEY_BOOL, OFF (reuse_existing_images), 0, 0 },
   { "storage", "fs-check-timeout", KEY_UINT, OFF (fs_check_timeout), 1, 3600 },
+  { "migration", "transport", KEY_STRING, OFF (transport), 0, 0 },
   { "convergence", "stall-iterations", KEY_UINT, OFF (stall_iterations), 1, 100 },
   { "convergence", "stall-dirty-percent", KEY_UINT, OFF (stall_dirty_percent), 1, 1000 },
   { "convergence", "stall-shrink-percent", KEY_UINT, OFF (stall_shrink_percent), 0, 99 },
@@ -313,6 +316,13 @@ validate (MdConfig *config, const char *path, GError **error)
                    config->on_stop);
       return FALSE;
     }
+  if (!g_str_equal (config->transport, "tunnel") && !g_str_equal (config->transport, "native"))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                   "%s: [migration] transport: '%s' is not one of tunnel, native", path,
+                   config->transport);
+      return FALSE;
+    }
   for (guint i = 0; config->image_dirs[i] != NULL; i++)
     if (!g_path_is_absolute (config->image_dirs[i]))
       {
@@ -368,11 +378,12 @@ md_config_load (const char *path, GError **error)
           continue;
         }
       if (!g_str_equal (group, "daemon") && !g_str_equal (group, "tls")
-          && !g_str_equal (group, "storage") && !g_str_equal (group, "convergence"))
+          && !g_str_equal (group, "storage") && !g_str_equal (group, "convergence")
+          && !g_str_equal (group, "migration"))
         {
           g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
                        "%s: unknown group [%s] (known: [daemon], [tls], [storage], "
-                       "[convergence], [networks], [peer NAME])",
+                       "[convergence], [migration], [networks], [peer NAME])",
                        file, group);
           return NULL;
         }

@@ -47,6 +47,8 @@ typedef struct
   gboolean reuse_existing_images;
   guint fs_check_timeout; /* seconds a file-system check may take */
 
+  /* [migration] */
+  char *transport; /* "tunnel" (default) or "native": the default of option 'transport' */
   /* [convergence]: when convergence=auto calls a migration stalled and
    * how it escalates (md-migration-convergence.h). */
   guint stall_iterations;     /* consecutive iterations without progress */

@@ -115,6 +115,7 @@ const MdOptionSpec md_migrate_option_specs[] = {
   { "nbd-address", "s" },
   { "verify", "b" },
   { "reuse-existing-images", "b" },
+  { "transport", "s" },
   { "auth.no_user_interaction", "b" },
   { NULL, NULL },
 };
@@ -133,6 +134,76 @@ static const MdOptionSpec disk_info_specs[] = {
 
 static const char *const copy_storage_names[] = { "none", "all", "incremental", NULL };
 static const char *const compression_names[] = { "none", "zlib", "zstd", NULL };
+/* Index + 1 is the MdMigrateTransport. */
+static const char *const transport_names[] = { "native", "tunnel", NULL };
+
+const char *
+md_migrate_transport_to_string (MdMigrateTransport transport)
+{
+  return transport == MD_MIGRATE_TRANSPORT_DEFAULT ? "default" : transport_names[transport - 1];
+}
+
+void
+md_migrate_options_resolve_transport (MdMigrateOptions *opts, MdMigrateTransport config_default)
+{
+  if (opts->transport != MD_MIGRATE_TRANSPORT_DEFAULT)
+    return;
+  if (!opts->tls || opts->migration_port != 0 || opts->migration_address != NULL
+      || opts->nbd_port != 0 || opts->nbd_address != NULL)
+    opts->transport = MD_MIGRATE_TRANSPORT_NATIVE;
+  else
+    opts->transport = config_default;
+}
+
+void
+md_migrate_options_resolve_parallel (MdMigrateOptions *opts)
+{
+  if (opts->parallel_given)
+    return;
+  opts->parallel_given = TRUE;
+  opts->parallel_connections = opts->postcopy ? 0
+                                              : (guint32) CLAMP (g_get_num_processors (), 1,
+                                                                 MD_MIGRATE_PARALLEL_DEFAULT_MAX);
+}
+
+/* transport=tunnel carries everything through the peer port, encrypted by
+ * the tunnel: options that choose another port or turn TLS off contradict
+ * it. */
+static gboolean
+check_transport (MdMigrateOptions *opts, GError **error)
+{
+  const char *what = NULL;
+
+  if (opts->transport != MD_MIGRATE_TRANSPORT_TUNNEL)
+    return TRUE;
+  if (opts->nbd_port != 0)
+    what = "nbd-port";
+  else if (opts->nbd_address != NULL)
+    what = "nbd-address";
+  else if (opts->migration_port != 0)
+    what = "migration-port";
+  else if (opts->migration_address != NULL)
+    what = "migration-address";
+  if (what != NULL)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                   "option '%s' contradicts transport=tunnel: the tunnel carries all migration "
+                   "data through the peer port and opens no other port; drop '%s' or use "
+                   "transport=native",
+                   what, what);
+      return FALSE;
+    }
+  if (!opts->tls)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                   "option 'tls=false' contradicts transport=tunnel: the tunnel is always "
+                   "encrypted (once, by TLS on the peer port); use transport=native for plain "
+                   "TCP");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static const char *const convergence_names[] = { "auto", "manual", NULL };
 
 const char *
@@ -498,6 +569,7 @@ parse_fields (MdMigrateOptions *opts, GVariant *options, const MdMigrateOptionsL
               GError **error)
 {
   int copy_storage = MD_MIGRATE_COPY_STORAGE_NONE, compression = MD_MIGRATE_COMPRESSION_NONE;
+  int transport = -1;
   int convergence = MD_MIGRATE_CONVERGENCE_AUTO;
 
   opts->live = md_options_get_boolean (options, "live", TRUE);
@@ -514,6 +586,7 @@ parse_fields (MdMigrateOptions *opts, GVariant *options, const MdMigrateOptionsL
   opts->max_downtime =
       md_options_get_uint64 (options, "max-downtime", MD_MIGRATE_MAX_DOWNTIME_DEFAULT);
   opts->parallel_connections = md_options_get_uint32 (options, "parallel-connections", 0);
+  opts->parallel_given = g_variant_lookup (options, "parallel-connections", "u", NULL);
   opts->abort_after = md_options_get_uint32 (options, "abort-after", 0);
   opts->max_downtime_ceiling =
       md_options_get_uint64 (options, "max-downtime-ceiling", opts->max_downtime);
@@ -523,11 +596,13 @@ parse_fields (MdMigrateOptions *opts, GVariant *options, const MdMigrateOptionsL
 
   if (!get_enum (options, "copy-storage", copy_storage_names, &copy_storage, error)
       || !get_enum (options, "compression", compression_names, &compression, error)
+      || !get_enum (options, "transport", transport_names, &transport, error)
       || !get_enum (options, "convergence", convergence_names, &convergence, error))
     return FALSE;
   opts->convergence = convergence;
   opts->copy_storage = copy_storage;
   opts->compression = compression;
+  opts->transport = (MdMigrateTransport) (transport + 1);
   return check_numbers (opts, error)
          && get_string (options, "destination-xml", MD_MIGRATE_XML_MAX, &opts->destination_xml,
                         error)
@@ -541,7 +616,7 @@ parse_fields (MdMigrateOptions *opts, GVariant *options, const MdMigrateOptionsL
          && get_string (options, "source-host", MD_MIGRATE_ADDRESS_MAX, &opts->source_host, error)
          && get_string (options, "source-migration", MD_MIGRATE_PATH_MAX, &opts->source_migration,
                         error)
-         && get_disks_info (options, &opts->disks_info, error);
+         && get_disks_info (options, &opts->disks_info, error) && check_transport (opts, error);
 }
 
 MdMigrateOptions *

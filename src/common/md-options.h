@@ -85,6 +85,14 @@ typedef enum
 /* Where the a{sv} came from: a D-Bus caller (Guest1.Migrate), or the
  * source daemon's Peer1.Prepare, which adds the keys only a peer sends
  * (source-host, source-migration, source-persistent, disks-info). */
+/* Where the migration's data goes (option 'transport'). */
+typedef enum
+{
+  MD_MIGRATE_TRANSPORT_DEFAULT, /* not given: md_migrate_options_resolve_transport() */
+  MD_MIGRATE_TRANSPORT_NATIVE,  /* QEMU's own TLS to ports of the destination's range */
+  MD_MIGRATE_TRANSPORT_TUNNEL,  /* data streams through the peer port */
+} MdMigrateTransport;
+
 typedef enum
 {
   MD_MIGRATE_OPTIONS_FROM_CALLER,
@@ -121,9 +129,11 @@ typedef struct
   guint64 bandwidth;                /* bytes/s, 0 = unlimited */
   guint64 max_downtime;             /* ms, MD_MIGRATE_MAX_DOWNTIME_DEFAULT */
   guint32 parallel_connections;     /* 0 = single stream, else 1..16 multifd channels */
+  gboolean parallel_given;          /* FALSE: md_migrate_options_resolve_parallel() picks */
   MdMigrateCompression compression; /* needs parallel_connections > 0 unless NONE */
   guint32 abort_after;              /* seconds, 0 = never */
   MdMigrateCopyStorage copy_storage;
+  MdMigrateTransport transport;
   MdMigrateConvergence convergence;  /* AUTO */
   guint64 max_downtime_ceiling;      /* ms the policy may raise max-downtime to; = max_downtime */
   guint32 postcopy_recovery_timeout; /* s, MD_MIGRATE_RECOVERY_TIMEOUT_DEFAULT */
@@ -163,6 +173,20 @@ void md_migrate_options_free (MdMigrateOptions *opts);
  * "SetBandwidth's bps"). */
 gboolean md_migrate_check_bandwidth (guint64 bps, const char *what, GError **error);
 gboolean md_migrate_check_max_downtime (guint64 ms, const char *what, GError **error);
+
+/* Settles MD_MIGRATE_TRANSPORT_DEFAULT: native when the caller asked for
+ * something only native does (tls=false, migration-/nbd-port or -address),
+ * else @config_default ([migration] transport). */
+void md_migrate_options_resolve_transport (MdMigrateOptions *opts,
+                                           MdMigrateTransport config_default);
+const char *md_migrate_transport_to_string (MdMigrateTransport transport);
+
+/* The streams of a migration whose caller did not say: one multifd
+ * channel per CPU, at most MD_MIGRATE_PARALLEL_DEFAULT_MAX (measured:
+ * bench/README.md), for both transports; one stream with postcopy (QEMU
+ * 7.2 has no postcopy over multifd). */
+#define MD_MIGRATE_PARALLEL_DEFAULT_MAX 4
+void md_migrate_options_resolve_parallel (MdMigrateOptions *opts);
 
 /* QEMU's multifd-compression value ("none", "zlib", "zstd"). */
 const char *md_migrate_compression_to_string (MdMigrateCompression compression);

@@ -591,7 +591,7 @@ typedef struct
 {
   gboolean offline, no_live, no_tls, auto_converge, postcopy, persist, undefine_source, paused;
   gboolean verify, no_auto_converge;
-  char *convergence, *ceiling, *recovery_timeout;
+  char *convergence, *ceiling, *recovery_timeout, *transport;
   char *bandwidth, *max_downtime, *parallel, *compression, *xml_file, *dest_name;
   char *migration_address, *migration_port, *abort_after, *copy_storage, *nbd_port, *nbd_address;
   GStrv disks;
@@ -603,7 +603,7 @@ migrate_args_clear (MigrateArgs *a)
   char **strings[] = { &a->bandwidth,   &a->max_downtime, &a->parallel,          &a->compression,
                        &a->xml_file,    &a->dest_name,    &a->migration_address, &a->migration_port,
                        &a->abort_after, &a->copy_storage, &a->nbd_port,          &a->nbd_address,
-                       &a->convergence, &a->ceiling,      &a->recovery_timeout };
+                       &a->convergence, &a->ceiling,      &a->recovery_timeout,  &a->transport };
 
   for (guint i = 0; i < G_N_ELEMENTS (strings); i++)
     g_clear_pointer (strings[i], g_free);
@@ -619,6 +619,7 @@ migrate_options (CtlContext *ctx, const MigrateArgs *a, GVariantBuilder *options
 {
   static const char *const compressions[] = { "none", "zlib", "zstd", NULL };
   static const char *const copy_modes[] = { "none", "all", "incremental", NULL };
+  static const char *const transports[] = { "native", "tunnel", NULL };
   g_autoptr (GError) error = NULL;
   g_autofree char *dest_xml = NULL;
   int rc = CTL_EXIT_OK;
@@ -629,6 +630,8 @@ migrate_options (CtlContext *ctx, const MigrateArgs *a, GVariantBuilder *options
   if (a->offline && (a->postcopy || postcopy_after_opt > 0 || a->auto_converge))
     return ctl_usage_error (ctx, _ ("--offline moves no memory: --postcopy and --auto-converge "
                                     "do not apply"));
+  if (!one_of (a->transport, transports))
+    return ctl_usage_error (ctx, _ ("--transport is native or tunnel, not '%s'"), a->transport);
   if (!one_of (a->compression, compressions))
     return ctl_usage_error (ctx, _ ("--compression is none, zlib or zstd, not '%s'"),
                             a->compression);
@@ -667,6 +670,8 @@ migrate_options (CtlContext *ctx, const MigrateArgs *a, GVariantBuilder *options
     return rc;
   if (a->compression != NULL)
     g_variant_builder_add (options, "{sv}", "compression", g_variant_new_string (a->compression));
+  if (a->transport != NULL)
+    g_variant_builder_add (options, "{sv}", "transport", g_variant_new_string (a->transport));
   if (a->persist || a->offline)
     g_variant_builder_add (options, "{sv}", "persist-destination", g_variant_new_boolean (TRUE));
   if (a->undefine_source)
@@ -749,6 +754,10 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
       N_ ("N") },
     { "parallel", 0, 0, G_OPTION_ARG_STRING, &a.parallel,
       N_ ("Number of parallel connections (multifd)"), N_ ("N") },
+    { "transport", 0, 0, G_OPTION_ARG_STRING, &a.transport,
+      N_ ("native (QEMU's TLS to a port of the destination's range) or tunnel (every stream "
+          "through the peer port)"),
+      N_ ("KIND") },
     { "compression", 0, 0, G_OPTION_ARG_STRING, &a.compression,
       N_ ("Compress the stream: none, zlib or zstd"), N_ ("METHOD") },
     { "persist", 0, 0, G_OPTION_ARG_NONE, &a.persist,

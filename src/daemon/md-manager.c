@@ -668,8 +668,9 @@ md_manager_capabilities (void)
   };
   /* tls: QEMU's stream over TCP with TLS (the default); tcp: plain TCP
    * (tls=false); multifd: parallel TCP channels; nbd: disks over NBD with
-   * TLS (copy-storage, offline copies). */
-  static const char *const transports[] = { "tls", "tcp", "multifd", "nbd" };
+   * TLS (copy-storage, offline copies); tunnel: all of a live migration's
+   * streams through the peer port (option transport=tunnel). */
+  static const char *const transports[] = { "tls", "tcp", "multifd", "nbd", "tunnel" };
   g_autoptr (GPtrArray) caps = g_ptr_array_new_with_free_func (g_free);
 
   for (gsize i = 0; i < G_N_ELEMENTS (features); i++)

@@ -51,6 +51,11 @@ void
 incoming_end (Incoming *in, const char *outcome)
 {
   incoming_stop_events (in);
+  /* Running here: postcopy may still pull pages through the streams. */
+  if (g_str_equal (outcome, "running"))
+    md_tunnel_in_release (g_steal_pointer (&in->tunnel));
+  else
+    g_clear_pointer (&in->tunnel, md_tunnel_in_free);
   if (in->machine != NULL)
     md_machine_end (in->machine, outcome, FALSE);
   g_hash_table_remove (in->dest->incoming, in->key);
@@ -84,6 +89,7 @@ incoming_clear (Incoming *in)
   g_free (in->tls_object);
   g_clear_object (&in->migration_socket);
   g_clear_object (&in->nbd_socket);
+  g_clear_pointer (&in->tunnel, md_tunnel_in_free);
   g_clear_pointer (&in->owner, md_incoming_owner_free);
   g_free (in->key);
   g_free (in->id);

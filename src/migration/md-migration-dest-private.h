@@ -8,6 +8,7 @@
 #include "md-incoming-owner.h"
 #include "md-migration-dest.h"
 #include "md-migration-machine.h"
+#include "md-tunnel.h"
 #include "storage/md-image-admission.h"
 #include "storage/md-nbd-server.h"
 
@@ -23,6 +24,7 @@ struct _MdMigrationDest
   MdManager *manager;
   MdPeerListener *listener;
   MdImageAdmission *admission; /* which files incoming migrations may touch */
+  MdDataStreamGate *gate;      /* tunnel data streams on the peer port */
   GHashTable *incoming;        /* "owner DN\nmigration id" -> Incoming */
   gulong handler_ids[6];
 };
@@ -56,8 +58,10 @@ typedef struct
   guint16 nbd_port;
   GSocket *migration_socket; /* ours until QEMU has its copy */
   GSocket *nbd_socket;
+  gboolean nbd_socket_given; /* tunnel: NBD streams come through the tunnel */
   guint exports_added;
   MdNbdServer *nbd_server; /* offline copies: qemu-storage-daemon */
+  MdTunnelIn *tunnel;      /* transport=tunnel: the data streams */
   char *tls_object;
   guint setup_pending; /* QMP set-up commands not answered yet */
   GError *setup_error; /* the first of them that failed */
@@ -103,6 +107,8 @@ void incoming_stop_events (Incoming *in);
 /* The migration is over here: the table lets go of it, and @outcome
  * ("running", "aborted") stays in the journal for a source that asks. */
 void incoming_end (Incoming *in, const char *outcome);
+/* transport=tunnel: whether this migration's streams go through the peer port. */
+gboolean incoming_tunnelled (Incoming *in);
 /* The one failure path (md_machine_fail()): before the destination holds
  * the guest, the undo list removes the prepared QEMU and what Prepare
  * made; after, the copy is left as it is (needs-attention) or reported
@@ -126,6 +132,12 @@ char *incoming_key (MdPeerConnection *conn, const char *id);
 Incoming *incoming_for_call (MdMigrationDest *dest, MdPeerConnection *conn, const char *id,
                              const char *token, const char *method, GError **error);
 
+/* md-migration-dest-tunnel.c: transport=tunnel. The tunnel and QEMU's
+ * migration listening socket; the NBD server's socket; the definition
+ * QEMU starts with (sparse copy targets). */
+gboolean incoming_start_tunnel (Incoming *in, GError **error);
+gboolean incoming_tunnel_nbd_socket (Incoming *in, GError **error);
+MdDomain *incoming_live_definition (Incoming *in);
 /* Hands QEMU our listening @socket under @fdname. */
 void in_qmp_getfd (Incoming *in, GSocket *socket, const char *fdname, InStep next);
 /* A listening socket for QEMU (@what names the option that picks the port). */

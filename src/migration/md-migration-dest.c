@@ -23,6 +23,12 @@
 
 #include <errno.h>
 
+gboolean
+incoming_tunnelled (Incoming *in)
+{
+  return in->opts->transport == MD_MIGRATE_TRANSPORT_TUNNEL;
+}
+
 /* ---- who may act on a migration ------------------------------------------ */
 
 char *
@@ -145,7 +151,9 @@ answer_prepare (gpointer data)
     }
   if (in->uri != NULL)
     g_variant_builder_add (&result, "{sv}", "migration-uri", g_variant_new_string (in->uri));
-  if (in->nbd_port != 0)
+  if (in->tunnel != NULL)
+    md_tunnel_in_describe (in->tunnel, &result);
+  if (in->nbd_port != 0 || (in->tunnel != NULL && in->nbd_socket_given))
     {
       g_autoptr (GPtrArray) fresh = g_ptr_array_new ();
 
@@ -158,8 +166,12 @@ answer_prepare (gpointer data)
               g_ptr_array_add (fresh, disk->target);
           }
       g_ptr_array_add (fresh, NULL);
-      g_variant_builder_add (&result, "{sv}", "nbd-address", g_variant_new_string (in->address));
-      g_variant_builder_add (&result, "{sv}", "nbd-port", g_variant_new_uint16 (in->nbd_port));
+      if (in->nbd_port != 0)
+        {
+          g_variant_builder_add (&result, "{sv}", "nbd-address",
+                                 g_variant_new_string (in->address));
+          g_variant_builder_add (&result, "{sv}", "nbd-port", g_variant_new_uint16 (in->nbd_port));
+        }
       g_variant_builder_add (&result, "{sv}", "fresh-targets",
                              g_variant_new_strv ((const char *const *) fresh->pdata, -1));
     }
@@ -287,7 +299,10 @@ after_nbd_server (Incoming *in, GError *error)
 {
   if (error != NULL)
     {
-      g_prefix_error (&error, "starting the NBD server on %s:%u: ", in->address, in->nbd_port);
+      if (in->tunnel != NULL)
+        g_prefix_error (&error, "starting the NBD server for the tunnel: ");
+      else
+        g_prefix_error (&error, "starting the NBD server on %s:%u: ", in->address, in->nbd_port);
       prepare_failed (in, error);
       return;
     }
@@ -324,6 +339,8 @@ bind_nbd_socket (Incoming *in, GError **error)
 {
   const char *wanted = in->opts->nbd_address;
 
+  if (in->tunnel != NULL)
+    return incoming_tunnel_nbd_socket (in, error);
   if (wanted != NULL)
     {
       g_free (in->address);
@@ -377,7 +394,8 @@ after_exports (Incoming *in, GError *error)
       prepare_failed (in, error);
       return;
     }
-  g_message ("incoming migration %s: QEMU for %s listens on %s", in->id, in->def->name, in->uri);
+  g_message ("incoming migration %s: QEMU for %s listens on %s", in->id, in->def->name,
+             in->uri != NULL ? in->uri : "the tunnel (peer port)");
   prepare_succeeded (in);
 }
 
@@ -554,7 +572,7 @@ start_incoming_qemu (Incoming *in)
                                 md_guest_get_object_path (in->guest));
   md_migration_mark_time (in->migration, "qemu-starting");
   incoming_push_undo_qemu (in);
-  md_guest_start_incoming_async (in->guest, md_domain_copy (in->def), NULL,
+  md_guest_start_incoming_async (in->guest, incoming_live_definition (in), NULL,
                                  on_incoming_qemu_started, incoming_ref (in));
   /* The QEMU is spawned by now: its pid goes to disk while it starts up,
    * so answering Prepare does not wait for the write. */
@@ -757,7 +775,8 @@ incoming_start_journal (Incoming *in, gboolean guest_created)
                       in->opts->paused_on_destination);
   /* Named now: the record is on disk long before the object is made
    * (object-add waits for it) and a restarted daemon removes it. */
-  if (in->opts->tls && !in->offline)
+  /* The tunnel encrypts: QEMU's own TLS stays off on the local leg. */
+  if (in->opts->tls && !in->offline && !incoming_tunnelled (in))
     {
       in->tls_object = g_strdup_printf ("md-tls-in-%s", in->tag);
       md_journal_list_add (md_machine_get_journal (in->machine), "qemu-objects", in->tls_object);
@@ -922,6 +941,17 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   md_fault_point ("dest-prepare-started");
 
   address = wanted_address != NULL ? g_strdup (wanted_address) : local_address_of (conn);
+  if (incoming_tunnelled (in) && !in->offline)
+    {
+      in->address = g_steal_pointer (&address);
+      if (!incoming_start_tunnel (in, &error))
+        {
+          prepare_failed (in, g_steal_pointer (&error));
+          return TRUE;
+        }
+      admit_images (in);
+      return TRUE;
+    }
   if (in->offline)
     {
       /* No QEMU migration stream: only the NBD server listens. */
@@ -958,6 +988,8 @@ md_migration_dest_new (MdManager *manager, MdPeerListener *listener, GError **er
 
   dest->manager = manager;
   dest->listener = listener;
+  dest->gate = md_data_stream_gate_new (listener, config->host_name);
+  md_tunnel_remove_stale (config->runtime_dir);
   dest->incoming =
       g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) incoming_unref);
   dest->handler_ids[0] =
@@ -983,6 +1015,7 @@ md_migration_dest_free (MdMigrationDest *dest)
   for (guint i = 0; i < G_N_ELEMENTS (dest->handler_ids); i++)
     g_clear_signal_handler (&dest->handler_ids[i], dest->listener);
   g_hash_table_unref (dest->incoming);
+  md_data_stream_gate_free (dest->gate);
   md_image_admission_free (dest->admission);
   g_free (dest);
 }

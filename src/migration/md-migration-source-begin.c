@@ -122,7 +122,7 @@ source_journal (Source *src)
   /* Named now, so the record is on disk long before the object exists
    * (object-add waits for it): a restarted daemon removes it, or finds
    * it was never made. */
-  if (src->opts->tls && !src->offline)
+  if (src->opts->tls && !src->offline && src->opts->transport != MD_MIGRATE_TRANSPORT_TUNNEL)
     {
       src->tls_object = g_strdup_printf ("md-tls-%s", src->tag);
       md_journal_list_add (journal, "qemu-objects", src->tls_object);
@@ -179,6 +179,21 @@ source_begin (MdManager *manager, MdGuest *guest, const char *destination, GVari
   if (opts == NULL)
     return NULL;
   offline = opts->offline;
+  /* An offline copy goes through qemu-storage-daemon's NBD port, which
+   * the tunnel does not carry yet. */
+  if (offline && opts->transport == MD_MIGRATE_TRANSPORT_TUNNEL
+      && opts->copy_storage != MD_MIGRATE_COPY_STORAGE_NONE)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
+                   "transport=tunnel does not carry offline disk copies yet; use "
+                   "transport=native for an offline migration with copy-storage");
+      return NULL;
+    }
+  md_migrate_options_resolve_transport (opts, offline ? MD_MIGRATE_TRANSPORT_NATIVE
+                                              : g_str_equal (config->transport, "native")
+                                                  ? MD_MIGRATE_TRANSPORT_NATIVE
+                                                  : MD_MIGRATE_TRANSPORT_TUNNEL);
+  md_migrate_options_resolve_parallel (opts);
   if (offline && state != MD_GUEST_STATE_SHUT_OFF)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_STATE,

@@ -38,6 +38,9 @@ source_teardown (Source *src)
   g_clear_handle_id (&src->progress_id, g_source_remove);
   g_clear_handle_id (&src->abort_id, g_source_remove);
   g_cancellable_cancel (src->cancellable);
+  /* Success (a failure's undo freed it): the streams drain what QEMU
+   * already wrote, then go. */
+  md_tunnel_out_release (g_steal_pointer (&src->tunnel));
   if (src->peer != NULL && src->peer_closed_id != 0)
     g_clear_signal_handler (&src->peer_closed_id, src->peer);
   if (src->peer != NULL && src->peer_aborted_id != 0)

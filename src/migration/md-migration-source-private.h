@@ -6,6 +6,7 @@
 #include "md-migration-machine.h"
 #include "md-migration-qemu.h"
 #include "md-migration-source.h"
+#include "md-tunnel.h"
 #include "storage/md-offline-copy.h"
 #include "storage/md-storage.h"
 
@@ -34,7 +35,9 @@ typedef struct
   gulong peer_aborted_id;
   GCancellable *cancellable;
   MdDomain *dest_def;
-  char *tls_object; /* id of our tls-creds object in QEMU, or NULL */
+  char *tls_object;     /* id of our tls-creds object in QEMU, or NULL */
+  MdTunnelOut *tunnel;  /* transport=tunnel: QEMU's streams to the peer port */
+  GError *tunnel_error; /* a stream broke; QEMU's status is being asked */
 
   MdStorageCopyMode storage_mode;
   GPtrArray *plan;      /* MdDomainDisk* to copy, borrowed from the live definition */
@@ -124,6 +127,13 @@ const char *source_phase (Source *src);
 void source_fail (Source *src, GError *error);
 void source_set_capabilities (Source *src, GError *error);
 void source_finish_on_peer (Source *src);
+
+/* Perform on @uri: TLS object, mirrors, capabilities, migrate. */
+void source_perform (Source *src, const char *uri);
+
+/* md-migration-source-tunnel.c: Perform through the tunnel, with the
+ * tokens of Prepare's answer @prepared. */
+void source_perform_tunnelled (Source *src, GVariant *prepared);
 
 /* md-migration-source-end.c: Finish, Confirm, Resolving, the end. */
 /* The migration is over (also after the undo list ran): publish the

@@ -144,6 +144,14 @@ on_block_jobs (GObject *source, GAsyncResult *result, gpointer user_data)
       source_fail (src, g_steal_pointer (&error));
       return;
     }
+  if (src->tunnel != NULL)
+    {
+      /* What moved, not how far the mirrors got through the disks: the
+       * rest of the way still counts as to do. */
+      guint64 moved = md_tunnel_out_get_disk_bytes (src->tunnel);
+      total = moved + (total - MIN (done, total));
+      done = moved;
+    }
   if (src->disk_sample_time > 0 && now > src->disk_sample_time && done >= src->disk_processed)
     src->disk_rate = (guint64) ((double) (done - src->disk_processed) * G_USEC_PER_SEC
                                 / (double) (now - src->disk_sample_time));
@@ -244,11 +252,21 @@ add_next_mirror (Source *src, GError *error)
     md_journal_list_add (md_machine_get_journal (src->machine), "qemu-jobs", job);
   }
   md_machine_commit (src->machine);
-  port = g_strdup_printf ("%u", src->nbd_port);
   server = json_object_new ();
-  json_object_set_string_member (server, "type", "inet");
-  json_object_set_string_member (server, "host", src->nbd_host);
-  json_object_set_string_member (server, "port", port);
+  if (src->tunnel != NULL)
+    {
+      /* A unix socket of ours: the connection becomes a data stream. */
+      json_object_set_string_member (server, "type", "unix");
+      json_object_set_string_member (server, "path",
+                                     md_tunnel_out_get_nbd_path (src->tunnel, disk->target));
+    }
+  else
+    {
+      port = g_strdup_printf ("%u", src->nbd_port);
+      json_object_set_string_member (server, "type", "inet");
+      json_object_set_string_member (server, "host", src->nbd_host);
+      json_object_set_string_member (server, "port", port);
+    }
   args = source_json_args ();
   json_object_set_string_member (args, "driver", "nbd");
   json_object_set_string_member (args, "node-name", node);

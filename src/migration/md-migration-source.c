@@ -22,7 +22,6 @@
 #define TOTAL_TIME_RETRY_MS 25
 
 static void source_prepare (Source *src);
-static void source_perform (Source *src, const char *uri);
 static void on_peer_closed (MdPeerConnection *peer, Source *src);
 static void on_peer_aborted (MdDbusPeer1 *proxy, const char *id, const char *name,
                              const char *message, Source *src);
@@ -76,6 +75,8 @@ source_clear (Source *src)
   g_free (src->tag);
   g_free (src->peer_token);
   g_clear_error (&src->mirror_error);
+  g_clear_error (&src->tunnel_error);
+  g_clear_pointer (&src->tunnel, md_tunnel_out_free);
   g_free (src->tls_object);
   g_clear_pointer (&src->convergence, md_convergence_free);
   g_clear_object (&src->pc_cancellable);
@@ -684,7 +685,8 @@ source_set_capabilities (Source *src, GError *error)
 static void
 add_tls_object (Source *src, GError *error)
 {
-  if (error != NULL || !src->opts->tls)
+  /* The tunnel encrypts: QEMU's own TLS stays off on the local leg. */
+  if (error != NULL || !src->opts->tls || src->tunnel != NULL)
     {
       source_start_mirrors (src, error);
       return;
@@ -699,7 +701,7 @@ add_tls_object (Source *src, GError *error)
       source_start_mirrors);
 }
 
-static void
+void
 source_perform (Source *src, const char *uri)
 {
   g_free (src->uri);
@@ -746,6 +748,11 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
   g_variant_lookup (out, "nbd-port", "q", &src->nbd_port);
   g_variant_lookup (out, "fresh-targets", "^as", &src->fresh_targets);
   g_variant_lookup (out, "token", "s", &src->peer_token);
+  if (src->opts->transport == MD_MIGRATE_TRANSPORT_TUNNEL && !src->offline)
+    {
+      source_perform_tunnelled (src, out);
+      return;
+    }
   if (src->plan->len > 0 && (src->nbd_host == NULL || src->nbd_port == 0))
     {
       source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
@@ -831,8 +838,15 @@ prepare_options (Source *src)
   g_variant_builder_init (&builder, G_VARIANT_TYPE_VARDICT);
   g_variant_iter_init (&iter, src->opts->given);
   while (g_variant_iter_loop (&iter, "{&sv}", &key, &value))
-    if (!g_str_equal (key, "destination-xml"))
+    if (!g_str_equal (key, "destination-xml") && !g_str_equal (key, "transport")
+        && !g_str_equal (key, "parallel-connections"))
       g_variant_builder_add (&builder, "{sv}", key, value);
+  g_variant_builder_add (&builder, "{sv}", "parallel-connections",
+                         g_variant_new_uint32 (src->opts->parallel_connections));
+  /* As settled here (the caller may have left it to our config). */
+  g_variant_builder_add (
+      &builder, "{sv}", "transport",
+      g_variant_new_string (md_migrate_transport_to_string (src->opts->transport)));
   g_variant_builder_add (&builder, "{sv}", "source-persistent",
                          g_variant_new_boolean (src->src_persistent));
   g_variant_builder_add (&builder, "{sv}", "source-host",

@@ -50,7 +50,7 @@ class Foundation(harness.MigrationdTestCase):
         caps = props["Capabilities"]
         for feature in ("live-migration", "offline-migration", "copy-storage", "postcopy"):
             self.assertIn(feature, caps)
-        for transport in ("tls", "tcp", "multifd", "nbd"):
+        for transport in ("tls", "tcp", "multifd", "nbd", "tunnel"):
             self.assertIn("transport:" + transport, caps)
         # Every option Migrate accepts, and nothing it refuses.
         options = sorted(c[len("option:"):] for c in caps if c.startswith("option:"))

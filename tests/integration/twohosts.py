@@ -45,7 +45,7 @@ MIGRATE_OPTION_TYPES = {
     "destination-name": "s", "migration-address": "s", "migration-port": "q",
     "paused-on-destination": "b", "abort-after": "u", "copy-storage": "s", "disks": "as",
     "nbd-port": "q", "nbd-address": "s", "verify": "b", "auth.no_user_interaction": "b",
-    "reuse-existing-images": "b", "convergence": "s", "max-downtime-ceiling": "t",
+    "reuse-existing-images": "b", "transport": "s", "convergence": "s", "max-downtime-ceiling": "t",
     "postcopy-recovery-timeout": "u",
 }
 
@@ -556,7 +556,7 @@ class TwoHosts:
             try:
                 props = client.get_all(path, MIGRATION_IFACE)
             except GLib.Error as e:
-                raise AssertionError("migration %s vanished while waiting: %s" % (path, e.message))
+                raise AssertionError("migration %s vanished while waiting: %s\n%s" % (path, e.message, self.logs()))
             if props["State"] in TERMINAL_STATES:
                 if terminal_since is None:
                     terminal_since = time.monotonic()

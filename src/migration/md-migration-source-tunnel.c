@@ -1,0 +1,104 @@
+/* migrationd: the outgoing side of transport=tunnel: after Prepare, unix
+ * sockets for QEMU whose every connection becomes a data stream to the
+ * peer port (md-tunnel.c), and a broken stream failing the migration by
+ * name. */
+#include "config.h"
+
+#include "md-migration-source-private.h"
+#include "common/md-error.h"
+#include "common/md-fault.h"
+#include "md-address.h"
+
+/* A data stream broke: unless QEMU already finished with it (then its
+ * status decides), the migration fails naming the stream. */
+static void
+on_tunnel_status (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node =
+      source != NULL ? md_qmp_execute_finish (MD_QMP (source), result, &error) : NULL;
+  g_autoptr (GError) broken = g_steal_pointer (&src->tunnel_error);
+  const char *status = "";
+
+  if (node != NULL && JSON_NODE_HOLDS_OBJECT (node))
+    status = json_object_get_string_member_with_default (json_node_get_object (node), "status", "");
+  if (source_is_stale (src) || src->qemu_completed || g_str_equal (status, "completed")
+      || md_machine_get_authority (src->machine) != MD_AUTHORITY_SOURCE || broken == NULL)
+    return;
+  source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
+                                 "host %s, phase %s: %s; the guest keeps running here",
+                                 source_host_name (src), source_phase (src), broken->message));
+}
+
+static void
+on_tunnel_broken (const GError *error, gpointer user_data)
+{
+  Source *src = user_data;
+  MdQmp *qmp = md_guest_get_qmp (src->guest);
+
+  if (source_is_stale (src) || src->qemu_completed || src->tunnel_error != NULL)
+    return;
+  src->tunnel_error = g_error_copy (error);
+  if (qmp == NULL)
+    {
+      on_tunnel_status (NULL, NULL, source_ref (src));
+      return;
+    }
+  md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_tunnel_status, source_ref (src));
+}
+
+static void
+undo_tunnel (gpointer owner, gpointer data)
+{
+  Source *src = owner;
+
+  g_clear_pointer (&src->tunnel, md_tunnel_out_free);
+  md_machine_undo_done (src->machine);
+}
+
+/* transport=tunnel: QEMU sends to unix sockets of ours; each connection
+ * it makes becomes a data stream to the peer port with a token Prepare
+ * gave us. */
+void
+source_perform_tunnelled (Source *src, GVariant *prepared)
+{
+  const MdConfig *config = md_manager_get_config (src->manager);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *label = g_strdup_printf ("migration %s", src->migration_id);
+  g_autoptr (MdAddress) address = NULL;
+  g_autofree char *uri = NULL;
+
+  src->tunnel = md_tunnel_out_new (md_manager_get_peer_tls_config (src->manager),
+                                   md_peer_connection_get_address (src->peer),
+                                   source_peer_name (src), config->runtime_dir, src->tag, label,
+                                   prepared, on_tunnel_broken, src, &error);
+  if (src->tunnel != NULL)
+    md_machine_push_undo (src->machine, "tunnel", MD_UNDO_CLEANUP, undo_tunnel, NULL, NULL);
+  for (guint i = 0; src->tunnel != NULL && error == NULL && i < src->plan->len; i++)
+    {
+      const MdDomainDisk *disk = g_ptr_array_index (src->plan, i);
+      if (md_tunnel_out_get_nbd_path (src->tunnel, disk->target) == NULL)
+        g_set_error (&error, MD_ERROR, MD_ERROR_PEER_FAILED,
+                     "host %s, phase prepare: the peer offered no data stream for disk %s",
+                     source_peer_name (src), disk->target);
+    }
+  if (error == NULL && md_tunnel_out_get_migration_path (src->tunnel) == NULL)
+    g_set_error (&error, MD_ERROR, MD_ERROR_PEER_FAILED,
+                 "host %s, phase prepare: the peer offered no data stream for the migration "
+                 "(does it support transport=tunnel?)",
+                 source_peer_name (src));
+  if (error == NULL)
+    address = md_address_new_unix (md_tunnel_out_get_migration_path (src->tunnel), &error);
+  if (address != NULL)
+    uri = md_address_to_uri (address, &error);
+  if (uri == NULL)
+    {
+      g_prefix_error (&error, "host %s, phase prepare: ", source_host_name (src));
+      source_fail (src, g_steal_pointer (&error));
+      return;
+    }
+  md_migration_mark_time (src->migration, "prepared");
+  md_fault_point ("source-prepare-done");
+  source_perform (src, uri);
+}
