@@ -479,6 +479,23 @@ on_files_opened (GObject *source, GAsyncResult *result, gpointer user_data)
   spawn_qemu (self, g_steal_pointer (&task), files);
 }
 
+/* The definition is checked before anything is opened for it (the real
+ * argv, with descriptors and graphics ports, is built when they exist). */
+static gboolean
+check_argv (MdGuest *self, const MdQemuArgvOptions *opts, GError **error)
+{
+  MdQemuArgvOptions check = *opts;
+  g_autofree int *ports = g_new0 (int, self->live->graphics->len + 1);
+  g_auto (GStrv) argv = NULL;
+
+  for (guint i = 0; i < self->live->graphics->len; i++)
+    ports[i] = 5900;
+  check.graphics_ports = ports;
+  check.n_graphics_ports = self->live->graphics->len;
+  argv = md_qemu_build_argv (self->live, &check, error);
+  return argv != NULL;
+}
+
 static void
 start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incoming,
                 GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
@@ -490,7 +507,6 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   g_autofree char *name = runtime_name (self);
   g_autofree char *qmp_file = g_strdup_printf ("%s.qmp", name);
   g_autoptr (GError) error = NULL;
-  g_auto (GStrv) argv = NULL;
   g_autoptr (GTask) open = NULL;
   StartData *data = g_new0 (StartData, 1);
   MdQemuArgvOptions *opts = &data->opts;
@@ -554,9 +570,7 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   opts->sandbox = caps->sandbox;
   opts->runtime_files_dir = config->runtime_dir;
   opts->networks = config->networks;
-  /* The definition is checked before anything is opened for it. */
-  argv = md_qemu_build_argv (self->live, opts, &error);
-  if (argv == NULL)
+  if (!check_argv (self, opts, &error))
     {
       g_clear_pointer (&self->live, md_domain_free);
       g_prefix_error (&error, "host %s: guest %s: ", host_name (self), self->def->name);

@@ -27,7 +27,7 @@ MdIsolation *
 md_isolation_new (MdHost *host, const MdDomain *live, GError **error)
 {
   g_autoptr (MdIsolation) iso = g_new0 (MdIsolation, 1);
-  g_autoptr (GArray) procs = NULL;
+  g_auto (GStrv) procs = NULL;
   const MdConfig *config = host->config;
   guint64 memory;
 
@@ -44,7 +44,7 @@ md_isolation_new (MdHost *host, const MdDomain *live, GError **error)
   if (procs == NULL)
     return NULL;
   iso->confine = md_qemu_confine_new (iso->identity.uid, iso->identity.gid,
-                                      (const int *) procs->data, procs->len, MEMLOCK_BYTES);
+                                      (const char *const *) procs, MEMLOCK_BYTES);
   return g_steal_pointer (&iso);
 }
 

@@ -37,8 +37,10 @@ struct _MdQemuConfine
   guint32 uid;
   guint32 gid;
   int last_cap;
-  int cgroup_fds[4];
-  guint n_cgroup_fds;
+  /* cgroup.procs files, written by path: descriptors of the daemon may be
+   * overwritten by the fd mapping GLib does in the child before setup. */
+  char cgroup_procs[4][256];
+  guint n_cgroup_procs;
   guint64 memlock_bytes;
   char tmp_options[96];
   DevNode nodes[MAX_DEV_NODES];
@@ -73,22 +75,23 @@ add_node (MdQemuConfine *c, const char *name, gboolean is_dir)
 }
 
 MdQemuConfine *
-md_qemu_confine_new (guint32 uid, guint32 gid, const int *cgroup_fds, guint n_cgroup_fds,
+md_qemu_confine_new (guint32 uid, guint32 gid, const char *const *cgroup_procs,
                      guint64 memlock_bytes)
 {
   MdQemuConfine *c = g_new0 (MdQemuConfine, 1);
-  static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "ptmx", "kvm" };
+  static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "kvm" };
 
   c->uid = uid;
   c->gid = gid;
   c->last_cap = read_last_cap ();
-  for (guint i = 0; i < n_cgroup_fds && i < G_N_ELEMENTS (c->cgroup_fds); i++)
-    c->cgroup_fds[c->n_cgroup_fds++] = cgroup_fds[i];
+  for (guint i = 0; cgroup_procs != NULL && cgroup_procs[i] != NULL
+                    && c->n_cgroup_procs < G_N_ELEMENTS (c->cgroup_procs);
+       i++)
+    g_strlcpy (c->cgroup_procs[c->n_cgroup_procs++], cgroup_procs[i], sizeof c->cgroup_procs[0]);
   c->memlock_bytes = memlock_bytes;
   g_snprintf (c->tmp_options, sizeof c->tmp_options, "mode=0700,uid=%u,gid=%u,size=64m", uid, gid);
   for (guint i = 0; i < G_N_ELEMENTS (nodes); i++)
     add_node (c, nodes[i], FALSE);
-  add_node (c, "pts", TRUE);
   if (g_file_test ("/dev/net/tun", G_FILE_TEST_EXISTS))
     {
       g_snprintf (c->staging_net, sizeof c->staging_net, "%s/net", STAGING);
@@ -100,10 +103,6 @@ md_qemu_confine_new (guint32 uid, guint32 gid, const int *cgroup_fds, guint n_cg
 void
 md_qemu_confine_free (MdQemuConfine *c)
 {
-  if (c == NULL)
-    return;
-  for (guint i = 0; i < c->n_cgroup_fds; i++)
-    close (c->cgroup_fds[i]);
   g_free (c);
 }
 
@@ -182,6 +181,17 @@ child_mounts (MdQemuConfine *c)
     }
   if (symlink ("/proc/self/fd", STAGING "/fd") < 0)
     child_fail ("/dev/fd");
+  /* pty serials: a devpts instance of QEMU's own (the host's ptmx node
+   * only finds the devpts mounted next to it, and nothing outside needs
+   * QEMU's ptys: their output goes to the serial log). */
+  if (mkdir (STAGING "/pts", 0755) < 0)
+    child_fail ("mkdir /dev/pts");
+  if (mount ("devpts", STAGING "/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+             "newinstance,ptmxmode=0666,mode=0600")
+      < 0)
+    child_fail ("a devpts instance for /dev/pts");
+  if (symlink ("pts/ptmx", STAGING "/ptmx") < 0)
+    child_fail ("/dev/ptmx");
   if (mount (STAGING, "/dev", NULL, MS_MOVE, NULL) < 0)
     child_fail ("moving the minimal /dev into place");
   if (rmdir (STAGING) < 0)
@@ -221,9 +231,14 @@ md_qemu_confine_child_setup (gpointer user_data)
   struct rlimit nofile = { NOFILE_LIMIT, NOFILE_LIMIT };
   struct rlimit memlock = { c->memlock_bytes, c->memlock_bytes };
 
-  for (guint i = 0; i < c->n_cgroup_fds; i++)
-    if (write (c->cgroup_fds[i], "0\n", 2) < 0)
-      child_fail ("joining the guest's cgroup");
+  for (guint i = 0; i < c->n_cgroup_procs; i++)
+    {
+      int fd = open (c->cgroup_procs[i], O_WRONLY | O_CLOEXEC);
+
+      if (fd < 0 || write (fd, "0\n", 2) < 0)
+        child_fail (c->cgroup_procs[i]);
+      close (fd);
+    }
   child_mounts (c);
   if (setrlimit (RLIMIT_NOFILE, &nofile) < 0)
     child_fail ("RLIMIT_NOFILE");
@@ -320,11 +335,11 @@ set_limit (const char *dir, const char *file, const char *value, GError **error)
   return FALSE;
 }
 
-GArray *
+GStrv
 md_qemu_cgroup_create (const char *name, guint64 memory_bytes, guint tasks, GError **error)
 {
   g_autoptr (GPtrArray) dirs = hierarchies (name);
-  g_autoptr (GArray) fds = g_array_new (FALSE, FALSE, sizeof (int));
+  g_autoptr (GPtrArray) procs_files = g_ptr_array_new_with_free_func (g_free);
   g_autofree char *memory = g_strdup_printf ("%" G_GUINT64_FORMAT, memory_bytes);
   g_autofree char *pids = g_strdup_printf ("%u", tasks);
 
@@ -332,7 +347,6 @@ md_qemu_cgroup_create (const char *name, guint64 memory_bytes, guint tasks, GErr
     {
       const char *dir = dirs->pdata[i];
       g_autofree char *procs = g_build_filename (dir, "cgroup.procs", NULL);
-      int fd;
 
       if (g_mkdir_with_parents (dir, 0755) < 0)
         {
@@ -344,23 +358,14 @@ md_qemu_cgroup_create (const char *name, guint64 memory_bytes, guint tasks, GErr
       if (!set_limit (dir, "memory.limit_in_bytes", memory, error)
           || !set_limit (dir, "memory.max", memory, error)
           || !set_limit (dir, "pids.max", pids, error))
-        goto fail;
-      fd = open (procs, O_WRONLY | O_CLOEXEC);
-      if (fd < 0)
         {
-          g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "cannot open %s: %s", procs,
-                       g_strerror (errno));
-          goto fail;
+          md_qemu_cgroup_remove (name);
+          return NULL;
         }
-      g_array_append_val (fds, fd);
+      g_ptr_array_add (procs_files, g_steal_pointer (&procs));
     }
-  return g_steal_pointer (&fds);
-
-fail:
-  for (guint i = 0; i < fds->len; i++)
-    close (g_array_index (fds, int, i));
-  md_qemu_cgroup_remove (name);
-  return NULL;
+  g_ptr_array_add (procs_files, NULL);
+  return (GStrv) g_ptr_array_free (g_steal_pointer (&procs_files), FALSE);
 }
 
 void

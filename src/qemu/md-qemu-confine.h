@@ -5,8 +5,8 @@
  *  1. joins the guest's cgroup (memory and tasks limits);
  *  2. a private mount namespace: / becomes a slave (nothing propagates
  *     back), /tmp an empty tmpfs of the guest's own, /dev a tmpfs with only
- *     null, zero, full, random, urandom, ptmx and pts (for pty serials),
- *     kvm and net/tun when the host has them;
+ *     null, zero, full, random, urandom, kvm and net/tun when the host
+ *     has them, and a devpts instance of its own (pty serials);
  *  3. RLIMIT_NOFILE and RLIMIT_MEMLOCK (no locked memory unless asked);
  *  4. drops every capability from the bounding set, then setgroups(0),
  *     setresgid, setresuid to the guest's identity (which empties the
@@ -23,11 +23,11 @@ G_BEGIN_DECLS
 
 typedef struct _MdQemuConfine MdQemuConfine;
 
-/* @uid/@gid: the identity to drop to. @cgroup_fds: open cgroup.procs files
- * (taken, closed by md_qemu_confine_free(); may be NULL/0).
+/* @uid/@gid: the identity to drop to. @cgroup_procs: the cgroup.procs
+ * files the child writes itself into (NULL-terminated, may be NULL).
  * @memlock_bytes: RLIMIT_MEMLOCK (0: none). */
-MdQemuConfine *md_qemu_confine_new (guint32 uid, guint32 gid, const int *cgroup_fds,
-                                    guint n_cgroup_fds, guint64 memlock_bytes);
+MdQemuConfine *md_qemu_confine_new (guint32 uid, guint32 gid, const char *const *cgroup_procs,
+                                    guint64 memlock_bytes);
 void md_qemu_confine_free (MdQemuConfine *confine);
 
 /* The child setup function for GSubprocessLauncher (user data: the
@@ -39,10 +39,10 @@ void md_qemu_confine_child_setup (gpointer confine);
 /* The guest's own cgroup @name under the daemon's, with memory.limit
  * (max) of @memory_bytes and a pids limit of @tasks, for each controller
  * hierarchy the host has (cgroup v1 memory and pids, or v2). Returns the
- * cgroup.procs files opened for writing (for md_qemu_confine_new()), an
- * empty array when the host offers no writable cgroup hierarchy (a warning
- * then: QEMU runs without these limits). */
-GArray *md_qemu_cgroup_create (const char *name, guint64 memory_bytes, guint tasks, GError **error);
+ * paths of their cgroup.procs files (for md_qemu_confine_new()), empty
+ * when the host offers no writable cgroup hierarchy (a warning then: QEMU
+ * runs without these limits). */
+GStrv md_qemu_cgroup_create (const char *name, guint64 memory_bytes, guint tasks, GError **error);
 /* Removes the cgroup @name again (QEMU is gone); missing is not an error. */
 void md_qemu_cgroup_remove (const char *name);
 /* The cgroup directories of @name (for tests and messages). */
