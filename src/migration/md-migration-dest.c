@@ -701,9 +701,19 @@ after_capabilities (Incoming *in, GError *error)
           md_migration_qemu_parameters (in->opts, FALSE, in->tls_object, NULL), after_parameters);
 }
 
+static GPid
+incoming_qemu_pid (Incoming *in)
+{
+  MdQemuProcess *proc = in->guest != NULL ? md_guest_get_process (in->guest) : NULL;
+
+  return proc != NULL ? md_qemu_process_get_pid (proc) : 0;
+}
+
 static void
 after_tls_object (Incoming *in, GError *error)
 {
+  if (in->tls_object != NULL)
+    md_qemu_revoke_tls_dir (incoming_qemu_pid (in), in->tls_object);
   if (error != NULL)
     {
       prepare_failed (in, error);
@@ -738,6 +748,7 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
 {
   g_autoptr (IncomingRef) in = user_data;
   GError *error = NULL;
+  g_autofree char *granted = NULL;
 
   if (!md_guest_start_finish (MD_GUEST (source), result, &error))
     {
@@ -769,9 +780,17 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
   in->tls_object = g_strdup_printf ("md-tls-in-%s", in->tag);
   md_journal_list_add (md_machine_get_journal (in->machine), "qemu-objects", in->tls_object);
   md_machine_commit (in->machine);
-  in_qmp (in, "object-add",
-          md_migration_qemu_tls_object (in->tls_object,
-                                        md_manager_get_config (in->dest->manager)->tls_dir, TRUE),
+  /* A confined QEMU reads a copy in its private /tmp, removed again in
+   * after_tls_object(). */
+  granted =
+      md_qemu_grant_tls_dir (incoming_qemu_pid (in), in->tls_object,
+                             md_manager_get_config (in->dest->manager)->tls_dir, TRUE, &error);
+  if (granted == NULL)
+    {
+      prepare_failed (in, error);
+      return;
+    }
+  in_qmp (in, "object-add", md_migration_qemu_tls_object (in->tls_object, granted, TRUE),
           after_tls_object);
 }
 

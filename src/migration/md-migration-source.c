@@ -16,6 +16,7 @@
 #include "md-migration-ask.h"
 #include "md-migration-source-private.h"
 #include "md-address.h"
+#include "qemu/md-qemu-files.h"
 
 /* How long a source that lost the peer at the switch-over keeps asking
  * it (it may be restarting) before it leaves the guest paused here and
@@ -943,9 +944,26 @@ source_set_capabilities (Source *src, GError *error)
                    set_parameters);
 }
 
+static GPid
+source_qemu_pid (Source *src)
+{
+  MdQemuProcess *proc = md_guest_get_process (src->guest);
+
+  return proc != NULL ? md_qemu_process_get_pid (proc) : 0;
+}
+
+static void
+after_tls_object (Source *src, GError *error)
+{
+  md_qemu_revoke_tls_dir (source_qemu_pid (src), src->tls_object);
+  source_start_mirrors (src, error);
+}
+
 static void
 add_tls_object (Source *src, GError *error)
 {
+  g_autofree char *granted = NULL;
+
   if (error != NULL || !src->opts->tls)
     {
       source_start_mirrors (src, error);
@@ -957,10 +975,18 @@ add_tls_object (Source *src, GError *error)
   md_journal_list_add (md_machine_get_journal (src->machine), "qemu-objects", src->tls_object);
   md_machine_push_undo (src->machine, "tls-object", MD_UNDO_CLEANUP, undo_tls_object, NULL, NULL);
   md_machine_commit (src->machine);
+  /* A confined QEMU reads a copy in its private /tmp, removed again in
+   * after_tls_object(). */
+  granted = md_qemu_grant_tls_dir (source_qemu_pid (src), src->tls_object,
+                                   md_manager_get_config (src->manager)->tls_dir, FALSE, &error);
+  if (granted == NULL)
+    {
+      source_start_mirrors (src, error);
+      return;
+    }
   source_qmp_step (src, "object-add",
-                   md_migration_qemu_tls_object (
-                       src->tls_object, md_manager_get_config (src->manager)->tls_dir, FALSE),
-                   source_start_mirrors);
+                   md_migration_qemu_tls_object (src->tls_object, granted, FALSE),
+                   after_tls_object);
 }
 
 static void

@@ -41,13 +41,13 @@ open_disks (MdQemuFiles *files, const MdDomain *dom, GError **error)
   for (guint i = 0; i < dom->disks->len; i++)
     {
       const MdDomainDisk *d = dom->disks->pdata[i];
-      gboolean read_only = d->readonly || d->device == MD_DOMAIN_DISK_DEVICE_CDROM;
+      gboolean cdrom = d->device == MD_DOMAIN_DISK_DEVICE_CDROM;
       GPtrArray *layers;
 
       if (d->source == NULL)
         continue;
       layers = md_qemu_files_open_image (
-          files, d->source, md_domain_disk_format_to_string (d->format), read_only, error);
+          files, d->source, md_domain_disk_format_to_string (d->format), d->readonly, cdrom, error);
       if (layers == NULL)
         {
           g_prefix_error (error, "disk %s: ", d->target);

@@ -404,6 +404,12 @@ json_backing (JsonBuilder *jb, const GPtrArray *layers, guint from)
   json_builder_end_object (jb);
 }
 
+static gboolean
+first_layer_read_only (const GPtrArray *layers)
+{
+  return ((const MdQemuDiskLayer *) layers->pdata[0])->read_only;
+}
+
 static void
 add_blockdevs (Builder *b, const MdDomainDisk *d, guint index)
 {
@@ -431,8 +437,18 @@ add_blockdevs (Builder *b, const MdDomainDisk *d, guint index)
       json_builder_set_member_name (jb, "aio");
       json_builder_add_string_value (jb, aio[d->io]);
     }
-  json_builder_set_member_name (jb, "auto-read-only");
-  json_builder_add_boolean_value (jb, TRUE);
+  /* A passed descriptor is opened once for good (md-qemu-files.h says
+   * why); a path may be reopened read-only and back. */
+  if (layers != NULL)
+    {
+      json_builder_set_member_name (jb, "read-only");
+      json_builder_add_boolean_value (jb, first_layer_read_only (layers));
+    }
+  else
+    {
+      json_builder_set_member_name (jb, "auto-read-only");
+      json_builder_add_boolean_value (jb, TRUE);
+    }
   if (d->discard)
     {
       json_builder_set_member_name (jb, "discard");
@@ -447,7 +463,8 @@ add_blockdevs (Builder *b, const MdDomainDisk *d, guint index)
   json_builder_set_member_name (jf, "node-name");
   json_builder_add_string_value (jf, format);
   json_builder_set_member_name (jf, "read-only");
-  json_builder_add_boolean_value (jf, d->readonly);
+  json_builder_add_boolean_value (jf, d->readonly
+                                          || (layers != NULL && first_layer_read_only (layers)));
   if (d->discard)
     {
       json_builder_set_member_name (jf, "discard");

@@ -258,39 +258,35 @@ probe_format (int fd)
 
 static int
 add_layer (MdQemuFiles *files, GPtrArray *layers, const char *path, const char *format,
-           gboolean read_only, int *ro_fd, GError **error)
+           gboolean read_only, gboolean may_be_read_only, int *fd_out, GError **error)
 {
-  int fds[2];
-  guint n = 0;
+  g_autoptr (GError) rw_error = NULL;
   MdQemuDiskLayer *layer;
+  int fd = -1;
 
   if (!read_only)
     {
-      fds[n] = open_or_fail (path, O_RDWR, "disk image", error);
-      if (fds[n] < 0)
+      fd = open_or_fail (path, O_RDWR, "disk image", may_be_read_only ? &rw_error : error);
+      if (fd < 0 && !may_be_read_only)
         return -1;
-      n++;
+      read_only = fd < 0;
     }
-  fds[n] =
-      open_or_fail (path, O_RDONLY, read_only ? "disk image" : "disk image (read-only)", error);
-  if (fds[n] < 0)
-    {
-      if (n > 0)
-        close (fds[0]);
-      return -1;
-    }
-  *ro_fd = fds[n];
-  n++;
+  if (fd < 0)
+    fd = open_or_fail (path, O_RDONLY, "disk image", error);
+  if (fd < 0)
+    return -1;
+  *fd_out = fd;
   layer = g_new0 (MdQemuDiskLayer, 1);
   layer->format = g_strdup (format);
-  layer->set = md_qemu_files_add_set (files, fds, n);
+  layer->read_only = read_only;
+  layer->set = md_qemu_files_add_set (files, &fd, 1);
   g_ptr_array_add (layers, layer);
   return layer->set;
 }
 
 GPtrArray *
 md_qemu_files_open_image (MdQemuFiles *files, const char *path, const char *format,
-                          gboolean read_only, GError **error)
+                          gboolean read_only, gboolean may_be_read_only, GError **error)
 {
   g_autoptr (GPtrArray) layers =
       g_ptr_array_new_with_free_func ((GDestroyNotify) md_qemu_disk_layer_free);
@@ -302,7 +298,7 @@ md_qemu_files_open_image (MdQemuFiles *files, const char *path, const char *form
     {
       g_autofree char *backing = NULL;
       g_autofree char *backing_format = NULL;
-      int ro_fd;
+      int layer_fd;
 
       if (depth >= MAX_CHAIN)
         {
@@ -311,11 +307,12 @@ md_qemu_files_open_image (MdQemuFiles *files, const char *path, const char *form
                        MAX_CHAIN);
           return NULL;
         }
-      if (add_layer (files, layers, current, current_format, ro, &ro_fd, error) < 0)
+      if (add_layer (files, layers, current, current_format, ro, may_be_read_only, &layer_fd, error)
+          < 0)
         return NULL;
       if (!g_str_equal (current_format, "qcow2"))
         break;
-      if (!qcow2_backing (ro_fd, current, &backing, &backing_format, error))
+      if (!qcow2_backing (layer_fd, current, &backing, &backing_format, error))
         return NULL;
       if (backing == NULL)
         break;
@@ -406,4 +403,123 @@ md_qemu_files_open_readable (const char *path, GError **error)
       return -1;
     }
   return md_qemu_files_memfd (path, contents, len, error);
+}
+
+/* ---- TLS credentials for native-TLS migration ---- */
+
+#define TLS_GRANT_PREFIX "/tmp/migrationd-tls-"
+
+static gboolean
+in_own_mount_namespace (GPid pid)
+{
+  g_autofree char *ns = g_strdup_printf ("/proc/%d/ns/mnt", (int) pid);
+  struct stat theirs, ours;
+
+  return stat (ns, &theirs) == 0 && stat ("/proc/self/ns/mnt", &ours) == 0
+         && theirs.st_ino != ours.st_ino;
+}
+
+static gboolean
+copy_private (const char *from, const char *to, uid_t uid, gid_t gid, GError **error)
+{
+  g_autofree char *contents = NULL;
+  gsize len = 0;
+
+  if (!g_file_get_contents (from, &contents, &len, error))
+    return FALSE;
+  if (!g_file_set_contents_full (to, contents, (gssize) len, G_FILE_SET_CONTENTS_NONE, 0600, error))
+    return FALSE;
+  if (chown (to, uid, gid) < 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "chown %s: %s", to, g_strerror (errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static char *
+granted_dir (const char *tag)
+{
+  for (const char *p = tag; *p != '\0'; p++)
+    if (!g_ascii_isalnum (*p) && *p != '-' && *p != '_')
+      return NULL;
+  return g_strconcat (TLS_GRANT_PREFIX, tag, NULL);
+}
+
+char *
+md_qemu_grant_tls_dir (GPid pid, const char *tag, const char *tls_dir, gboolean server,
+                       GError **error)
+{
+  static const char *const server_files[] = { "ca-cert.pem",    "ca-crl.pem",    "server-cert.pem",
+                                              "server-key.pem", "dh-params.pem", NULL };
+  static const char *const client_files[] = { "ca-cert.pem", "ca-crl.pem", "client-cert.pem",
+                                              "client-key.pem", NULL };
+  const char *const *names = server ? server_files : client_files;
+  g_autofree char *root_tmp = g_strdup_printf ("/proc/%d/root/tmp", (int) pid);
+  g_autofree char *granted = NULL;
+  g_autofree char *outside = NULL;
+  struct stat st;
+
+  if (!in_own_mount_namespace (pid))
+    return g_strdup (tls_dir);
+  if (stat (root_tmp, &st) < 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_QEMU_FAILED,
+                   "cannot reach the private /tmp of QEMU %d for its TLS credentials: %s",
+                   (int) pid, g_strerror (errno));
+      return NULL;
+    }
+  granted = granted_dir (tag);
+  if (granted == NULL)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT, "bad TLS object tag '%s'", tag);
+      return NULL;
+    }
+  outside = g_strdup_printf ("/proc/%d/root%s", (int) pid, granted);
+  if (mkdir (outside, 0700) < 0 || chown (outside, st.st_uid, st.st_gid) < 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_QEMU_FAILED,
+                   "cannot create %s in QEMU %d's private /tmp for its TLS credentials: %s",
+                   granted, (int) pid, g_strerror (errno));
+      md_qemu_revoke_tls_dir (pid, tag);
+      return NULL;
+    }
+  for (guint i = 0; names[i] != NULL; i++)
+    {
+      g_autofree char *from = g_build_filename (tls_dir, names[i], NULL);
+      g_autofree char *to = g_build_filename (outside, names[i], NULL);
+
+      if (!g_file_test (from, G_FILE_TEST_EXISTS))
+        continue;
+      if (!copy_private (from, to, st.st_uid, st.st_gid, error))
+        {
+          g_prefix_error (error, "TLS credentials for QEMU %d: ", (int) pid);
+          md_qemu_revoke_tls_dir (pid, tag);
+          return NULL;
+        }
+    }
+  return g_steal_pointer (&granted);
+}
+
+void
+md_qemu_revoke_tls_dir (GPid pid, const char *tag)
+{
+  g_autofree char *granted = tag != NULL ? granted_dir (tag) : NULL;
+  g_autofree char *outside = NULL;
+  g_autoptr (GDir) dir = NULL;
+  const char *name;
+
+  if (granted == NULL || pid <= 0)
+    return;
+  outside = g_strdup_printf ("/proc/%d/root%s", (int) pid, granted);
+  dir = g_dir_open (outside, 0, NULL);
+  while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (outside, name, NULL);
+
+      unlink (path);
+    }
+  if (rmdir (outside) < 0 && errno != ENOENT)
+    g_warning ("cannot remove the TLS credentials copy %s of QEMU %d: %s", granted, (int) pid,
+               g_strerror (errno));
 }

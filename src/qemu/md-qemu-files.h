@@ -5,10 +5,12 @@
  * An MdQemuFiles is the table "daemon descriptor -> number in QEMU" plus
  * what each device got:
  *  - disks: an fdset per image layer (-add-fd fd=N,set=S; the blockdev
- *    reads /dev/fdset/S). A writable image has a read-write and a
- *    read-only descriptor in its set, because QEMU reopens images
- *    read-only and back (auto-read-only, block jobs); the layers of a
- *    qcow2 backing chain, read-only, follow as explicit "backing" nodes;
+ *    reads /dev/fdset/S) holding one descriptor, read-write or read-only
+ *    as the node is opened for good (no auto-read-only: QEMU would switch
+ *    to another descriptor of the set and leave the image locks of the
+ *    first one held by the set's copy, so a migration's destination could
+ *    not take them); the layers of a qcow2 backing chain, read-only,
+ *    follow as explicit "backing" nodes;
  *  - serial files and pty serial logs: a descriptor each, as
  *    /dev/fdset/S too (chardev file and logfile go through qemu_open());
  *  - unix channels (the guest agent) and the inspection monitor: a
@@ -29,8 +31,9 @@ typedef struct _MdQemuFiles MdQemuFiles;
 
 typedef struct
 {
-  int set;      /* the fdset id */
-  char *format; /* this layer's format driver (raw, qcow2, ...) */
+  int set;            /* the fdset id */
+  char *format;       /* this layer's format driver (raw, qcow2, ...) */
+  gboolean read_only; /* its one descriptor is O_RDONLY (else O_RDWR) */
 } MdQemuDiskLayer;
 
 MdQemuFiles *md_qemu_files_new (int first_fd);
@@ -61,18 +64,31 @@ void md_qemu_files_set_disk_layers (MdQemuFiles *files, guint disk_index, GPtrAr
 int md_qemu_files_get (const MdQemuFiles *files, const char *key);
 void md_qemu_files_set (MdQemuFiles *files, const char *key, int value);
 
-/* Opens @path (O_RDWR and O_RDONLY unless @read_only) and then each
+/* Opens @path (O_RDWR unless @read_only; a cdrom (@may_be_read_only)
+ * falls back to O_RDONLY) and then each
  * layer of its qcow2 backing chain read-only; returns the layers
  * (MdQemuDiskLayer*, first the image itself in @format) with their sets
  * added to @files. MD_ERROR_FAILED naming the file and what to do. */
 GPtrArray *md_qemu_files_open_image (MdQemuFiles *files, const char *path, const char *format,
-                                     gboolean read_only, GError **error);
+                                     gboolean read_only, gboolean may_be_read_only, GError **error);
 /* A descriptor of @path QEMU can open as /proc/self/fd/N although the
  * file is not readable by it: the file itself when others may read it,
  * else a memfd copy. -1 with @error. */
 int md_qemu_files_open_readable (const char *path, GError **error);
 /* A memfd holding @data (for secrets; never on disk). */
 int md_qemu_files_memfd (const char *name, const char *data, gsize len, GError **error);
+
+/* Native-TLS migration: QEMU reads its credentials when the
+ * tls-creds-x509 object is added. For a QEMU in a mount namespace of its
+ * own, copies what the @server or client endpoint needs of @tls_dir into
+ * /tmp/migrationd-tls-<tag> of QEMU's private /tmp, owned by its uid, mode
+ * 0700, and returns that directory as QEMU sees it; for another QEMU,
+ * @tls_dir. md_qemu_revoke_tls_dir() removes the copy as soon as
+ * object-add is done, so QEMU's identity holds the keys only for that
+ * moment. @tag: letters, digits, '-' and '_' (the object id). */
+char *md_qemu_grant_tls_dir (GPid pid, const char *tag, const char *tls_dir, gboolean server,
+                             GError **error);
+void md_qemu_revoke_tls_dir (GPid pid, const char *tag);
 
 void md_qemu_disk_layer_free (MdQemuDiskLayer *layer);
 
