@@ -17,7 +17,17 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import GUEST_IFACE, MANAGER_IFACE, MANAGER_PATH, GLib  # noqa: E402
+import twohosts  # noqa: E402
+from harness import GUEST_IFACE, MANAGER_IFACE, MANAGER_PATH, MIGRATION_IFACE, GLib  # noqa: E402
+
+MiB = 1024 * 1024
+PASS_RE = re.compile(r"MDGUEST VERIFY pass=(\d+) sum=([0-9a-f]{8}) (ok|BAD)")
+DATA_DISK_XML = """<disk type='file' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source file='{path}'/>
+      <target dev='vdb' bus='virtio'/>
+    </disk>
+    """
 
 READY_RE = r"MDGUEST READY mode=fill .*sum=([0-9a-f]{8})"
 VERIFY_RE = r"MDGUEST VERIFY pass=\d+ sum=[0-9a-f]+ ok"
@@ -28,6 +38,19 @@ def uid_range(size=20):
     locks would keep them apart anyway, the assertions are simpler so)."""
     first = 3000000 + random.randrange(0, 90000) * 100
     return first, first + size - 1
+
+
+def assert_ram_continues(test, guest, after_pass):
+    """VERIFY lines after pass @after_pass, all with the expected sum."""
+    expected = harness.expected_sum(guest.size_mib, guest.seed)
+    harness.wait_until(lambda: [m for m in PASS_RE.finditer(guest.serial_text()) if int(m.group(1)) > after_pass],
+                       timeout=60, what="a VERIFY line after pass %d" % after_pass)
+    for m in PASS_RE.finditer(guest.serial_text()):
+        test.assertEqual((m.group(2), m.group(3)), (expected, "ok"), guest.serial_text())
+
+
+def last_pass(guest):
+    return max(int(m.group(1)) for m in PASS_RE.finditer(guest.serial_text()))
 
 
 def proc_status(pid):
@@ -246,6 +269,84 @@ class Reattach(IsolationTestCase):
         uid3, _ = self.assert_confined(pid3, *self.range)
         self.assertEqual(uid3, uid1)
         client.call(path2, GUEST_IFACE, "Destroy", "(a{sv})", ({},))
+
+
+class SaveRestore(IsolationTestCase):
+
+    def test_save_and_restore_with_an_unprivileged_qemu(self):
+        self.start_daemon(config=self.config())
+        client = self.client()
+        guest = harness.TestGuest(self.scratch, "saved", size_mib=16, seed=9)
+        path, pid = self.start(client, guest)
+        self.assert_confined(pid, *self.range)
+        guest.wait_serial(VERIFY_RE)
+        target = self.scratch.join("saved.state")
+        migration = client.call(path, GUEST_IFACE, "Save", "(sa{sv})", (target, {}), "(o)")[0]
+        harness.wait_until(lambda: client.get_property(migration, MIGRATION_IFACE, "State")
+                           in ("completed", "failed", "cancelled"), timeout=120, what="the save")
+        props = client.get_all(migration, MIGRATION_IFACE)
+        self.assertEqual(props["State"], "completed", props["ErrorMessage"])
+        # The file is the daemon's, private: QEMU wrote it through a descriptor.
+        st = os.stat(target)
+        self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (0, 0o600))
+        last = last_pass(guest)
+        harness.wait_until(lambda: not harness.qemu_pids_in(self.scratch.path), what="QEMU to exit")
+
+        restored = client.call(MANAGER_PATH, MANAGER_IFACE, "Restore", "(sa{sv})", (target, {}), "(o)")[0]
+        self.assertEqual(client.get_property(restored, GUEST_IFACE, "State"), "running")
+        pid = client.get_property(restored, GUEST_IFACE, "PID")
+        self.assert_confined(pid, *self.range)
+        assert_ram_continues(self, guest, last)
+        client.call(restored, GUEST_IFACE, "Destroy", "(a{sv})", ({},))
+
+
+class Migration(twohosts.TwoHostsTestCase):
+    """Both ends unprivileged: the source QEMU from A's range, the
+    destination's from B's."""
+
+    start_hosts = False
+
+    def test_live_migration_with_storage_copy_between_unprivileged_qemus(self):
+        ranges = {"hostA": uid_range(), "hostB": uid_range()}
+        while set(range(*ranges["hostA"])) & set(range(*ranges["hostB"])):
+            ranges["hostB"] = uid_range()
+        self.make_hosts(start=False)
+        self.hosts.start(extra_config={name: "[qemu]\nuid-range=%d-%d\n" % r for name, r in ranges.items()})
+        os.chmod(self.scratch.path, 0o755)
+        disk_a, disk_b = self.scratch.join("vdb-A.raw"), self.scratch.join("vdb-B.raw")
+        with open(disk_a, "wb") as f:
+            f.truncate(32 * MiB)
+        subprocess.run(["dd", "if=/dev/urandom", "of=" + disk_a, "bs=1M", "count=4", "seek=3",
+                        "conv=notrunc"], check=True, capture_output=True)
+        os.chmod(disk_a, 0o600)
+        guest = harness.TestGuest(self.scratch, "moving", size_mib=16, seed=13)
+        guest.xml = guest.xml.replace("<serial type='file'>",
+                                      DATA_DISK_XML.format(path=disk_a) + "<serial type='file'>", 1)
+        path = self.hosts.define_and_start_on_a(guest)
+        guest.wait_serial(VERIFY_RE)
+        [pid_a] = self.a.qemu_pids()
+        IsolationTestCase.assert_confined(self, pid_a, *ranges["hostA"])
+
+        xml = self.client_a.call(path, GUEST_IFACE, "GetXML", "(a{sv})", ({},), "(s)")[0]
+        migration = self.hosts.migrate("moving", options={
+            "copy-storage": "all", "disks": ["vdb"], "destination-xml": xml.replace(disk_a, disk_b)})
+        last = last_pass(guest)
+        success, name, message = self.hosts.wait_completed(self.client_a, migration)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        harness.wait_until(lambda: not self.a.qemu_pids(), timeout=30, what="A's QEMU gone")
+        [pid_b] = self.b.qemu_pids()
+        self.assertEqual(self.hosts.guest_state(self.client_b, "moving"), "running")
+        IsolationTestCase.assert_confined(self, pid_b, *ranges["hostB"])
+        # RAM intact on B; the disk copied; the image B created is root's,
+        # 0600, and QEMU holds it through a descriptor.
+        assert_ram_continues(self, guest, last)
+        st = os.stat(disk_b)
+        self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (0, 0o600))
+        self.assertNotIn(disk_b, " ".join(cmdline(pid_b)))
+        self.client_b.call(harness.guest_path("moving"), GUEST_IFACE, "Destroy", "(a{sv})", ({},))
+        proc = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "raw", disk_a, disk_b],
+                              capture_output=True, text=True)
+        self.assertEqual(proc.stdout.strip(), "Images are identical.", proc.stderr)
 
 
 class Config(IsolationTestCase):
