@@ -115,8 +115,33 @@ finish_failed (Incoming *in, GError *error)
 }
 
 static void
+on_resume_event (MdQmp *qmp, const char *name, JsonObject *data, gint64 timestamp, Incoming *in)
+{
+  in->resume_seen = TRUE;
+}
+
+static void
+stop_resume_watch (Incoming *in)
+{
+  if (in->resume_qmp != NULL)
+    g_clear_signal_handler (&in->resume_id, in->resume_qmp);
+  g_clear_object (&in->resume_qmp);
+}
+
+static void
 after_cont (Incoming *in, GError *error)
 {
+  MdQmp *qmp = in->resume_qmp;
+
+  if (error != NULL && !in->ended && !in->resume_seen && (qmp == NULL || md_qmp_is_closed (qmp)))
+    {
+      /* QEMU emits RESUME before any vCPU runs, and events it wrote are
+       * read before its socket's end: without one, the guest never ran
+       * here, so the source's paused copy is still the only guest. */
+      md_machine_set_authority (in->machine, MD_AUTHORITY_SOURCE);
+      g_prefix_error (&error, "the destination QEMU went away before the guest ran there: ");
+    }
+  stop_resume_watch (in);
   if (error != NULL)
     {
       finish_failed (in, error);
@@ -143,9 +168,18 @@ resume_or_stay_paused (Incoming *in, GError *error)
    * either daemon; a source that asks is told so. */
   md_machine_set_authority (in->machine, MD_AUTHORITY_DESTINATION);
   if (in->opts->paused_on_destination)
-    finish_reply (in, FALSE);
-  else
-    in_qmp (in, "cont", NULL, after_cont);
+    {
+      finish_reply (in, FALSE);
+      return;
+    }
+  in->resume_qmp = in->guest != NULL ? md_guest_get_qmp (in->guest) : NULL;
+  if (in->resume_qmp != NULL)
+    {
+      g_object_ref (in->resume_qmp);
+      in->resume_id =
+          g_signal_connect (in->resume_qmp, "event::RESUME", G_CALLBACK (on_resume_event), in);
+    }
+  in_qmp (in, "cont", NULL, after_cont);
 }
 
 static void

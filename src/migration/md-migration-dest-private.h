@@ -68,6 +68,9 @@ typedef struct
   GDBusMethodInvocation *prepare_invocation;
   GDBusMethodInvocation *finish_invocation;
   gboolean finishing; /* Finish (or its adoption after a lost source) runs */
+  MdQmp *resume_qmp;  /* watched for RESUME while `cont` is on its way */
+  gulong resume_id;
+  gboolean resume_seen; /* QEMU said the guest runs here (it may have run) */
 } Incoming;
 
 typedef Incoming IncomingRef;

@@ -71,6 +71,9 @@ incoming_clear (Incoming *in)
     g_signal_handler_disconnect (in->conn, in->closed_id);
   if (in->guest != NULL && in->stopped_id != 0)
     g_signal_handler_disconnect (in->guest, in->stopped_id);
+  if (in->resume_qmp != NULL)
+    g_clear_signal_handler (&in->resume_id, in->resume_qmp);
+  g_clear_object (&in->resume_qmp);
   g_clear_object (&in->conn);
   g_clear_object (&in->guest);
   g_clear_object (&in->migration);

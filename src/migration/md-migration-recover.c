@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include "md-migration-recover.h"
+#include "md-save-recover.h"
 #include "common/md-error.h"
 #include "md-migration-ask.h"
 #include "md-migration-journal.h"
@@ -448,6 +449,11 @@ md_migration_recover_start (MdManager *manager)
           if (now - md_journal_get_int (journal, "written") > TOMBSTONE_KEEP_S)
             md_journal_remove (journal);
           md_journal_free (journal);
+          continue;
+        }
+      if (g_str_equal (md_journal_get_direction (journal), MD_SAVE_JOURNAL_DIRECTION))
+        {
+          md_save_recover (manager, journal);
           continue;
         }
       if (md_journal_get_string (journal, "guest") != NULL)

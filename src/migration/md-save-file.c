@@ -6,6 +6,8 @@
 #include "common/md-error.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -341,6 +343,83 @@ md_save_file_write (int fd, GBytes *bytes, const char *path, GError **error)
   return TRUE;
 }
 
+/* What an O_DIRECT write moves at a time: large and aligned, like
+ * libvirt's iohelper. */
+#define DIRECT_CHUNK (1024 * 1024)
+
+static gboolean
+write_block (int fd, const guint8 *data, gsize length, const char *path, GError **error)
+{
+  g_autoptr (GBytes) bytes = g_bytes_new_static (data, length);
+
+  return md_save_file_write (fd, bytes, path, error);
+}
+
+gboolean
+md_save_file_copy_direct (int in_fd, int out_fd, const char *path, GCancellable *cancellable,
+                          GError **error)
+{
+  int flags = fcntl (out_fd, F_GETFL);
+  void *memory = NULL;
+  guint8 *buf;
+  gsize fill = 0, aligned;
+  gboolean ok = FALSE;
+
+  if (flags < 0 || fcntl (out_fd, F_SETFL, flags | O_DIRECT) < 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
+                   "the file system of %s cannot bypass the page cache (O_DIRECT): %s; save "
+                   "without bypass-cache",
+                   path, g_strerror (errno));
+      return FALSE;
+    }
+  if (posix_memalign (&memory, ALIGN, DIRECT_CHUNK) != 0)
+    g_error ("out of memory");
+  buf = memory;
+  for (;;)
+    {
+      struct pollfd pfd = { .fd = in_fd, .events = POLLIN };
+      ssize_t n;
+
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        goto out;
+      /* A bounded wait, so a cancelled save ends this thread. */
+      if (poll (&pfd, 1, 200) <= 0)
+        continue;
+      n = read (in_fd, buf + fill, DIRECT_CHUNK - fill);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        continue;
+      if (n < 0)
+        {
+          g_set_error (error, MD_ERROR, MD_ERROR_STORAGE_FAILED, "reading the stream for %s: %s",
+                       path, g_strerror (errno));
+          goto out;
+        }
+      if (n == 0)
+        break;
+      fill += (gsize) n;
+      if (fill == DIRECT_CHUNK)
+        {
+          if (!write_block (out_fd, buf, fill, path, error))
+            goto out;
+          fill = 0;
+        }
+    }
+  /* The aligned part still bypasses the cache; O_DIRECT cannot write the
+   * unaligned tail, so that goes through it. */
+  aligned = fill / ALIGN * ALIGN;
+  if (aligned > 0 && !write_block (out_fd, buf, aligned, path, error))
+    goto out;
+  fcntl (out_fd, F_SETFL, flags);
+  if (fill > aligned && !write_block (out_fd, buf + aligned, fill - aligned, path, error))
+    goto out;
+  ok = TRUE;
+out:
+  fcntl (out_fd, F_SETFL, flags);
+  free (memory);
+  return ok;
+}
+
 gboolean
 md_save_file_commit (int fd, const char *tmp_path, const char *path, gboolean overwrite,
                      gboolean bypass_cache, GError **error)
@@ -374,4 +453,25 @@ md_save_file_commit (int fd, const char *tmp_path, const char *path, gboolean ov
     }
   unlink (tmp_path);
   return TRUE;
+}
+
+guint64
+md_save_process_start_time (GPid pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *text = NULL;
+  g_auto (GStrv) fields = NULL;
+  const char *rest;
+
+  if (pid <= 0 || !g_file_get_contents (path, &text, NULL, NULL))
+    return 0;
+  /* The command name may hold spaces and parentheses: count after the last ')'. */
+  rest = strrchr (text, ')');
+  if (rest == NULL)
+    return 0;
+  fields = g_strsplit (rest + 2, " ", 0);
+  /* Field 22 of the whole line is the 20th after the name. */
+  if (g_strv_length (fields) < 20)
+    return 0;
+  return g_ascii_strtoull (fields[19], NULL, 10);
 }

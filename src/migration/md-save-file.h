@@ -72,7 +72,20 @@ gboolean md_save_file_write (int fd, GBytes *bytes, const char *path, GError **e
 /* Flushes @fd to disk (dropping it from the page cache with
  * @bypass_cache) and gives the temporary file its name: linked without
  * replacing anything, or renamed over @path with @overwrite. */
+/* Copies @in_fd (a pipe, until its end) to @out_fd with O_DIRECT, so the
+ * save bypasses the page cache (blocking: threads only). Ends with a
+ * Cancelled error once @cancellable is cancelled. */
+gboolean md_save_file_copy_direct (int in_fd, int out_fd, const char *path,
+                                   GCancellable *cancellable, GError **error);
 gboolean md_save_file_commit (int fd, const char *tmp_path, const char *path, gboolean overwrite,
                               gboolean bypass_cache, GError **error);
+
+/* The journal direction of a save record (md-save-recover.c). */
+#define MD_SAVE_JOURNAL_DIRECTION "save"
+
+/* The start time of process @pid (field 22 of /proc/PID/stat), so a
+ * record names that process and not a later one with the same PID;
+ * 0 when it cannot be read. */
+guint64 md_save_process_start_time (GPid pid);
 
 G_END_DECLS

@@ -9,7 +9,9 @@
 
 #include "md-save-private.h"
 #include "common/md-error.h"
+#include "common/md-fault.h"
 #include "md-address.h"
+#include "md-migration-journal.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -63,6 +65,10 @@ typedef struct
   int qemu_fd; /* our copy of what QEMU gets, closed once QEMU has it */
   GSubprocess *filter;
   char *filter_stderr;
+  /* bypass-cache: a worker copies the stream into the file with O_DIRECT */
+  GCancellable *direct_cancel;
+  gboolean direct_running;
+  gboolean stream_done; /* QEMU (and the compressor) wrote everything */
   guint drain_id;
 
   gboolean stopped_cpus;
@@ -73,6 +79,7 @@ typedef struct
   guint poll_id;
   gboolean poll_pending;
   GError *error;
+  MdJournal *journal; /* from stopping the guest until the save ended */
   gint refs;
 } Save;
 
@@ -93,9 +100,11 @@ save_unref (Save *save)
   if (save->qemu_fd >= 0)
     close (save->qemu_fd);
   g_clear_object (&save->filter);
+  g_clear_object (&save->direct_cancel);
   g_clear_object (&save->guest);
   g_clear_object (&save->migration);
   g_clear_error (&save->error);
+  g_clear_pointer (&save->journal, md_journal_free);
   g_free (save->path);
   g_free (save->tmp_path);
   g_free (save->xml);
@@ -150,27 +159,38 @@ md_save_filter_error (const char *program, const char *stderr_text, int status, 
 static void save_fail (Save *save, GError *error);
 
 static void
-on_tmp_removed (GObject *source, GAsyncResult *result, gpointer user_data)
+on_file_removed (GObject *source, GAsyncResult *result, gpointer user_data)
 {
+  g_autoptr (GError) error = NULL;
+
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    g_warning ("%s", error->message);
 }
 
 static void
 unlink_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
 {
-  g_unlink (task_data);
-  g_task_return_boolean (task, TRUE);
+  if (g_unlink (task_data) < 0 && errno != ENOENT)
+    g_task_return_new_error (task, MD_ERROR, MD_ERROR_STORAGE_FAILED, "cannot remove %s: %s",
+                             (char *) task_data, g_strerror (errno));
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+void
+md_save_remove_file (char *path)
+{
+  g_autoptr (GTask) task = g_task_new (NULL, NULL, on_file_removed, NULL);
+
+  g_task_set_task_data (task, path, g_free);
+  g_task_run_in_thread (task, unlink_in_thread);
 }
 
 static void
 remove_tmp (Save *save)
 {
-  g_autoptr (GTask) task = NULL;
-
-  if (save->tmp_path == NULL)
-    return;
-  task = g_task_new (NULL, NULL, on_tmp_removed, NULL);
-  g_task_set_task_data (task, g_steal_pointer (&save->tmp_path), g_free);
-  g_task_run_in_thread (task, unlink_in_thread);
+  if (save->tmp_path != NULL)
+    md_save_remove_file (g_steal_pointer (&save->tmp_path));
 }
 
 static void
@@ -179,6 +199,8 @@ save_done (Save *save, GError *error)
   save->done = TRUE;
   g_clear_handle_id (&save->poll_id, g_source_remove);
   g_clear_handle_id (&save->drain_id, g_source_remove);
+  if (save->journal != NULL)
+    md_journal_remove (save->journal);
   md_migration_complete (save->migration, error, 0);
   save_unref (save);
 }
@@ -231,6 +253,8 @@ save_fail (Save *save, GError *error)
     md_qmp_execute_async (qmp, "migrate_cancel", NULL, NULL, on_migrate_cancelled, NULL);
   if (save->filter != NULL)
     g_subprocess_force_exit (save->filter);
+  if (save->direct_cancel != NULL)
+    g_cancellable_cancel (save->direct_cancel);
   remove_tmp (save);
   if (qmp != NULL && save->stopped_cpus && save->was_running)
     {
@@ -289,8 +313,14 @@ on_committed (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   /* The file has its name now: a failure from here on must not remove
-   * it. */
+   * it, and a daemon that dies from here on finishes the save at its
+   * restart. */
   g_clear_pointer (&save->tmp_path, g_free);
+  md_journal_set_string (save->journal, "phase", "committed");
+  if (!md_journal_commit (save->journal, &error))
+    g_warning ("host %s: %s", host_name (save), error->message);
+  g_clear_error (&error);
+  md_fault_point ("save-committed");
   save->finishing = TRUE;
   md_guest_destroy_async (save->guest, on_qemu_stopped, save);
   save_unref (save);
@@ -299,6 +329,11 @@ on_committed (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 commit_file (Save *save)
 {
+  /* With bypass-cache the worker may still write what the stream left in
+   * the pipe: the file is complete only when it is done too. */
+  save->stream_done = TRUE;
+  if (save->direct_running)
+    return;
   g_autoptr (GTask) task = g_task_new (NULL, NULL, on_committed, save_ref (save));
 
   save->committing = TRUE;
@@ -521,6 +556,7 @@ step (Save *save, const char *command, JsonObject *args, int fd, SaveStep next)
 static void
 after_migrate (Save *save)
 {
+  md_fault_point ("save-streaming");
   md_migration_set_running_state (save->migration, "running");
   save_poll (save);
 }
@@ -597,20 +633,129 @@ after_stop (Save *save)
   json_object_unref (args);
 }
 
+/* Write-ahead, before QEMU may stop the guest: a restarted daemon finds
+ * what to undo (md-save-recover.c). */
+static gboolean
+journal_save (Save *save, GError **error)
+{
+  const MdConfig *config = md_manager_get_config (save->manager);
+  g_autofree char *id = g_uuid_string_random ();
+
+  save->journal = md_journal_new (config->state_dir, id, MD_SAVE_JOURNAL_DIRECTION);
+  md_journal_set_string (save->journal, "guest", md_guest_get_name (save->guest));
+  md_journal_set_string (save->journal, "path", save->path);
+  md_journal_set_string (save->journal, "partial", save->tmp_path);
+  md_journal_set_string (save->journal, "phase", "perform");
+  md_journal_set_int (save->journal, "was-running", save->was_running);
+  md_journal_set_int (save->journal, "managed", save->managed);
+  if (save->filter != NULL)
+    {
+      GPid pid = (GPid) g_ascii_strtoll (g_subprocess_get_identifier (save->filter), NULL, 10);
+
+      md_journal_set_int (save->journal, "filter-pid", pid);
+      md_journal_set_int (save->journal, "filter-start", (gint64) md_save_process_start_time (pid));
+    }
+  if (md_journal_commit (save->journal, error))
+    return TRUE;
+  g_prefix_error (error, "host %s: cannot save guest %s: ", host_name (save),
+                  md_guest_get_name (save->guest));
+  return FALSE;
+}
+
+typedef struct
+{
+  int in_fd;
+  int out_fd;
+  char *path;
+} DirectCopy;
+
+static void
+direct_copy_free (DirectCopy *copy)
+{
+  close (copy->in_fd);
+  g_free (copy->path);
+  g_free (copy);
+}
+
+static void
+direct_copy_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  DirectCopy *copy = task_data;
+  GError *error = NULL;
+
+  if (md_save_file_copy_direct (copy->in_fd, copy->out_fd, copy->path, cancellable, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+on_direct_copy_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Save *save = user_data;
+  GError *error = NULL;
+
+  save->direct_running = FALSE;
+  if (save->finishing || save->done)
+    ;
+  else if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      g_prefix_error (&error, "host %s, phase perform: ", host_name (save));
+      save_fail (save, error);
+    }
+  else if (save->stream_done)
+    commit_file (save);
+  save_unref (save);
+}
+
+/* bypass-cache: QEMU (or the compressor) writes into a pipe, and a worker
+ * copies it into the file with O_DIRECT; returns the pipe's write end. */
+static int
+start_direct_copy (Save *save, GError **error)
+{
+  g_autoptr (GTask) task = NULL;
+  DirectCopy *copy;
+  int fds[2];
+
+  if (!g_unix_open_pipe (fds, FD_CLOEXEC, NULL))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "host %s: no pipe: %s", host_name (save),
+                   g_strerror (errno));
+      return -1;
+    }
+  copy = g_new0 (DirectCopy, 1);
+  copy->in_fd = fds[0];
+  copy->out_fd = save->file_fd;
+  copy->path = g_strdup (save->path);
+  save->direct_cancel = g_cancellable_new ();
+  save->direct_running = TRUE;
+  task = g_task_new (NULL, save->direct_cancel, on_direct_copy_done, save_ref (save));
+  g_task_set_task_data (task, copy, (GDestroyNotify) direct_copy_free);
+  g_task_run_in_thread (task, direct_copy_in_thread);
+  return fds[1];
+}
+
 /* The file exists with our header: start the compressor and QEMU. */
 static void
 start_stream (Save *save)
 {
   GError *error = NULL;
   const char *const *argv = md_save_compressor_argv (save->compression, FALSE);
+  int sink;
 
   md_migration_set_phase (save->migration, "perform");
+  sink = save->bypass_cache ? start_direct_copy (save, &error) : dup (save->file_fd);
+  if (sink < 0 && error != NULL)
+    {
+      save_fail (save, error);
+      return;
+    }
   if (argv == NULL)
-    save->qemu_fd = dup (save->file_fd);
+    save->qemu_fd = sink;
   else
     {
       int fds[2];
-      int out = dup (save->file_fd);
+      int out = sink;
 
       if (out < 0 || !g_unix_open_pipe (fds, FD_CLOEXEC, NULL))
         {
@@ -627,6 +772,11 @@ start_stream (Save *save)
           save_fail (save, error);
           return;
         }
+    }
+  if (!journal_save (save, &error))
+    {
+      save_fail (save, error);
+      return;
     }
   if (save->was_running)
     step (save, "stop", NULL, -1, after_stop);

@@ -78,6 +78,10 @@ HOLD = {
     "postcopy": ("hostA", "source-postcopy-started"),
     "finish": ("hostB", "dest-finish-received"),
     "confirm": ("hostA", "source-confirm"),
+    # Not a column of the matrix: B has all the RAM and is about to send
+    # `cont`. A QEMU that dies here never ran the guest (no RESUME event),
+    # so the source's paused copy is the guest and must run again.
+    "resume": ("hostB", "dest-resume"),
 }
 
 # Killing the destination QEMU loses the guest where that QEMU held the only
@@ -449,6 +453,12 @@ class Faults(twohosts.TwoHostsTestCase):
         self.pass_before = self.last_pass(self.guest)
         self.check_ram_intact()
 
+
+def _kill_dest_qemu_at_resume(self):
+    self.run_cell("kill_dest_qemu", "resume")
+
+
+Faults.test_kill_dest_qemu_at_resume = _kill_dest_qemu_at_resume
 
 for _fault in FAULTS:
     for _phase in PHASES:

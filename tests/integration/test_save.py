@@ -21,8 +21,8 @@ VERIFY_RE = re.compile(r"MDGUEST VERIFY pass=(\d+) sum=([0-9a-f]{8}) (ok|BAD)")
 MAGIC = b"MIGRATIOND-SAVE\n"
 
 
-def children_named(parent_pid, name):
-    found = []
+def live_processes():
+    """(pid, comm, parent pid) of every process that is not a zombie."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -33,9 +33,12 @@ def children_named(parent_pid, name):
             continue
         comm = fields[fields.index("(") + 1:fields.rindex(")")]
         rest = fields[fields.rindex(")") + 2:].split()
-        if comm == name and int(rest[1]) == parent_pid and rest[0] != "Z":
-            found.append(int(entry))
-    return found
+        if rest[0] != "Z":
+            yield int(entry), comm, int(rest[1])
+
+
+def children_named(parent_pid, name):
+    return [pid for pid, comm, ppid in live_processes() if comm == name and ppid == parent_pid]
 
 
 class SaveTestCase(harness.MigrationdTestCase):
@@ -136,6 +139,44 @@ class SaveRestore(SaveTestCase):
         harness.wait_until(lambda: len(os.listdir("/proc/%d/fd" % daemon.proc.pid)) <= fds_before,
                            what="the daemon's fd count to drop back to %d" % fds_before)
         self.assertEqual(daemon.terminate(), 0)  # and, under VALGRIND=1, no memory errors
+
+    def test_bypass_cache_writes_with_o_direct(self):
+        daemon = self.start_daemon()
+        client = self.client()
+        guest = harness.TestGuest(self.scratch, "direct", size_mib=16, seed=23)
+        path = self.start_guest(client, guest)
+        target = self.scratch.join("direct.state")
+        migration = self.save(client, path, target, {"bypass-cache": GLib.Variant("b", True),
+                                                     "compression": GLib.Variant("s", "zstd"),
+                                                     "bandwidth": GLib.Variant("t", 4 * 1024 * 1024)})
+        # While the stream flows, the daemon's descriptor of the file has
+        # O_DIRECT on: the page cache is bypassed, not just dropped later.
+        O_DIRECT = 0o40000
+
+        def direct_flags():
+            for fd in os.listdir("/proc/%d/fd" % daemon.proc.pid):
+                try:
+                    if "partial" not in os.readlink("/proc/%d/fd/%s" % (daemon.proc.pid, fd)):
+                        continue
+                    with open("/proc/%d/fdinfo/%s" % (daemon.proc.pid, fd)) as f:
+                        flags = int(f.read().split("flags:")[1].split()[0], 8)
+                except (FileNotFoundError, IndexError):
+                    continue
+                if flags & O_DIRECT:
+                    return True
+            return False
+        harness.wait_until(direct_flags, timeout=60, interval=0.05, what="an O_DIRECT descriptor of the file")
+        props = self.wait_done(client, migration)
+        self.assertEqual(props["State"], "completed", "%s: %s" % (props["ErrorName"], props["ErrorMessage"]))
+        last = self.last_pass(guest)
+        harness.wait_until(lambda: not harness.qemu_pids_in(self.scratch.path), what="QEMU to exit")
+        with open(target, "rb") as f:
+            head = f.read(4096 + 4)
+        self.assertEqual(head[4096:4100], b"\x28\xb5\x2f\xfd", "the stream is not zstd")
+        # Every byte arrived, the unaligned tail too: the guest comes back.
+        client.call(MANAGER_PATH, MANAGER_IFACE, "Restore", "(sa{sv})", (target, {}), "(o)")
+        self.assert_ram_continues(guest, last)
+        self.assertEqual(daemon.terminate(), 0)
 
     def test_save_paused_option_restores_paused(self):
         self.start_daemon()
@@ -287,6 +328,107 @@ class SaveErrors(SaveTestCase):
                            what="the partial file to go")
         harness.wait_until(lambda: children_named(daemon.proc.pid, "gzip") == [], what="gzip to exit")
         self.assert_guest_keeps_running(client, path, guest)
+        self.assertEqual(daemon.terminate(), 0)
+
+
+def writers_of(directory):
+    """Live processes with a partial file in @directory open (an orphaned
+    compressor of a killed daemon is no child of anyone we know)."""
+    found = []
+    for pid, _, _ in live_processes():
+        try:
+            fds = os.listdir("/proc/%d/fd" % pid)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if target.startswith(directory + "/") and "partial" in target:
+                found.append(pid)
+                break
+    return found
+
+
+class SaveCrash(SaveTestCase):
+    """The daemon dies (SIGKILL, at a fault point) in the middle of a save:
+    the restarted daemon leaves the guest in exactly one state, with no
+    partial file, compressor or journal record behind."""
+
+    def crashing_daemon(self, point):
+        return self.start_daemon(env={"MD_TEST_STOP_AT": point, "MD_TEST_STOP_ACTION": "kill"})
+
+    def restart(self, daemon):
+        daemon.env = {}
+        daemon.start()
+        return self.client()
+
+    def journal_records(self, daemon):
+        directory = os.path.join(daemon.state_dir, "migrations")
+        return os.listdir(directory) if os.path.isdir(directory) else []
+
+    def save_until_killed(self, daemon, client, path, target, options):
+        try:
+            self.save(client, path, target, options)
+        except GLib.Error:
+            pass  # the daemon may die before its answer leaves
+        harness.wait_until(lambda: daemon.proc.poll() is not None, what="the daemon to die at its fault point")
+        daemon.kill()
+
+    def test_killed_while_qemu_writes_the_file(self):
+        daemon = self.crashing_daemon("save-streaming")
+        client = self.client()
+        guest = harness.TestGuest(self.scratch, "crash", size_mib=24, seed=17)
+        path = self.start_guest(client, guest)
+        before = self.last_pass(guest)
+        target = self.scratch.join("crash.state")
+        self.save_until_killed(daemon, client, path, target,
+                               {"bandwidth": GLib.Variant("t", 1024 * 1024),
+                                "compression": GLib.Variant("s", "gzip")})
+        # What the crash left: QEMU stopped for the save, a partial file
+        # that gzip still writes, and the save's journal record.
+        self.assertEqual(len(harness.qemu_pids_in(self.scratch.path)), 1)
+        self.assertTrue([n for n in os.listdir(self.scratch.path) if "partial" in n])
+        self.assertTrue(writers_of(self.scratch.path), "no process writes the partial file")
+        self.assertEqual(len(self.journal_records(daemon)), 1)
+
+        client = self.restart(daemon)
+        harness.wait_until(lambda: self.state(client, path) == "running", what="the guest to run again")
+        self.assert_ram_continues(guest, before)
+        harness.wait_until(lambda: [n for n in os.listdir(self.scratch.path) if "partial" in n] == [],
+                           what="the partial file to go")
+        harness.wait_until(lambda: writers_of(self.scratch.path) == [], what="the old compressor to go")
+        self.assertFalse(os.path.exists(target))
+        self.assertEqual(self.journal_records(daemon), [])
+        self.assert_guest_keeps_running(client, path, guest)
+
+        # The daemon is not stuck on the old save: a new one completes.
+        migration = self.save(client, path, target, {})
+        props = self.wait_done(client, migration)
+        self.assertEqual(props["State"], "completed", "%s: %s" % (props["ErrorName"], props["ErrorMessage"]))
+        self.assertEqual(daemon.terminate(), 0)
+
+    def test_killed_after_the_file_was_complete(self):
+        daemon = self.crashing_daemon("save-committed")
+        client = self.client()
+        guest = harness.TestGuest(self.scratch, "done", size_mib=16, seed=19)
+        path = self.start_guest(client, guest)
+        target = self.scratch.join("done.state")
+        self.save_until_killed(daemon, client, path, target, {"compression": GLib.Variant("s", "zstd")})
+        last = self.last_pass(guest)
+        self.assertTrue(os.path.exists(target))
+        self.assertEqual(len(harness.qemu_pids_in(self.scratch.path)), 1, "the saved guest's QEMU is gone already")
+
+        # The save had happened: the restarted daemon ends it as the save
+        # would have, and the file restores the guest with its RAM intact.
+        client = self.restart(daemon)
+        harness.wait_until(lambda: self.state(client, path) == "saved", what="the guest to be saved")
+        harness.wait_until(lambda: not harness.qemu_pids_in(self.scratch.path), what="the stale QEMU to go")
+        self.assertEqual(self.journal_records(daemon), [])
+        restored = client.call(MANAGER_PATH, MANAGER_IFACE, "Restore", "(sa{sv})", (target, {}), "(o)")[0]
+        self.assertEqual(restored, path)
+        self.assert_ram_continues(guest, last)
         self.assertEqual(daemon.terminate(), 0)
 
 
