@@ -334,7 +334,7 @@ md_qemu_files_open_image (MdQemuFiles *files, const char *path, const char *form
         }
       g_free (current);
       current = g_steal_pointer (&backing);
-      g_free (current_format);
+      g_clear_pointer (&current_format, g_free);
       if (backing_format != NULL)
         current_format = g_steal_pointer (&backing_format);
       else
