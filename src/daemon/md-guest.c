@@ -570,6 +570,8 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   opts->sandbox = caps->sandbox;
   opts->runtime_files_dir = config->runtime_dir;
   opts->networks = config->networks;
+  /* Bridged interfaces get a tap the daemon made (it can: it is root). */
+  opts->taps = md_qemu_identity_enabled ();
   if (!check_argv (self, opts, &error))
     {
       g_clear_pointer (&self->live, md_domain_free);

@@ -22,6 +22,7 @@
 #include "storage/md-storage.h"
 
 #include <errno.h>
+#include <string.h>
 
 Incoming *
 incoming_ref (Incoming *in)
@@ -697,6 +698,12 @@ after_capabilities (Incoming *in, GError *error)
 {
   if (error != NULL)
     {
+      /* QEMU runs unprivileged: the kernel gives it no userfaultfd. */
+      if (in->opts->postcopy && strstr (error->message, "ostcopy is not supported") != NULL)
+        g_prefix_error (&error, "postcopy needs the destination's unprivileged QEMU to create a "
+                                "userfaultfd: set the sysctl vm.unprivileged_userfaultfd=1 on "
+                                "this host (sysctl.d/60-migrationd-postcopy.conf) or migrate "
+                                "without postcopy; ");
       prepare_failed (in, error);
       return;
     }

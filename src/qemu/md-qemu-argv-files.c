@@ -13,7 +13,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
+#include <linux/if_tun.h>
+#include <linux/sockios.h>
+#include <net/if.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* Appends to @path through an fdset of one descriptor. */
@@ -165,6 +170,78 @@ open_boot_files (MdQemuFiles *files, const MdDomain *dom, GError **error)
   return TRUE;
 }
 
+static gboolean
+tap_fail (GError **error, const char *bridge, const char *what, int fd, int sock)
+{
+  int errsv = errno;
+
+  g_set_error (error, MD_ERROR, MD_ERROR_FAILED,
+               "cannot give QEMU a tap device on bridge '%s': %s: %s", bridge, what,
+               g_strerror (errsv));
+  if (fd >= 0)
+    close (fd);
+  if (sock >= 0)
+    close (sock);
+  return FALSE;
+}
+
+/* A tap device on @bridge, up, with the bridge's MTU: the daemon makes it
+ * (a confined QEMU cannot run the setuid qemu-bridge-helper) and QEMU gets
+ * the descriptor (-netdev tap,fd=N); the device goes when QEMU does. */
+static gboolean
+open_tap (MdQemuFiles *files, const char *bridge, const char *key, GError **error)
+{
+  struct ifreq tap = { 0 }, br = { 0 };
+  int fd = open ("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  int sock = -1;
+
+  if (fd < 0)
+    return tap_fail (error, bridge, "/dev/net/tun", fd, sock);
+  tap.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  g_strlcpy (tap.ifr_name, "mdtap%d", IFNAMSIZ);
+  if (ioctl (fd, TUNSETIFF, &tap) < 0)
+    return tap_fail (error, bridge, "TUNSETIFF", fd, sock);
+  sock = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  g_strlcpy (br.ifr_name, bridge, IFNAMSIZ);
+  if (sock < 0 || ioctl (sock, SIOCGIFMTU, &br) < 0)
+    return tap_fail (error, bridge, "the bridge's MTU", fd, sock);
+  tap.ifr_mtu = br.ifr_mtu;
+  if (ioctl (sock, SIOCSIFMTU, &tap) < 0)
+    return tap_fail (error, bridge, "the tap's MTU", fd, sock);
+  br.ifr_ifindex = (int) if_nametoindex (tap.ifr_name);
+  if (br.ifr_ifindex == 0 || ioctl (sock, SIOCBRADDIF, &br) < 0)
+    return tap_fail (error, bridge, "adding the tap to the bridge", fd, sock);
+  if (ioctl (sock, SIOCGIFFLAGS, &tap) < 0)
+    return tap_fail (error, bridge, "the tap's flags", fd, sock);
+  tap.ifr_flags |= IFF_UP;
+  if (ioctl (sock, SIOCSIFFLAGS, &tap) < 0)
+    return tap_fail (error, bridge, "bringing the tap up", fd, sock);
+  close (sock);
+  md_qemu_files_set (files, key, md_qemu_files_take (files, fd));
+  return TRUE;
+}
+
+static gboolean
+open_taps (MdQemuFiles *files, const MdDomain *dom, const MdQemuArgvOptions *o, GError **error)
+{
+  for (guint i = 0; i < dom->interfaces->len; i++)
+    {
+      const MdDomainInterface *n = dom->interfaces->pdata[i];
+      g_autofree char *key = g_strdup_printf ("tap%u", i);
+      const char *bridge = n->type == MD_DOMAIN_INTERFACE_BRIDGE ? n->source
+                           : n->type == MD_DOMAIN_INTERFACE_NETWORK && o->networks != NULL
+                               ? g_hash_table_lookup (o->networks, n->source)
+                               : NULL;
+
+      if (bridge != NULL && !open_tap (files, bridge, key, error))
+        {
+          g_prefix_error (error, "interface %s: ", n->alias);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 MdQemuFiles *
 md_qemu_open_guest_files (const MdDomain *dom, const MdQemuArgvOptions *opts, const char *host_name,
                           int first_fd, GError **error)
@@ -173,7 +250,8 @@ md_qemu_open_guest_files (const MdDomain *dom, const MdQemuArgvOptions *opts, co
 
   if (!open_disks (files, dom, error) || !open_serials (files, dom, opts, error)
       || !open_sockets_and_secrets (files, dom, opts, host_name, error)
-      || !open_boot_files (files, dom, error))
+      || !open_boot_files (files, dom, error)
+      || (opts->taps && !open_taps (files, dom, opts, error)))
     return NULL;
   return g_steal_pointer (&files);
 }

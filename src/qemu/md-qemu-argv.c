@@ -571,6 +571,19 @@ no_controller:
 
 /* ---- network, serial, input, graphics, video, balloon, rng ---- */
 
+/* Interface @i on bridge @br: the tap the daemon made, else the helper. */
+static void
+add_bridge_netdev (Builder *b, guint i, const char *br, const char *alias)
+{
+  g_autofree char *key = g_strdup_printf ("tap%u", i);
+  int fd = md_qemu_files_get (b->opts->files, key);
+
+  if (fd >= 0)
+    md_argv_add2 (b, "-netdev", g_strdup_printf ("tap,id=host%s,fd=%d", alias, fd));
+  else
+    md_argv_add2 (b, "-netdev", g_strdup_printf ("bridge,br=%s,id=host%s", br, alias));
+}
+
 static gboolean
 add_interfaces (Builder *b, GError **error)
 {
@@ -596,7 +609,7 @@ add_interfaces (Builder *b, GError **error)
           break;
         case MD_DOMAIN_INTERFACE_BRIDGE:
           br = md_argv_qo (n->source);
-          md_argv_add2 (b, "-netdev", g_strdup_printf ("bridge,br=%s,id=host%s", br, n->alias));
+          add_bridge_netdev (b, i, br, n->alias);
           break;
         case MD_DOMAIN_INTERFACE_NETWORK:
         default:
@@ -612,7 +625,7 @@ add_interfaces (Builder *b, GError **error)
                                    "migrationd.conf",
                                    n->alias, n->source, n->source);
             br = md_argv_qo (bridge);
-            md_argv_add2 (b, "-netdev", g_strdup_printf ("bridge,br=%s,id=host%s", br, n->alias));
+            add_bridge_netdev (b, i, br, n->alias);
             break;
           }
         }
@@ -937,8 +950,13 @@ md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError *
     md_argv_add2 (&b, "-incoming", g_strdup ("defer"));
   /* Bridges are joined by qemu-bridge-helper, which QEMU spawns. */
   for (guint i = 0; i < dom->interfaces->len; i++)
-    needs_spawn |=
-        ((MdDomainInterface *) dom->interfaces->pdata[i])->type != MD_DOMAIN_INTERFACE_USER;
+    {
+      g_autofree char *key = g_strdup_printf ("tap%u", i);
+
+      needs_spawn |=
+          ((MdDomainInterface *) dom->interfaces->pdata[i])->type != MD_DOMAIN_INTERFACE_USER
+          && md_qemu_files_get (opts->files, key) < 0;
+    }
   if (opts->sandbox)
     md_argv_add2 (&b, "-sandbox",
                   g_strdup_printf ("on,obsolete=deny,elevateprivileges=deny,spawn=%s,"

@@ -96,6 +96,10 @@ typedef struct
    * the argv names descriptors instead of paths (-add-fd, /dev/fdset/N,
    * socket fd=N, /proc/self/fd/N) wherever the table has one. */
   const MdQemuFiles *files;
+  /* md_qemu_open_guest_files() makes a tap device on each interface's
+   * bridge and passes it (-netdev tap,fd=N) instead of letting QEMU run
+   * qemu-bridge-helper (setuid, so impossible under no-new-privs). */
+  gboolean taps;
 } MdQemuArgvOptions;
 
 /* Opens every disk image (and backing chain), serial file and log,

@@ -349,6 +349,40 @@ class Migration(twohosts.TwoHostsTestCase):
         self.assertEqual(proc.stdout.strip(), "Images are identical.", proc.stderr)
 
 
+class Bridge(twohosts.TwoHostsTestCase):
+    """A bridged interface: the setuid qemu-bridge-helper cannot run under
+    no-new-privs, so the daemon makes the tap on the bridge and passes it."""
+
+    start_hosts = False
+
+    def test_bridged_guest_gets_a_tap_from_the_daemon(self):
+        if not twohosts.use_netns():
+            raise AssertionError("needs root and network namespaces (a bridge of the test's own)")
+        self.make_hosts(start=False)
+        first, last = uid_range()
+        self.hosts.start(extra_config={"hostA": "[qemu]\nuid-range=%d-%d\n" % (first, last)})
+        bridge = "mdbr%d" % random.randrange(1000)
+        proc = self.a.run_in_netns(["ip", "link", "add", bridge, "type", "bridge"])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.a.run_in_netns(["ip", "link", "set", bridge, "up"])
+        guest = harness.TestGuest(self.scratch, "bridged", size_mib=8)
+        guest.xml = guest.xml.replace("<serial type='file'>",
+                                      "<interface type='bridge'><source bridge='%s'/>"
+                                      "<model type='virtio'/></interface>\n    <serial type='file'>" % bridge, 1)
+        path = self.hosts.define_and_start_on_a(guest)
+        guest.wait_serial(VERIFY_RE)
+        [pid] = self.a.qemu_pids()
+        IsolationTestCase.assert_confined(self, pid, first, last)
+        args = cmdline(pid)
+        self.assertTrue(any(re.match(r"tap,id=hostnet0,fd=\d+$", a) for a in args), args)
+        self.assertIn("spawn=deny", " ".join(args))
+        ports = self.a.run_in_netns(["ip", "-o", "link", "show", "master", bridge]).stdout
+        self.assertRegex(ports, r"mdtap\d+.*state UP|mdtap\d+.*,UP")
+        self.client_a.call(path, GUEST_IFACE, "Destroy", "(a{sv})", ({},))
+        harness.wait_until(lambda: "mdtap" not in self.a.run_in_netns(["ip", "-o", "link"]).stdout,
+                           what="the tap gone with QEMU")
+
+
 class Config(IsolationTestCase):
 
     def test_shared_user_runs_every_guest_as_it(self):
