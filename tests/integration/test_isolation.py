@@ -18,16 +18,11 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 import twohosts  # noqa: E402
-from harness import GUEST_IFACE, MANAGER_IFACE, MANAGER_PATH, MIGRATION_IFACE, GLib  # noqa: E402
+from harness import GUEST_IFACE, MANAGER_IFACE, MANAGER_PATH, MIGRATION_IFACE  # noqa: E402
+from test_storage import DATA_DISK_XML  # noqa: E402
 
 MiB = 1024 * 1024
 PASS_RE = re.compile(r"MDGUEST VERIFY pass=(\d+) sum=([0-9a-f]{8}) (ok|BAD)")
-DATA_DISK_XML = """<disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/>
-      <source file='{path}'/>
-      <target dev='vdb' bus='virtio'/>
-    </disk>
-    """
 
 READY_RE = r"MDGUEST READY mode=fill .*sum=([0-9a-f]{8})"
 VERIFY_RE = r"MDGUEST VERIFY pass=\d+ sum=[0-9a-f]+ ok"
@@ -321,7 +316,7 @@ class Migration(twohosts.TwoHostsTestCase):
         os.chmod(disk_a, 0o600)
         guest = harness.TestGuest(self.scratch, "moving", size_mib=16, seed=13)
         guest.xml = guest.xml.replace("<serial type='file'>",
-                                      DATA_DISK_XML.format(path=disk_a) + "<serial type='file'>", 1)
+                                      DATA_DISK_XML.format(format="raw", path=disk_a) + "<serial type='file'>", 1)
         path = self.hosts.define_and_start_on_a(guest)
         guest.wait_serial(VERIFY_RE)
         [pid_a] = self.a.qemu_pids()
