@@ -639,7 +639,9 @@ spawn_qemu (MdGuest *self, GTask *task_in, MdQemuFiles *files)
   md_isolation_record (iso, self->isolation);
   attach_process (self, proc);
   md_machined_register (g_dbus_interface_skeleton_get_connection (G_DBUS_INTERFACE_SKELETON (self)),
-                        self->def->name, self->def->uuid, md_qemu_process_get_pid (proc));
+                        self->def->name, self->def->uuid, md_qemu_process_get_pid (proc),
+                        self->live->memory + (guint64) config->qemu_memory_overhead * 1024 * 1024,
+                        config->qemu_tasks_max);
   data->spawned = TRUE;
   g_clear_object (&self->start_wait);
   self->start_wait = g_cancellable_new ();

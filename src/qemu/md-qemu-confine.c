@@ -350,9 +350,15 @@ md_qemu_cgroup_create (const char *name, guint64 memory_bytes, guint tasks, GErr
 
       if (g_mkdir_with_parents (dir, 0755) < 0)
         {
-          g_warning ("cannot create the guest cgroup %s (%s): QEMU runs without its memory and "
-                     "tasks limits there",
-                     dir, g_strerror (errno));
+          static gboolean warned;
+
+          /* A read-only cgroup tree (systemd's ProtectControlGroups=):
+           * the machined scope carries the limits there. Said once. */
+          if (!warned)
+            g_message ("cannot create the guest cgroup %s (%s): the guests' memory and tasks "
+                       "limits rest on their systemd-machined scopes",
+                       dir, g_strerror (errno));
+          warned = TRUE;
           continue;
         }
       if (!set_limit (dir, "memory.limit_in_bytes", memory, error)
