@@ -121,6 +121,30 @@ if [ -x "$MD_BUILD_DIR/src/migrationctl" ]; then
 	need "$MD_BINDIR/migrationctl" x
 fi
 
+# The Pacemaker resource agent, where Pacemaker looks (OCF_ROOT), running
+# the installed migrationctl; and the evacuate-at-shutdown unit (off by
+# default: installed, never enabled).
+ocf_agent="${MD_OPT_OCF_ROOT:-$MD_PREFIX/lib/ocf}/resource.d/migrationd/guest"
+need "$ocf_agent" x
+if [ -f "$dest$ocf_agent" ]; then
+	grep -q "^MIGRATIONCTL = \"$MD_BINDIR/migrationctl\"$" "$dest$ocf_agent" ||
+		fail "$ocf_agent does not run $MD_BINDIR/migrationctl"
+	grep -q '@[A-Z_]*@' "$dest$ocf_agent" && fail "$ocf_agent: unsubstituted @...@"
+	"$dest$ocf_agent" meta-data | xmllint --noout - || fail "$ocf_agent: meta-data is not XML"
+fi
+evacuate_unit="$unit_dir/migrationd-evacuate.service"
+need "$evacuate_unit"
+if [ -f "$dest$evacuate_unit" ]; then
+	grep -q '@[a-z_]*@' "$dest$evacuate_unit" && fail "$evacuate_unit: unsubstituted @...@"
+	grep -q "^ExecStop=$MD_BINDIR/migrationctl .*evacuate" "$dest$evacuate_unit" ||
+		fail "$evacuate_unit: ExecStop does not run $MD_BINDIR/migrationctl evacuate"
+	grep -qx 'After=migrationd.service network-online.target' "$dest$evacuate_unit" ||
+		fail "$evacuate_unit: not ordered after migrationd.service (it must stop before it)"
+fi
+if [ -n "$(find "$dest" -path '*.wants/*' 2>/dev/null)" ]; then
+	fail "units enabled by the install: $(find "$dest" -path '*.wants/*')"
+fi
+
 # Active polkit rules are the administrator's choice: never install any.
 if [ -n "$(find "$dest" -path '*/rules.d/*' 2>/dev/null)" ]; then
 	fail "polkit rules installed as active rules: $(find "$dest" -path '*/rules.d/*')"

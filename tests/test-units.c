@@ -152,12 +152,14 @@ test_auth_table_is_complete (void)
     md_dbus_manager1_interface_info (),
     md_dbus_guest1_interface_info (),
     md_dbus_migration1_interface_info (),
+    md_dbus_evacuation1_interface_info (),
   };
-  const char *changing[] = { "DefineGuest",  "CreateGuest",    "AddPeer",       "RemovePeer",
-                             "Start",        "Shutdown",       "Destroy",       "Pause",
-                             "Resume",       "Reset",          "Undefine",      "Migrate",
-                             "Save",         "Restore",        "ManagedSave",   "Cancel",
-                             "SetBandwidth", "SetMaxDowntime", "StartPostcopy", NULL };
+  const char *changing[] = {
+    "DefineGuest",   "CreateGuest", "AddPeer",     "RemovePeer", "Start",        "Shutdown",
+    "Destroy",       "Pause",       "Resume",      "Reset",      "Undefine",     "Migrate",
+    "Save",          "Restore",     "ManagedSave", "Cancel",     "SetBandwidth", "SetMaxDowntime",
+    "StartPostcopy", "Evacuate",    NULL
+  };
 
   for (guint i = 0; i < G_N_ELEMENTS (infos); i++)
     for (guint m = 0; infos[i]->methods[m] != NULL; m++)
@@ -175,6 +177,12 @@ test_auth_table_is_complete (void)
   g_assert_null (md_auth_lookup_action ("org.freedesktop.DBus.Properties", "Set"));
   g_assert_cmpstr (md_auth_lookup_action ("org.migrationd.Guest1", "Migrate"), ==,
                    MD_ACTION_MIGRATE);
+  /* An evacuation is many migrations: the same action, and controlled
+   * as a migration is. */
+  g_assert_cmpstr (md_auth_lookup_action ("org.migrationd.Manager1", "Evacuate"), ==,
+                   MD_ACTION_MIGRATE);
+  g_assert_cmpstr (md_auth_lookup_action ("org.migrationd.Evacuation1", "Cancel"), ==,
+                   MD_ACTION_CONTROL);
 }
 
 static void

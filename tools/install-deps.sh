@@ -18,6 +18,9 @@ MD_PACKAGES=(
   scdoc man-db
   # The fuzzers (tests/fuzz): clang with libFuzzer.
   clang-14 libclang-rt-14-dev llvm-14
+  # The OCF agent's cluster tests: a real Pacemaker + corosync cluster,
+  # ocf-tester (resource-agents), crm_* tools (pacemaker-cli-utils).
+  pacemaker pacemaker-cli-utils corosync resource-agents
 )
 
 install_deps () {

@@ -147,6 +147,9 @@ int ctl_cmd_complete_migrations (CtlContext *ctx, int argc, char **argv);
 int ctl_follow_guest_call (CtlContext *ctx, MdDbusGuest1 *guest, const char *name,
                            const char *method, GVariant *parameters, const char *destination);
 
+/* evacuate: ctl-evacuate.c. */
+int ctl_cmd_evacuate (CtlContext *ctx, int argc, char **argv);
+
 /* save, restore, managedsave: ctl-save.c. */
 int ctl_cmd_save (CtlContext *ctx, int argc, char **argv);
 int ctl_cmd_restore (CtlContext *ctx, int argc, char **argv);

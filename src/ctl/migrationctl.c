@@ -842,6 +842,8 @@ static const CtlCommand commands[] = {
   { "managedsave", ctl_cmd_managedsave, "NAME",
     N_ ("Save a guest's state for its next start and stop it") },
   { "restore", ctl_cmd_restore, "FILE", N_ ("Start a guest from a saved state file") },
+  { "evacuate", ctl_cmd_evacuate, "PEER...",
+    N_ ("Move every running guest to the given peers and follow it") },
   { "migrations", ctl_cmd_migrations, "", N_ ("List current and recent migrations") },
   { "cancel", ctl_cmd_cancel, "MIGRATION", N_ ("Cancel a migration") },
   { "set-bandwidth", ctl_cmd_set_bandwidth, "MIGRATION RATE",

@@ -40,6 +40,8 @@ static const AuthRule auth_rules[] = {
   { "org.migrationd.Manager1", "ListPeers", MD_ACTION_OPEN },
   { "org.migrationd.Manager1", "AddPeer", MD_ACTION_PEER_MANAGE },
   { "org.migrationd.Manager1", "RemovePeer", MD_ACTION_PEER_MANAGE },
+  /* Moving every guest is many Guest1.Migrate calls: the same action. */
+  { "org.migrationd.Manager1", "Evacuate", MD_ACTION_MIGRATE },
   { "org.migrationd.Guest1", "Start", MD_ACTION_GUEST_MANAGE },
   { "org.migrationd.Guest1", "Shutdown", MD_ACTION_GUEST_MANAGE },
   { "org.migrationd.Guest1", "Destroy", MD_ACTION_GUEST_MANAGE },
@@ -57,6 +59,7 @@ static const AuthRule auth_rules[] = {
   { "org.migrationd.Migration1", "SetMaxDowntime", MD_ACTION_CONTROL },
   { "org.migrationd.Migration1", "StartPostcopy", MD_ACTION_CONTROL },
   { "org.migrationd.Migration1", "GetStatistics", MD_ACTION_OPEN },
+  { "org.migrationd.Evacuation1", "Cancel", MD_ACTION_CONTROL },
   /* Property reads are open; every property is read-only, so Set is
    * refused by GDBus before it gets here, and by us if it ever did. */
   { "org.freedesktop.DBus.Properties", "Get", MD_ACTION_OPEN },
@@ -134,9 +137,12 @@ resolve_control_action (GDBusInterfaceSkeleton *skeleton, PolkitSubject *subject
   guint owner;
   g_autoptr (PolkitUnixUser) user = NULL;
 
-  if (!MD_DBUS_IS_MIGRATION1 (skeleton))
+  if (MD_DBUS_IS_MIGRATION1 (skeleton))
+    owner = md_dbus_migration1_get_owner (MD_DBUS_MIGRATION1 (skeleton));
+  else if (MD_DBUS_IS_EVACUATION1 (skeleton))
+    owner = md_dbus_evacuation1_get_owner (MD_DBUS_EVACUATION1 (skeleton));
+  else
     return NULL;
-  owner = md_dbus_migration1_get_owner (MD_DBUS_MIGRATION1 (skeleton));
   user = (PolkitUnixUser *) polkit_system_bus_name_get_user_sync (POLKIT_SYSTEM_BUS_NAME (subject),
                                                                   NULL, error);
   if (user == NULL)

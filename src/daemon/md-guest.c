@@ -1127,13 +1127,26 @@ handle_shutdown (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVaria
                                              MD_GUEST_SHUTDOWN_TIMEOUT_MAX, timeout);
       return G_DBUS_METHOD_INVOCATION_HANDLED;
     }
+  md_guest_shutdown_async (self, timeout, on_shutdown_done, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+void
+md_guest_shutdown_async (MdGuest *self, guint timeout, GAsyncReadyCallback callback,
+                         gpointer user_data)
+{
   self->busy = "shutting down";
-  self->shutdown_task = g_task_new (self, NULL, on_shutdown_done, invocation);
+  self->shutdown_task = g_task_new (self, NULL, callback, user_data);
   self->shutdown_timeout = timeout;
   self->shutdown_timeout_id = g_timeout_add_seconds (timeout, on_shutdown_timeout, self);
   md_qmp_execute_async (self->qmp, "system_powerdown", NULL, NULL, on_powerdown_sent,
                         g_object_ref (self));
-  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
+gboolean
+md_guest_shutdown_finish (MdGuest *self, GAsyncResult *result, GError **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 static gboolean

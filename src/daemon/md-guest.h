@@ -84,6 +84,12 @@ void md_guest_reattach_async (MdGuest *self, MdQemuRuntime *record, GCancellable
                               GAsyncReadyCallback callback, gpointer user_data);
 gboolean md_guest_reattach_finish (MdGuest *self, GAsyncResult *result, GError **error);
 
+/* An ACPI power-off, waiting @timeout seconds for QEMU to exit (Timeout
+ * error otherwise; the guest keeps running). The guest must be active and
+ * idle (md_guest_is_busy() FALSE). */
+void md_guest_shutdown_async (MdGuest *self, guint timeout, GAsyncReadyCallback callback,
+                              gpointer user_data);
+gboolean md_guest_shutdown_finish (MdGuest *self, GAsyncResult *result, GError **error);
 /* Kill QEMU (quit, SIGTERM, SIGKILL); completes when it is gone. */
 void md_guest_destroy_async (MdGuest *self, GAsyncReadyCallback callback, gpointer user_data);
 gboolean md_guest_destroy_finish (MdGuest *self, GAsyncResult *result, GError **error);

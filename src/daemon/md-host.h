@@ -42,6 +42,12 @@ typedef struct
   void (*restore_guest) (gpointer owner, const char *path, GVariant *options, MdGuest *expected,
                          GAsyncReadyCallback callback, gpointer user_data);
   MdGuest *(*restore_guest_finish) (GAsyncResult *result, GError **error);
+  /* Manager1.Evacuate: checks, asks the peers, starts; completes with the
+   * path of the Evacuation1 object (migration/md-evacuation.c, wired by
+   * the service). */
+  void (*evacuate) (gpointer owner, const char *const *peers, GVariant *options, guint owner_uid,
+                    GAsyncReadyCallback callback, gpointer user_data);
+  char *(*evacuate_finish) (GAsyncResult *result, GError **error);
 } MdHost;
 
 G_END_DECLS

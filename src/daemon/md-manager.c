@@ -466,6 +466,50 @@ md_manager_set_save_funcs (MdManager *self, const MdHost *funcs)
   self->host.restore_guest_finish = funcs->restore_guest_finish;
 }
 
+void
+md_manager_set_evacuate_funcs (MdManager *self, const MdHost *funcs)
+{
+  self->host.evacuate = funcs->evacuate;
+  self->host.evacuate_finish = funcs->evacuate_finish;
+}
+
+static void
+on_evacuation_started (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  GDBusMethodInvocation *invocation = user_data;
+  MdManager *self = MD_MANAGER (g_dbus_method_invocation_get_user_data (invocation));
+  g_autofree char *path = NULL;
+  GError *error = NULL;
+
+  path = self->host.evacuate_finish (result, &error);
+  if (path == NULL)
+    {
+      md_error_return (invocation, error);
+      return;
+    }
+  md_dbus_manager1_complete_evacuate (MD_DBUS_MANAGER1 (self), invocation, path);
+}
+
+static gboolean
+handle_evacuate (MdDbusManager1 *object, GDBusMethodInvocation *invocation,
+                 const char *const *peers, GVariant *options)
+{
+  MdManager *self = MD_MANAGER (object);
+  guint uid_plus_one =
+      GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (invocation), MD_AUTH_CALLER_UID_KEY));
+
+  if (self->host.evacuate == NULL)
+    {
+      g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
+                                             "host %s: this daemon has no migration engine",
+                                             self->config->host_name);
+      return G_DBUS_METHOD_INVOCATION_HANDLED;
+    }
+  self->host.evacuate (self, peers, options, uid_plus_one > 0 ? uid_plus_one - 1 : 0,
+                       on_evacuation_started, invocation);
+  return G_DBUS_METHOD_INVOCATION_HANDLED;
+}
+
 static gboolean
 host_undefine_guest (gpointer owner, MdGuest *guest, GError **error)
 {
@@ -568,6 +612,7 @@ md_manager_iface_init (MdDbusManager1Iface *iface)
   iface->handle_list_peers = handle_list_peers;
   iface->handle_add_peer = handle_add_peer;
   iface->handle_remove_peer = handle_remove_peer;
+  iface->handle_evacuate = handle_evacuate;
 }
 
 static void

@@ -77,6 +77,8 @@ void md_manager_set_migrate_func (MdManager *self,
 /* Save and restore, wired from above like Migrate: the four save and
  * restore members of @funcs are copied into the host. */
 void md_manager_set_save_funcs (MdManager *self, const MdHost *funcs);
+/* Manager1.Evacuate, wired from above: the two evacuate members of @funcs. */
+void md_manager_set_evacuate_funcs (MdManager *self, const MdHost *funcs);
 
 /* A trusted peer by name (migrationd.conf or AddPeer), or NULL. */
 const MdConfigPeer *md_manager_find_peer (MdManager *self, const char *name);

@@ -318,6 +318,14 @@ assign_disk_addresses (MdDomain *dom, GError **error)
             a->controller = idx / 6, a->unit = idx % 6;
           else
             a->controller = idx / 7, a->unit = idx % 7;
+          /* The same bound the XML parser puts on a written controller
+           * index, so what dumpxml prints defines again. */
+          if (a->controller > MD_DOMAIN_CONTROLLER_INDEX_MAX)
+            return md_dom_invalid (error,
+                                   "disk %s: this target would need %s controller %u, and the "
+                                   "highest index is %u; use a lower target name",
+                                   d->target, md_dom_disk_bus_names[d->bus], a->controller,
+                                   MD_DOMAIN_CONTROLLER_INDEX_MAX);
         }
       if (!d->alias)
         switch (d->bus)

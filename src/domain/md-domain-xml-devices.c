@@ -193,7 +193,7 @@ parse_controller (MdDomain *dom, xmlNode *node, GError **error)
   if (!mdx_check_attrs (node, (const char *const[]){ "type", "index", "model", NULL },
                         (const char *const[]){ "ports", "vectors", NULL }, error)
       || !mdx_enum_attr (node, "type", md_dom_controller_type_names, TRUE, &v, error)
-      || !mdx_uint_attr (node, "index", 31, &c->index, error)
+      || !mdx_uint_attr (node, "index", MD_DOMAIN_CONTROLLER_INDEX_MAX, &c->index, error)
       || !mdx_string_attr_in (node, "model", md_dom_controller_models, &c->model, error))
     return FALSE;
   c->type = v;

@@ -472,7 +472,8 @@ mdx_parse_address (xmlNode *node, MdDomainAddress *addr, GError **error)
       if (!mdx_check_attrs (
               node, (const char *const[]){ "type", "controller", "bus", "target", "unit", NULL },
               NULL, error)
-          || !mdx_uint_attr (node, "controller", 31, &addr->controller, error)
+          || !mdx_uint_attr (node, "controller", MD_DOMAIN_CONTROLLER_INDEX_MAX, &addr->controller,
+                             error)
           || !mdx_uint_attr (node, "bus", 31, &addr->drive_bus, error)
           || !mdx_uint_attr (node, "target", 255, &addr->target, error)
           || !mdx_uint_attr (node, "unit", 255, &addr->unit, error))
@@ -489,7 +490,8 @@ mdx_parse_address (xmlNode *node, MdDomainAddress *addr, GError **error)
     case MD_DOMAIN_ADDRESS_VIRTIO_SERIAL:
       if (!mdx_check_attrs (
               node, (const char *const[]){ "type", "controller", "bus", "port", NULL }, NULL, error)
-          || !mdx_uint_attr (node, "controller", 31, &addr->controller, error)
+          || !mdx_uint_attr (node, "controller", MD_DOMAIN_CONTROLLER_INDEX_MAX, &addr->controller,
+                             error)
           || !mdx_uint_attr (node, "bus", 0, &addr->vs_bus, error)
           || !mdx_uint_attr (node, "port", 30, &addr->vs_port, error))
         return FALSE;

@@ -60,6 +60,8 @@ G_BEGIN_DECLS
 
 #define MD_DOMAIN_XML_MAX_SIZE (1024 * 1024)
 #define MD_DOMAIN_NAME_MAX 64
+/* Controller indices (and drive addresses' controller=) run 0..31. */
+#define MD_DOMAIN_CONTROLLER_INDEX_MAX 31
 
 /* 0 is always "not given / default" so g_new0 gives a sane device. */
 

@@ -181,6 +181,14 @@ handle_cancel (MdDbusMigration1 *object, GDBusMethodInvocation *invocation, GVar
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+gboolean
+md_migration_cancel (MdMigration *self, GError **error)
+{
+  if (self->finished || self->control == NULL)
+    return TRUE; /* ended, or about to: nothing left to stop */
+  return self->control->cancel (self->engine, error);
+}
+
 /* A SetBandwidth / SetMaxDowntime waiting for QEMU's answer. */
 typedef struct
 {

@@ -93,6 +93,10 @@ void md_migration_complete (MdMigration *self, const GError *error, guint64 down
 /* Adds a later error as detail of an already recorded first error. */
 void md_migration_add_error_detail (MdMigration *self, const GError *error);
 
+/* Cancel from inside the daemon (an evacuation being cancelled); TRUE
+ * when it was asked or had already ended. */
+gboolean md_migration_cancel (MdMigration *self, GError **error);
+
 /* The first error recorded so far (NULL if none). */
 const GError *md_migration_get_error (MdMigration *self);
 

@@ -151,6 +151,12 @@ check_resolve (GVariant *parameters, GError **error)
 }
 
 static gboolean
+check_nothing (GVariant *parameters, GError **error)
+{
+  return TRUE;
+}
+
+static gboolean
 check_paths (GVariant *parameters, GError **error)
 {
   g_autofree const char **paths = NULL;
@@ -188,6 +194,7 @@ md_peer_check_call (const char *method, GVariant *parameters, GError **error)
     { "Hello", "(ussa{sv})", check_hello },  { "Prepare", "(ssa{sv})", check_prepare },
     { "Finish", "(sba{sv})", check_finish }, { "Abort", "(ss)", check_abort },
     { "CheckPaths", "(as)", check_paths },   { "Resolve", "(s)", check_resolve },
+    { "HostInfo", "()", check_nothing },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (calls); i++)

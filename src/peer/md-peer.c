@@ -14,6 +14,7 @@
 #include "md-peer-liveness.h"
 
 #include <gnutls/x509.h>
+#include <stdio.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -870,9 +871,50 @@ skeleton_handle_resolve (MdDbusPeer1 *object, GDBusMethodInvocation *invocation,
   return TRUE;
 }
 
+/* MemTotal and MemAvailable of /proc/meminfo, in bytes (0 when the file
+ * cannot be read: the caller then places by the other peers' figures). A
+ * small procfs read, as cheap as the stat calls the loop makes anyway. */
+static void
+read_meminfo (guint64 *total, guint64 *available)
+{
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+
+  *total = *available = 0;
+  if (!g_file_get_contents ("/proc/meminfo", &text, NULL, NULL))
+    return;
+  lines = g_strsplit (text, "\n", -1);
+  for (guint i = 0; lines[i] != NULL; i++)
+    {
+      guint64 kib;
+
+      if (sscanf (lines[i], "MemTotal: %" G_GUINT64_FORMAT " kB", &kib) == 1)
+        *total = kib * 1024;
+      else if (sscanf (lines[i], "MemAvailable: %" G_GUINT64_FORMAT " kB", &kib) == 1)
+        *available = kib * 1024;
+    }
+}
+
+static gboolean
+skeleton_handle_host_info (MdDbusPeer1 *object, GDBusMethodInvocation *invocation)
+{
+  MdPeerSkeleton *self = MD_PEER_SKELETON (object);
+  g_auto (GVariantBuilder) result = G_VARIANT_BUILDER_INIT (G_VARIANT_TYPE_VARDICT);
+  guint64 total, available;
+
+  if (skeleton_gate (self, invocation) == NULL)
+    return TRUE;
+  read_meminfo (&total, &available);
+  g_variant_builder_add (&result, "{sv}", "memory-total", g_variant_new_uint64 (total));
+  g_variant_builder_add (&result, "{sv}", "memory-available", g_variant_new_uint64 (available));
+  md_dbus_peer1_complete_host_info (object, invocation, g_variant_builder_end (&result));
+  return TRUE;
+}
+
 static void
 md_peer_skeleton_iface_init (MdDbusPeer1Iface *iface)
 {
+  iface->handle_host_info = skeleton_handle_host_info;
   iface->handle_resolve = skeleton_handle_resolve;
   iface->handle_hello = skeleton_handle_hello;
   iface->handle_prepare = skeleton_handle_prepare;

@@ -6,6 +6,7 @@
 #include "common/md-error.h"
 #include "daemon/md-auth.h"
 #include "daemon/md-manager.h"
+#include "migration/md-evacuation.h"
 #include "migration/md-migration-dest.h"
 #include "migration/md-migration-recover.h"
 #include "migration/md-migration-source.h"
@@ -178,6 +179,19 @@ static const MdHost save_funcs = {
   .restore_guest_finish = md_save_restore_finish,
 };
 
+/* Manager1.Evacuate, wired from above as Migrate is. */
+static void
+evacuate (gpointer owner, const char *const *peers, GVariant *options, guint owner_uid,
+          GAsyncReadyCallback callback, gpointer user_data)
+{
+  md_evacuation_start_async (MD_MANAGER (owner), peers, options, owner_uid, callback, user_data);
+}
+
+static const MdHost evacuate_funcs = {
+  .evacuate = evacuate,
+  .evacuate_finish = md_evacuation_start_finish,
+};
+
 static gboolean
 start_peer_listener (MdDaemon *self, GError **error)
 {
@@ -270,6 +284,7 @@ md_daemon_start (MdDaemon *self, const MdDaemonOptions *options, GError **error)
   self->manager = md_manager_new (self->config, self->auth, host_uuid);
   md_manager_set_migrate_func (self->manager, migrate_guest);
   md_manager_set_save_funcs (self->manager, &save_funcs);
+  md_manager_set_evacuate_funcs (self->manager, &evacuate_funcs);
   self->name_flags = flags | (options->replace ? G_BUS_NAME_OWNER_FLAGS_REPLACE : 0);
 
   /* The name is taken only once every guest is known, so no client sees

@@ -150,6 +150,8 @@ MANAGER_GATES = {
     "AddPeer": ("(sssa{sv})", ("hostB", "192.0.2.2:49200", "CN=hostB", {}), "org.migrationd.peer.manage"),
     "RemovePeer": ("(s)", ("hostB",), "org.migrationd.peer.manage"),
     "Restore": ("(sa{sv})", ("/nonexistent/guest.save", {}), "org.migrationd.guest.manage"),
+    # Nothing listens there: allowed, it fails with PeerFailed, nothing moved.
+    "Evacuate": ("(asa{sv})", (["127.0.0.1:1"], {}), "org.migrationd.migrate"),
 }
 
 

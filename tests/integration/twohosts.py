@@ -421,12 +421,14 @@ class TwoHosts:
 
     def start(self, wait_peer=True, env=None, extra_config=None):
         """Starts both daemons; @env and @extra_config: {host name: value}."""
-        for host in (self.b, self.a):
+        # Destinations first, so the source finds them listening.
+        order = [host for host in self.hosts.values() if host is not self.a] + [self.a]
+        for host in order:
             host.start_daemon((extra_config or {}).get(host.name, ""), env=(env or {}).get(host.name),
                               wait=False)
-        for host in (self.b, self.a):
+        for host in order:
             host.daemon.wait_started()
-        for host in (self.a, self.b) if wait_peer else ():
+        for host in self.hosts.values() if wait_peer else ():
             self.wait_peer_listener(host)
 
     def _client(self, host):
@@ -616,3 +618,83 @@ class TwoHostsTestCase(unittest.TestCase):
             func(*args, **kwargs)
         self.assertEqual(harness.dbus_error_name(ctx.exception), name, ctx.exception.message)
         return ctx.exception.message
+
+
+# ---- three hosts ------------------------------------------------------------
+
+THREE_HOSTS = ("hostA", "hostB", "hostC")
+THREE_NETNS_ADDRESSES = {"hostA": "192.0.2.1", "hostB": "192.0.2.2", "hostC": "192.0.2.3"}
+THREE_NETNS_MIGRATION_PORTS = {"hostA": (49300, 49319), "hostB": (49400, 49419),
+                               "hostC": (49500, 49519)}
+
+
+class ThreeHosts(TwoHosts):
+    """hostA, hostB and hostC, each trusting the other two (evacuating A to
+    B and C). As root each host has its own network namespace with a veth
+    pair into a fourth namespace holding a bridge (192.0.2.1-3/24); without
+    root all three share 127.0.0.1 with distinct free ports. The TwoHosts
+    methods work unchanged (a: source, b: first destination); c and
+    client_c are the third host."""
+
+    def __init__(self, test, scratch, start=True):
+        self.test = test
+        self.scratch = scratch
+        self.netns = {}
+        if use_netns():
+            tag = secrets.token_hex(3)
+            self.netns = {name: "md-%s-%s" % (tag, name[-1].lower()) for name in THREE_HOSTS}
+            self._make_bridged_netns(tag)
+            addresses = dict(THREE_NETNS_ADDRESSES)
+            peer_ports = {name: PEER_PORT for name in THREE_HOSTS}
+            ports = dict(THREE_NETNS_MIGRATION_PORTS)
+            self.tls = TLS.cached(scratch.join("tls"), addresses)
+        else:
+            addresses = {name: "127.0.0.1" for name in THREE_HOSTS}
+            base = free_tcp_ports(63)
+            peer_ports = {name: base + i for i, name in enumerate(THREE_HOSTS)}
+            ports = {name: (base + 3 + 20 * i, base + 22 + 20 * i) for i, name in enumerate(THREE_HOSTS)}
+            self.tls = TLS(scratch.join("tls"), addresses)
+        self.addresses = addresses
+        self.hosts = {}
+        for name in THREE_HOSTS:
+            host = Host(test, scratch, name, addresses[name], peer_ports[name], ports[name],
+                        self.netns.get(name))
+            host.tls_dir = self.tls.dir(name)
+            host.allowed_dns = [self.tls.dns[other] for other in THREE_HOSTS if other != name]
+            self.hosts[name] = host
+        for host in self.hosts.values():
+            host.polkit_ready()
+        self.a, self.b, self.c = (self.hosts[name] for name in THREE_HOSTS)
+        self.client_a = self._client(self.a)
+        self.client_b = self._client(self.b)
+        self.client_c = self._client(self.c)
+        self.watchers = {}
+        self.watcher_a = self.watcher(self.client_a)
+        self.watcher_b = self.watcher(self.client_b)
+        if start:
+            self.start()
+
+    def _make_bridged_netns(self, tag):
+        switch = "md-%s-sw" % tag
+        bridge = "md%sbr" % tag
+        run(["ip", "netns", "add", switch])
+        self.test.addCleanup(self._delete_netns, switch)
+        self.test.addCleanup(harness.kill_qemus_in, self.scratch.path)
+        run(["ip", "-n", switch, "link", "add", bridge, "type", "bridge"])
+        run(["ip", "-n", switch, "link", "set", bridge, "up"])
+        self.veth = {}
+        for name in THREE_HOSTS:
+            ns = self.netns[name]
+            inner, outer = "md%s%s" % (tag, name[-1].lower()), "md%s%sx" % (tag, name[-1].lower())
+            self.veth[name] = inner
+            run(["ip", "netns", "add", ns])
+            self.test.addCleanup(self._delete_netns, ns)
+            run(["ip", "link", "add", inner, "type", "veth", "peer", "name", outer])
+            run(["ip", "link", "set", inner, "netns", ns])
+            run(["ip", "link", "set", outer, "netns", switch])
+            run(["ip", "-n", switch, "link", "set", outer, "master", bridge])
+            run(["ip", "-n", switch, "link", "set", outer, "mtu", "65000", "up"])
+            run(["ip", "-n", ns, "addr", "add", THREE_NETNS_ADDRESSES[name] + "/24", "dev", inner])
+            run(["ip", "-n", ns, "link", "set", inner, "mtu", "65000", "up"])
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        run(["ip", "-n", switch, "link", "set", bridge, "mtu", "65000"])
