@@ -38,6 +38,13 @@ md_isolation_new (MdHost *host, const MdDomain *live, GError **error)
   if (!md_qemu_uid_pool_acquire (host->uids, &iso->identity, error))
     return NULL;
   iso->confined = TRUE;
+  if (!iso->identity.shared)
+    {
+      /* This start holds the uid: what is left under its name is stale. */
+      g_autofree char *prefix = g_strdup_printf ("migrationd-%u-", iso->identity.uid);
+
+      md_qemu_cgroup_remove_stale (prefix);
+    }
   iso->cgroup = g_strdup_printf ("migrationd-%u-%08x", iso->identity.uid, g_random_int ());
   memory = live->memory + (guint64) config->qemu_memory_overhead * 1024 * 1024;
   procs = md_qemu_cgroup_create (iso->cgroup, memory, config->qemu_tasks_max, error);

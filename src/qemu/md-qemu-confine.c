@@ -384,3 +384,25 @@ md_qemu_cgroup_remove (const char *name)
       g_warning ("cannot remove the guest cgroup %s: %s", (char *) dirs->pdata[i],
                  g_strerror (errno));
 }
+
+void
+md_qemu_cgroup_remove_stale (const char *prefix)
+{
+  g_autoptr (GPtrArray) dirs = hierarchies ("");
+
+  for (guint i = 0; i < dirs->len; i++)
+    {
+      g_autoptr (GDir) dir = g_dir_open (dirs->pdata[i], 0, NULL);
+      const char *name;
+
+      while (dir != NULL && (name = g_dir_read_name (dir)) != NULL)
+        if (g_str_has_prefix (name, prefix))
+          {
+            g_autofree char *path = g_build_filename (dirs->pdata[i], name, NULL);
+
+            /* Only empty ones go: a cgroup with tasks refuses (EBUSY). */
+            if (rmdir (path) == 0)
+              g_debug ("removed the stale guest cgroup %s", path);
+          }
+    }
+}

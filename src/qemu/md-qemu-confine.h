@@ -45,6 +45,10 @@ void md_qemu_confine_child_setup (gpointer confine);
 GStrv md_qemu_cgroup_create (const char *name, guint64 memory_bytes, guint tasks, GError **error);
 /* Removes the cgroup @name again (QEMU is gone); missing is not an error. */
 void md_qemu_cgroup_remove (const char *name);
+/* Removes the empty cgroups whose names start with @prefix: those of
+ * QEMUs killed while no daemon watched them (the caller holds the uid they
+ * are named after, so no other start can be using them). */
+void md_qemu_cgroup_remove_stale (const char *prefix);
 /* The cgroup directories of @name (for tests and messages). */
 GStrv md_qemu_cgroup_paths (const char *name);
 
