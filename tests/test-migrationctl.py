@@ -88,6 +88,9 @@ def migration_props():
         'ProgressValid': dbus.Boolean(False),
         'ErrorName': dbus.String(''),
         'ErrorMessage': dbus.String(''),
+        'Convergence': dbus.String('precopy'),
+        'ConvergenceReason': dbus.String(''),
+        'RecoveryAttempts': dbus.UInt32(0),
     }
     for name in ('StartTime', 'EndTime', 'ExpectedEndTime', 'MemoryTotal', 'MemoryProcessed',
                  'MemoryRemaining', 'DiskTotal', 'DiskProcessed', 'DiskRemaining', 'Rate',
@@ -501,6 +504,42 @@ class TestMigrationctl(dbusmock.DBusTestCase):
         self.assertEqual(docs[-1]['error-name'], 'org.migrationd.Error.PeerFailed')
         self.assertEqual(docs[-2]['event'], 'progress')
         self.assertEqual(docs[-2]['memory-processed'], GiB)
+
+    def test_migrate_shows_convergence(self):
+        proc, migration, out = self.start_migrate(
+            '--convergence', 'auto', '--max-downtime-ceiling', '500', '--no-auto-converge',
+            '--postcopy-recovery-timeout', '120')
+        guest = dbus.Interface(self.bus.get_object(BUS_NAME, VM1), MOCK_IFACE)
+        options = [c for c in guest.GetCalls() if c[1] == 'Migrate'][0][2][1]
+        self.assertEqual(options['convergence'], 'auto')
+        self.assertEqual(options['max-downtime-ceiling'], 500)
+        self.assertIsInstance(options['max-downtime-ceiling'], dbus.UInt64)
+        self.assertIs(bool(options['auto-converge']), False)
+        self.assertEqual(options['postcopy-recovery-timeout'], 120)
+        self.assertIsInstance(options['postcopy-recovery-timeout'], dbus.UInt32)
+        reason = '2 iterations without progress: 46 MiB left, guest dirties 13 MiB/s'
+        migration.UpdateProperties(MIGRATION_IFACE, {
+            'Convergence': dbus.String('downtime-raised'), 'ConvergenceReason': dbus.String(reason),
+            'RecoveryAttempts': dbus.UInt32(2)})
+        self.progress(migration, 0.4, 3)
+        out.wait_for(r'40\.0%')
+        migration.EmitSignal(MIGRATION_IFACE, 'Completed', 'bss', [True, '', ''])
+        rc, text, err = self.finish_migrate(proc, out)
+        self.assertIn('convergence downtime-raised (%s)' % reason, text)
+        self.assertIn('recovery attempts 2', text)
+
+    def test_migrate_json_shows_convergence(self):
+        proc, migration, out = self.start_migrate('--json', first=r'"state":"queued"')
+        migration.UpdateProperties(MIGRATION_IFACE, {
+            'Convergence': dbus.String('postcopy'), 'ConvergenceReason': dbus.String('stalled')})
+        self.progress(migration, 0.5, 1)
+        out.wait_for(r'"progress" *: *0\.5')
+        migration.EmitSignal(MIGRATION_IFACE, 'Completed', 'bss', [True, '', ''])
+        rc, text, err = self.finish_migrate(proc, out)
+        docs = [json.loads(line) for line in text.splitlines()]
+        self.assertEqual(docs[-2]['convergence'], 'postcopy')
+        self.assertEqual(docs[-2]['convergence-reason'], 'stalled')
+        self.assertEqual(docs[-2]['recovery-attempts'], 0)
 
     def test_migrate_failure(self):
         proc, migration, out = self.start_migrate()

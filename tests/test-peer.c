@@ -863,6 +863,10 @@ test_bad_arguments_refused (void)
     { "Finish", g_variant_new_parsed ("('/m/1', true, {'rm': <'-rf'>})"), "(a{sv})", "'rm'" },
     { "Abort", g_variant_new ("(ss)", "/m/1", long_reason), "()", "'reason'" },
     { "CheckPaths", g_variant_new ("(^as)", relative), "(a{sb})", "absolute" },
+    { "Recover", g_variant_new_parsed ("('/m/1', {'token': <5>})"), "(a{sv})", "'token'" },
+    { "Recover", g_variant_new_parsed ("('/m/1', {'uri': <'exec:sh'>})"), "(a{sv})", "'uri'" },
+    { "Recover", g_variant_new ("(s@a{sv})", long_id, g_variant_new_parsed ("@a{sv} {}")),
+      "(a{sv})", "'migration_id'" },
   };
 
   fixture_start (&f, "ca1", "hostB", 10);

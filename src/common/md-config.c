@@ -45,6 +45,12 @@ md_config_new_default (void)
   config->qemu_uid_max = MD_DEFAULT_QEMU_UID_MAX;
   config->qemu_tasks_max = 1024;
   config->qemu_memory_overhead = 1024;
+  config->stall_iterations = 1;
+  config->stall_dirty_percent = 100;
+  config->stall_shrink_percent = 10;
+  config->downtime_steps = 3;
+  config->throttle_iterations = 20;
+  config->throttle_before_postcopy = FALSE;
   config->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) md_config_peer_free);
   config->networks = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   return config;
@@ -141,6 +147,12 @@ static const KeyDesc known_keys[] = {
   { "qemu", "uid-range", KEY_STRING, OFF (qemu_uid_range), 0, 0 },
   { "qemu", "tasks-max", KEY_UINT, OFF (qemu_tasks_max), 16, 1048576 },
   { "qemu", "memory-overhead", KEY_UINT, OFF (qemu_memory_overhead), 64, 1048576 },
+  { "convergence", "stall-iterations", KEY_UINT, OFF (stall_iterations), 1, 100 },
+  { "convergence", "stall-dirty-percent", KEY_UINT, OFF (stall_dirty_percent), 1, 1000 },
+  { "convergence", "stall-shrink-percent", KEY_UINT, OFF (stall_shrink_percent), 0, 99 },
+  { "convergence", "downtime-steps", KEY_UINT, OFF (downtime_steps), 1, 20 },
+  { "convergence", "throttle-iterations", KEY_UINT, OFF (throttle_iterations), 1, 100 },
+  { "convergence", "throttle-before-postcopy", KEY_BOOL, OFF (throttle_before_postcopy), 0, 0 },
 };
 
 static const KeyDesc *
@@ -402,13 +414,13 @@ md_config_load (const char *path, GError **error)
           continue;
         }
       if (!g_str_equal (group, "daemon") && !g_str_equal (group, "tls")
-          && !g_str_equal (group, "storage") && !g_str_equal (group, "qemu"))
+          && !g_str_equal (group, "storage") && !g_str_equal (group, "qemu")
+          && !g_str_equal (group, "convergence"))
         {
-          g_set_error (
-              error, MD_ERROR, MD_ERROR_CONFIG,
-              "%s: unknown group [%s] (known: [daemon], [tls], [storage], [qemu], [networks], "
-              "[peer NAME])",
-              file, group);
+          g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                       "%s: unknown group [%s] (known: [daemon], [tls], [storage], [qemu], "
+                       "[convergence], [networks], [peer NAME])",
+                       file, group);
           return NULL;
         }
       keys = g_key_file_get_keys (kf, group, NULL, NULL);

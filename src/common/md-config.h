@@ -63,6 +63,14 @@ typedef struct
   guint32 qemu_uid_max;
   guint qemu_tasks_max;       /* the pids limit of each guest's cgroup */
   guint qemu_memory_overhead; /* MiB above guest RAM in its cgroup */
+  /* [convergence]: when convergence=auto calls a migration stalled and
+   * how it escalates (md-migration-convergence.h). */
+  guint stall_iterations;     /* consecutive iterations without progress */
+  guint stall_dirty_percent;  /* dirty rate >= this % of the transfer rate: no progress */
+  guint stall_shrink_percent; /* remaining must shrink by this % per iteration */
+  guint downtime_steps;       /* raises from max-downtime to the ceiling */
+  guint throttle_iterations;  /* iterations throttling gets before the next step */
+  gboolean throttle_before_postcopy;
 
   /* [networks]: libvirt network name -> host bridge, so guests written
    * with <interface type='network'> run here through that bridge. */

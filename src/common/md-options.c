@@ -106,6 +106,9 @@ const MdOptionSpec md_migrate_option_specs[] = {
   { "migration-port", "q" },
   { "paused-on-destination", "b" },
   { "abort-after", "u" },
+  { "convergence", "s" },
+  { "max-downtime-ceiling", "t" },
+  { "postcopy-recovery-timeout", "u" },
   { "copy-storage", "s" },
   { "disks", "as" },
   { "nbd-port", "q" },
@@ -130,6 +133,13 @@ static const MdOptionSpec disk_info_specs[] = {
 
 static const char *const copy_storage_names[] = { "none", "all", "incremental", NULL };
 static const char *const compression_names[] = { "none", "zlib", "zstd", NULL };
+static const char *const convergence_names[] = { "auto", "manual", NULL };
+
+const char *
+md_migrate_convergence_to_string (MdMigrateConvergence mode)
+{
+  return convergence_names[mode];
+}
 
 const char *
 md_migrate_compression_to_string (MdMigrateCompression compression)
@@ -437,6 +447,25 @@ check_numbers (MdMigrateOptions *opts, GError **error)
                    MD_MIGRATE_ABORT_AFTER_MAX, opts->abort_after);
       return FALSE;
     }
+  if (opts->max_downtime_ceiling < opts->max_downtime
+      || opts->max_downtime_ceiling > MD_MIGRATE_MAX_DOWNTIME_MAX)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                   "option 'max-downtime-ceiling' must be max-downtime (%" G_GUINT64_FORMAT
+                   " ms) to %" G_GUINT64_FORMAT " ms, not %" G_GUINT64_FORMAT,
+                   opts->max_downtime, (guint64) MD_MIGRATE_MAX_DOWNTIME_MAX,
+                   opts->max_downtime_ceiling);
+      return FALSE;
+    }
+  if (opts->postcopy_recovery_timeout < MD_MIGRATE_RECOVERY_TIMEOUT_MIN
+      || opts->postcopy_recovery_timeout > MD_MIGRATE_RECOVERY_TIMEOUT_MAX)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
+                   "option 'postcopy-recovery-timeout' must be %u-%u seconds, not %u",
+                   MD_MIGRATE_RECOVERY_TIMEOUT_MIN, MD_MIGRATE_RECOVERY_TIMEOUT_MAX,
+                   opts->postcopy_recovery_timeout);
+      return FALSE;
+    }
   if (opts->compression != MD_MIGRATE_COMPRESSION_NONE && opts->parallel_connections == 0)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_INVALID_ARGUMENT,
@@ -469,11 +498,13 @@ parse_fields (MdMigrateOptions *opts, GVariant *options, const MdMigrateOptionsL
               GError **error)
 {
   int copy_storage = MD_MIGRATE_COPY_STORAGE_NONE, compression = MD_MIGRATE_COMPRESSION_NONE;
+  int convergence = MD_MIGRATE_CONVERGENCE_AUTO;
 
   opts->live = md_options_get_boolean (options, "live", TRUE);
   opts->offline = md_options_get_boolean (options, "offline", FALSE);
   opts->tls = md_options_get_boolean (options, "tls", TRUE);
   opts->auto_converge = md_options_get_boolean (options, "auto-converge", FALSE);
+  opts->auto_converge_given = g_variant_lookup (options, "auto-converge", "b", NULL);
   opts->postcopy = md_options_get_boolean (options, "postcopy", FALSE);
   opts->persist_destination = md_options_get_boolean (options, "persist-destination", FALSE);
   opts->undefine_source = md_options_get_boolean (options, "undefine-source", FALSE);
@@ -484,11 +515,17 @@ parse_fields (MdMigrateOptions *opts, GVariant *options, const MdMigrateOptionsL
       md_options_get_uint64 (options, "max-downtime", MD_MIGRATE_MAX_DOWNTIME_DEFAULT);
   opts->parallel_connections = md_options_get_uint32 (options, "parallel-connections", 0);
   opts->abort_after = md_options_get_uint32 (options, "abort-after", 0);
+  opts->max_downtime_ceiling =
+      md_options_get_uint64 (options, "max-downtime-ceiling", opts->max_downtime);
+  opts->postcopy_recovery_timeout = md_options_get_uint32 (options, "postcopy-recovery-timeout",
+                                                           MD_MIGRATE_RECOVERY_TIMEOUT_DEFAULT);
   opts->source_persistent = md_options_get_boolean (options, "source-persistent", FALSE);
 
   if (!get_enum (options, "copy-storage", copy_storage_names, &copy_storage, error)
-      || !get_enum (options, "compression", compression_names, &compression, error))
+      || !get_enum (options, "compression", compression_names, &compression, error)
+      || !get_enum (options, "convergence", convergence_names, &convergence, error))
     return FALSE;
+  opts->convergence = convergence;
   opts->copy_storage = copy_storage;
   opts->compression = compression;
   return check_numbers (opts, error)

@@ -60,6 +60,21 @@ typedef enum
   MD_MIGRATE_COPY_STORAGE_INCREMENTAL,
 } MdMigrateCopyStorage;
 
+/* Seconds a postcopy migration whose stream broke keeps trying to recover
+ * (both daemons) before it is reported and left for the admin. */
+#define MD_MIGRATE_RECOVERY_TIMEOUT_MIN 5
+#define MD_MIGRATE_RECOVERY_TIMEOUT_MAX (24 * 3600)
+#define MD_MIGRATE_RECOVERY_TIMEOUT_DEFAULT 300
+
+/* convergence: auto = the policy of md-migration-convergence.h escalates
+ * a migration that does not converge; manual = only what the caller set
+ * (and StartPostcopy). */
+typedef enum
+{
+  MD_MIGRATE_CONVERGENCE_AUTO,
+  MD_MIGRATE_CONVERGENCE_MANUAL,
+} MdMigrateConvergence;
+
 typedef enum
 {
   MD_MIGRATE_COMPRESSION_NONE,
@@ -96,6 +111,7 @@ typedef struct
   gboolean offline;               /* FALSE */
   gboolean tls;                   /* TRUE */
   gboolean auto_converge;         /* FALSE */
+  gboolean auto_converge_given;   /* the caller said auto-converge=true/false */
   gboolean postcopy;              /* FALSE */
   gboolean persist_destination;   /* FALSE */
   gboolean undefine_source;       /* FALSE */
@@ -108,6 +124,9 @@ typedef struct
   MdMigrateCompression compression; /* needs parallel_connections > 0 unless NONE */
   guint32 abort_after;              /* seconds, 0 = never */
   MdMigrateCopyStorage copy_storage;
+  MdMigrateConvergence convergence;  /* AUTO */
+  guint64 max_downtime_ceiling;      /* ms the policy may raise max-downtime to; = max_downtime */
+  guint32 postcopy_recovery_timeout; /* s, MD_MIGRATE_RECOVERY_TIMEOUT_DEFAULT */
 
   /* NULL when not given. */
   char *destination_xml;
@@ -148,6 +167,7 @@ gboolean md_migrate_check_max_downtime (guint64 ms, const char *what, GError **e
 /* QEMU's multifd-compression value ("none", "zlib", "zstd"). */
 const char *md_migrate_compression_to_string (MdMigrateCompression compression);
 const char *md_migrate_copy_storage_to_string (MdMigrateCopyStorage mode);
+const char *md_migrate_convergence_to_string (MdMigrateConvergence mode);
 
 /* The Guest1.Migrate option names and types (NULL-key terminated), for
  * Capabilities and error messages. */

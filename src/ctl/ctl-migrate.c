@@ -71,6 +71,8 @@ progress_fields (Follow *f, gboolean compact)
   guint64 eta = md_dbus_migration1_get_expected_end_time (m);
   const char *phase = md_dbus_migration1_get_phase (m);
   const char *state = md_dbus_migration1_get_state (m);
+  const char *converge = md_dbus_migration1_get_convergence (m);
+  const char *reason = md_dbus_migration1_get_convergence_reason (m);
 
   if (md_dbus_migration1_get_progress_valid (m))
     g_ptr_array_add (fields,
@@ -111,6 +113,13 @@ progress_fields (Follow *f, gboolean compact)
       g_autofree char *d = ctl_format_rate (dirty);
       g_ptr_array_add (fields, g_strdup_printf (_ ("dirty %s"), d));
     }
+  if (converge != NULL && *converge != '\0' && !g_str_equal (converge, "manual"))
+    g_ptr_array_add (fields, compact || *ctl_nonnull (reason) == '\0'
+                                 ? g_strdup_printf (_ ("convergence %s"), converge)
+                                 : g_strdup_printf (_ ("convergence %s (%s)"), converge, reason));
+  if (md_dbus_migration1_get_recovery_attempts (m) > 0)
+    g_ptr_array_add (fields, g_strdup_printf (_ ("recovery attempts %u"),
+                                              md_dbus_migration1_get_recovery_attempts (m)));
   g_ptr_array_add (fields, NULL);
   return fields;
 }
@@ -155,6 +164,9 @@ progress_json (Follow *f, const char *event)
   INT ("expected-downtime", md_dbus_migration1_get_expected_downtime);
   INT ("downtime", md_dbus_migration1_get_downtime);
   INT ("total-time", md_dbus_migration1_get_total_time);
+  STR ("convergence", md_dbus_migration1_get_convergence);
+  STR ("convergence-reason", md_dbus_migration1_get_convergence_reason);
+  INT ("recovery-attempts", md_dbus_migration1_get_recovery_attempts);
 #undef STR
 #undef INT
   json_builder_end_object (b);
@@ -557,12 +569,30 @@ one_of (const char *value, const char *const *allowed)
   return value == NULL || g_strv_contains (allowed, value);
 }
 
+/* auto-converge, convergence, max-downtime-ceiling, postcopy-recovery-timeout. */
+static gboolean
+add_convergence_options (CtlContext *ctx, GVariantBuilder *options, gboolean auto_converge,
+                         gboolean no_auto_converge, const char *convergence, const char *ceiling,
+                         const char *recovery_timeout, int *rc)
+{
+  if (auto_converge || no_auto_converge)
+    g_variant_builder_add (options, "{sv}", "auto-converge",
+                           g_variant_new_boolean (!no_auto_converge));
+  if (convergence != NULL)
+    g_variant_builder_add (options, "{sv}", "convergence", g_variant_new_string (convergence));
+  return add_uint_option (ctx, options, "max-downtime-ceiling", ceiling, "--max-downtime-ceiling",
+                          1, G_MAXUINT64, "t", rc)
+         && add_uint_option (ctx, options, "postcopy-recovery-timeout", recovery_timeout,
+                             "--postcopy-recovery-timeout", 1, G_MAXUINT32, "u", rc);
+}
+
 int
 ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
 {
   gboolean offline = FALSE, no_live = FALSE, no_tls = FALSE, auto_converge = FALSE;
   gboolean postcopy = FALSE, persist = FALSE, undefine_source = FALSE, paused = FALSE;
-  gboolean verify = FALSE;
+  gboolean verify = FALSE, no_auto_converge = FALSE;
+  g_autofree char *convergence = NULL, *ceiling = NULL, *recovery_timeout = NULL;
   g_autofree char *bandwidth = NULL, *max_downtime = NULL, *parallel = NULL;
   g_autofree char *compression = NULL, *xml_file = NULL, *dest_name = NULL;
   g_autofree char *migration_address = NULL, *migration_port = NULL, *abort_after = NULL;
@@ -585,6 +615,18 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
       N_ ("Longest pause the guest may see at switch-over, in milliseconds"), N_ ("MS") },
     { "auto-converge", 0, 0, G_OPTION_ARG_NONE, &auto_converge,
       N_ ("Throttle the guest's CPUs if the migration does not converge"), NULL },
+    { "no-auto-converge", 0, 0, G_OPTION_ARG_NONE, &no_auto_converge,
+      N_ ("Never throttle the guest's CPUs, not even as a convergence step"), NULL },
+    { "convergence", 0, 0, G_OPTION_ARG_STRING, &convergence,
+      N_ ("auto (default): raise the downtime, throttle, switch to post-copy or fail with both "
+          "rates when the migration stalls; manual: only what you set"),
+      N_ ("MODE") },
+    { "max-downtime-ceiling", 0, 0, G_OPTION_ARG_STRING, &ceiling,
+      N_ ("Highest downtime, in milliseconds, convergence=auto may raise --max-downtime to"),
+      N_ ("MS") },
+    { "postcopy-recovery-timeout", 0, 0, G_OPTION_ARG_STRING, &recovery_timeout,
+      N_ ("Seconds a broken post-copy stream is retried before the migration needs attention"),
+      N_ ("SEC") },
     { "postcopy", 0, 0, G_OPTION_ARG_NONE, &postcopy,
       N_ ("Allow switching to post-copy (see 'migrationctl postcopy')"), NULL },
     { "postcopy-after-precopy", 0, G_OPTION_FLAG_OPTIONAL_ARG, G_OPTION_ARG_CALLBACK,
@@ -678,8 +720,9 @@ ctl_cmd_migrate (CtlContext *ctx, int argc, char **argv)
   if (!add_uint_option (ctx, &options, "max-downtime", max_downtime, "--max-downtime", 1,
                         G_MAXUINT64, "t", &rc))
     return rc;
-  if (auto_converge)
-    g_variant_builder_add (&options, "{sv}", "auto-converge", g_variant_new_boolean (TRUE));
+  if (!add_convergence_options (ctx, &options, auto_converge, no_auto_converge, convergence,
+                                ceiling, recovery_timeout, &rc))
+    return rc;
   if (postcopy || postcopy_after_opt > 0)
     g_variant_builder_add (&options, "{sv}", "postcopy", g_variant_new_boolean (TRUE));
   if (!add_uint_option (ctx, &options, "parallel-connections", parallel, "--parallel", 1, 255, "u",

@@ -55,7 +55,7 @@ on_tls_object_dropped (GObject *source, GAsyncResult *result, gpointer user_data
 /* The TLS credentials served the incoming stream only: the guest's QEMU
  * runs on here and must not keep them (the fault suite looks; a postcopy
  * stream still using them holds its own reference). */
-static void
+void
 drop_tls_object (Incoming *in)
 {
   MdQmp *qmp = in->guest != NULL ? md_guest_get_qmp (in->guest) : NULL;
@@ -68,19 +68,41 @@ drop_tls_object (Incoming *in)
   md_qmp_execute_async (qmp, "object-del", args, NULL, on_tls_object_dropped, g_strdup (in->id));
 }
 
+/* Finish's answer: the definition as it runs here. */
+GVariant *
+finish_result (Incoming *in)
+{
+  g_autofree char *xml = md_domain_format (in->def);
+  GVariantBuilder result;
+
+  g_variant_builder_init (&result, G_VARIANT_TYPE_VARDICT);
+  g_variant_builder_add (&result, "{sv}", "xml", g_variant_new_string (xml));
+  g_variant_builder_add (&result, "{sv}", "persisted",
+                         g_variant_new_boolean (md_guest_is_persistent (in->guest)));
+  return g_variant_builder_end (&result);
+}
+
 static void
 finish_reply (Incoming *in, gboolean running)
 {
   GDBusMethodInvocation *invocation = g_steal_pointer (&in->finish_invocation);
   g_autoptr (GError) error = NULL;
-  g_autofree char *xml = md_domain_format (in->def);
-  GVariantBuilder result;
 
   if (!apply_persist_table (in, &error))
     md_migration_add_error_detail (in->migration, error);
-  drop_tls_object (in);
   md_guest_end_migration (in->guest, running);
   g_clear_pointer (&in->created, g_strfreev); /* the guest's disks now */
+  if (in->postcopy)
+    {
+      /* QEMU still pulls pages: the migration (and the TLS object a
+       * recovered stream needs) lasts until it says completed. */
+      md_fault_point ("dest-finish-done");
+      if (invocation != NULL)
+        md_dbus_peer1_complete_finish (NULL, invocation, finish_result (in));
+      dest_recovery_watch (in);
+      return;
+    }
+  drop_tls_object (in);
   in->ended = TRUE;
   md_migration_complete (in->migration, NULL, 0);
   g_message ("incoming migration %s: %s now runs on host %s", in->id, in->def->name,
@@ -91,12 +113,8 @@ finish_reply (Incoming *in, gboolean running)
       incoming_end (in, "running");
       return;
     }
-  g_variant_builder_init (&result, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&result, "{sv}", "xml", g_variant_new_string (xml));
-  g_variant_builder_add (&result, "{sv}", "persisted",
-                         g_variant_new_boolean (md_guest_is_persistent (in->guest)));
   md_fault_point ("dest-finish-done");
-  md_dbus_peer1_complete_finish (NULL, invocation, g_variant_builder_end (&result));
+  md_dbus_peer1_complete_finish (NULL, invocation, finish_result (in));
   incoming_end (in, "running");
 }
 
@@ -227,9 +245,12 @@ finish_on_status (Incoming *in, const char *status)
 {
   if (in->ended || in->event_qmp == NULL)
     return;
-  if (g_str_equal (status, "completed") || g_str_equal (status, "postcopy-active"))
+  /* A stream that broke in postcopy (paused, recovering) still leaves the
+   * newest state here: the guest runs here and waits for its pages. */
+  if (g_str_equal (status, "completed") || g_str_has_prefix (status, "postcopy-"))
     {
-      if (g_str_equal (status, "postcopy-active"))
+      in->postcopy = g_str_has_prefix (status, "postcopy-");
+      if (in->postcopy)
         md_machine_set_authority (in->machine, MD_AUTHORITY_SPLIT);
       incoming_stop_events (in);
       stop_exports (in);
@@ -403,6 +424,12 @@ dest_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
         }
       else
         incoming_abort (in, error);
+      return TRUE;
+    }
+  if (in->postcopy_watch)
+    {
+      /* Again, after a postcopy recovery: the guest already runs here. */
+      md_dbus_peer1_complete_finish (NULL, invocation, finish_result (in));
       return TRUE;
     }
   if (!in->prepared || in->finish_invocation != NULL)

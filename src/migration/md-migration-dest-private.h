@@ -23,7 +23,7 @@ struct _MdMigrationDest
   MdPeerListener *listener;
   MdImageAdmission *admission; /* which files incoming migrations may touch */
   GHashTable *incoming;        /* "owner DN\nmigration id" -> Incoming */
-  gulong handler_ids[5];
+  gulong handler_ids[6];
 };
 
 /* One incoming migration: a reference-counted box (g_rc_box); the
@@ -71,6 +71,19 @@ typedef struct
   MdQmp *resume_qmp;  /* watched for RESUME while `cont` is on its way */
   gulong resume_id;
   gboolean resume_seen; /* QEMU said the guest runs here (it may have run) */
+
+  /* Postcopy (md-migration-dest-recovery.c): the guest runs here while
+   * QEMU still pulls pages from the source; the migration ends when QEMU
+   * says completed, and a broken stream is recovered on the source's
+   * Peer1.Recover until postcopy-recovery-timeout. */
+  gboolean postcopy;       /* QEMU's incoming status was postcopy-* at Finish */
+  gboolean postcopy_watch; /* Finish done, waiting for QEMU's completed */
+  guint recovery_deadline_id;
+  guint recovery_attempts;
+  guint recover_polls;
+  char *recover_fdname;
+  GSocket *recover_socket;
+  GDBusMethodInvocation *recover_invocation;
 } Incoming;
 
 typedef Incoming IncomingRef;
@@ -98,7 +111,24 @@ char *incoming_key (MdPeerConnection *conn, const char *id);
 Incoming *incoming_for_call (MdMigrationDest *dest, MdPeerConnection *conn, const char *id,
                              const char *token, const char *method, GError **error);
 
+/* Hands QEMU our listening @socket under @fdname. */
+void in_qmp_getfd (Incoming *in, GSocket *socket, const char *fdname, InStep next);
+/* A listening socket for QEMU (@what names the option that picks the port). */
+GSocket *bind_listener (MdMigrationDest *dest, const char *address, guint16 wanted,
+                        const char *what, GError **error);
+
+/* md-migration-dest-recovery.c */
+void dest_recovery_watch (Incoming *in);
+void dest_recovery_source_lost (Incoming *in);
+void dest_recovery_clear (Incoming *in);
+gboolean dest_handle_recover (MdPeerListener *listener, MdPeerConnection *conn,
+                              GDBusMethodInvocation *invocation, const char *id, GVariant *options,
+                              MdMigrationDest *dest);
+
 /* md-migration-dest-finish.c */
+GVariant *finish_result (Incoming *in);
+/* Removes the incoming TLS credentials from QEMU (the stream is over). */
+void drop_tls_object (Incoming *in);
 void adopt_after_lost_source (Incoming *in);
 gboolean dest_handle_finish (MdPeerListener *listener, MdPeerConnection *conn,
                              GDBusMethodInvocation *invocation, const char *id, gboolean success,

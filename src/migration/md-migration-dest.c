@@ -96,6 +96,7 @@ incoming_clear (Incoming *in)
   g_free (in->id);
   g_free (in->tag);
   g_clear_pointer (&in->machine, md_machine_free);
+  dest_recovery_clear (in);
 }
 
 /* ---- failure: remove what Prepare made -------------------------------- */
@@ -303,6 +304,11 @@ on_connection_closed (MdPeerConnection *conn, Incoming *in)
 {
   MdQmp *qmp = in->guest != NULL ? md_guest_get_qmp (in->guest) : NULL;
 
+  if (in->postcopy_watch)
+    {
+      dest_recovery_source_lost (in);
+      return;
+    }
   /* A Finish under way runs to its end: it resumes the guest here (the
    * source already gave it up) or aborts by itself. */
   if (in->ended || in->finishing)
@@ -504,7 +510,7 @@ in_qmp (Incoming *in, const char *command, JsonObject *args, InStep next)
 }
 
 /* Hands QEMU our listening @socket under @fdname. */
-static void
+void
 in_qmp_getfd (Incoming *in, GSocket *socket, const char *fdname, InStep next)
 {
   JsonObject *args = json_object_new ();
@@ -512,9 +518,6 @@ in_qmp_getfd (Incoming *in, GSocket *socket, const char *fdname, InStep next)
   json_object_set_string_member (args, "fdname", fdname);
   in_qmp_fd (in, "getfd", args, g_socket_get_fd (socket), next);
 }
-
-static GSocket *bind_listener (MdMigrationDest *dest, const char *address, guint16 wanted,
-                               const char *what, GError **error);
 
 static const MdDomainDisk *
 disk_of (Incoming *in, GVariant *info)
@@ -829,7 +832,7 @@ local_address_of (MdPeerConnection *conn)
 /* A listening socket of our own for QEMU's migration stream or NBD
  * server (@what names the option that can choose the port): QEMU gets
  * this very socket, so no other migration can take the port meanwhile. */
-static GSocket *
+GSocket *
 bind_listener (MdMigrationDest *dest, const char *address, guint16 wanted, const char *what,
                GError **error)
 {
@@ -1269,6 +1272,8 @@ md_migration_dest_new (MdManager *manager, MdPeerListener *listener, GError **er
       g_signal_connect (listener, "handle-check-paths", G_CALLBACK (dest_handle_check_paths), dest);
   dest->handler_ids[4] =
       g_signal_connect (listener, "handle-resolve", G_CALLBACK (dest_handle_resolve), dest);
+  dest->handler_ids[5] =
+      g_signal_connect (listener, "handle-recover", G_CALLBACK (dest_handle_recover), dest);
   return dest;
 }
 

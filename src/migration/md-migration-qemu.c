@@ -73,6 +73,15 @@ md_migration_qemu_tls_object (const char *id, const char *dir, gboolean server)
   return args;
 }
 
+const char *
+md_migration_qemu_status (JsonNode *reply, const char *fallback)
+{
+  if (reply == NULL || !JSON_NODE_HOLDS_OBJECT (reply))
+    return fallback;
+  return json_object_get_string_member_with_default (json_node_get_object (reply), "status",
+                                                     fallback);
+}
+
 char *
 md_migration_qemu_new_tag (void)
 {

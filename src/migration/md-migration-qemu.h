@@ -45,4 +45,7 @@ void md_migration_qemu_step_fd (MdQmp *qmp, const char *command, JsonObject *arg
                                 gpointer owner, gpointer (*ref) (gpointer), GDestroyNotify unref,
                                 MdQemuStepFunc next, const char *gone_message);
 
+/* The "status" of a query-migrate reply; @fallback when there is none. */
+const char *md_migration_qemu_status (JsonNode *reply, const char *fallback);
+
 G_END_DECLS

@@ -21,6 +21,7 @@
 #include "md-migration-ask.h"
 #include "md-migration-journal.h"
 #include "md-migration-machine.h"
+#include "md-migration-qemu.h"
 #include "storage/md-storage.h"
 
 #define RECOVER_ASK_TIMEOUT_S 60
@@ -284,8 +285,23 @@ on_source_status (Recovery *rec, JsonNode *reply, GError *error)
           ? json_object_get_string_member_with_default (json_node_get_object (reply), "status", "")
           : "";
 
-  if (g_str_equal (status, "postcopy-active") || g_str_equal (status, "device")
-      || g_str_equal (status, "postcopy-paused"))
+  if (g_str_equal (status, "postcopy-paused") || g_str_equal (status, "postcopy-recover"))
+    {
+      /* The stream broke while no daemon watched: the pages only this QEMU
+       * has are needed on the destination. Say so rather than wait. */
+      recovery_attention (
+          rec, g_error_new (MD_ERROR, MD_ERROR_FAILED,
+                            "host %s: the daemon restarted while guest %s was in postcopy to %s "
+                            "and the postcopy stream is broken (QEMU status %s): part of the "
+                            "guest's memory is only in the QEMU here, which was kept. Do not "
+                            "kill it; recover the stream by hand (QMP migrate-recover on %s, "
+                            "migrate with resume=true here)",
+                            host_name (rec), guest_name (rec),
+                            md_journal_get_string (rec->journal, "peer-address"), status,
+                            md_journal_get_string (rec->journal, "peer-address")));
+      return;
+    }
+  if (g_str_equal (status, "postcopy-active") || g_str_equal (status, "device"))
     {
       /* The destination still pulls pages from this QEMU. */
       g_timeout_add (POSTCOPY_WAIT_MS, on_postcopy_wait, rec);
@@ -352,6 +368,32 @@ on_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
     remove_this_copy (rec);
 }
 
+/* The journal says this copy holds the guest. A postcopy stream that
+ * broke while no daemon watched leaves it waiting for pages only the
+ * source has: reported, not resumed as if complete. */
+static void
+on_held_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
+{
+  g_autoptr (GError) owned = error;
+  const char *status = md_migration_qemu_status (reply, "");
+
+  if (!g_str_equal (status, "postcopy-paused") && !g_str_equal (status, "postcopy-recover"))
+    {
+      keep_this_copy (rec);
+      return;
+    }
+  recovery_attention (
+      rec, g_error_new (MD_ERROR, MD_ERROR_FAILED,
+                        "host %s: the daemon restarted while guest %s arrived in postcopy from "
+                        "%s and the postcopy stream is broken (QEMU status %s): the guest runs "
+                        "here but waits for pages only the source's QEMU has. Both QEMUs must "
+                        "be kept; recover the stream by hand (QMP migrate-recover here, "
+                        "migrate with resume=true on %s)",
+                        host_name (rec), guest_name (rec),
+                        md_journal_get_string (rec->journal, "peer-address"), status,
+                        md_journal_get_string (rec->journal, "peer-address")));
+}
+
 /* ---- one record ------------------------------------------------------------ */
 
 static void
@@ -392,6 +434,8 @@ recover_one (MdManager *manager, MdJournal *journal)
     {
       if (authority == MD_AUTHORITY_SOURCE)
         qmp (rec, "query-migrate", NULL, on_incoming_status);
+      else if (guest != NULL && md_guest_is_active (guest))
+        qmp (rec, "query-migrate", NULL, on_held_incoming_status);
       else
         keep_this_copy (rec);
       return;

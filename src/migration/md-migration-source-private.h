@@ -2,6 +2,7 @@
  * and its storage half). Not for other modules. */
 #pragma once
 
+#include "md-migration-convergence.h"
 #include "md-migration-machine.h"
 #include "md-migration-qemu.h"
 #include "md-migration-source.h"
@@ -65,6 +66,24 @@ typedef struct
   guint abort_id;
   guint64 downtime;
   guint split_asks; /* Resolve calls made after postcopy broke */
+
+  MdConvergence *convergence; /* the convergence policy (md-migration-source-converge.c) */
+  gboolean converge_pending;  /* a step is on its way to QEMU */
+  guint64 converge_downtime;
+
+  /* Postcopy recovery (md-migration-source-recovery.c). */
+  gboolean pc_paused;      /* the stream broke: recovering */
+  gboolean pc_attempt;     /* an attempt is under way */
+  gboolean pc_resume_sent; /* QEMU accepted migrate resume=true in this attempt */
+  gboolean pc_pause_sent;  /* migrate-pause sent on a stalled stream */
+  gboolean finish_lost;    /* Finish's answer was lost in postcopy: re-sent after recovery */
+  guint pc_deadline_id;
+  guint pc_retry_id;
+  guint pc_attempts;
+  guint64 pc_transferred;
+  gint64 pc_progress_time;
+  GCancellable *pc_cancellable;
+  char *pc_last_error;
 } Source;
 
 typedef Source SourceRef;
@@ -118,6 +137,24 @@ char *source_resolve_destination (MdManager *manager, const char *destination, G
 gboolean source_is_this_host (MdManager *manager, const char *destination);
 MdDomain *source_build_destination_definition (MdManager *manager, MdGuest *guest,
                                                const MdMigrateOptions *opts, GError **error);
+
+/* md-migration-source-converge.c: the convergence policy's QEMU side,
+ * and query-migrate's figures on Migration1. */
+void source_converge_start (Source *src);
+void source_converge_capabilities (Source *src, JsonObject *args);
+void source_converge_parameters (Source *src, JsonObject *args);
+void source_converge (Source *src, JsonObject *info);
+void source_converge_note_postcopy (Source *src, const char *reason);
+void source_publish_migrate_stats (Source *src, JsonObject *info, const char *status);
+
+/* md-migration-source-recovery.c: postcopy whose stream broke. */
+void source_split_ask (Source *src);
+void source_recovery_on_status (Source *src, const char *status, JsonObject *info);
+gboolean source_recovery_finish_lost (Source *src);
+void source_recovery_stop (Source *src);
+
+/* Lets go of QEMU's events, timers and the peer: the migration is over. */
+void source_teardown (Source *src);
 
 /* md-migration-source-control.c: Migration1's controls. */
 extern const MdMigrationControl source_control;

@@ -82,6 +82,9 @@ source_clear (Source *src)
   g_free (src->peer_token);
   g_clear_error (&src->mirror_error);
   g_free (src->tls_object);
+  g_clear_pointer (&src->convergence, md_convergence_free);
+  g_clear_object (&src->pc_cancellable);
+  g_free (src->pc_last_error);
 }
 
 Source *
@@ -220,6 +223,7 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
   md_migration_set_max_downtime_property (src->migration, src->opts->max_downtime);
   md_migration_set_bandwidth_property (src->migration, src->opts->bandwidth);
   md_migration_set_control (src->migration, &source_control, src);
+  source_converge_start (src);
   md_manager_add_migration (manager, md_migration_get_object_path (src->migration),
                             MD_DBUS_MIGRATION1 (src->migration));
   md_guest_begin_migration (guest, md_migration_get_object_path (src->migration), FALSE);
@@ -244,9 +248,10 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
 
 /* The migration is over: publish the result and let go; callbacks still
  * pending hold their own reference and find the machine ended. */
-static void
+void
 source_teardown (Source *src)
 {
+  source_recovery_stop (src);
   if (src->event_qmp != NULL)
     for (guint i = 0; i < G_N_ELEMENTS (src->event_ids); i++)
       g_clear_signal_handler (&src->event_ids[i], src->event_qmp);
@@ -269,86 +274,6 @@ source_teardown (Source *src)
 }
 
 static void
-on_lost_source_qemu_gone (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Source *src = user_data;
-  g_autoptr (GError) error = NULL;
-
-  if (!md_guest_destroy_finish (MD_GUEST (source), result, &error))
-    g_warning ("migration %s: stopping the stale source QEMU: %s", src->migration_id,
-               error->message);
-  if (!md_guest_is_persistent (src->guest))
-    md_manager_remove_guest (src->manager, src->guest);
-  source_unref (src);
-}
-
-#define SPLIT_ASKS 4
-
-static void on_split_peer_answered (GObject *source, GAsyncResult *result, gpointer user_data);
-
-static gboolean
-on_split_ask_again (gpointer user_data)
-{
-  Source *src = user_data;
-
-  md_migration_ask_peer_async (md_manager_get_peer_tls_config (src->manager), src->destination,
-                               src->migration_id, RESOLVE_TIMEOUT_S, NULL, on_split_peer_answered,
-                               src);
-  return G_SOURCE_REMOVE;
-}
-
-/* The answer to "what became of the guest" after postcopy broke. Only a
- * peer that says its copy is gone ("lost") lets this host act: the copy
- * here is older than what ran there and can never run, so it goes and the
- * loss is reported. Anything else leaves both QEMUs for the admin. */
-static void
-on_split_peer_answered (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Source *src = user_data; /* the run's reference, handed over by source_done */
-  const GError *error = md_machine_get_error (src->machine);
-  g_autoptr (GError) ask_error = NULL;
-  g_autofree char *outcome = md_migration_ask_peer_finish (result, &ask_error);
-
-  if ((outcome == NULL || !g_str_equal (outcome, "lost")) && src->split_asks++ < SPLIT_ASKS)
-    {
-      /* The peer decides only once its QEMU's exit is seen or its wait
-       * is over: ask again a little later. */
-      g_timeout_add_seconds (2, on_split_ask_again, src);
-      return;
-    }
-  if (outcome != NULL && g_str_equal (outcome, "lost"))
-    {
-      g_autoptr (GError) lost =
-          g_error_new (MD_ERROR, MD_ERROR_QEMU_FAILED,
-                       "%s. Guest %s is lost: host %s says its QEMU, which ran the guest after the "
-                       "switch-over, is gone; the paused copy on host %s is older and was stopped",
-                       error->message, md_guest_get_name (src->guest), source_peer_name (src),
-                       source_host_name (src));
-      g_warning ("migration %s: %s", src->migration_id, lost->message);
-      md_machine_end (src->machine, NULL, TRUE);
-      md_migration_complete (src->migration, lost, 0);
-      md_guest_end_migration (src->guest, FALSE);
-      md_guest_destroy_async (src->guest, on_lost_source_qemu_gone, src);
-      return;
-    }
-  {
-    g_autoptr (GError) attention = g_error_new (
-        MD_ERROR, MD_ERROR_FAILED,
-        "%s. Guest %s is in postcopy between hosts %s and %s: its memory is split and "
-        "neither copy was resumed or killed; keep both QEMUs until QEMU's migration completes "
-        "or recover it by hand",
-        error->message, md_guest_get_name (src->guest), source_host_name (src),
-        source_peer_name (src));
-    if (ask_error != NULL)
-      g_message ("migration %s: asking host %s: %s", src->migration_id, source_peer_name (src),
-                 ask_error->message);
-    md_migration_set_needs_attention (src->migration, attention);
-    md_machine_end (src->machine, "needs-attention", FALSE);
-    source_unref (src);
-  }
-}
-
-static void
 source_done (Source *src)
 {
   const GError *error = md_machine_get_error (src->machine);
@@ -360,9 +285,7 @@ source_done (Source *src)
     {
       /* Postcopy broke: memory is on both hosts and neither QEMU may be
        * killed or resumed alone, unless the peer says its copy is gone. */
-      md_migration_ask_peer_async (md_manager_get_peer_tls_config (src->manager), src->destination,
-                                   src->migration_id, RESOLVE_TIMEOUT_S, NULL,
-                                   on_split_peer_answered, src);
+      source_split_ask (src);
       return;
     }
   md_machine_end (src->machine, NULL, TRUE);
@@ -565,6 +488,8 @@ on_peer_finished (GObject *source, GAsyncResult *result, gpointer user_data)
 
       if (source_is_stale (src))
         return;
+      if (is_connection_loss (error) && source_recovery_finish_lost (src))
+        return; /* re-sent once the postcopy stream is recovered */
       if (is_connection_loss (error))
         {
           /* The peer may have resumed the guest before it went away: only
@@ -669,42 +594,6 @@ source_resolve_with_peer (Source *src, const GError *why)
 
 /* ---- Perform: following QEMU ---------------------------------------------- */
 
-static void
-publish_migrate_stats (Source *src, JsonObject *info, const char *status)
-{
-  JsonObject *ram =
-      json_object_has_member (info, "ram") ? json_object_get_object_member (info, "ram") : NULL;
-  MdMigrationStats stats = { 0 };
-
-  stats.memory_total = source_member_uint (ram, "total");
-  stats.memory_processed = source_member_uint (ram, "transferred");
-  stats.memory_remaining = source_member_uint (ram, "remaining");
-  stats.rate = (guint64) ((ram != NULL && json_object_has_member (ram, "mbps")
-                               ? json_object_get_double_member (ram, "mbps")
-                               : 0)
-                          * 1000000 / 8);
-  stats.dirty_rate = source_member_uint (ram, "dirty-pages-rate")
-                     * MAX (source_member_uint (ram, "page-size"), 4096);
-  stats.iteration = source_member_uint (ram, "dirty-sync-count");
-  stats.expected_downtime = source_member_uint (info, "expected-downtime");
-  stats.disk_total = src->disk_total;
-  stats.disk_processed = src->disk_processed;
-  stats.disk_remaining = src->disk_total - MIN (src->disk_processed, src->disk_total);
-  md_migration_update_stats (src->migration, &stats);
-  md_migration_set_statistic (src->migration, "qemu-status", g_variant_new_string (status));
-  md_migration_set_statistic (
-      src->migration, "cpu-throttle-percentage",
-      g_variant_new_uint64 (source_member_uint (info, "cpu-throttle-percentage")));
-  if (ram == NULL)
-    return;
-  md_migration_set_statistic (src->migration, "pages-duplicate",
-                              g_variant_new_uint64 (source_member_uint (ram, "duplicate")));
-  md_migration_set_statistic (src->migration, "pages-normal",
-                              g_variant_new_uint64 (source_member_uint (ram, "normal")));
-  md_migration_set_statistic (src->migration, "postcopy-requests",
-                              g_variant_new_uint64 (source_member_uint (ram, "postcopy-requests")));
-}
-
 static gboolean
 on_total_time_retry (gpointer user_data)
 {
@@ -729,6 +618,8 @@ on_qemu_completed (Source *src, JsonObject *info)
   g_clear_handle_id (&src->abort_id, g_source_remove);
   if (md_machine_get_authority (src->machine) == MD_AUTHORITY_DESTINATION)
     source_confirm_success (src);
+  else if (src->finish_lost)
+    source_finish_on_peer (src); /* fails at once on a dead peer: then the peer is asked */
   else if (md_machine_get_phase (src->machine) == MD_PHASE_POSTCOPY
            || md_machine_get_phase (src->machine) == MD_PHASE_RESOLVING)
     return; /* Finish or the peer's answer decides */
@@ -748,6 +639,7 @@ on_qemu_postcopy (Source *src)
   md_machine_set_authority (src->machine, MD_AUTHORITY_SPLIT);
   g_clear_handle_id (&src->abort_id, g_source_remove);
   md_migration_set_running_state (src->migration, "postcopy");
+  source_converge_note_postcopy (src, "switched to postcopy by StartPostcopy");
   md_fault_point ("source-postcopy-started");
   source_finish_on_peer (src);
 }
@@ -773,7 +665,7 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   info = json_node_get_object (node);
   status = json_object_get_string_member_with_default (info, "status", "");
-  publish_migrate_stats (src, info, status);
+  source_publish_migrate_stats (src, info, status);
   completed = g_str_equal (status, "completed");
   if (completed && source_member_uint (info, "total-time") == 0
       && src->total_time_tries++ < TOTAL_TIME_TRIES)
@@ -789,6 +681,12 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
   else if (g_str_equal (status, "postcopy-active")
            && md_machine_get_phase (src->machine) == MD_PHASE_PERFORM)
     on_qemu_postcopy (src);
+  else if (g_str_equal (status, "active")
+           && md_machine_get_phase (src->machine) == MD_PHASE_PERFORM)
+    source_converge (src, info);
+  else if (g_str_has_prefix (status, "postcopy-")
+           && md_machine_get_phase (src->machine) == MD_PHASE_POSTCOPY)
+    source_recovery_on_status (src, status, info);
   else if (g_str_equal (status, "failed") || g_str_equal (status, "cancelled"))
     {
       const char *desc = json_object_get_string_member_with_default (info, "error-desc", NULL);
@@ -919,29 +817,34 @@ start_migrate (Source *src, GError *error)
 static void
 set_parameters (Source *src, GError *error)
 {
+  JsonObject *args;
+
   if (error != NULL)
     {
       start_migrate (src, error);
       return;
     }
   md_migration_set_bandwidth_property (src->migration, src->opts->bandwidth);
-  source_qmp_step (src, "migrate-set-parameters",
-                   md_migration_qemu_parameters (
-                       src->opts, TRUE, src->tls_object,
-                       src->peer != NULL ? md_peer_connection_get_host_name (src->peer) : NULL),
-                   start_migrate);
+  args = md_migration_qemu_parameters (
+      src->opts, TRUE, src->tls_object,
+      src->peer != NULL ? md_peer_connection_get_host_name (src->peer) : NULL);
+  source_converge_parameters (src, args);
+  source_qmp_step (src, "migrate-set-parameters", args, start_migrate);
 }
 
 void
 source_set_capabilities (Source *src, GError *error)
 {
+  JsonObject *args;
+
   if (error != NULL)
     {
       start_migrate (src, error);
       return;
     }
-  source_qmp_step (src, "migrate-set-capabilities", md_migration_qemu_capabilities (src->opts),
-                   set_parameters);
+  args = md_migration_qemu_capabilities (src->opts);
+  source_converge_capabilities (src, args);
+  source_qmp_step (src, "migrate-set-capabilities", args, set_parameters);
 }
 
 static GPid

@@ -367,6 +367,8 @@ md_migration_new (MdManager *manager, guint number, MdMigrationDirection directi
   md_dbus_migration1_set_start_time (iface, (guint64) g_get_real_time ());
   md_dbus_migration1_set_error_name (iface, "");
   md_dbus_migration1_set_error_message (iface, "");
+  md_dbus_migration1_set_convergence (iface, "");
+  md_dbus_migration1_set_convergence_reason (iface, "");
   md_auth_attach (md_manager_get_auth (manager), G_DBUS_INTERFACE_SKELETON (self));
   return self;
 }
@@ -400,6 +402,27 @@ void
 md_migration_set_peer (MdMigration *self, const char *peer)
 {
   md_dbus_migration1_set_peer (MD_DBUS_MIGRATION1 (self), peer);
+}
+
+guint64
+md_migration_elapsed_ms (MdMigration *self)
+{
+  return (guint64) (g_get_monotonic_time () - self->start_monotonic) / 1000;
+}
+
+void
+md_migration_set_convergence (MdMigration *self, const char *step, const char *reason)
+{
+  MdDbusMigration1 *iface = MD_DBUS_MIGRATION1 (self);
+
+  md_dbus_migration1_set_convergence (iface, step);
+  md_dbus_migration1_set_convergence_reason (iface, reason);
+}
+
+void
+md_migration_set_recovery_attempts (MdMigration *self, guint attempts)
+{
+  md_dbus_migration1_set_recovery_attempts (MD_DBUS_MIGRATION1 (self), attempts);
 }
 
 void

@@ -65,7 +65,8 @@ void md_migration_set_control (MdMigration *self, const MdMigrationControl *cont
                                gpointer engine);
 void md_migration_set_peer (MdMigration *self, const char *peer);
 void md_migration_set_phase (MdMigration *self, const char *phase);
-/* queued, running, postcopy (completed/failed/cancelled via _complete). */
+/* queued, running, postcopy, postcopy-paused, postcopy-recovering
+ * (completed/failed/cancelled via _complete). */
 void md_migration_set_running_state (MdMigration *self, const char *state);
 /* The daemon cannot prove which copy of the guest is the only one: State
  * "needs-attention" with @error saying what was left and why; the object
@@ -73,6 +74,13 @@ void md_migration_set_running_state (MdMigration *self, const char *state);
 void md_migration_set_needs_attention (MdMigration *self, const GError *error);
 void md_migration_set_bandwidth_property (MdMigration *self, guint64 bytes_per_second);
 void md_migration_set_max_downtime_property (MdMigration *self, guint64 ms);
+
+/* ms since this Migration1 was made (statistics' time base). */
+guint64 md_migration_elapsed_ms (MdMigration *self);
+/* Convergence and ConvergenceReason (md-migration-convergence.h). */
+void md_migration_set_convergence (MdMigration *self, const char *step, const char *reason);
+/* RecoveryAttempts: postcopy recovery attempts made so far. */
+void md_migration_set_recovery_attempts (MdMigration *self, guint attempts);
 
 /* New figures: published through PropertiesChanged at most twice a
  * second; Progress never goes backwards. */

@@ -151,6 +151,21 @@ check_resolve (GVariant *parameters, GError **error)
 }
 
 static gboolean
+check_recover (GVariant *parameters, GError **error)
+{
+  static const MdOptionSpec recover_specs[] = {
+    { "token", "s" }, /* admission: proves the reconnecting source prepared it */
+    { NULL, NULL },
+  };
+  const char *id;
+  g_autoptr (GVariant) options = NULL;
+
+  g_variant_get (parameters, "(&s@a{sv})", &id, &options);
+  return check_string ("Recover", "migration_id", id, MD_PEER_ID_MAX, FALSE, error)
+         && check_dict ("Recover", "options", options, recover_specs, MD_PEER_MESSAGE_MAX, error);
+}
+
+static gboolean
 check_nothing (GVariant *parameters, GError **error)
 {
   return TRUE;
@@ -194,7 +209,7 @@ md_peer_check_call (const char *method, GVariant *parameters, GError **error)
     { "Hello", "(ussa{sv})", check_hello },  { "Prepare", "(ssa{sv})", check_prepare },
     { "Finish", "(sba{sv})", check_finish }, { "Abort", "(ss)", check_abort },
     { "CheckPaths", "(as)", check_paths },   { "Resolve", "(s)", check_resolve },
-    { "HostInfo", "()", check_nothing },
+    { "HostInfo", "()", check_nothing },     { "Recover", "(sa{sv})", check_recover },
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (calls); i++)

@@ -538,6 +538,7 @@ enum
   SIGNAL_HANDLE_ABORT,
   SIGNAL_HANDLE_CHECK_PATHS,
   SIGNAL_HANDLE_RESOLVE,
+  SIGNAL_HANDLE_RECOVER,
   N_SIGNALS
 };
 
@@ -871,6 +872,23 @@ skeleton_handle_resolve (MdDbusPeer1 *object, GDBusMethodInvocation *invocation,
   return TRUE;
 }
 
+static gboolean
+skeleton_handle_recover (MdDbusPeer1 *object, GDBusMethodInvocation *invocation,
+                         const char *migration_id, GVariant *options)
+{
+  MdPeerSkeleton *self = MD_PEER_SKELETON (object);
+  MdPeerListener *listener = skeleton_gate (self, invocation);
+  gboolean handled = FALSE;
+
+  if (listener == NULL)
+    return TRUE;
+  g_signal_emit (listener, signals[SIGNAL_HANDLE_RECOVER], 0, self->conn, invocation, migration_id,
+                 options, &handled);
+  if (!handled)
+    not_handled (self, invocation);
+  return TRUE;
+}
+
 /* MemTotal and MemAvailable of /proc/meminfo, in bytes (0 when the file
  * cannot be read: the caller then places by the other peers' figures). A
  * small procfs read, as cheap as the stat calls the loop makes anyway. */
@@ -914,6 +932,7 @@ skeleton_handle_host_info (MdDbusPeer1 *object, GDBusMethodInvocation *invocatio
 static void
 md_peer_skeleton_iface_init (MdDbusPeer1Iface *iface)
 {
+  iface->handle_recover = skeleton_handle_recover;
   iface->handle_host_info = skeleton_handle_host_info;
   iface->handle_resolve = skeleton_handle_resolve;
   iface->handle_hello = skeleton_handle_hello;
@@ -1470,6 +1489,10 @@ md_peer_listener_class_init (MdPeerListenerClass *klass)
   signals[SIGNAL_HANDLE_RESOLVE] = g_signal_new (
       "handle-resolve", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled, NULL, NULL,
       G_TYPE_BOOLEAN, 3, MD_TYPE_PEER_CONNECTION, G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING);
+  signals[SIGNAL_HANDLE_RECOVER] =
+      g_signal_new ("handle-recover", type, G_SIGNAL_RUN_LAST, 0, g_signal_accumulator_true_handled,
+                    NULL, NULL, G_TYPE_BOOLEAN, 4, MD_TYPE_PEER_CONNECTION,
+                    G_TYPE_DBUS_METHOD_INVOCATION, G_TYPE_STRING, G_TYPE_VARIANT);
 }
 
 GTlsDatabase *

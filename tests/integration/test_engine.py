@@ -139,7 +139,7 @@ class Postcopy(EngineTestCase):
         self.start_on_a(guest)
         serial_b = self.scratch.join(name + "-B.log")
         path = self.hosts.migrate(name, options={
-            "bandwidth": 8 * MiB, "max-downtime": 50, "postcopy": True,
+            "bandwidth": 8 * MiB, "max-downtime": 50, "postcopy": True, "convergence": "manual",
             "destination-xml": self.destination_xml(name, serial_b)})
         self.hosts.wait_property(self.client_a, path, "Iteration", lambda v: v >= 2, timeout=60)
         return guest, path, serial_b

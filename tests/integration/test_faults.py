@@ -185,7 +185,7 @@ class Faults(twohosts.TwoHostsTestCase):
         if phase == "ram":
             options["bandwidth"] = 2 * MiB
         if phase == "postcopy":
-            options.update({"bandwidth": 1 * MiB, "postcopy": True})
+            options.update({"bandwidth": 1 * MiB, "postcopy": True, "convergence": "manual"})
         return options
 
     def last_pass(self, guest):

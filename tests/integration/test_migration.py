@@ -261,8 +261,10 @@ class Convergence(MigrationTestCase):
     def test_dirty_guest_hits_abort_after_and_stays_on_source(self):
         guest = self.dirty_guest("dirty-abort")
         started = time.monotonic()
+        # convergence=manual: only abort-after ends it (the policy would
+        # give up earlier, naming both rates: test_convergence.py).
         path = self.hosts.migrate("dirty-abort", options={"bandwidth": 8 * MiB, "max-downtime": 50,
-                                                          "abort-after": 10})
+                                                          "abort-after": 10, "convergence": "manual"})
         success, error_name, message = self.hosts.wait_completed(self.client_a, path, 60)
         elapsed = time.monotonic() - started
         self.assertFalse(success)
@@ -306,7 +308,7 @@ class Convergence(MigrationTestCase):
         plain = self.guest("dirty-plain", mode="dirty", size_mib=16, seed=5, memory=128, pace=4000)
         self.start_on_a(plain)
         path = self.hosts.migrate("dirty-plain", options={"max-downtime": 50, "abort-after": 8,
-                                                          "bandwidth": 32 * MiB})
+                                                          "bandwidth": 32 * MiB, "convergence": "manual"})
         success, error_name, message = self.hosts.wait_completed(self.client_a, path, 40)
         self.assertEqual((success, error_name), (False, "org.migrationd.Error.Timeout"), message)
         self.assert_runs_on_a(plain)
@@ -315,7 +317,7 @@ class Convergence(MigrationTestCase):
         guest = self.dirty_guest("dirty-pc")
         serial_b = self.scratch.join("dirty-pc-B.log")
         path = self.hosts.migrate("dirty-pc", options={
-            "bandwidth": 8 * MiB, "max-downtime": 50, "postcopy": True,
+            "bandwidth": 8 * MiB, "max-downtime": 50, "postcopy": True, "convergence": "manual",
             "destination-xml": self.destination_xml("dirty-pc", serial_b)})
         self.hosts.wait_property(self.client_a, path, "Iteration", lambda v: v >= 2, timeout=60)
         self.migration_call(self.client_a, path, "StartPostcopy", "(a{sv})", ({},))

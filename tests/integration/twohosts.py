@@ -45,7 +45,8 @@ MIGRATE_OPTION_TYPES = {
     "destination-name": "s", "migration-address": "s", "migration-port": "q",
     "paused-on-destination": "b", "abort-after": "u", "copy-storage": "s", "disks": "as",
     "nbd-port": "q", "nbd-address": "s", "verify": "b", "auth.no_user_interaction": "b",
-    "reuse-existing-images": "b",
+    "reuse-existing-images": "b", "convergence": "s", "max-downtime-ceiling": "t",
+    "postcopy-recovery-timeout": "u",
 }
 
 
