@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 . tools/install-deps.sh
 install_deps
+host_settings
 [ -f build/build.ninja ] || meson setup build >/dev/null
 meson compile -C build >/dev/null
 exec /usr/bin/python3 tools/demo.py "$@"

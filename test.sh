@@ -23,6 +23,7 @@ fi
 # shellcheck source=tools/install-deps.sh
 . tools/install-deps.sh
 install_deps
+host_settings
 
 sanitize_args=(-Db_sanitize=address,undefined -Db_lundef=false)
 

@@ -255,7 +255,7 @@ if [ -f "$dest$config" ]; then
 		kf = GLib.KeyFile()
 		kf.load_from_file(sys.argv[1], GLib.KeyFileFlags.NONE)
 		groups = kf.get_groups()[0]
-		assert set(groups) == {"daemon", "tls", "storage"}, "groups: %s" % groups
+		assert set(groups) == {"daemon", "tls", "storage", "qemu", "convergence"}, "groups: %s" % groups
 		for g in groups:
 		    keys = kf.get_keys(g)[0]
 		    assert not keys, "[%s] sets %s; defaults belong in comments" % (g, keys)
@@ -299,11 +299,12 @@ if [ -f "$dest$sysusers" ] && command -v systemd-sysusers >/dev/null 2>&1 && [ "
 	: >"$tmp/sysroot/etc/group"
 	: >"$tmp/sysroot/etc/passwd"
 	if systemd-sysusers --root="$tmp/sysroot" "$dest$sysusers" >"$tmp/sysusers.log" 2>&1 &&
-		grep -q '^migrationd:x:[0-9]*:$' "$tmp/sysroot/etc/group"; then
-		echo "ok: systemd-sysusers creates group migrationd from $sysusers"
+		grep -q '^migrationd:x:[0-9]*:$' "$tmp/sysroot/etc/group" &&
+		grep -q '^migrationd-qemu:x:[1-9][0-9]*:[1-9][0-9]*:' "$tmp/sysroot/etc/passwd"; then
+		echo "ok: systemd-sysusers creates group migrationd and the shared QEMU user migrationd-qemu from $sysusers"
 	else
 		sed 's/^/  /' "$tmp/sysusers.log"
-		fail "systemd-sysusers did not create group migrationd from $sysusers"
+		fail "systemd-sysusers did not create group migrationd and user migrationd-qemu from $sysusers"
 	fi
 fi
 

@@ -38,3 +38,14 @@ install_deps () {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
 }
+
+# Postcopy with an unprivileged QEMU: QEMU 7.2 asks the kernel for a
+# userfaultfd, which only root may have unless this sysctl allows it (the
+# same setting Fedora's qemu package ships). data/60-migrationd-postcopy.conf
+# makes it permanent on installed hosts.
+host_settings () {
+  if [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" = 0 ] && [ "$(id -u)" -eq 0 ]; then
+    echo "Setting vm.unprivileged_userfaultfd=1 (postcopy with unprivileged QEMU)"
+    sysctl -q -w vm.unprivileged_userfaultfd=1
+  fi
+}

@@ -40,6 +40,12 @@ md_config_new_default (void)
   config->handshake_timeout = 10;
   config->image_dirs = g_new0 (char *, 1);
   config->fs_check_timeout = 20;
+  config->qemu_user = g_strdup ("");
+  config->qemu_uid_range = g_strdup (MD_DEFAULT_QEMU_UID_RANGE);
+  config->qemu_uid_min = MD_DEFAULT_QEMU_UID_MIN;
+  config->qemu_uid_max = MD_DEFAULT_QEMU_UID_MAX;
+  config->qemu_tasks_max = 1024;
+  config->qemu_memory_overhead = 1024;
   config->stall_iterations = 1;
   config->stall_dirty_percent = 100;
   config->stall_shrink_percent = 10;
@@ -69,6 +75,8 @@ md_config_free (MdConfig *config)
   g_free (config->tls_dir);
   g_strfreev (config->allowed_dns);
   g_strfreev (config->image_dirs);
+  g_free (config->qemu_user);
+  g_free (config->qemu_uid_range);
   g_ptr_array_unref (config->peers);
   g_hash_table_unref (config->networks);
   g_free (config);
@@ -138,6 +146,10 @@ static const KeyDesc known_keys[] = {
   { "storage", "reuse-existing-images", KEY_BOOL, OFF (reuse_existing_images), 0, 0 },
   { "storage", "fs-check-timeout", KEY_UINT, OFF (fs_check_timeout), 1, 3600 },
   { "migration", "transport", KEY_STRING, OFF (transport), 0, 0 },
+  { "qemu", "user", KEY_STRING, OFF (qemu_user), 0, 0 },
+  { "qemu", "uid-range", KEY_STRING, OFF (qemu_uid_range), 0, 0 },
+  { "qemu", "tasks-max", KEY_UINT, OFF (qemu_tasks_max), 16, 1048576 },
+  { "qemu", "memory-overhead", KEY_UINT, OFF (qemu_memory_overhead), 64, 1048576 },
   { "convergence", "stall-iterations", KEY_UINT, OFF (stall_iterations), 1, 100 },
   { "convergence", "stall-dirty-percent", KEY_UINT, OFF (stall_dirty_percent), 1, 1000 },
   { "convergence", "stall-shrink-percent", KEY_UINT, OFF (stall_shrink_percent), 0, 99 },
@@ -291,9 +303,43 @@ load_networks_group (MdConfig *config, GKeyFile *kf, const char *path, GError **
   return TRUE;
 }
 
+/* [qemu] uid-range = FIRST-LAST: a range of unused uids (and the gids of
+ * the same numbers), never 0 and not the nobody/overflow id. */
+static gboolean
+parse_uid_range (MdConfig *config, const char *path, GError **error)
+{
+  g_auto (GStrv) parts = g_strsplit (config->qemu_uid_range, "-", 2);
+  guint64 first = 0, last = 0;
+
+  if (g_strv_length (parts) != 2
+      || !g_ascii_string_to_unsigned (g_strstrip (parts[0]), 10, 1, G_MAXINT32 - 1, &first, NULL)
+      || !g_ascii_string_to_unsigned (g_strstrip (parts[1]), 10, 1, G_MAXINT32 - 1, &last, NULL)
+      || first > last || (first <= 65534 && last >= 65534))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                   "%s: [qemu] uid-range: '%s' is not FIRST-LAST (1 <= FIRST <= LAST < 2^31, "
+                   "not containing 65534, e.g. %s)",
+                   path, config->qemu_uid_range, MD_DEFAULT_QEMU_UID_RANGE);
+      return FALSE;
+    }
+  config->qemu_uid_min = (guint32) first;
+  config->qemu_uid_max = (guint32) last;
+  return TRUE;
+}
+
 static gboolean
 validate (MdConfig *config, const char *path, GError **error)
 {
+  if (!parse_uid_range (config, path, error))
+    return FALSE;
+  if (g_str_equal (config->qemu_user, "root") || g_str_equal (config->qemu_user, "0"))
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
+                   "%s: [qemu] user: QEMU never runs as root; name an unprivileged user or "
+                   "leave it empty for one uid per guest from [qemu] uid-range",
+                   path);
+      return FALSE;
+    }
   if (config->migration_port_min > config->migration_port_max)
     {
       g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
@@ -378,11 +424,11 @@ md_config_load (const char *path, GError **error)
           continue;
         }
       if (!g_str_equal (group, "daemon") && !g_str_equal (group, "tls")
-          && !g_str_equal (group, "storage") && !g_str_equal (group, "convergence")
-          && !g_str_equal (group, "migration"))
+          && !g_str_equal (group, "storage") && !g_str_equal (group, "qemu")
+          && !g_str_equal (group, "convergence") && !g_str_equal (group, "migration"))
         {
           g_set_error (error, MD_ERROR, MD_ERROR_CONFIG,
-                       "%s: unknown group [%s] (known: [daemon], [tls], [storage], "
+                       "%s: unknown group [%s] (known: [daemon], [tls], [storage], [qemu], "
                        "[convergence], [migration], [networks], [peer NAME])",
                        file, group);
           return NULL;

@@ -5,6 +5,12 @@
 
 G_BEGIN_DECLS
 
+/* The uids (and gids) guests' QEMUs run as unless [qemu] says otherwise;
+ * data/sysusers.d/migrationd.conf documents the same range. */
+#define MD_DEFAULT_QEMU_UID_MIN 2000000
+#define MD_DEFAULT_QEMU_UID_MAX 2065535
+#define MD_DEFAULT_QEMU_UID_RANGE "2000000-2065535"
+
 typedef struct
 {
   char *name;
@@ -49,6 +55,16 @@ typedef struct
 
   /* [migration] */
   char *transport; /* "tunnel" (default) or "native": the default of option 'transport' */
+  /* [qemu]: whom QEMU runs as (see README, "Security"). @qemu_user set:
+   * every guest's QEMU runs as that one user; otherwise each running guest
+   * gets its own uid (and a gid of the same number) from
+   * [qemu_uid_min, qemu_uid_max]. */
+  char *qemu_user;
+  char *qemu_uid_range; /* as written, for messages */
+  guint32 qemu_uid_min;
+  guint32 qemu_uid_max;
+  guint qemu_tasks_max;       /* the pids limit of each guest's cgroup */
+  guint qemu_memory_overhead; /* MiB above guest RAM in its cgroup */
   /* [convergence]: when convergence=auto calls a migration stalled and
    * how it escalates (md-migration-convergence.h). */
   guint stall_iterations;     /* consecutive iterations without progress */

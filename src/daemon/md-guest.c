@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "md-guest.h"
+#include "md-isolation.h"
 #include "md-machined.h"
 #include "common/md-error.h"
 #include "common/md-options.h"
@@ -42,6 +43,9 @@ struct _MdGuest
    * since the migration it belongs to died with the old daemon. */
   gboolean incoming;
   GCancellable *start_wait; /* cancelled if QEMU exits before QMP is up */
+  /* The running QEMU's identity and cgroup as its runtime record keeps
+   * them (md_isolation_record()); NULL when shut off. */
+  JsonObject *isolation;
 };
 
 enum
@@ -140,6 +144,12 @@ runtime_name (MdGuest *self)
 }
 
 static void
+copy_member (JsonObject *object, const char *name, JsonNode *node, gpointer user_data)
+{
+  json_object_set_member (user_data, name, json_node_copy (node));
+}
+
+static void
 write_runtime_record (MdGuest *self)
 {
   const MdConfig *config = self->host->config;
@@ -151,6 +161,8 @@ write_runtime_record (MdGuest *self)
   json_object_set_string_member (extra, "xml", xml);
   json_object_set_boolean_member (extra, "persistent", self->persistent);
   json_object_set_boolean_member (extra, "incoming", self->incoming);
+  if (self->isolation != NULL)
+    json_object_foreach_member (self->isolation, copy_member, extra);
   if (!md_qemu_runtime_write (config->runtime_dir, name, md_qemu_process_get_pid (self->proc),
                               self->live->uuid, self->qmp_path, self->log_path, extra, &error))
     g_warning ("guest %s: cannot record the running QEMU (a daemon restart would lose "
@@ -183,6 +195,8 @@ release_process (MdGuest *self, MdGuestState final_state)
     g_unlink (self->qmp_path);
   if (self->live != NULL)
     md_qemu_remove_runtime_files (self->live, config->runtime_dir);
+  md_isolation_release (self->host, self->isolation);
+  g_clear_pointer (&self->isolation, json_object_unref);
   g_clear_pointer (&self->live, md_domain_free);
   self->stop_requested = FALSE;
   self->incoming = FALSE;
@@ -305,7 +319,16 @@ typedef struct
   gboolean paused;
   gboolean incoming;
   gboolean spawned; /* this start wrote its part of the QEMU log */
+  char *logs;
+  MdQemuArgvOptions opts;
 } StartData;
+
+static void
+start_data_free (StartData *data)
+{
+  g_free (data->logs);
+  g_free (data);
+}
 
 static void
 start_fail (MdGuest *self, GTask *task, GError *error)
@@ -420,6 +443,59 @@ md_guest_start_incoming_async (MdGuest *self, MdDomain *live, GCancellable *canc
   start_internal (self, live, TRUE, TRUE, cancellable, callback, user_data);
 }
 
+static void spawn_qemu (MdGuest *self, GTask *task, MdQemuFiles *files);
+
+/* Worker thread: the daemon opens the guest's images, serial files and
+ * sockets, which may block on the file system. Nothing else touches
+ * self->live while the guest is busy starting. */
+static void
+open_files_thread (GTask *open, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  MdGuest *self = source;
+  StartData *data = g_task_get_task_data (task_data);
+  GError *error = NULL;
+  MdQemuFiles *files = md_qemu_open_guest_files (self->live, &data->opts, host_name (self),
+                                                 QMP_CHILD_FD + 1, &error);
+
+  if (files == NULL)
+    g_task_return_error (open, error);
+  else
+    g_task_return_pointer (open, files, (GDestroyNotify) md_qemu_files_free);
+}
+
+static void
+on_files_opened (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (GTask) task = user_data;
+  MdGuest *self = MD_GUEST (source);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MdQemuFiles) files = g_task_propagate_pointer (G_TASK (result), &error);
+
+  if (files == NULL)
+    {
+      start_fail (self, task, g_steal_pointer (&error));
+      return;
+    }
+  spawn_qemu (self, g_steal_pointer (&task), files);
+}
+
+/* The definition is checked before anything is opened for it (the real
+ * argv, with descriptors and graphics ports, is built when they exist). */
+static gboolean
+check_argv (MdGuest *self, const MdQemuArgvOptions *opts, GError **error)
+{
+  MdQemuArgvOptions check = *opts;
+  g_autofree int *ports = g_new0 (int, self->live->graphics->len + 1);
+  g_auto (GStrv) argv = NULL;
+
+  for (guint i = 0; i < self->live->graphics->len; i++)
+    ports[i] = 5900;
+  check.graphics_ports = ports;
+  check.n_graphics_ports = self->live->graphics->len;
+  argv = md_qemu_build_argv (self->live, &check, error);
+  return argv != NULL;
+}
+
 static void
 start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incoming,
                 GCancellable *cancellable, GAsyncReadyCallback callback, gpointer user_data)
@@ -428,22 +504,18 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
   const MdConfig *config = self->host->config;
   const MdQemuCaps *caps = self->host->caps;
-  g_autofree char *logs = log_dir (self);
   g_autofree char *name = runtime_name (self);
   g_autofree char *qmp_file = g_strdup_printf ("%s.qmp", name);
   g_autoptr (GError) error = NULL;
-  g_auto (GStrv) argv = NULL;
-  g_autoptr (MdQemuProcess) proc = NULL;
-  g_autofree char *argv_line = NULL;
-  MdQemuArgvOptions opts = { 0 };
+  g_autoptr (GTask) open = NULL;
   StartData *data = g_new0 (StartData, 1);
+  MdQemuArgvOptions *opts = &data->opts;
   const char *accel;
-  int qmp_fd;
-  const int qmp_child_fd = QMP_CHILD_FD;
 
   data->paused = paused;
   data->incoming = incoming;
-  g_task_set_task_data (task, data, g_free);
+  data->logs = log_dir (self);
+  g_task_set_task_data (task, data, (GDestroyNotify) start_data_free);
   g_task_set_source_tag (task, md_guest_start_async);
 
   if (self->busy != NULL)
@@ -460,10 +532,11 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
                                md_guest_state_to_string (self->state), host_name (self));
       return;
     }
-  if (g_mkdir_with_parents (logs, 0750) < 0 || g_mkdir_with_parents (config->runtime_dir, 0700) < 0)
+  if (g_mkdir_with_parents (data->logs, 0750) < 0
+      || g_mkdir_with_parents (config->runtime_dir, 0700) < 0)
     {
       g_task_return_new_error (task, MD_ERROR, MD_ERROR_FAILED,
-                               "host %s: cannot create %s or %s: %s", host_name (self), logs,
+                               "host %s: cannot create %s or %s: %s", host_name (self), data->logs,
                                config->runtime_dir, g_strerror (errno));
       return;
     }
@@ -478,27 +551,28 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
   g_free (self->qmp_path);
   self->qmp_path = g_build_filename (config->runtime_dir, qmp_file, NULL);
   g_free (self->log_path);
-  self->log_path = g_strdup_printf ("%s/%s.log", logs, name);
+  self->log_path = g_strdup_printf ("%s/%s.log", data->logs, name);
   g_unlink (self->qmp_path);
 
   self->live = owned_live != NULL ? g_steal_pointer (&owned_live) : md_domain_copy (self->def);
   self->incoming = incoming;
-  opts.incoming_defer = incoming;
-  opts.qemu_binary = self->live->emulator != NULL ? NULL : config->qemu_binary;
-  opts.accel = accel;
-  opts.machine = self->live->os.machine;
-  opts.qmp_socket = self->qmp_path;
-  opts.qmp_listen_fd = QMP_CHILD_FD;
+  opts->incoming_defer = incoming;
+  opts->qemu_binary = self->live->emulator != NULL ? NULL : config->qemu_binary;
+  opts->accel = accel;
+  opts->machine = self->live->os.machine;
+  opts->qmp_socket = self->qmp_path;
+  opts->qmp_listen_fd = QMP_CHILD_FD;
   /* With the QMP socket passed as a descriptor, the pidfile is what names
    * this host's runtime directory on QEMU's command line (and admins'
-   * ps output shows whose QEMU it is). */
-  opts.runtime_dir = config->runtime_dir;
-  opts.serial_log_dir = logs;
-  opts.sandbox = caps->sandbox;
-  opts.runtime_files_dir = config->runtime_dir;
-  opts.networks = config->networks;
-  argv = md_qemu_build_start_argv (self->live, &opts, config->host_name, &error);
-  if (argv == NULL)
+   * ps output shows whose QEMU it is); a confined QEMU has none. */
+  opts->runtime_dir = config->runtime_dir;
+  opts->serial_log_dir = data->logs;
+  opts->sandbox = caps->sandbox;
+  opts->runtime_files_dir = config->runtime_dir;
+  opts->networks = config->networks;
+  /* Bridged interfaces get a tap the daemon made (it can: it is root). */
+  opts->taps = md_qemu_identity_enabled ();
+  if (!check_argv (self, opts, &error))
     {
       g_clear_pointer (&self->live, md_domain_free);
       g_prefix_error (&error, "host %s: guest %s: ", host_name (self), self->def->name);
@@ -506,10 +580,46 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
       return;
     }
 
-  argv_line = g_strjoinv (" ", argv);
-  g_message ("guest %s: starting %s", self->def->name, argv_line);
   self->busy = "starting";
   self->stop_requested = FALSE;
+  open = g_task_new (self, NULL, on_files_opened, g_object_ref (task));
+  g_task_set_task_data (open, task, NULL);
+  g_task_run_in_thread (open, open_files_thread);
+}
+
+/* QEMU with the files the daemon opened, as the guest's own identity. */
+static void
+spawn_qemu (MdGuest *self, GTask *task_in, MdQemuFiles *files)
+{
+  g_autoptr (GTask) task = task_in;
+  StartData *data = g_task_get_task_data (task);
+  const MdConfig *config = self->host->config;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (MdIsolation) iso = md_isolation_new (self->host, self->live, &error);
+  g_autoptr (MdQemuProcess) proc = NULL;
+  g_autofree char *argv_line = NULL;
+  g_auto (GStrv) argv = NULL;
+  int qmp_fd;
+
+  if (iso == NULL)
+    {
+      g_prefix_error (&error, "host %s: guest %s: no identity for QEMU: ", host_name (self),
+                      self->def->name);
+      start_fail (self, task, g_steal_pointer (&error));
+      return;
+    }
+  data->opts.files = files;
+  if (md_isolation_is_confined (iso))
+    data->opts.runtime_dir = NULL;
+  argv = md_qemu_build_start_argv (self->live, &data->opts, config->host_name, &error);
+  if (argv == NULL)
+    {
+      g_prefix_error (&error, "host %s: guest %s: ", host_name (self), self->def->name);
+      start_fail (self, task, g_steal_pointer (&error));
+      return;
+    }
+  argv_line = g_strjoinv (" ", argv);
+  g_message ("guest %s: starting %s", self->def->name, argv_line);
   qmp_fd = md_qemu_listen_qmp (self->qmp_path, QMP_CHILD_FD + 1, &error);
   if (qmp_fd < 0)
     {
@@ -518,16 +628,20 @@ start_internal (MdGuest *self, MdDomain *live, gboolean paused, gboolean incomin
       start_fail (self, task, g_steal_pointer (&error));
       return;
     }
-  proc = md_qemu_spawn_full ((const char *const *) argv, self->log_path, &qmp_fd, &qmp_child_fd, 1,
-                             &error);
+  md_qemu_files_take_at (files, qmp_fd, QMP_CHILD_FD);
+  proc = md_isolation_spawn (iso, (const char *const *) argv, self->log_path, files, &error);
   if (proc == NULL)
     {
       start_fail (self, task, g_steal_pointer (&error));
       return;
     }
+  self->isolation = json_object_new ();
+  md_isolation_record (iso, self->isolation);
   attach_process (self, proc);
   md_machined_register (g_dbus_interface_skeleton_get_connection (G_DBUS_INTERFACE_SKELETON (self)),
-                        self->def->name, self->def->uuid, md_qemu_process_get_pid (proc));
+                        self->def->name, self->def->uuid, md_qemu_process_get_pid (proc),
+                        self->live->memory + (guint64) config->qemu_memory_overhead * 1024 * 1024,
+                        config->qemu_tasks_max);
   data->spawned = TRUE;
   g_clear_object (&self->start_wait);
   self->start_wait = g_cancellable_new ();
@@ -596,6 +710,14 @@ on_reattach_qmp (GObject *source, GAsyncResult *result, gpointer user_data)
                         g_steal_pointer (&task));
 }
 
+static void
+copy_isolation_member (JsonObject *object, const char *name, JsonNode *node, gpointer user_data)
+{
+  if (g_str_equal (name, "uid") || g_str_equal (name, "gid") || g_str_equal (name, "shared-user")
+      || g_str_equal (name, "cgroup"))
+    json_object_set_member (user_data, name, json_node_copy (node));
+}
+
 void
 md_guest_reattach_async (MdGuest *self, MdQemuRuntime *record, GCancellable *cancellable,
                          GAsyncReadyCallback callback, gpointer user_data)
@@ -620,9 +742,14 @@ md_guest_reattach_async (MdGuest *self, MdQemuRuntime *record, GCancellable *can
       /* QEMU died while we were away: its socket is all that is left. */
       if (record->qmp_path != NULL)
         g_unlink (record->qmp_path);
+      md_isolation_release (self->host, record->extra);
       g_task_return_error (task, g_steal_pointer (&error));
       return;
     }
+  /* Its uid stays reserved: no new guest may get it while it runs. */
+  md_isolation_reserve (self->host, record->extra);
+  self->isolation = json_object_new ();
+  json_object_foreach_member (record->extra, copy_isolation_member, self->isolation);
   /* A QEMU prepared for an incoming migration is adopted as migrating-in:
    * the migration journal (md-migration-recover.c) decides whether it
    * holds the guest (after the switch-over) or must go (before it). */
@@ -1203,6 +1330,7 @@ md_guest_finalize (GObject *object)
   g_clear_object (&self->start_wait);
   g_free (self->qmp_path);
   g_free (self->log_path);
+  g_clear_pointer (&self->isolation, json_object_unref);
   G_OBJECT_CLASS (md_guest_parent_class)->finalize (object);
 }
 

@@ -8,6 +8,7 @@
 #include "common/md-config.h"
 #include "md-auth.h"
 #include "qemu/md-qemu-caps.h"
+#include "qemu/md-qemu-identity.h"
 
 G_BEGIN_DECLS
 
@@ -21,6 +22,7 @@ typedef struct
   MdAuth *auth;
   const MdQemuCaps *caps; /* set once QEMU was probed */
   gpointer owner;         /* the manager */
+  MdQemuUidPool *uids;    /* the identities of this host's running guests */
   /* Guest1.Undefine: removes the persistent definition. */
   gboolean (*undefine_guest) (gpointer owner, MdGuest *guest, GError **error);
   /* Guest1.Migrate: starts an outgoing migration, returns the path of

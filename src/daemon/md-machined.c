@@ -68,7 +68,8 @@ on_created (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 void
-md_machined_register (GDBusConnection *bus, const char *guest_name, const char *uuid, GPid leader)
+md_machined_register (GDBusConnection *bus, const char *guest_name, const char *uuid, GPid leader,
+                      guint64 memory_max, guint64 tasks_max)
 {
   g_autofree char *name = md_machined_machine_name (guest_name);
   g_autofree char *description = g_strdup_printf ("migrationd guest %s", guest_name);
@@ -82,6 +83,12 @@ md_machined_register (GDBusConnection *bus, const char *guest_name, const char *
    * daemon's to stop. */
   g_variant_builder_add (&scope, "(sv)", "CollectMode",
                          g_variant_new_string ("inactive-or-failed"));
+  /* The guest's limits ([qemu] memory-overhead, tasks-max), enforced by
+   * systemd on the scope QEMU moves into. */
+  if (memory_max > 0)
+    g_variant_builder_add (&scope, "(sv)", "MemoryMax", g_variant_new_uint64 (memory_max));
+  if (tasks_max > 0)
+    g_variant_builder_add (&scope, "(sv)", "TasksMax", g_variant_new_uint64 (tasks_max));
   g_dbus_connection_call (bus, MACHINED_NAME, MACHINED_PATH, MACHINED_IFACE, "CreateMachine",
                           g_variant_new ("(s@ayssusa(sv))", name, uuid_bytes (uuid), "migrationd",
                                          "vm", (guint32) leader, "", &scope),

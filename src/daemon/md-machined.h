@@ -18,6 +18,6 @@ char *md_machined_machine_name (const char *guest_name);
  * bus (containers, private test buses) the QEMU simply stays where it is:
  * logged at debug level, nothing else changes. */
 void md_machined_register (GDBusConnection *bus, const char *guest_name, const char *uuid,
-                           GPid leader);
+                           GPid leader, guint64 memory_max, guint64 tasks_max);
 
 G_END_DECLS

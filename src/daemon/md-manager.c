@@ -624,6 +624,7 @@ md_manager_finalize (GObject *object)
   g_clear_pointer (&self->migrations, g_ptr_array_unref);
   g_clear_pointer (&self->peer_pool, md_peer_pool_free);
   g_free (self->host_uuid);
+  g_clear_pointer (&self->host.uids, md_qemu_uid_pool_free);
   g_clear_pointer (&self->trust, md_trust_free);
   g_clear_object (&self->object_manager);
   g_clear_object (&self->auth);
@@ -696,6 +697,7 @@ md_manager_new (const MdConfig *config, MdAuth *auth, const char *host_uuid)
   self->host.config = config;
   self->host.auth = self->auth;
   self->host.owner = self;
+  self->host.uids = md_qemu_uid_pool_new (config);
   self->host.undefine_guest = host_undefine_guest;
   self->host.migrate_guest = no_migrations;
   self->host_uuid = g_strdup (host_uuid);

@@ -17,11 +17,13 @@
 #include "common/md-options.h"
 #include "md-incoming-owner.h"
 #include "qemu/md-qemu-argv.h"
+#include "qemu/md-qemu-files.h"
 #include "storage/md-nbd-server.h"
 #include "storage/md-image-admission.h"
 #include "storage/md-storage.h"
 
 #include <errno.h>
+#include <string.h>
 
 gboolean
 incoming_tunnelled (Incoming *in)
@@ -423,22 +425,68 @@ after_setup_step (Incoming *in, GError *error)
  * socket (getfd) and migrate-incoming on it. QMP runs them in order; if
  * one fails, Prepare fails and the QEMU goes (it listens only on a
  * socket no source was told about). */
+static GPid
+incoming_qemu_pid (Incoming *in)
+{
+  MdQemuProcess *proc = in->guest != NULL ? md_guest_get_process (in->guest) : NULL;
+
+  return proc != NULL ? md_qemu_process_get_pid (proc) : 0;
+}
+
+static void
+after_tls_object_step (Incoming *in, GError *error)
+{
+  md_qemu_revoke_tls_dir (incoming_qemu_pid (in), in->tls_object);
+  after_setup_step (in, error);
+}
+
+static void
+after_capabilities_step (Incoming *in, GError *error)
+{
+  /* QEMU runs unprivileged: the kernel gives it no userfaultfd. */
+  if (error != NULL && in->opts->postcopy
+      && strstr (error->message, "ostcopy is not supported") != NULL)
+    g_prefix_error (&error, "postcopy needs the destination's unprivileged QEMU to create a "
+                            "userfaultfd: set the sysctl vm.unprivileged_userfaultfd=1 on "
+                            "this host (sysctl.d/60-migrationd-postcopy.conf) or migrate "
+                            "without postcopy; ");
+  after_setup_step (in, error);
+}
+
+/* QEMU's side of the migration, sent in one go rather than one round
+ * trip each: the TLS object, capabilities, parameters, our listening
+ * socket (getfd) and migrate-incoming on it. QMP runs them in order; if
+ * one fails, Prepare fails and the QEMU goes (it listens only on a
+ * socket no source was told about). */
 static void
 set_up_incoming (gpointer data)
 {
   Incoming *in = data;
+  g_autofree char *granted = NULL;
+  GError *error = NULL;
   JsonObject *args;
 
   if (in->ended)
     return;
+  if (in->tls_object != NULL)
+    {
+      /* A confined QEMU reads a copy in its private /tmp, removed again
+       * once the object exists. */
+      granted =
+          md_qemu_grant_tls_dir (incoming_qemu_pid (in), in->tls_object,
+                                 md_manager_get_config (in->dest->manager)->tls_dir, TRUE, &error);
+      if (granted == NULL)
+        {
+          prepare_failed (in, error);
+          return;
+        }
+    }
   in->setup_pending = in->tls_object != NULL ? 5 : 4;
   if (in->tls_object != NULL)
-    in_qmp (in, "object-add",
-            md_migration_qemu_tls_object (in->tls_object,
-                                          md_manager_get_config (in->dest->manager)->tls_dir, TRUE),
-            after_setup_step);
+    in_qmp (in, "object-add", md_migration_qemu_tls_object (in->tls_object, granted, TRUE),
+            after_tls_object_step);
   in_qmp (in, "migrate-set-capabilities", md_migration_qemu_capabilities (in->opts),
-          after_setup_step);
+          after_capabilities_step);
   in_qmp (in, "migrate-set-parameters",
           md_migration_qemu_parameters (in->opts, FALSE, in->tls_object, NULL), after_setup_step);
   in_qmp_getfd (in, in->migration_socket, MIGRATION_FDNAME, after_setup_step);

@@ -16,6 +16,7 @@
 #include "md-migration-ask.h"
 #include "md-migration-source-private.h"
 #include "md-address.h"
+#include "qemu/md-qemu-files.h"
 
 /* QEMU may say "completed" a moment before it fills in its final figures. */
 #define TOTAL_TIME_TRIES 40
@@ -682,9 +683,26 @@ source_set_capabilities (Source *src, GError *error)
   source_qmp_step (src, "migrate-set-capabilities", args, set_parameters);
 }
 
+static GPid
+source_qemu_pid (Source *src)
+{
+  MdQemuProcess *proc = md_guest_get_process (src->guest);
+
+  return proc != NULL ? md_qemu_process_get_pid (proc) : 0;
+}
+
+static void
+after_tls_object (Source *src, GError *error)
+{
+  md_qemu_revoke_tls_dir (source_qemu_pid (src), src->tls_object);
+  source_start_mirrors (src, error);
+}
+
 static void
 add_tls_object (Source *src, GError *error)
 {
+  g_autofree char *granted = NULL;
+
   /* The tunnel encrypts: QEMU's own TLS stays off on the local leg. */
   if (error != NULL || !src->opts->tls || src->tunnel != NULL)
     {
@@ -694,11 +712,18 @@ add_tls_object (Source *src, GError *error)
   /* Named (unique across daemon restarts: QEMU keeps the object of a
    * migration the previous daemon did not finish) and journaled at Begin. */
   md_machine_push_undo (src->machine, "tls-object", MD_UNDO_CLEANUP, undo_tls_object, NULL, NULL);
-  source_qmp_step_written (
-      src, "object-add",
-      md_migration_qemu_tls_object (src->tls_object, md_manager_get_config (src->manager)->tls_dir,
-                                    FALSE),
-      source_start_mirrors);
+  /* A confined QEMU reads a copy in its private /tmp, removed again in
+   * after_tls_object(). */
+  granted = md_qemu_grant_tls_dir (source_qemu_pid (src), src->tls_object,
+                                   md_manager_get_config (src->manager)->tls_dir, FALSE, &error);
+  if (granted == NULL)
+    {
+      source_start_mirrors (src, error);
+      return;
+    }
+  source_qmp_step_written (src, "object-add",
+                           md_migration_qemu_tls_object (src->tls_object, granted, FALSE),
+                           after_tls_object);
 }
 
 void

@@ -150,6 +150,14 @@ md_qemu_pick_graphics_ports (const MdDomain *dom, GError **error)
   return ports;
 }
 
+char *
+md_argv_debug_qmp_path (const MdDomain *dom, const char *host_name)
+{
+  g_autofree char *file = g_strdup_printf ("%s-%s.qmp", host_name, dom->name);
+
+  return g_build_filename (g_getenv ("MIGRATIOND_DEBUG_QMP_DIR"), file, NULL);
+}
+
 GStrv
 md_qemu_build_start_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, const char *host_name,
                           GError **error)
@@ -166,13 +174,12 @@ md_qemu_build_start_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, co
   if (g_getenv ("MIGRATIOND_DEBUG_QMP_DIR") != NULL)
     {
       /* A second monitor for inspection (tests); never set in production. */
-      g_autofree char *file = g_strdup_printf ("%s-%s.qmp", host_name, dom->name);
-
-      debug_qmp = g_build_filename (g_getenv ("MIGRATIOND_DEBUG_QMP_DIR"), file, NULL);
+      debug_qmp = md_argv_debug_qmp_path (dom, host_name);
       o.debug_qmp_socket = debug_qmp;
     }
   argv = md_qemu_build_argv (dom, &o, error);
-  if (!argv || !md_qemu_write_secrets (dom, &o, error))
+  /* With passed files the secrets travel as memfds, never as files. */
+  if (!argv || (o.files == NULL && !md_qemu_write_secrets (dom, &o, error)))
     return NULL;
   return g_steal_pointer (&argv);
 }
@@ -234,7 +241,10 @@ md_argv_add_graphics (Builder *b, GError **error)
 
       if (g->passwd)
         {
-          g_autofree char *path = secret_path (b->dom, o, i);
+          g_autofree char *key = g_strdup_printf ("secret%u", i);
+          int fd = md_qemu_files_get (o->files, key);
+          g_autofree char *path =
+              fd >= 0 ? g_strdup_printf ("/proc/self/fd/%d", fd) : secret_path (b->dom, o, i);
           g_autofree char *file = md_argv_qo (path);
 
           /* The password reaches QEMU through a file only we can read:
@@ -263,6 +273,14 @@ md_argv_add_graphics (Builder *b, GError **error)
 
 /* ---- channels ---- */
 
+static int
+channel_fd (Builder *b, guint i)
+{
+  g_autofree char *key = g_strdup_printf ("channel%u", i);
+
+  return md_qemu_files_get (b->opts->files, key);
+}
+
 gboolean
 md_argv_add_channels (Builder *b, GError **error)
 {
@@ -277,7 +295,11 @@ md_argv_add_channels (Builder *b, GError **error)
         return md_argv_fail (error, MD_ERROR_INVALID_ARGUMENT,
                              "channel %s: no virtio-serial controller %u", ch->alias,
                              a->controller);
-      if (ch->type == MD_DOMAIN_CHANNEL_UNIX)
+      if (ch->type == MD_DOMAIN_CHANNEL_UNIX && channel_fd (b, i) >= 0)
+        md_argv_add2 (b, "-chardev",
+                      g_strdup_printf ("socket,id=char%s,fd=%d,server=on,wait=off", ch->alias,
+                                       channel_fd (b, i)));
+      else if (ch->type == MD_DOMAIN_CHANNEL_UNIX)
         {
           g_autofree char *path = md_qemu_channel_socket_path (b->dom, b->opts, ch);
           g_autofree char *p = md_argv_qo (path);

@@ -29,6 +29,9 @@ const MdDomainController *md_argv_controller (const MdDomain *dom, MdDomainContr
 gboolean md_argv_add_pci_device (Builder *b, const char *props, const MdDomainAddress *a,
                                  GError **error);
 
+/* <MIGRATIOND_DEBUG_QMP_DIR>/<host>-<name>.qmp (tests only). */
+char *md_argv_debug_qmp_path (const MdDomain *dom, const char *host_name);
+
 gboolean md_argv_add_graphics (Builder *b, GError **error);
 gboolean md_argv_add_channels (Builder *b, GError **error);
 gboolean md_argv_add_sound (Builder *b, GError **error);

@@ -366,9 +366,56 @@ json_finish (JsonBuilder *jb)
   return json_generator_to_data (gen, NULL);
 }
 
-static void
-add_blockdevs (Builder *b, const MdDomainDisk *d)
+/* "/dev/fdset/S" */
+static char *
+fdset_path (int set)
 {
+  return g_strdup_printf ("/dev/fdset/%d", set);
+}
+
+/* The backing chain below the image, layers[from..], as nested read-only
+ * nodes on passed descriptors (QEMU would open them by path otherwise). */
+static void
+json_backing (JsonBuilder *jb, const GPtrArray *layers, guint from)
+{
+  const MdQemuDiskLayer *layer;
+  g_autofree char *filename = NULL;
+
+  if (layers == NULL || from >= layers->len)
+    return;
+  layer = layers->pdata[from];
+  filename = fdset_path (layer->set);
+  json_builder_set_member_name (jb, "backing");
+  json_builder_begin_object (jb);
+  json_builder_set_member_name (jb, "driver");
+  json_builder_add_string_value (jb, layer->format);
+  json_builder_set_member_name (jb, "read-only");
+  json_builder_add_boolean_value (jb, TRUE);
+  json_builder_set_member_name (jb, "file");
+  json_builder_begin_object (jb);
+  json_builder_set_member_name (jb, "driver");
+  json_builder_add_string_value (jb, "file");
+  json_builder_set_member_name (jb, "filename");
+  json_builder_add_string_value (jb, filename);
+  json_builder_set_member_name (jb, "read-only");
+  json_builder_add_boolean_value (jb, TRUE);
+  json_builder_end_object (jb);
+  json_backing (jb, layers, from + 1);
+  json_builder_end_object (jb);
+}
+
+static gboolean
+first_layer_read_only (const GPtrArray *layers)
+{
+  return ((const MdQemuDiskLayer *) layers->pdata[0])->read_only;
+}
+
+static void
+add_blockdevs (Builder *b, const MdDomainDisk *d, guint index)
+{
+  const GPtrArray *layers = md_qemu_files_disk_layers (b->opts->files, index);
+  g_autofree char *filename =
+      layers != NULL ? fdset_path (((MdQemuDiskLayer *) layers->pdata[0])->set) : NULL;
   static const char *const aio[] = { NULL, "native", "threads", "io_uring" };
   g_autoptr (JsonBuilder) jb = json_builder_new ();
   g_autoptr (JsonBuilder) jf = json_builder_new ();
@@ -382,7 +429,7 @@ add_blockdevs (Builder *b, const MdDomainDisk *d)
   json_builder_set_member_name (jb, "driver");
   json_builder_add_string_value (jb, driver);
   json_builder_set_member_name (jb, "filename");
-  json_builder_add_string_value (jb, d->source);
+  json_builder_add_string_value (jb, filename != NULL ? filename : d->source);
   json_builder_set_member_name (jb, "node-name");
   json_builder_add_string_value (jb, storage);
   if (d->io)
@@ -390,8 +437,18 @@ add_blockdevs (Builder *b, const MdDomainDisk *d)
       json_builder_set_member_name (jb, "aio");
       json_builder_add_string_value (jb, aio[d->io]);
     }
-  json_builder_set_member_name (jb, "auto-read-only");
-  json_builder_add_boolean_value (jb, TRUE);
+  /* A passed descriptor is opened once for good (md-qemu-files.h says
+   * why); a path may be reopened read-only and back. */
+  if (layers != NULL)
+    {
+      json_builder_set_member_name (jb, "read-only");
+      json_builder_add_boolean_value (jb, first_layer_read_only (layers));
+    }
+  else
+    {
+      json_builder_set_member_name (jb, "auto-read-only");
+      json_builder_add_boolean_value (jb, TRUE);
+    }
   if (d->discard)
     {
       json_builder_set_member_name (jb, "discard");
@@ -406,7 +463,8 @@ add_blockdevs (Builder *b, const MdDomainDisk *d)
   json_builder_set_member_name (jf, "node-name");
   json_builder_add_string_value (jf, format);
   json_builder_set_member_name (jf, "read-only");
-  json_builder_add_boolean_value (jf, d->readonly);
+  json_builder_add_boolean_value (jf, d->readonly
+                                          || (layers != NULL && first_layer_read_only (layers)));
   if (d->discard)
     {
       json_builder_set_member_name (jf, "discard");
@@ -425,12 +483,13 @@ add_blockdevs (Builder *b, const MdDomainDisk *d)
   json_builder_add_string_value (jf, md_domain_disk_format_to_string (d->format));
   json_builder_set_member_name (jf, "file");
   json_builder_add_string_value (jf, storage);
+  json_backing (jf, layers, 1);
   json_builder_end_object (jf);
   md_argv_add2 (b, "-blockdev", json_finish (jf));
 }
 
 static gboolean
-add_disk (Builder *b, const MdDomainDisk *d, GError **error)
+add_disk (Builder *b, const MdDomainDisk *d, guint index, GError **error)
 {
   gboolean cd = d->device == MD_DOMAIN_DISK_DEVICE_CDROM;
   const MdDomainAddress *a = &d->address;
@@ -447,7 +506,7 @@ add_disk (Builder *b, const MdDomainDisk *d, GError **error)
                            d->target, md_domain_disk_bus_to_string (d->bus));
     }
   if (d->source)
-    add_blockdevs (b, d);
+    add_blockdevs (b, d, index);
 
   switch (d->bus)
     {
@@ -512,6 +571,19 @@ no_controller:
 
 /* ---- network, serial, input, graphics, video, balloon, rng ---- */
 
+/* Interface @i on bridge @br: the tap the daemon made, else the helper. */
+static void
+add_bridge_netdev (Builder *b, guint i, const char *br, const char *alias)
+{
+  g_autofree char *key = g_strdup_printf ("tap%u", i);
+  int fd = md_qemu_files_get (b->opts->files, key);
+
+  if (fd >= 0)
+    md_argv_add2 (b, "-netdev", g_strdup_printf ("tap,id=host%s,fd=%d", alias, fd));
+  else
+    md_argv_add2 (b, "-netdev", g_strdup_printf ("bridge,br=%s,id=host%s", br, alias));
+}
+
 static gboolean
 add_interfaces (Builder *b, GError **error)
 {
@@ -537,7 +609,7 @@ add_interfaces (Builder *b, GError **error)
           break;
         case MD_DOMAIN_INTERFACE_BRIDGE:
           br = md_argv_qo (n->source);
-          md_argv_add2 (b, "-netdev", g_strdup_printf ("bridge,br=%s,id=host%s", br, n->alias));
+          add_bridge_netdev (b, i, br, n->alias);
           break;
         case MD_DOMAIN_INTERFACE_NETWORK:
         default:
@@ -553,7 +625,7 @@ add_interfaces (Builder *b, GError **error)
                                    "migrationd.conf",
                                    n->alias, n->source, n->source);
             br = md_argv_qo (bridge);
-            md_argv_add2 (b, "-netdev", g_strdup_printf ("bridge,br=%s,id=host%s", br, n->alias));
+            add_bridge_netdev (b, i, br, n->alias);
             break;
           }
         }
@@ -587,19 +659,30 @@ add_serials (Builder *b)
       const MdDomainChardev *c = dom->serials->pdata[i];
       GString *chr = g_string_new (NULL);
 
+      g_autofree char *file_key = g_strdup_printf ("serial%u", i);
+      g_autofree char *log_key = g_strdup_printf ("serial-log%u", i);
+      int file_set = md_qemu_files_get (o->files, file_key);
+      int log_set = md_qemu_files_get (o->files, log_key);
+
       if (c->type == MD_DOMAIN_CHARDEV_FILE)
         {
           const char *path = i < n_paths && o->serial_paths[i] && *o->serial_paths[i]
                                  ? o->serial_paths[i]
                                  : c->path;
-          g_autofree char *p = md_argv_qo (path);
+          g_autofree char *p = file_set > 0 ? fdset_path (file_set) : md_argv_qo (path);
 
           g_string_append_printf (chr, "file,id=char%s,path=%s,append=on", c->alias, p);
         }
       else
         {
           g_string_append_printf (chr, "pty,id=char%s", c->alias);
-          if (o->serial_log_dir)
+          if (log_set > 0)
+            {
+              g_autofree char *p = fdset_path (log_set);
+
+              g_string_append_printf (chr, ",logfile=%s,logappend=on", p);
+            }
+          else if (o->serial_log_dir)
             {
               g_autofree char *file = g_strdup_printf ("%s-%s.log", dom->name, c->alias);
               g_autofree char *path = g_build_filename (o->serial_log_dir, file, NULL);
@@ -740,6 +823,53 @@ add_clock (Builder *b)
                        slew ? ",driftfix=slew" : ""));
 }
 
+/* The QMP monitor, the inspection monitor (tests) and the -add-fd
+ * descriptors the daemon passes. */
+static void
+add_monitors_and_fds (Builder *b)
+{
+  const MdQemuArgvOptions *opts = b->opts;
+  g_autofree char *qmp = md_argv_qo (opts->qmp_socket);
+  int debug_fd = md_qemu_files_get (opts->files, "debug-qmp");
+
+  if (opts->qmp_listen_fd > 0)
+    md_argv_add2 (
+        b, "-chardev",
+        g_strdup_printf ("socket,id=charmonitor,fd=%d,server=on,wait=off", opts->qmp_listen_fd));
+  else
+    md_argv_add2 (b, "-chardev",
+                  g_strdup_printf ("socket,id=charmonitor,path=%s,server=on,wait=off", qmp));
+  md_argv_add2 (b, "-mon", g_strdup ("chardev=charmonitor,id=monitor,mode=control"));
+  if (opts->debug_qmp_socket)
+    {
+      g_autofree char *dbg = md_argv_qo (opts->debug_qmp_socket);
+
+      if (debug_fd >= 0)
+        md_argv_add2 (b, "-chardev",
+                      g_strdup_printf ("socket,id=chardebug,fd=%d,server=on,wait=off", debug_fd));
+      else
+        md_argv_add2 (b, "-chardev",
+                      g_strdup_printf ("socket,id=chardebug,path=%s,server=on,wait=off", dbg));
+      md_argv_add2 (b, "-mon", g_strdup ("chardev=chardebug,id=debugmonitor,mode=control"));
+    }
+  if (opts->files != NULL)
+    {
+      g_autoptr (GPtrArray) fds = md_qemu_files_add_fd_args (opts->files);
+
+      for (guint i = 0; i < fds->len; i++)
+        md_argv_add2 (b, "-add-fd", g_strdup (fds->pdata[i]));
+    }
+}
+
+/* The passed descriptor @key as /proc/self/fd/N, else @path. */
+static char *
+passed_path (const MdQemuArgvOptions *opts, const char *key, const char *path)
+{
+  int fd = md_qemu_files_get (opts->files, key);
+
+  return fd >= 0 ? g_strdup_printf ("/proc/self/fd/%d", fd) : g_strdup (path);
+}
+
 GStrv
 md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError **error)
 {
@@ -782,42 +912,23 @@ md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError *
   if (!add_machine_cpu (&b, machine, error))
     return NULL;
   md_argv_add2 (&b, "-uuid", g_strdup (dom->uuid));
-  {
-    g_autofree char *qmp = md_argv_qo (opts->qmp_socket);
-
-    if (opts->qmp_listen_fd > 0)
-      md_argv_add2 (
-          &b, "-chardev",
-          g_strdup_printf ("socket,id=charmonitor,fd=%d,server=on,wait=off", opts->qmp_listen_fd));
-    else
-      md_argv_add2 (&b, "-chardev",
-                    g_strdup_printf ("socket,id=charmonitor,path=%s,server=on,wait=off", qmp));
-  }
-  md_argv_add2 (&b, "-mon", g_strdup ("chardev=charmonitor,id=monitor,mode=control"));
-  if (opts->debug_qmp_socket)
-    {
-      g_autofree char *dbg = md_argv_qo (opts->debug_qmp_socket);
-
-      md_argv_add2 (&b, "-chardev",
-                    g_strdup_printf ("socket,id=chardebug,path=%s,server=on,wait=off", dbg));
-      md_argv_add2 (&b, "-mon", g_strdup ("chardev=chardebug,id=debugmonitor,mode=control"));
-    }
+  add_monitors_and_fds (&b);
   add_clock (&b);
   md_argv_add (&b, "-no-shutdown");
   if (dom->on_reboot == MD_DOMAIN_LIFECYCLE_DESTROY)
     md_argv_add (&b, "-no-reboot");
   md_argv_add2 (&b, "-boot", g_strdup ("strict=on"));
   if (dom->os.kernel)
-    md_argv_add2 (&b, "-kernel", g_strdup (dom->os.kernel));
+    md_argv_add2 (&b, "-kernel", passed_path (opts, "kernel", dom->os.kernel));
   if (dom->os.initrd)
-    md_argv_add2 (&b, "-initrd", g_strdup (dom->os.initrd));
+    md_argv_add2 (&b, "-initrd", passed_path (opts, "initrd", dom->os.initrd));
   if (dom->os.cmdline)
     md_argv_add2 (&b, "-append", g_strdup (dom->os.cmdline));
 
   if (!add_controllers (&b, error))
     return NULL;
   for (guint i = 0; i < dom->disks->len; i++)
-    if (!add_disk (&b, dom->disks->pdata[i], error))
+    if (!add_disk (&b, dom->disks->pdata[i], i, error))
       return NULL;
   if (!add_interfaces (&b, error))
     return NULL;
@@ -839,8 +950,13 @@ md_qemu_build_argv (const MdDomain *dom, const MdQemuArgvOptions *opts, GError *
     md_argv_add2 (&b, "-incoming", g_strdup ("defer"));
   /* Bridges are joined by qemu-bridge-helper, which QEMU spawns. */
   for (guint i = 0; i < dom->interfaces->len; i++)
-    needs_spawn |=
-        ((MdDomainInterface *) dom->interfaces->pdata[i])->type != MD_DOMAIN_INTERFACE_USER;
+    {
+      g_autofree char *key = g_strdup_printf ("tap%u", i);
+
+      needs_spawn |=
+          ((MdDomainInterface *) dom->interfaces->pdata[i])->type != MD_DOMAIN_INTERFACE_USER
+          && md_qemu_files_get (opts->files, key) < 0;
+    }
   if (opts->sandbox)
     md_argv_add2 (&b, "-sandbox",
                   g_strdup_printf ("on,obsolete=deny,elevateprivileges=deny,spawn=%s,"

@@ -44,6 +44,7 @@
 #pragma once
 
 #include "domain/md-domain.h"
+#include "md-qemu-files.h"
 
 G_BEGIN_DECLS
 
@@ -91,7 +92,23 @@ typedef struct
   /* [networks] of the configuration: network name -> bridge, for
    * <interface type='network'> (NULL: no networks mapped). */
   GHashTable *networks;
+  /* If set, what the daemon opened for QEMU (md_qemu_open_guest_files()):
+   * the argv names descriptors instead of paths (-add-fd, /dev/fdset/N,
+   * socket fd=N, /proc/self/fd/N) wherever the table has one. */
+  const MdQemuFiles *files;
+  /* md_qemu_open_guest_files() makes a tap device on each interface's
+   * bridge and passes it (-netdev tap,fd=N) instead of letting QEMU run
+   * qemu-bridge-helper (setuid, so impossible under no-new-privs). */
+  gboolean taps;
 } MdQemuArgvOptions;
+
+/* Opens every disk image (and backing chain), serial file and log,
+ * channel socket, password secret, kernel and initrd of @dom the way @opts
+ * names them, plus the inspection monitor of md_qemu_build_start_argv()
+ * on @host_name; QEMU's descriptors are numbered from @first_fd. Blocks on
+ * the file system: call it from a worker thread. */
+MdQemuFiles *md_qemu_open_guest_files (const MdDomain *dom, const MdQemuArgvOptions *opts,
+                                       const char *host_name, int first_fd, GError **error);
 
 /* The full argv, argv[0] included. MD_ERROR_INVALID_ARGUMENT for missing
  * options, MD_ERROR_NOT_SUPPORTED for a definition this QEMU/accelerator

@@ -312,6 +312,8 @@ child_setup (gpointer user_data)
   /* Own session and process group: a signal to the daemon's group (Ctrl-C,
    * a service manager stopping the daemon) must not reach the guests. */
   setsid ();
+  if (user_data != NULL)
+    md_qemu_confine_child_setup (user_data);
 }
 
 static void
@@ -333,6 +335,13 @@ write_log_header (int fd, const char *const *argv)
 MdQemuProcess *
 md_qemu_spawn_full (const char *const *argv, const char *log_path, const int *source_fds,
                     const int *target_fds, guint n_fds, GError **error)
+{
+  return md_qemu_spawn_confined (argv, log_path, source_fds, target_fds, n_fds, NULL, error);
+}
+
+MdQemuProcess *
+md_qemu_spawn_confined (const char *const *argv, const char *log_path, const int *source_fds,
+                        const int *target_fds, guint n_fds, MdQemuConfine *confine, GError **error)
 {
   g_autoptr (GSubprocessLauncher) launcher = NULL;
   g_autoptr (GSubprocess) subprocess = NULL;
@@ -374,7 +383,10 @@ md_qemu_spawn_full (const char *const *argv, const char *log_path, const int *so
   write_log_header (log_fd, argv);
   g_subprocess_launcher_take_stdout_fd (launcher, log_fd);
   g_subprocess_launcher_take_stderr_fd (launcher, err_fd);
-  g_subprocess_launcher_set_child_setup (launcher, child_setup, NULL, NULL);
+  g_subprocess_launcher_set_child_setup (launcher, child_setup, confine, NULL);
+  /* A confined QEMU could not reach the daemon's working directory. */
+  if (confine != NULL)
+    g_subprocess_launcher_set_cwd (launcher, "/");
 
   subprocess = g_subprocess_launcher_spawnv (launcher, argv, &local_error);
   if (subprocess == NULL)

@@ -5,6 +5,7 @@
 #include <gio/gio.h>
 #include <json-glib/json-glib.h>
 
+#include "md-qemu-confine.h"
 #include "md-qemu-log.h"
 #include "md-qmp.h"
 
@@ -33,6 +34,13 @@ MdQemuProcess *md_qemu_spawn (const char *const *argv, const char *log_path, GEr
 MdQemuProcess *md_qemu_spawn_full (const char *const *argv, const char *log_path,
                                    const int *source_fds, const int *target_fds, guint n_fds,
                                    GError **error);
+
+/* Same, confined (md-qemu-confine.h): QEMU runs as the confinement's
+ * identity in its own mount namespace and cgroup, without capabilities.
+ * @confine (nullable) must stay alive until this returns. */
+MdQemuProcess *md_qemu_spawn_confined (const char *const *argv, const char *log_path,
+                                       const int *source_fds, const int *target_fds, guint n_fds,
+                                       MdQemuConfine *confine, GError **error);
 
 /* A unix socket bound to @path and listening, as a close-on-exec
  * descriptor >= @min_fd (-1 with @error): QEMU inherits it for QMP

@@ -213,6 +213,9 @@ class Machined(GuestTestCase):
         self.assertEqual((name, service, klass, leader, root), ("md-web-1-a-b", "migrationd", "vm", props["PID"], ""))
         self.assertEqual(bytes(machine_id).hex(), props["UUID"].replace("-", ""))
         self.assertIn(["Description", "migrationd guest web.1_a+b"], [list(p) for p in scope])
+        # The guest's limits: its RAM (64 MiB) + [qemu] memory-overhead, tasks-max.
+        self.assertIn(["MemoryMax", (64 + 1024) * 1024 * 1024], [list(p) for p in scope])
+        self.assertIn(["TasksMax", 1024], [list(p) for p in scope])
         self.assertEqual(self.state(client, path), "running")
 
 
