@@ -63,16 +63,18 @@ undo_tunnel (gpointer owner, gpointer data)
 void
 source_perform_tunnelled (Source *src, GVariant *prepared)
 {
-  const MdConfig *config = md_manager_get_config (src->manager);
   g_autoptr (GError) error = NULL;
   g_autofree char *label = g_strdup_printf ("migration %s", src->migration_id);
   g_autoptr (MdAddress) address = NULL;
   g_autofree char *uri = NULL;
 
-  src->tunnel = md_tunnel_out_new (md_manager_get_peer_tls_config (src->manager),
-                                   md_peer_connection_get_address (src->peer),
-                                   source_peer_name (src), config->runtime_dir, src->tag, label,
-                                   prepared, on_tunnel_broken, src, &error);
+  src->tunnel =
+      md_tunnel_out_new (md_manager_get_peer_tls_config (src->manager),
+                         md_peer_connection_get_address (src->peer), source_peer_name (src),
+                         md_guest_get_process (src->guest) != NULL
+                             ? md_qemu_process_get_pid (md_guest_get_process (src->guest))
+                             : 0,
+                         src->tag, label, prepared, on_tunnel_broken, src, &error);
   if (src->tunnel != NULL)
     md_machine_push_undo (src->machine, "tunnel", MD_UNDO_CLEANUP, undo_tunnel, NULL, NULL);
   for (guint i = 0; src->tunnel != NULL && error == NULL && i < src->plan->len; i++)

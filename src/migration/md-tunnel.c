@@ -472,8 +472,9 @@ typedef struct
 struct _OutPort
 {
   MdTunnelOut *tunnel;
-  char *path;
-  char *what; /* "migration" or "nbd-vda" */
+  char *path;      /* where the daemon bound it */
+  char *qemu_path; /* the same socket as QEMU sees it */
+  char *what;      /* "migration" or "nbd-vda" */
   GSocket *listen;
   GSource *source;
   GStrv tokens; /* one per connection QEMU may make, in order */
@@ -485,7 +486,10 @@ struct _MdTunnelOut
   MdPeerTlsConfig cfg; /* borrowed strings: the manager's, alive as long as it */
   char *peer_address;
   char *peer_name;
-  char *dir;
+  char *dir;      /* the daemon's path of the socket directory */
+  char *qemu_dir; /* the same directory as the source QEMU sees it */
+  uid_t qemu_uid; /* who may connect: the QEMU's own identity */
+  gid_t qemu_gid;
   char *label;
   MdTunnelBroken broken;
   gpointer user_data;
@@ -632,6 +636,7 @@ out_port_free (gpointer data)
   g_clear_object (&port->listen);
   g_strfreev (port->tokens);
   g_free (port->path);
+  g_free (port->qemu_path);
   g_free (port->what);
   g_free (port);
 }
@@ -645,10 +650,18 @@ out_add_port (MdTunnelOut *tunnel, const char *what, GStrv tokens, GError **erro
   port->what = g_strdup (what);
   port->tokens = tokens;
   port->path = g_strdup_printf ("%s/%s.sock", tunnel->dir, what);
+  port->qemu_path = g_strdup_printf ("%s/%s.sock", tunnel->qemu_dir, what);
   g_ptr_array_add (tunnel->ports, port);
   port->listen = listen_unix (port->path, g_strv_length (tokens) + 1, error);
   if (port->listen == NULL)
     return FALSE;
+  if (chown (port->path, tunnel->qemu_uid, tunnel->qemu_gid) != 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED,
+                   "cannot give the tunnel socket %s to QEMU's uid %u: %s", port->path,
+                   (guint) tunnel->qemu_uid, g_strerror (errno));
+      return FALSE;
+    }
   port->source = g_socket_create_source (port->listen, G_IO_IN, NULL);
   g_source_set_callback (port->source, G_SOURCE_FUNC (on_out_accept), port, NULL);
   g_source_attach (port->source, NULL);
@@ -659,14 +672,17 @@ static gboolean valid_target (const char *target);
 
 MdTunnelOut *
 md_tunnel_out_new (const MdPeerTlsConfig *cfg, const char *peer_address, const char *peer_name,
-                   const char *dir_parent, const char *tag, const char *label, GVariant *info,
+                   GPid qemu_pid, const char *tag, const char *label, GVariant *info,
                    MdTunnelBroken broken, gpointer user_data, GError **error)
 {
   MdTunnelOut *tunnel = g_new0 (MdTunnelOut, 1);
   g_auto (GStrv) migration = NULL;
   g_autoptr (GVariant) nbd = NULL;
+  g_autofree char *proc = g_strdup_printf ("/proc/%d", (int) qemu_pid);
+  g_autofree char *dir_parent = g_strdup_printf ("/proc/%d/root/tmp", (int) qemu_pid);
   GVariantIter iter;
   const char *target, *token;
+  struct stat st;
 
   tunnel->cfg = *cfg;
   tunnel->peer_address = g_strdup (peer_address);
@@ -678,9 +694,29 @@ md_tunnel_out_new (const MdPeerTlsConfig *cfg, const char *peer_address, const c
   tunnel->relays = g_ptr_array_new ();
   tunnel->nbd_relays = g_ptr_array_new ();
   tunnel->cancellable = g_cancellable_new ();
+  /* The sockets live in the source QEMU's own /tmp (private to it when it
+   * is confined), owned by its uid: only that QEMU and we can reach them. */
+  if (qemu_pid <= 0 || stat (proc, &st) != 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_QEMU_FAILED,
+                   "the source QEMU (pid %d) is gone; no tunnel for it", (int) qemu_pid);
+      md_tunnel_out_free (tunnel);
+      return NULL;
+    }
+  tunnel->qemu_uid = st.st_uid;
+  tunnel->qemu_gid = st.st_gid;
   tunnel->dir = make_private_dir (dir_parent, tag, error);
   if (tunnel->dir == NULL)
     {
+      md_tunnel_out_free (tunnel);
+      return NULL;
+    }
+  tunnel->qemu_dir = g_strdup_printf ("/tmp/tunnel-%s", tag);
+  if (chown (tunnel->dir, tunnel->qemu_uid, tunnel->qemu_gid) != 0)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED,
+                   "cannot give the tunnel directory %s to QEMU's uid %u: %s", tunnel->dir,
+                   (guint) tunnel->qemu_uid, g_strerror (errno));
       md_tunnel_out_free (tunnel);
       return NULL;
     }
@@ -744,7 +780,7 @@ md_tunnel_out_get_migration_path (MdTunnelOut *tunnel)
 {
   OutPort *port = out_find_port (tunnel, "migration");
 
-  return port != NULL ? port->path : NULL;
+  return port != NULL ? port->qemu_path : NULL;
 }
 
 const char *
@@ -753,7 +789,7 @@ md_tunnel_out_get_nbd_path (MdTunnelOut *tunnel, const char *target)
   g_autofree char *what = g_strdup_printf ("nbd-%s", target);
   OutPort *port = out_find_port (tunnel, what);
 
-  return port != NULL ? port->path : NULL;
+  return port != NULL ? port->qemu_path : NULL;
 }
 
 void
@@ -798,6 +834,7 @@ md_tunnel_out_free (MdTunnelOut *tunnel)
   remove_dir (tunnel->dir);
   g_object_unref (tunnel->cancellable);
   g_free (tunnel->dir);
+  g_free (tunnel->qemu_dir);
   g_free (tunnel->peer_address);
   g_free (tunnel->peer_name);
   g_free (tunnel->label);

@@ -58,13 +58,14 @@ void md_tunnel_in_release (MdTunnelIn *tunnel);
 typedef struct _MdTunnelOut MdTunnelOut;
 
 /* @info: Prepare's answer (the token keys above); @peer_address: the
- * peer port's "host:port". Binds the unix sockets QEMU connects to. */
+ * peer port's "host:port". Binds the unix sockets QEMU (@qemu_pid)
+ * connects to, in that QEMU's /tmp and owned by its uid. */
 MdTunnelOut *md_tunnel_out_new (const MdPeerTlsConfig *cfg, const char *peer_address,
-                                const char *peer_name, const char *dir_parent, const char *tag,
+                                const char *peer_name, GPid qemu_pid, const char *tag,
                                 const char *label, GVariant *info, MdTunnelBroken broken,
                                 gpointer user_data, GError **error);
-/* The unix socket path for QEMU's migrate URI / an NBD target's server;
- * NULL when Prepare gave no token for it. */
+/* The unix socket path, as the source QEMU sees it, for its migrate URI /
+ * an NBD target's server; NULL when Prepare gave no token for it. */
 const char *md_tunnel_out_get_migration_path (MdTunnelOut *tunnel);
 const char *md_tunnel_out_get_nbd_path (MdTunnelOut *tunnel, const char *target);
 guint md_tunnel_out_get_streams (MdTunnelOut *tunnel);
