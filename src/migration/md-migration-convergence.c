@@ -16,6 +16,10 @@ struct _MdConvergence
   guint shrink_percent;
   guint downtime_steps;
   guint throttle_iterations;
+  /* The caller asked for auto-converge: throttling gets its whole window
+   * (up to QEMU's maximum, or the hurry point), however fast iterations
+   * go (multifd and the tunnel make them short). */
+  gboolean throttle_to_max;
 
   guint64 hurry_ms;      /* 2/3 of abort-after: windows end early from here */
   guint64 base_downtime; /* max-downtime */
@@ -110,6 +114,7 @@ md_convergence_new (const MdMigrateOptions *opts, const MdConfig *config)
   conv->shrink_percent = MIN (config->stall_shrink_percent, 99);
   conv->downtime_steps = MAX (config->downtime_steps, 1);
   conv->throttle_iterations = MAX (config->throttle_iterations, 1);
+  conv->throttle_to_max = opts->auto_converge_given && opts->auto_converge;
   conv->hurry_ms = (guint64) opts->abort_after * 1000 * 2 / 3;
   conv->base_downtime = opts->max_downtime;
   conv->downtime = opts->max_downtime;
@@ -302,7 +307,8 @@ md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
    * Close to abort-after the ladder hurries, so that the caller learns
    * both rates rather than only that time ran out. */
   window = conv->step == MD_CONVERGENCE_THROTTLING ? conv->throttle_iterations : 0;
-  if (conv->step_iterations < window && sample->throttle < MD_CONVERGENCE_THROTTLE_MAX
+  if ((conv->step_iterations < window || (window > 0 && conv->throttle_to_max))
+      && sample->throttle < MD_CONVERGENCE_THROTTLE_MAX
       && (conv->hurry_ms == 0 || sample->elapsed_ms < conv->hurry_ms))
     return FALSE;
   escalate (conv, action);
