@@ -447,7 +447,10 @@ recover_one (MdManager *manager, MdJournal *journal)
 
   if (incoming)
     {
-      if (authority == MD_AUTHORITY_SOURCE)
+      /* The phase and the authority are separate journal writes: a
+       * daemon killed between them left "postcopy" with the source still
+       * named, and in postcopy this copy holds part of the guest. */
+      if (authority == MD_AUTHORITY_SOURCE && phase != MD_PHASE_POSTCOPY)
         qmp (rec, "query-migrate", NULL, on_incoming_status);
       else if (guest != NULL && md_guest_is_active (guest))
         qmp (rec, "query-migrate", NULL, on_held_incoming_status);
