@@ -266,10 +266,10 @@ def _kill_tree(pid):
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        todo.extend(children.get(p, []))
+    to_kill = [pid]
+    while to_kill:
+        p = to_kill.pop()
+        to_kill.extend(children.get(p, []))
         try:
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
