@@ -865,7 +865,8 @@ def table(args, all_results):
             for name in BREAKDOWN:
                 values = [b[name] for b in split if b.get(name) is not None]
                 parts.append("%s %s" % (name, "%.0f" % statistics.mean(values) if values else "?"))
-            overhead = statistics.mean(r["wall"] - r["qemu"] for r in results if r.get("breakdown"))
+            overhead = statistics.mean(r["wall"] - r["qemu"] for r in results
+                                       if r.get("breakdown") and r["qemu"] is not None)
             out.append("%s/%s overhead %.0f ms = %s (mean over %d runs; dest qemu->qmp is part of prepare)"
                        % (mode, transport, overhead, " + ".join(p for p in parts if not p.startswith("dest")),
                           len(split)))

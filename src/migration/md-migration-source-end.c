@@ -94,6 +94,7 @@ source_fail (Source *src, GError *error)
     {
       g_clear_handle_id (&src->progress_id, g_source_remove);
       g_clear_handle_id (&src->abort_id, g_source_remove);
+      g_clear_handle_id (&src->held_failure_id, g_source_remove);
       g_cancellable_cancel (src->cancellable);
     }
   md_machine_fail (src->machine, error, source_after_undo);
@@ -139,6 +140,19 @@ source_confirm_success (Source *src)
       source_done (src);
       return;
     }
+  /* QEMU's final figures (total-time, downtime) die with it. */
+  if (src->final_figures_pending)
+    {
+      src->destroy_deferred = TRUE;
+      return;
+    }
+  source_destroy_qemu (src);
+}
+
+void
+source_destroy_qemu (Source *src)
+{
+  src->destroy_deferred = FALSE;
   md_guest_destroy_async (src->guest, on_source_qemu_gone, source_ref (src));
 }
 

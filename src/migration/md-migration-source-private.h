@@ -38,6 +38,8 @@ typedef struct
   char *tls_object;     /* id of our tls-creds object in QEMU, or NULL */
   MdTunnelOut *tunnel;  /* transport=tunnel: QEMU's streams to the peer port */
   GError *tunnel_error; /* a stream broke; QEMU's status is being asked */
+  GError *held_failure; /* QEMU or the peer failed first: waiting for the stream's name */
+  guint held_failure_id;
 
   MdStorageCopyMode storage_mode;
   GPtrArray *plan;      /* MdDomainDisk* to copy, borrowed from the live definition */
@@ -68,6 +70,9 @@ typedef struct
   guint total_time_tries;
   gboolean final_figures_pending; /* QEMU's total-time and downtime not set yet */
   gboolean done_deferred;         /* source_done() waits for them */
+  gboolean destroy_deferred;      /* so does stopping the source QEMU */
+  gint64 qemu_setup_us;           /* QEMU's MIGRATION event timestamps: */
+  gint64 qemu_completed_us;       /* its total time if it never says it */
   guint abort_id;
   guint64 downtime;
   guint split_asks; /* Resolve calls made after postcopy broke */
@@ -134,11 +139,13 @@ void source_perform (Source *src, const char *uri);
 /* md-migration-source-tunnel.c: Perform through the tunnel, with the
  * tokens of Prepare's answer @prepared. */
 void source_perform_tunnelled (Source *src, GVariant *prepared);
+void source_fail_naming_stream (Source *src, GError *error);
 
 /* md-migration-source-end.c: Finish, Confirm, Resolving, the end. */
 /* The migration is over (also after the undo list ran): publish the
  * result, let go of the run's reference. */
 void source_done (Source *src);
+void source_destroy_qemu (Source *src);
 /* The peer runs the guest and QEMU sent everything: the source QEMU goes. */
 void source_confirm_success (Source *src);
 /* The peer went away at the switch-over: ask it what became of the guest. */

@@ -9,6 +9,25 @@
 #include "common/md-fault.h"
 #include "md-address.h"
 
+/* How long a failure reported by QEMU ("Broken pipe") or by the peer ("its
+ * QEMU died") waits for the relay that saw the stream end: the relay
+ * threads notice a moment later, and the stream's name says more. */
+#define STREAM_NAME_GRACE_MS 1500
+
+/* The stream's error, with what QEMU or the peer said about it. */
+static void
+fail_with_stream (Source *src, const GError *broken)
+{
+  g_autoptr (GError) held = g_steal_pointer (&src->held_failure);
+  g_autofree char *also = held != NULL ? g_strdup_printf (" (%s)", held->message) : g_strdup ("");
+
+  g_clear_handle_id (&src->held_failure_id, g_source_remove);
+  source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
+                                 "host %s, phase %s: %s%s; the guest keeps running here",
+                                 source_host_name (src), source_phase (src), broken->message,
+                                 also));
+}
+
 /* A data stream broke: unless QEMU already finished with it (then its
  * status decides), the migration fails naming the stream. */
 static void
@@ -26,9 +45,7 @@ on_tunnel_status (GObject *source, GAsyncResult *result, gpointer user_data)
   if (source_is_stale (src) || src->qemu_completed || g_str_equal (status, "completed")
       || md_machine_get_authority (src->machine) != MD_AUTHORITY_SOURCE || broken == NULL)
     return;
-  source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
-                                 "host %s, phase %s: %s; the guest keeps running here",
-                                 source_host_name (src), source_phase (src), broken->message));
+  fail_with_stream (src, broken);
 }
 
 static void
@@ -39,6 +56,11 @@ on_tunnel_broken (const GError *error, gpointer user_data)
 
   if (source_is_stale (src) || src->qemu_completed || src->tunnel_error != NULL)
     return;
+  if (src->held_failure != NULL)
+    {
+      fail_with_stream (src, error);
+      return;
+    }
   src->tunnel_error = g_error_copy (error);
   if (qmp == NULL)
     {
@@ -46,6 +68,40 @@ on_tunnel_broken (const GError *error, gpointer user_data)
       return;
     }
   md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_tunnel_status, source_ref (src));
+}
+
+static gboolean
+on_stream_name_grace_over (gpointer user_data)
+{
+  Source *src = user_data;
+
+  src->held_failure_id = 0;
+  if (!source_is_stale (src) && src->held_failure != NULL)
+    source_fail (src, g_steal_pointer (&src->held_failure));
+  return G_SOURCE_REMOVE;
+}
+
+/* QEMU's migration failed, or the peer says its side aborted. Through the
+ * tunnel that is usually a data stream that ended: wait a moment for the
+ * relay to name it. */
+void
+source_fail_naming_stream (Source *src, GError *error)
+{
+  if (src->tunnel == NULL || source_is_stale (src) || md_machine_is_failing (src->machine)
+      || md_machine_get_authority (src->machine) != MD_AUTHORITY_SOURCE)
+    {
+      source_fail (src, error);
+      return;
+    }
+  if (src->held_failure != NULL)
+    {
+      g_error_free (error);
+      return;
+    }
+  src->held_failure = error;
+  src->held_failure_id = g_timeout_add_full (G_PRIORITY_DEFAULT, STREAM_NAME_GRACE_MS,
+                                             on_stream_name_grace_over, source_ref (src),
+                                             (GDestroyNotify) source_unref);
 }
 
 static void

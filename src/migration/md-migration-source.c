@@ -77,6 +77,7 @@ source_clear (Source *src)
   g_free (src->peer_token);
   g_clear_error (&src->mirror_error);
   g_clear_error (&src->tunnel_error);
+  g_clear_error (&src->held_failure);
   g_clear_pointer (&src->tunnel, md_tunnel_out_free);
   g_free (src->tls_object);
   g_clear_pointer (&src->convergence, md_convergence_free);
@@ -382,6 +383,32 @@ undo_peer_prepare (gpointer owner, gpointer data)
 
 static void take_final_figures (Source *src, JsonObject *info);
 
+/* QEMU never filled in total-time (or went first): the span between its
+ * MIGRATION events "setup" and "completed" is the same clock. */
+static void
+give_up_final_figures (Source *src)
+{
+  src->final_figures_pending = FALSE;
+  if (src->qemu_setup_us > 0 && src->qemu_completed_us > src->qemu_setup_us)
+    md_migration_set_statistic (
+        src->migration, "qemu-total-time-ms",
+        g_variant_new_uint64 ((guint64) (src->qemu_completed_us - src->qemu_setup_us) / 1000));
+}
+
+static void
+after_final_figures (Source *src)
+{
+  if (src->final_figures_pending)
+    return;
+  if (src->destroy_deferred)
+    source_destroy_qemu (src);
+  else if (src->done_deferred)
+    {
+      src->done_deferred = FALSE;
+      source_done (src);
+    }
+}
+
 static void
 on_final_figures (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -391,12 +418,8 @@ on_final_figures (GObject *source, GAsyncResult *result, gpointer user_data)
   if (node != NULL && JSON_NODE_HOLDS_OBJECT (node))
     take_final_figures (src, json_node_get_object (node));
   else
-    src->final_figures_pending = FALSE; /* QEMU is gone: no figures */
-  if (!src->final_figures_pending && src->done_deferred)
-    {
-      src->done_deferred = FALSE;
-      source_done (src);
-    }
+    give_up_final_figures (src); /* QEMU is gone */
+  after_final_figures (src);
 }
 
 static gboolean
@@ -407,12 +430,8 @@ on_final_figures_retry (gpointer user_data)
 
   if (qmp == NULL)
     {
-      src->final_figures_pending = FALSE;
-      if (src->done_deferred)
-        {
-          src->done_deferred = FALSE;
-          source_done (src);
-        }
+      give_up_final_figures (src);
+      after_final_figures (src);
       return G_SOURCE_REMOVE;
     }
   md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_final_figures, source_ref (src));
@@ -421,21 +440,31 @@ on_final_figures_retry (gpointer user_data)
 
 /* QEMU 7.2 says "completed" a moment before it fills in total-time and
  * downtime: the migration goes on at once (Finish does not wait for
- * figures) and QEMU is asked again until they are there; source_done()
- * waits for them (at most TOTAL_TIME_TRIES). */
+ * figures) and QEMU is asked again until they are there; stopping the
+ * source QEMU and source_done() wait for them (at most TOTAL_TIME_TRIES). */
 static void
 take_final_figures (Source *src, JsonObject *info)
 {
+  guint64 total = source_member_uint (info, "total-time");
+
   src->downtime = source_member_uint (info, "downtime");
-  md_migration_set_statistic (src->migration, "qemu-total-time-ms",
-                              g_variant_new_uint64 (source_member_uint (info, "total-time")));
   md_migration_set_statistic (src->migration, "qemu-setup-time-ms",
                               g_variant_new_uint64 (source_member_uint (info, "setup-time")));
-  src->final_figures_pending =
-      source_member_uint (info, "total-time") == 0 && src->total_time_tries++ < TOTAL_TIME_TRIES;
-  if (src->final_figures_pending)
-    g_timeout_add_full (G_PRIORITY_DEFAULT, TOTAL_TIME_RETRY_MS, on_final_figures_retry,
-                        source_ref (src), (GDestroyNotify) source_unref);
+  if (total != 0)
+    {
+      src->final_figures_pending = FALSE;
+      md_migration_set_statistic (src->migration, "qemu-total-time-ms",
+                                  g_variant_new_uint64 (total));
+      return;
+    }
+  if (src->total_time_tries++ >= TOTAL_TIME_TRIES)
+    {
+      give_up_final_figures (src);
+      return;
+    }
+  src->final_figures_pending = TRUE;
+  g_timeout_add_full (G_PRIORITY_DEFAULT, TOTAL_TIME_RETRY_MS, on_final_figures_retry,
+                      source_ref (src), (GDestroyNotify) source_unref);
 }
 
 /* All memory is on the peer. Precopy: the disks, then Finish. Postcopy:
@@ -515,12 +544,17 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       const char *desc = json_object_get_string_member_with_default (info, "error-desc", NULL);
 
-      source_fail (src, g_error_new (MD_ERROR,
+      GError *failure = g_error_new (MD_ERROR,
                                      g_str_equal (status, "cancelled") ? MD_ERROR_CANCELLED
                                                                        : MD_ERROR_QEMU_FAILED,
                                      "host %s, phase %s: QEMU's migration %s%s%s",
                                      source_host_name (src), source_phase (src), status,
-                                     desc ? ": " : "", desc ? desc : ""));
+                                     desc ? ": " : "", desc ? desc : "");
+
+      if (g_str_equal (status, "failed"))
+        source_fail_naming_stream (src, failure);
+      else
+        source_fail (src, failure);
     }
 }
 
@@ -564,6 +598,10 @@ on_migration_event (MdQmp *qmp, const char *name, JsonObject *data, gint64 times
 {
   const char *status = json_object_get_string_member_with_default (data, "status", "");
 
+  if (g_str_equal (status, "setup"))
+    src->qemu_setup_us = timestamp;
+  else if (g_str_equal (status, "completed"))
+    src->qemu_completed_us = timestamp;
   /* The switch-over began: QEMU stopped the guest here and sends its
    * last pages and device state. "finish" goes to the journal now, while
    * QEMU works, so that Finish need not wait for the disk once QEMU
@@ -773,6 +811,8 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
   g_variant_lookup (out, "nbd-port", "q", &src->nbd_port);
   g_variant_lookup (out, "fresh-targets", "^as", &src->fresh_targets);
   g_variant_lookup (out, "token", "s", &src->peer_token);
+  if (g_variant_lookup (out, "migration", "&o", &incoming))
+    md_migration_set_statistic (src->migration, "peer-migration", g_variant_new_string (incoming));
   if (src->opts->transport == MD_MIGRATE_TRANSPORT_TUNNEL && !src->offline)
     {
       source_perform_tunnelled (src, out);
@@ -786,8 +826,6 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
                                      source_peer_name (src)));
       return;
     }
-  if (g_variant_lookup (out, "migration", "&o", &incoming))
-    md_migration_set_statistic (src->migration, "peer-migration", g_variant_new_string (incoming));
   if (src->offline)
     {
       if (src->plan->len > 0)
@@ -832,7 +870,7 @@ on_peer_aborted (MdDbusPeer1 *proxy, const char *id, const char *name, const cha
       || md_machine_get_authority (src->machine) != MD_AUTHORITY_SOURCE)
     return;
   remote = g_dbus_error_new_for_dbus_error (name, message);
-  source_fail (src, md_error_convert (remote, MD_ERROR_PEER_FAILED));
+  source_fail_naming_stream (src, md_error_convert (remote, MD_ERROR_PEER_FAILED));
 }
 
 static void
