@@ -22,10 +22,10 @@ fail_with_stream (Source *src, const GError *broken)
   g_autofree char *also = held != NULL ? g_strdup_printf (" (%s)", held->message) : g_strdup ("");
 
   g_clear_handle_id (&src->held_failure_id, g_source_remove);
-  source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
-                                 "host %s, phase %s: %s%s; the guest keeps running here",
-                                 source_host_name (src), source_phase (src), broken->message,
-                                 also));
+  source_fail (src,
+               g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
+                            "host %s, phase %s: %s%s; the guest keeps running here",
+                            source_host_name (src), source_phase (src), broken->message, also));
 }
 
 /* A data stream broke: unless QEMU already finished with it (then its
@@ -99,9 +99,9 @@ source_fail_naming_stream (Source *src, GError *error)
       return;
     }
   src->held_failure = error;
-  src->held_failure_id = g_timeout_add_full (G_PRIORITY_DEFAULT, STREAM_NAME_GRACE_MS,
-                                             on_stream_name_grace_over, source_ref (src),
-                                             (GDestroyNotify) source_unref);
+  src->held_failure_id =
+      g_timeout_add_full (G_PRIORITY_DEFAULT, STREAM_NAME_GRACE_MS, on_stream_name_grace_over,
+                          source_ref (src), (GDestroyNotify) source_unref);
 }
 
 static void

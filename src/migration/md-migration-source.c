@@ -544,12 +544,10 @@ on_query_migrate (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       const char *desc = json_object_get_string_member_with_default (info, "error-desc", NULL);
 
-      GError *failure = g_error_new (MD_ERROR,
-                                     g_str_equal (status, "cancelled") ? MD_ERROR_CANCELLED
-                                                                       : MD_ERROR_QEMU_FAILED,
-                                     "host %s, phase %s: QEMU's migration %s%s%s",
-                                     source_host_name (src), source_phase (src), status,
-                                     desc ? ": " : "", desc ? desc : "");
+      GError *failure = g_error_new (
+          MD_ERROR, g_str_equal (status, "cancelled") ? MD_ERROR_CANCELLED : MD_ERROR_QEMU_FAILED,
+          "host %s, phase %s: QEMU's migration %s%s%s", source_host_name (src), source_phase (src),
+          status, desc ? ": " : "", desc ? desc : "");
 
       if (g_str_equal (status, "failed"))
         source_fail_naming_stream (src, failure);
