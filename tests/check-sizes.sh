@@ -18,9 +18,6 @@ MAX_FUNCTION_LINES = 120
 # Files not checked yet, each with the reason; remove an entry once the
 # file is split.
 EXCLUDED = {
-    # The guest isolation work (issue 16) reworks md-guest.c (QEMU start);
-    # it is split there, not under it.
-    "daemon/md-guest.c",
     # The NBD copier is the data-stream half of the tunnel work (issue 10);
     # split with it.
     "storage/md-nbd-copy.c",
