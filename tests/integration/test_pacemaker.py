@@ -88,10 +88,10 @@ class Agent(harness.MigrationdTestCase):
         cases = [
             ({}, "the name parameter is required"),
             ({"name": "../etc"}, "is not a migrationd guest name"),
-            ({"name": "vm", "transport": "udp"}, "transport='udp': use one of tls, tcp, multifd"),
+            ({"name": "vm", "transport": "udp"}, "transport='udp': use one of tunnel, native, tcp, tls, multifd"),
             ({"name": "vm", "convergence": "magic"}, "convergence='magic'"),
             ({"name": "vm", "copy_storage": "some"}, "copy_storage='some'"),
-            ({"name": "vm", "parallel_connections": "1"}, "from 2 to 255"),
+            ({"name": "vm", "parallel_connections": "0"}, "from 1 to 255"),
             ({"name": "vm", "bandwidth": "fast"}, "bandwidth='fast'"),
             ({"name": "vm", "node_map": "hostA"}, "node_map entry 'hostA': use NODE=PEER"),
         ]
@@ -177,7 +177,11 @@ class Pacemaker(twohosts.TwoHostsTestCase):
 
     def test_move_and_standby_migrate_live_within_migration_limit(self):
         guests = self.guests(["pm1", "pm2", "pm3"])
-        resources = [cluster.primitive(g.name, guest_params(g, cfg), OPS) for g, cfg in guests]
+        # Each transport the agent offers: migrationd's default (the tunnel),
+        # native QEMU TLS, and the tunnel with two streams.
+        transports = [{}, {"transport": "native"}, {"transport": "tunnel", "parallel_connections": "2"}]
+        resources = [cluster.primitive(g.name, guest_params(g, cfg, **extra), OPS)
+                     for (g, cfg), extra in zip(guests, transports)]
         constraints = "\n".join(cluster.prefer(g.name, "hostA", 50) for g, _ in guests)
         pcmk = cluster.Cluster(self, self.hosts, resources, constraints, migration_limit=1)
         pcmk.wait_online()
