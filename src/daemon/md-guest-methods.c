@@ -7,6 +7,7 @@
 
 #include "md-guest-private.h"
 #include "common/md-error.h"
+#include "common/md-file-remove.h"
 #include "common/md-options.h"
 
 #include <errno.h>
@@ -62,23 +63,13 @@ on_start_done (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 static void
-remove_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
-{
-  if (g_unlink (task_data) < 0 && errno != ENOENT)
-    g_task_return_new_error (task, MD_ERROR, MD_ERROR_STORAGE_FAILED, "cannot remove %s: %s",
-                             (const char *) task_data, g_strerror (errno));
-  else
-    g_task_return_boolean (task, TRUE);
-}
-
-static void
 on_managed_save_removed (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   GDBusMethodInvocation *invocation = user_data;
   GError *error = NULL;
 
   /* The guest runs: a failure here only leaves a stale file. */
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
+  if (!md_file_remove_finish (result, &error))
     {
       g_warning ("guest %s: %s", MD_GUEST (source)->def->name, error->message);
       g_error_free (error);
@@ -93,7 +84,6 @@ on_managed_restore_done (GObject *source, GAsyncResult *result, gpointer user_da
   GDBusMethodInvocation *invocation = user_data;
   MdGuest *self = MD_GUEST (g_dbus_method_invocation_get_user_data (invocation));
   g_autoptr (MdGuest) guest = NULL;
-  g_autoptr (GTask) task = NULL;
   GError *error = NULL;
 
   guest = self->host->restore_guest_finish (result, &error);
@@ -107,10 +97,8 @@ on_managed_restore_done (GObject *source, GAsyncResult *result, gpointer user_da
       md_error_return (invocation, error);
       return;
     }
-  task = g_task_new (self, NULL, on_managed_save_removed, invocation);
-  g_task_set_task_data (task, md_guest_managed_save_path (self->host->config, self->def->name),
-                        g_free);
-  g_task_run_in_thread (task, remove_in_thread);
+  md_file_remove_async (md_guest_managed_save_path (self->host->config, self->def->name), self,
+                        on_managed_save_removed, invocation);
 }
 
 static gboolean

@@ -8,6 +8,7 @@
 
 #include "md-save-private.h"
 #include "common/md-error.h"
+#include "common/md-file-remove.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -137,27 +138,6 @@ md_save_all_finish (MdManager *manager, GAsyncResult *result, GError **error)
 /* ---- at start ---------------------------------------------------------------- */
 
 static void
-on_removed (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-}
-
-static void
-remove_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
-{
-  g_unlink (task_data);
-  g_task_return_boolean (task, TRUE);
-}
-
-static void
-remove_file_async (char *path)
-{
-  g_autoptr (GTask) task = g_task_new (NULL, NULL, on_removed, NULL);
-
-  g_task_set_task_data (task, path, g_free);
-  g_task_run_in_thread (task, remove_in_thread);
-}
-
-static void
 on_restored (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   MdManager *manager = MD_MANAGER (source);
@@ -173,7 +153,7 @@ on_restored (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   md_guest_set_has_managed_save (guest, FALSE);
-  remove_file_async (md_save_managed_path (manager, name));
+  md_file_remove_in_background (md_save_managed_path (manager, name));
   g_message ("on-stop: guest %s restored", name);
 }
 

@@ -20,6 +20,5 @@ void md_save_filter_error (const char *program, const char *stderr_text, int sta
 
 /* Removes @path (taken) in a worker: it may sit on any file system the
  * caller named, and a hung mount must not stop the daemon. */
-void md_save_remove_file (char *path);
 
 G_END_DECLS

@@ -13,6 +13,7 @@
 #include "md-save-recover.h"
 #include "md-save-private.h"
 #include "common/md-error.h"
+#include "common/md-file-remove.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -78,7 +79,7 @@ remove_partial (SaveRecovery *rec)
   const char *partial = md_journal_get_string (rec->journal, "partial");
 
   if (partial != NULL)
-    md_save_remove_file (g_strdup (partial));
+    md_file_remove_in_background (g_strdup (partial));
 }
 
 /* ---- the file was complete: the save happened -------------------------- */

@@ -9,6 +9,7 @@
 
 #include "md-save-private.h"
 #include "common/md-error.h"
+#include "common/md-file-remove.h"
 #include "common/md-fault.h"
 #include "md-address.h"
 #include "md-migration-journal.h"
@@ -159,38 +160,10 @@ md_save_filter_error (const char *program, const char *stderr_text, int status, 
 static void save_fail (Save *save, GError *error);
 
 static void
-on_file_removed (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  g_autoptr (GError) error = NULL;
-
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
-    g_warning ("%s", error->message);
-}
-
-static void
-unlink_in_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
-{
-  if (g_unlink (task_data) < 0 && errno != ENOENT)
-    g_task_return_new_error (task, MD_ERROR, MD_ERROR_STORAGE_FAILED, "cannot remove %s: %s",
-                             (char *) task_data, g_strerror (errno));
-  else
-    g_task_return_boolean (task, TRUE);
-}
-
-void
-md_save_remove_file (char *path)
-{
-  g_autoptr (GTask) task = g_task_new (NULL, NULL, on_file_removed, NULL);
-
-  g_task_set_task_data (task, path, g_free);
-  g_task_run_in_thread (task, unlink_in_thread);
-}
-
-static void
 remove_tmp (Save *save)
 {
   if (save->tmp_path != NULL)
-    md_save_remove_file (g_steal_pointer (&save->tmp_path));
+    md_file_remove_in_background (g_steal_pointer (&save->tmp_path));
 }
 
 static void
