@@ -547,20 +547,32 @@ def overhead_breakdown(src, dst, result):
 
 def thread_cpu(scratch):
     """{(process, thread name): CPU seconds} of this bench's QEMUs and
-    daemons (their command line names the scratch directory)."""
+    daemons: the daemons' command line names the scratch directory; their
+    QEMUs (which get their files as descriptors, so their command line
+    names none) are the daemons' children."""
     ticks = os.sysconf("SC_CLK_TCK")
     result = {}
+    procs = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open("/proc/%s/cmdline" % pid, "rb") as f:
                 cmdline = f.read().decode(errors="replace")
-            if scratch not in cmdline:
-                continue
-            kind = "qemu" if "qemu-system" in cmdline else "migrationd" if "migrationd" in cmdline else None
-            if kind is None:
-                continue
+            with open("/proc/%s/stat" % pid) as f:
+                ppid = f.read().rsplit(")", 1)[1].split()[1]
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            continue
+        procs[pid] = (cmdline, ppid)
+    daemons = {pid for pid, (cmdline, _) in procs.items() if scratch in cmdline and "migrationd" in cmdline}
+    for pid, (cmdline, ppid) in procs.items():
+        if pid in daemons:
+            kind = "migrationd"
+        elif "qemu-system" in cmdline and (scratch in cmdline or ppid in daemons):
+            kind = "qemu"
+        else:
+            continue
+        try:
             for tid in os.listdir("/proc/%s/task" % pid):
                 with open("/proc/%s/task/%s/stat" % (pid, tid)) as f:
                     stat = f.read()
