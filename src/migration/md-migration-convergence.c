@@ -39,6 +39,13 @@ struct _MdConvergence
   guint64 remaining;
   double report_dirty; /* MiB/s over the window of the last step taken */
   double report_rate;
+
+  /* The early check (md_convergence_start_sample). */
+  guint early_seconds; /* [convergence] early-sample-seconds, 0: none */
+  guint early_percent; /* early-dirty-percent */
+  gboolean sampled;    /* the one sample of the migration was started */
+  gboolean step_early; /* the current step came from the sample */
+  guint64 link_rate;   /* the last transfer rate QEMU gave, bytes/s */
 };
 
 const char *
@@ -121,6 +128,8 @@ md_convergence_new (const MdMigrateOptions *opts, const MdConfig *config)
   conv->ceiling = MAX (opts->max_downtime_ceiling, opts->max_downtime);
   conv->may_throttle = ladder_may_throttle (opts, config);
   conv->may_postcopy = opts->postcopy;
+  conv->early_seconds = config->early_sample_seconds;
+  conv->early_percent = MAX (config->early_dirty_percent, 100);
   md_convergence_record (conv, 0); /* the starting point is a step too */
   return conv;
 }
@@ -158,6 +167,7 @@ take_step (MdConvergence *conv, MdConvergenceStep step, char *reason)
   conv->step_iterations = 0;
   conv->dirty_sum = 0;
   conv->rate_sum = 0;
+  conv->step_early = FALSE;
 }
 
 void
@@ -174,6 +184,8 @@ md_convergence_record (MdConvergence *conv, guint64 elapsed_ms)
   g_variant_dict_insert (&dict, "time-ms", "t", elapsed_ms);
   if (conv->step == MD_CONVERGENCE_DOWNTIME_RAISED)
     g_variant_dict_insert (&dict, "max-downtime", "t", conv->downtime);
+  if (conv->step_early)
+    g_variant_dict_insert (&dict, "early", "b", TRUE);
   g_ptr_array_add (conv->steps, g_variant_ref_sink (g_variant_dict_end (&dict)));
 }
 
@@ -283,6 +295,8 @@ md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
   gboolean progress;
   guint window;
 
+  if (sample->rate > 0)
+    conv->link_rate = sample->rate;
   if (conv->step == MD_CONVERGENCE_MANUAL || conv->step == MD_CONVERGENCE_POSTCOPY
       || conv->step == MD_CONVERGENCE_GAVE_UP || sample->iteration <= conv->last_iteration)
     return FALSE;
@@ -312,5 +326,50 @@ md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
       && (conv->hurry_ms == 0 || sample->elapsed_ms < conv->hurry_ms))
     return FALSE;
   escalate (conv, action);
+  return TRUE;
+}
+
+/* The early check is for a ladder whose next useful rung is postcopy:
+ * postcopy allowed and no throttling before it. A raise of the downtime
+ * limit is ruled out by the sample itself (md_convergence_feed_sample). */
+guint
+md_convergence_start_sample (MdConvergence *conv)
+{
+  if (conv->sampled || conv->early_seconds == 0 || conv->step != MD_CONVERGENCE_PRECOPY
+      || conv->last_iteration > 1 || !conv->may_postcopy || conv->may_throttle
+      || conv->link_rate == 0)
+    return 0;
+  conv->sampled = TRUE;
+  return conv->early_seconds;
+}
+
+/* Pre-copy cannot finish when the guest dirties memory faster than the
+ * link moves it (each pass leaves at least as much as it sent), and a
+ * raised downtime limit cannot save it when what the guest dirtied over
+ * the sample is more than the link moves within max-downtime-ceiling.
+ * The sample is capped by the guest's working set (page sampling counts
+ * a page once however often it changed), so it errs on the side of
+ * pre-copy. */
+gboolean
+md_convergence_feed_sample (MdConvergence *conv, guint64 dirty_rate, MdConvergenceAction *action)
+{
+  guint64 rate = conv->link_rate;
+  double dirtied_in_window = (double) dirty_rate * conv->early_seconds;
+  double moved_in_ceiling = (double) rate * conv->ceiling / 1000;
+
+  if (conv->step != MD_CONVERGENCE_PRECOPY || rate == 0
+      || (double) dirty_rate * 100 < (double) rate * conv->early_percent
+      || dirtied_in_window <= moved_in_ceiling)
+    return FALSE;
+  conv->report_dirty = dirty_rate / MiB;
+  conv->report_rate = rate / MiB;
+  action->step = MD_CONVERGENCE_POSTCOPY;
+  take_step (
+      conv, action->step,
+      g_strdup_printf ("first pass: guest dirties %.0f MiB/s (QEMU page sampling over %u s), "
+                       "link moves %.0f MiB/s: pre-copy cannot finish within "
+                       "max-downtime-ceiling %" G_GUINT64_FORMAT " ms; switching to postcopy early",
+                       conv->report_dirty, conv->early_seconds, conv->report_rate, conv->ceiling));
+  conv->step_early = TRUE;
   return TRUE;
 }

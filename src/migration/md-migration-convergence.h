@@ -24,6 +24,15 @@
  *   3. switch to postcopy, when the option postcopy allows it;
  *   4. give up with a message naming both rates.
  *
+ * The early check: when the ladder's next useful rung is postcopy
+ * (allowed, no throttling before it), the policy asks for one sample of
+ * the guest's dirty rate during the first pass (QEMU's calc-dirty-rate,
+ * page sampling over [convergence] early-sample-seconds) and switches to
+ * postcopy at once when the guest dirties at least early-dirty-percent of
+ * what the link moves and more than the link moves within
+ * max-downtime-ceiling: waiting for the end of the first pass would only
+ * make postcopy send the re-dirtied working set again.
+ *
  * The policy only decides; md-migration-source-converge.c talks to QEMU.
  * Throttling cannot be switched on in a running migration (QEMU refuses
  * capability changes), so when the ladder may throttle, QEMU starts with
@@ -93,6 +102,15 @@ void md_convergence_hold_parameters (const MdMigrateOptions *opts, const MdConfi
  * counts the step as taken. */
 gboolean md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
                               MdConvergenceAction *action);
+/* Seconds of dirty-rate sampling the caller should start now (QEMU
+ * calc-dirty-rate, mode page-sampling), or 0 when no early check is due;
+ * the policy counts the sample as started (one per migration). */
+guint md_convergence_start_sample (MdConvergence *conv);
+/* The sampled dirty rate, bytes/s. TRUE with @action filled (postcopy)
+ * when the guest clearly cannot converge; the step's record says
+ * early=true. */
+gboolean md_convergence_feed_sample (MdConvergence *conv, guint64 dirty_rate,
+                                     MdConvergenceAction *action);
 /* The caller switched to postcopy by hand (StartPostcopy). */
 void md_convergence_note_postcopy (MdConvergence *conv, const char *reason);
 
