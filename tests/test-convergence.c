@@ -243,10 +243,17 @@ test_early_switch_to_postcopy (void)
   g_assert_cmpint (feed (conv, 2, 512, 200, 50, 0, NULL), ==, -1);
   md_convergence_free (conv);
 
-  /* Below early-dirty-percent (200 % by default): the ladder decides
+  /* 40 MiB/s: pre-copy would crawl, each short pass leaving 80 %. */
+  conv = md_convergence_new (opts, config);
+  g_assert_cmpint (early (conv, 40), ==, MD_CONVERGENCE_POSTCOPY);
+  g_assert_nonnull (
+      strstr (md_convergence_get_reason (conv), "leaves at least 80 % of what it sent"));
+  md_convergence_free (conv);
+
+  /* Below early-dirty-percent (50 % by default): the ladder decides
    * after the first pass, as before. */
   conv = md_convergence_new (opts, config);
-  g_assert_cmpint (early (conv, 90), ==, -1);
+  g_assert_cmpint (early (conv, 20), ==, -1);
   g_assert_cmpint (md_convergence_get_step (conv), ==, MD_CONVERGENCE_PRECOPY);
   g_assert_cmpint (feed (conv, 2, 512, 200, 50, 0, NULL), ==, MD_CONVERGENCE_POSTCOPY);
   md_convergence_free (conv);

@@ -129,7 +129,7 @@ md_convergence_new (const MdMigrateOptions *opts, const MdConfig *config)
   conv->may_throttle = ladder_may_throttle (opts, config);
   conv->may_postcopy = opts->postcopy;
   conv->early_seconds = config->early_sample_seconds;
-  conv->early_percent = MAX (config->early_dirty_percent, 100);
+  conv->early_percent = MAX (config->early_dirty_percent, 1);
   md_convergence_record (conv, 0); /* the starting point is a step too */
   return conv;
 }
@@ -343,33 +343,43 @@ md_convergence_start_sample (MdConvergence *conv)
   return conv->early_seconds;
 }
 
-/* Pre-copy cannot finish when the guest dirties memory faster than the
- * link moves it (each pass leaves at least as much as it sent), and a
- * raised downtime limit cannot save it when what the guest dirtied over
- * the sample is more than the link moves within max-downtime-ceiling.
- * The sample is capped by the guest's working set (page sampling counts
- * a page once however often it changed), so it errs on the side of
- * pre-copy. */
+/* The sample counts a page once however often it changed within the
+ * sample, so it is a floor of the guest's dirty rate over any shorter
+ * time (the pages dirtied grow at most linearly with time). At a ratio r
+ * of the link's rate, every pre-copy pass shorter than the sample leaves
+ * at least r of what it sent, and the last passes before the switch-over
+ * (a few times max-downtime) are that short: at r >= 1 pre-copy never
+ * finishes, below it crawls towards the end. The policy switches at
+ * r >= early-dirty-percent (a measured choice, see migrationd.conf(5)),
+ * and only when what the guest dirtied over the sample is more than the
+ * link moves within max-downtime-ceiling (else a raised limit might do). */
 gboolean
 md_convergence_feed_sample (MdConvergence *conv, guint64 dirty_rate, MdConvergenceAction *action)
 {
   guint64 rate = conv->link_rate;
   double dirtied_in_window = (double) dirty_rate * conv->early_seconds;
   double moved_in_ceiling = (double) rate * conv->ceiling / 1000;
+  double ratio = rate > 0 ? (double) dirty_rate / rate : 0;
+  g_autofree char *outlook = NULL;
 
-  if (conv->step != MD_CONVERGENCE_PRECOPY || rate == 0
-      || (double) dirty_rate * 100 < (double) rate * conv->early_percent
+  if (conv->step != MD_CONVERGENCE_PRECOPY || rate == 0 || ratio * 100 < conv->early_percent
       || dirtied_in_window <= moved_in_ceiling)
     return FALSE;
+  outlook = ratio >= 1
+                ? g_strdup ("pre-copy never finishes")
+                : g_strdup_printf ("each short pre-copy pass leaves at least %.0f %% of what "
+                                   "it sent",
+                                   ratio * 100);
   conv->report_dirty = dirty_rate / MiB;
   conv->report_rate = rate / MiB;
   action->step = MD_CONVERGENCE_POSTCOPY;
   take_step (
       conv, action->step,
-      g_strdup_printf ("first pass: guest dirties %.0f MiB/s (QEMU page sampling over %u s), "
-                       "link moves %.0f MiB/s: pre-copy cannot finish within "
-                       "max-downtime-ceiling %" G_GUINT64_FORMAT " ms; switching to postcopy early",
-                       conv->report_dirty, conv->early_seconds, conv->report_rate, conv->ceiling));
+      g_strdup_printf (
+          "first pass: guest dirties %.0f MiB/s (QEMU page sampling over %u s), "
+          "link moves %.0f MiB/s: %s, and the guest dirties more than the link moves "
+          "within max-downtime-ceiling %" G_GUINT64_FORMAT " ms; switching to postcopy early",
+          conv->report_dirty, conv->early_seconds, conv->report_rate, outlook, conv->ceiling));
   conv->step_early = TRUE;
   return TRUE;
 }

@@ -30,8 +30,9 @@
  * page sampling over [convergence] early-sample-seconds) and switches to
  * postcopy at once when the guest dirties at least early-dirty-percent of
  * what the link moves and more than the link moves within
- * max-downtime-ceiling: waiting for the end of the first pass would only
- * make postcopy send the re-dirtied working set again.
+ * max-downtime-ceiling: pre-copy would take several passes or never end,
+ * and waiting for the end of the first pass would only make postcopy
+ * send the re-dirtied working set again.
  *
  * The policy only decides; md-migration-source-converge.c talks to QEMU.
  * Throttling cannot be switched on in a running migration (QEMU refuses
