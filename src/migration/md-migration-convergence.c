@@ -44,8 +44,11 @@ struct _MdConvergence
   guint early_seconds; /* [convergence] early-sample-seconds, 0: none */
   guint early_percent; /* early-dirty-percent */
   gboolean sampled;    /* the one sample of the migration was started */
-  gboolean step_early; /* the current step came from the sample */
-  guint64 link_rate;   /* the last transfer rate QEMU gave, bytes/s */
+  gboolean have_sample;
+  gboolean early_checked;
+  guint64 sample_dirty; /* its dirty rate, bytes/s */
+  gboolean step_early;  /* the current step came from the sample */
+  guint64 link_rate;    /* the last transfer rate QEMU gave, bytes/s */
 };
 
 const char *
@@ -287,6 +290,8 @@ made_progress (MdConvergence *conv, const MdConvergenceSample *sample)
   return shrank && !dirty_too_fast;
 }
 
+static gboolean early_check (MdConvergence *conv, MdConvergenceAction *action);
+
 gboolean
 md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
                      MdConvergenceAction *action)
@@ -297,6 +302,14 @@ md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
 
   if (sample->rate > 0)
     conv->link_rate = sample->rate;
+  /* Once, with the first rate QEMU gives in the first pass. */
+  if (conv->have_sample && !conv->early_checked && conv->step == MD_CONVERGENCE_PRECOPY
+      && sample->iteration <= 1 && sample->rate > 0)
+    {
+      conv->early_checked = TRUE;
+      if (early_check (conv, action))
+        return TRUE;
+    }
   if (conv->step == MD_CONVERGENCE_MANUAL || conv->step == MD_CONVERGENCE_POSTCOPY
       || conv->step == MD_CONVERGENCE_GAVE_UP || sample->iteration <= conv->last_iteration)
     return FALSE;
@@ -331,16 +344,22 @@ md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
 
 /* The early check is for a ladder whose next useful rung is postcopy:
  * postcopy allowed and no throttling before it. A raise of the downtime
- * limit is ruled out by the sample itself (md_convergence_feed_sample). */
+ * limit is ruled out by the sample itself (early_check). */
 guint
 md_convergence_start_sample (MdConvergence *conv)
 {
   if (conv->sampled || conv->early_seconds == 0 || conv->step != MD_CONVERGENCE_PRECOPY
-      || conv->last_iteration > 1 || !conv->may_postcopy || conv->may_throttle
-      || conv->link_rate == 0)
+      || conv->last_iteration > 1 || !conv->may_postcopy || conv->may_throttle)
     return 0;
   conv->sampled = TRUE;
   return conv->early_seconds;
+}
+
+void
+md_convergence_set_sample (MdConvergence *conv, guint64 dirty_rate)
+{
+  conv->sample_dirty = dirty_rate;
+  conv->have_sample = TRUE;
 }
 
 /* The sample counts a page once however often it changed within the
@@ -353,9 +372,10 @@ md_convergence_start_sample (MdConvergence *conv)
  * r >= early-dirty-percent (a measured choice, see migrationd.conf(5)),
  * and only when what the guest dirtied over the sample is more than the
  * link moves within max-downtime-ceiling (else a raised limit might do). */
-gboolean
-md_convergence_feed_sample (MdConvergence *conv, guint64 dirty_rate, MdConvergenceAction *action)
+static gboolean
+early_check (MdConvergence *conv, MdConvergenceAction *action)
 {
+  guint64 dirty_rate = conv->sample_dirty;
   guint64 rate = conv->link_rate;
   double dirtied_in_window = (double) dirty_rate * conv->early_seconds;
   double moved_in_ceiling = (double) rate * conv->ceiling / 1000;

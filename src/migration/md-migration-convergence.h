@@ -26,9 +26,9 @@
  *
  * The early check: when the ladder's next useful rung is postcopy
  * (allowed, no throttling before it), the policy asks for one sample of
- * the guest's dirty rate during the first pass (QEMU's calc-dirty-rate,
- * page sampling over [convergence] early-sample-seconds) and switches to
- * postcopy at once when the guest dirties at least early-dirty-percent of
+ * the guest's dirty rate as the migration starts (QEMU's calc-dirty-rate,
+ * page sampling over [convergence] early-sample-seconds) and, at the
+ * first transfer rate of the first pass, switches to postcopy at once when the guest dirties at least early-dirty-percent of
  * what the link moves and more than the link moves within
  * max-downtime-ceiling: pre-copy would take several passes or never end,
  * and waiting for the end of the first pass would only make postcopy
@@ -104,14 +104,14 @@ void md_convergence_hold_parameters (const MdMigrateOptions *opts, const MdConfi
 gboolean md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
                               MdConvergenceAction *action);
 /* Seconds of dirty-rate sampling the caller should start now (QEMU
- * calc-dirty-rate, mode page-sampling), or 0 when no early check is due;
- * the policy counts the sample as started (one per migration). */
+ * calc-dirty-rate, mode page-sampling; at the start of the migration,
+ * the guest runs already), or 0 when no early check is due; the policy
+ * counts the sample as started (one per migration). */
 guint md_convergence_start_sample (MdConvergence *conv);
-/* The sampled dirty rate, bytes/s. TRUE with @action filled (postcopy)
- * when the guest clearly cannot converge; the step's record says
- * early=true. */
-gboolean md_convergence_feed_sample (MdConvergence *conv, guint64 dirty_rate,
-                                     MdConvergenceAction *action);
+/* The sampled dirty rate, bytes/s. md_convergence_feed() decides with it
+ * at the first rate QEMU gives in the first pass: postcopy (the step's
+ * record says early=true) when the guest clearly cannot converge. */
+void md_convergence_set_sample (MdConvergence *conv, guint64 dirty_rate);
 /* The caller switched to postcopy by hand (StartPostcopy). */
 void md_convergence_note_postcopy (MdConvergence *conv, const char *reason);
 

@@ -23,11 +23,16 @@ publish_convergence (Source *src)
                               md_convergence_get_steps (src->convergence));
 }
 
+static void start_sample (Source *src);
+
 void
 source_converge_start (Source *src)
 {
   src->convergence = md_convergence_new (src->opts, source_config (src));
   publish_convergence (src);
+  /* The guest runs already: the sample is ready when the first pass has
+   * its first transfer rate, while the peer prepares. */
+  start_sample (src);
 }
 
 void
@@ -139,11 +144,10 @@ on_dirty_rate (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr (SourceRef) src = user_data;
   g_autoptr (GError) error = NULL;
   g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
-  MdConvergenceAction action = { 0 };
   JsonObject *info;
   guint64 dirty;
 
-  if (source_is_stale (src) || md_machine_get_phase (src->machine) != MD_PHASE_PERFORM)
+  if (source_is_stale (src))
     return;
   if (node == NULL)
     {
@@ -160,12 +164,11 @@ on_dirty_rate (GObject *source, GAsyncResult *result, gpointer user_data)
                                 (GDestroyNotify) source_unref);
       return;
     }
-  /* QEMU's "MB/s" is MiB/s: sampled pages * RAM MiB / sample count. */
+  /* QEMU's "MB/s" is MiB/s: sampled pages * RAM MiB / sample count. The
+   * next query-migrate in the first pass decides with it. */
   dirty = source_member_uint (info, "dirty-rate") * 1024 * 1024;
   md_migration_set_statistic (src->migration, "sampled-dirty-rate", g_variant_new_uint64 (dirty));
-  if (src->converge_pending || !md_convergence_feed_sample (src->convergence, dirty, &action))
-    return;
-  apply (src, &action);
+  md_convergence_set_sample (src->convergence, dirty);
 }
 
 static gboolean
@@ -241,8 +244,6 @@ source_converge (Source *src, JsonObject *info)
   sample.elapsed_ms = md_migration_elapsed_ms (src->migration);
   if (md_convergence_feed (src->convergence, &sample, &action))
     apply (src, &action);
-  else
-    start_sample (src);
 }
 
 /* ---- QEMU's figures ------------------------------------------------------- */
