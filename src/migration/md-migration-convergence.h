@@ -28,11 +28,12 @@
  * (allowed, no throttling before it), the policy asks for one sample of
  * the guest's dirty rate as the migration starts (QEMU's calc-dirty-rate,
  * page sampling over [convergence] early-sample-seconds) and, at the
- * first transfer rate of the first pass, switches to postcopy at once when the guest dirties at least early-dirty-percent of
- * what the link moves and more than the link moves within
- * max-downtime-ceiling: pre-copy would take several passes or never end,
- * and waiting for the end of the first pass would only make postcopy
- * send the re-dirtied working set again.
+ * first transfer rate of the first pass, switches to postcopy at once
+ * when the guest dirties at least early-dirty-percent of what the link
+ * moves and more than the link moves within max-downtime-ceiling:
+ * pre-copy would crawl or never end, and waiting for the end of the
+ * first pass would only make postcopy send the re-dirtied working set
+ * again.
  *
  * The policy only decides; md-migration-source-converge.c talks to QEMU.
  * Throttling cannot be switched on in a running migration (QEMU refuses

@@ -123,7 +123,7 @@ apply (Source *src, const MdConvergenceAction *action)
     }
 }
 
-/* ---- The early check: one dirty-rate sample during the first pass ---------- */
+/* ---- The early check: one dirty-rate sample as the migration starts -------- */
 
 /* The sample is advice: when QEMU cannot give it (another measurement
  * under way, a QEMU without page sampling), the ladder goes on as if it
@@ -131,9 +131,9 @@ apply (Source *src, const MdConvergenceAction *action)
 static void
 sample_skipped (Source *src, GError *error)
 {
-  g_message ("migration %s: convergence: no early dirty-rate sample (%s); the ladder goes on "
-             "after the first pass",
-             src->migration_id, error->message);
+  g_message ("migration %s: host %s: QEMU gave no early dirty-rate sample (calc-dirty-rate: %s); "
+             "the convergence ladder decides after the first pass, as without the sample",
+             src->migration_id, source_host_name (src), error->message);
 }
 
 static gboolean sample_due (Source *src);
