@@ -192,6 +192,101 @@ test_explicit_auto_converge_gets_its_window (void)
   md_convergence_free (conv);
 }
 
+/* The early check: with postcopy allowed, one dirty-rate sample started
+ * with the migration decides at the first rate of the first pass (the
+ * link at 50 MiB/s). */
+static int
+early (MdConvergence *conv, guint64 dirty)
+{
+  MdConvergenceSample sample = { 0 };
+  MdConvergenceAction action = { 0 };
+
+  if (md_convergence_start_sample (conv) == 0)
+    return -2;                                                  /* not asked for */
+  g_assert_cmpuint (md_convergence_start_sample (conv), ==, 0); /* once */
+  /* No rate yet: nothing decided. */
+  sample.iteration = 1;
+  sample.remaining = 500 * MiB;
+  md_convergence_set_sample (conv, dirty * MiB);
+  g_assert_false (md_convergence_feed (conv, &sample, &action));
+  sample.remaining = 400 * MiB;
+  sample.transferred = 100 * MiB;
+  sample.rate = 50 * MiB;
+  if (!md_convergence_feed (conv, &sample, &action))
+    {
+      /* Decided once: a later poll in the same pass does not ask again. */
+      g_assert_false (md_convergence_feed (conv, &sample, &action));
+      return -1;
+    }
+  md_convergence_record (conv, 1500);
+  return action.step;
+}
+
+static void
+test_early_switch_to_postcopy (void)
+{
+  g_autoptr (MdConfig) config = md_config_new_default ();
+  g_autoptr (MdMigrateOptions) opts = options ("{'postcopy': <true>}");
+  g_autoptr (MdMigrateOptions) no_postcopy = options ("@a{sv} {}");
+  g_autoptr (MdMigrateOptions) high_ceiling =
+      options ("{'postcopy': <true>, 'max-downtime-ceiling': <uint64 10000>}");
+  g_autoptr (GVariant) steps = NULL;
+  g_autoptr (GVariantDict) last = NULL;
+  g_autoptr (GVariant) second = NULL;
+  MdConvergence *conv = md_convergence_new (opts, config);
+  gboolean is_early = FALSE;
+  const char *reason;
+
+  /* 260 MiB/s against 50: switched during the first pass, both rates named. */
+  g_assert_cmpint (early (conv, 260), ==, MD_CONVERGENCE_POSTCOPY);
+  reason = md_convergence_get_reason (conv);
+  g_assert_nonnull (strstr (reason, "guest dirties 260 MiB/s"));
+  g_assert_nonnull (strstr (reason, "link moves 50 MiB/s"));
+  steps = md_convergence_get_steps (conv);
+  g_assert_cmpuint (g_variant_n_children (steps), ==, 2);
+  second = g_variant_get_child_value (steps, 1);
+  last = g_variant_dict_new (second);
+  g_assert_true (g_variant_dict_lookup (last, "early", "b", &is_early) && is_early);
+  /* Nothing more to decide in postcopy. */
+  g_assert_cmpint (feed (conv, 2, 512, 200, 50, 0, NULL), ==, -1);
+  md_convergence_free (conv);
+
+  /* 40 MiB/s: pre-copy would crawl, each short pass leaving 80 %. */
+  conv = md_convergence_new (opts, config);
+  g_assert_cmpint (early (conv, 40), ==, MD_CONVERGENCE_POSTCOPY);
+  g_assert_nonnull (
+      strstr (md_convergence_get_reason (conv), "leaves at least 80 % of what it sent"));
+  md_convergence_free (conv);
+
+  /* Below early-dirty-percent (50 % by default): the ladder decides
+   * after the first pass, as before. */
+  conv = md_convergence_new (opts, config);
+  g_assert_cmpint (early (conv, 20), ==, -1);
+  g_assert_cmpint (md_convergence_get_step (conv), ==, MD_CONVERGENCE_PRECOPY);
+  g_assert_cmpint (feed (conv, 2, 512, 200, 50, 0, NULL), ==, MD_CONVERGENCE_POSTCOPY);
+  md_convergence_free (conv);
+
+  /* A ceiling under which the link moves more than the sample dirtied:
+   * raising the downtime may help, the ladder keeps its order. */
+  conv = md_convergence_new (high_ceiling, config);
+  g_assert_cmpint (early (conv, 260), ==, -1);
+  md_convergence_free (conv);
+
+  /* Without postcopy, or with throttling first, or switched off: no sample. */
+  conv = md_convergence_new (no_postcopy, config);
+  g_assert_cmpint (early (conv, 260), ==, -2);
+  md_convergence_free (conv);
+  config->throttle_before_postcopy = TRUE;
+  conv = md_convergence_new (opts, config);
+  g_assert_cmpint (early (conv, 260), ==, -2);
+  md_convergence_free (conv);
+  config->throttle_before_postcopy = FALSE;
+  config->early_sample_seconds = 0;
+  conv = md_convergence_new (opts, config);
+  g_assert_cmpint (early (conv, 260), ==, -2);
+  md_convergence_free (conv);
+}
+
 static void
 test_held_throttle_arguments (void)
 {
@@ -225,5 +320,6 @@ main (int argc, char **argv)
   g_test_add_func ("/convergence/throttle-first", test_throttle_before_postcopy_is_configurable);
   g_test_add_func ("/convergence/held-throttle", test_held_throttle_arguments);
   g_test_add_func ("/convergence/auto-converge", test_explicit_auto_converge_gets_its_window);
+  g_test_add_func ("/convergence/early", test_early_switch_to_postcopy);
   return g_test_run ();
 }

@@ -52,6 +52,8 @@ md_config_new_default (void)
   config->downtime_steps = 3;
   config->throttle_iterations = 20;
   config->throttle_before_postcopy = FALSE;
+  config->early_sample_seconds = 1;
+  config->early_dirty_percent = 50;
   config->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) md_config_peer_free);
   config->networks = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   return config;
@@ -156,6 +158,8 @@ static const KeyDesc known_keys[] = {
   { "convergence", "downtime-steps", KEY_UINT, OFF (downtime_steps), 1, 20 },
   { "convergence", "throttle-iterations", KEY_UINT, OFF (throttle_iterations), 1, 100 },
   { "convergence", "throttle-before-postcopy", KEY_BOOL, OFF (throttle_before_postcopy), 0, 0 },
+  { "convergence", "early-sample-seconds", KEY_UINT, OFF (early_sample_seconds), 0, 60 },
+  { "convergence", "early-dirty-percent", KEY_UINT, OFF (early_dirty_percent), 10, 10000 },
 };
 
 static const KeyDesc *

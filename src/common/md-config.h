@@ -73,6 +73,11 @@ typedef struct
   guint downtime_steps;       /* raises from max-downtime to the ceiling */
   guint throttle_iterations;  /* iterations throttling gets before the next step */
   gboolean throttle_before_postcopy;
+  /* The early check during the first pass (postcopy allowed): QEMU's
+   * calc-dirty-rate over this many seconds (0: no check), and the dirty
+   * rate, in % of the link's, at which the policy switches at once. */
+  guint early_sample_seconds;
+  guint early_dirty_percent;
 
   /* [networks]: libvirt network name -> host bridge, so guests written
    * with <interface type='network'> run here through that bridge. */

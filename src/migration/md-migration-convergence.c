@@ -39,6 +39,16 @@ struct _MdConvergence
   guint64 remaining;
   double report_dirty; /* MiB/s over the window of the last step taken */
   double report_rate;
+
+  /* The early check (md_convergence_start_sample). */
+  guint early_seconds; /* [convergence] early-sample-seconds, 0: none */
+  guint early_percent; /* early-dirty-percent */
+  gboolean sampled;    /* the one sample of the migration was started */
+  gboolean have_sample;
+  gboolean early_checked;
+  guint64 sample_dirty; /* its dirty rate, bytes/s */
+  gboolean step_early;  /* the current step came from the sample */
+  guint64 link_rate;    /* the last transfer rate QEMU gave, bytes/s */
 };
 
 const char *
@@ -121,6 +131,8 @@ md_convergence_new (const MdMigrateOptions *opts, const MdConfig *config)
   conv->ceiling = MAX (opts->max_downtime_ceiling, opts->max_downtime);
   conv->may_throttle = ladder_may_throttle (opts, config);
   conv->may_postcopy = opts->postcopy;
+  conv->early_seconds = config->early_sample_seconds;
+  conv->early_percent = MAX (config->early_dirty_percent, 1);
   md_convergence_record (conv, 0); /* the starting point is a step too */
   return conv;
 }
@@ -158,6 +170,7 @@ take_step (MdConvergence *conv, MdConvergenceStep step, char *reason)
   conv->step_iterations = 0;
   conv->dirty_sum = 0;
   conv->rate_sum = 0;
+  conv->step_early = FALSE;
 }
 
 void
@@ -174,6 +187,8 @@ md_convergence_record (MdConvergence *conv, guint64 elapsed_ms)
   g_variant_dict_insert (&dict, "time-ms", "t", elapsed_ms);
   if (conv->step == MD_CONVERGENCE_DOWNTIME_RAISED)
     g_variant_dict_insert (&dict, "max-downtime", "t", conv->downtime);
+  if (conv->step_early)
+    g_variant_dict_insert (&dict, "early", "b", TRUE);
   g_ptr_array_add (conv->steps, g_variant_ref_sink (g_variant_dict_end (&dict)));
 }
 
@@ -275,6 +290,8 @@ made_progress (MdConvergence *conv, const MdConvergenceSample *sample)
   return shrank && !dirty_too_fast;
 }
 
+static gboolean early_check (MdConvergence *conv, MdConvergenceAction *action);
+
 gboolean
 md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
                      MdConvergenceAction *action)
@@ -283,6 +300,16 @@ md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
   gboolean progress;
   guint window;
 
+  if (sample->rate > 0)
+    conv->link_rate = sample->rate;
+  /* Once, with the first rate QEMU gives in the first pass. */
+  if (conv->have_sample && !conv->early_checked && conv->step == MD_CONVERGENCE_PRECOPY
+      && sample->iteration <= 1 && sample->rate > 0)
+    {
+      conv->early_checked = TRUE;
+      if (early_check (conv, action))
+        return TRUE;
+    }
   if (conv->step == MD_CONVERGENCE_MANUAL || conv->step == MD_CONVERGENCE_POSTCOPY
       || conv->step == MD_CONVERGENCE_GAVE_UP || sample->iteration <= conv->last_iteration)
     return FALSE;
@@ -312,5 +339,67 @@ md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
       && (conv->hurry_ms == 0 || sample->elapsed_ms < conv->hurry_ms))
     return FALSE;
   escalate (conv, action);
+  return TRUE;
+}
+
+/* The early check is for a ladder whose next useful rung is postcopy:
+ * postcopy allowed and no throttling before it. A raise of the downtime
+ * limit is ruled out by the sample itself (early_check). */
+guint
+md_convergence_start_sample (MdConvergence *conv)
+{
+  if (conv->sampled || conv->early_seconds == 0 || conv->step != MD_CONVERGENCE_PRECOPY
+      || conv->last_iteration > 1 || !conv->may_postcopy || conv->may_throttle)
+    return 0;
+  conv->sampled = TRUE;
+  return conv->early_seconds;
+}
+
+void
+md_convergence_set_sample (MdConvergence *conv, guint64 dirty_rate)
+{
+  conv->sample_dirty = dirty_rate;
+  conv->have_sample = TRUE;
+}
+
+/* The sample counts a page once however often it changed within the
+ * sample, so it is a floor of the guest's dirty rate over any shorter
+ * time (the pages dirtied grow at most linearly with time). At a ratio r
+ * of the link's rate, every pre-copy pass shorter than the sample leaves
+ * at least r of what it sent, and the last passes before the switch-over
+ * (a few times max-downtime) are that short: at r >= 1 pre-copy never
+ * finishes, below it crawls towards the end. The policy switches at
+ * r >= early-dirty-percent (a measured choice, see migrationd.conf(5)),
+ * and only when what the guest dirtied over the sample is more than the
+ * link moves within max-downtime-ceiling (else a raised limit might do). */
+static gboolean
+early_check (MdConvergence *conv, MdConvergenceAction *action)
+{
+  guint64 dirty_rate = conv->sample_dirty;
+  guint64 rate = conv->link_rate;
+  double dirtied_in_window = (double) dirty_rate * conv->early_seconds;
+  double moved_in_ceiling = (double) rate * conv->ceiling / 1000;
+  double ratio = rate > 0 ? (double) dirty_rate / rate : 0;
+  g_autofree char *outlook = NULL;
+
+  if (conv->step != MD_CONVERGENCE_PRECOPY || rate == 0 || ratio * 100 < conv->early_percent
+      || dirtied_in_window <= moved_in_ceiling)
+    return FALSE;
+  outlook = ratio >= 1
+                ? g_strdup ("pre-copy never finishes")
+                : g_strdup_printf ("each short pre-copy pass leaves at least %.0f %% of what "
+                                   "it sent",
+                                   ratio * 100);
+  conv->report_dirty = dirty_rate / MiB;
+  conv->report_rate = rate / MiB;
+  action->step = MD_CONVERGENCE_POSTCOPY;
+  take_step (
+      conv, action->step,
+      g_strdup_printf (
+          "first pass: guest dirties %.0f MiB/s (QEMU page sampling over %u s), "
+          "link moves %.0f MiB/s: %s, and the guest dirties more than the link moves "
+          "within max-downtime-ceiling %" G_GUINT64_FORMAT " ms; switching to postcopy early",
+          conv->report_dirty, conv->early_seconds, conv->report_rate, outlook, conv->ceiling));
+  conv->step_early = TRUE;
   return TRUE;
 }

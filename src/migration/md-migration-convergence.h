@@ -24,6 +24,17 @@
  *   3. switch to postcopy, when the option postcopy allows it;
  *   4. give up with a message naming both rates.
  *
+ * The early check: when the ladder's next useful rung is postcopy
+ * (allowed, no throttling before it), the policy asks for one sample of
+ * the guest's dirty rate as the migration starts (QEMU's calc-dirty-rate,
+ * page sampling over [convergence] early-sample-seconds) and, at the
+ * first transfer rate of the first pass, switches to postcopy at once
+ * when the guest dirties at least early-dirty-percent of what the link
+ * moves and more than the link moves within max-downtime-ceiling:
+ * pre-copy would crawl or never end, and waiting for the end of the
+ * first pass would only make postcopy send the re-dirtied working set
+ * again.
+ *
  * The policy only decides; md-migration-source-converge.c talks to QEMU.
  * Throttling cannot be switched on in a running migration (QEMU refuses
  * capability changes), so when the ladder may throttle, QEMU starts with
@@ -93,6 +104,15 @@ void md_convergence_hold_parameters (const MdMigrateOptions *opts, const MdConfi
  * counts the step as taken. */
 gboolean md_convergence_feed (MdConvergence *conv, const MdConvergenceSample *sample,
                               MdConvergenceAction *action);
+/* Seconds of dirty-rate sampling the caller should start now (QEMU
+ * calc-dirty-rate, mode page-sampling; at the start of the migration,
+ * the guest runs already), or 0 when no early check is due; the policy
+ * counts the sample as started (one per migration). */
+guint md_convergence_start_sample (MdConvergence *conv);
+/* The sampled dirty rate, bytes/s. md_convergence_feed() decides with it
+ * at the first rate QEMU gives in the first pass: postcopy (the step's
+ * record says early=true) when the guest clearly cannot converge. */
+void md_convergence_set_sample (MdConvergence *conv, guint64 dirty_rate);
 /* The caller switched to postcopy by hand (StartPostcopy). */
 void md_convergence_note_postcopy (MdConvergence *conv, const char *reason);
 

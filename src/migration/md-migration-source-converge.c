@@ -23,11 +23,16 @@ publish_convergence (Source *src)
                               md_convergence_get_steps (src->convergence));
 }
 
+static void start_sample (Source *src);
+
 void
 source_converge_start (Source *src)
 {
   src->convergence = md_convergence_new (src->opts, source_config (src));
   publish_convergence (src);
+  /* The guest runs already: the sample is ready when the first pass has
+   * its first transfer rate, while the peer prepares. */
+  start_sample (src);
 }
 
 void
@@ -116,6 +121,105 @@ apply (Source *src, const MdConvergenceAction *action)
     default:
       break;
     }
+}
+
+/* ---- The early check: one dirty-rate sample as the migration starts -------- */
+
+/* The sample is advice: when QEMU cannot give it (another measurement
+ * under way, a QEMU without page sampling), the ladder goes on as if it
+ * had never been asked. */
+static void
+sample_skipped (Source *src, GError *error)
+{
+  g_message ("migration %s: host %s: QEMU gave no early dirty-rate sample (calc-dirty-rate: %s); "
+             "the convergence ladder decides after the first pass, as without the sample",
+             src->migration_id, source_host_name (src), error->message);
+}
+
+static gboolean sample_due (Source *src);
+
+static void
+on_dirty_rate (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+  JsonObject *info;
+  guint64 dirty;
+
+  if (source_is_stale (src))
+    return;
+  if (node == NULL)
+    {
+      sample_skipped (src, error);
+      return;
+    }
+  info = json_node_get_object (node);
+  if (!g_str_equal (json_object_get_string_member_with_default (info, "status", ""), "measured"))
+    {
+      /* Still measuring: QEMU's sampling thread is late on a busy host. */
+      if (++src->converge_sample_polls < 20)
+        src->converge_sample_id =
+            g_timeout_add_full (G_PRIORITY_DEFAULT, 250, (GSourceFunc) sample_due, source_ref (src),
+                                (GDestroyNotify) source_unref);
+      return;
+    }
+  /* QEMU's "MB/s" is MiB/s: sampled pages * RAM MiB / sample count. The
+   * next query-migrate in the first pass decides with it. */
+  dirty = source_member_uint (info, "dirty-rate") * 1024 * 1024;
+  md_migration_set_statistic (src->migration, "sampled-dirty-rate", g_variant_new_uint64 (dirty));
+  md_convergence_set_sample (src->convergence, dirty);
+}
+
+static gboolean
+sample_due (Source *src)
+{
+  MdQmp *qmp = md_guest_get_qmp (src->guest);
+
+  src->converge_sample_id = 0;
+  if (!source_is_stale (src) && qmp != NULL)
+    md_qmp_execute_async (qmp, "query-dirty-rate", NULL, src->cancellable, on_dirty_rate,
+                          source_ref (src));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_sample_started (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, &error);
+
+  if (source_is_stale (src))
+    return;
+  if (node == NULL)
+    {
+      sample_skipped (src, error);
+      return;
+    }
+  src->converge_sample_id = g_timeout_add_full (
+      G_PRIORITY_DEFAULT, src->converge_sample_seconds * 1000 + 100, (GSourceFunc) sample_due,
+      source_ref (src), (GDestroyNotify) source_unref);
+}
+
+static void
+start_sample (Source *src)
+{
+  guint seconds = md_convergence_start_sample (src->convergence);
+  MdQmp *qmp = md_guest_get_qmp (src->guest);
+  g_autoptr (JsonObject) args = NULL;
+
+  if (seconds == 0 || qmp == NULL)
+    return;
+  args = source_json_args ();
+  json_object_set_int_member (args, "calc-time", seconds);
+  json_object_set_string_member (args, "mode", "page-sampling");
+  /* QEMU's most (default 512): 2048 pages of a 512 MiB guest, hashed
+   * twice, cost nothing and steady the estimate of a small range. */
+  json_object_set_int_member (args, "sample-pages", 4096);
+  src->converge_sample_seconds = seconds;
+  md_qmp_execute_async (qmp, "calc-dirty-rate", args, src->cancellable, on_sample_started,
+                        source_ref (src));
 }
 
 /* One query-migrate answer while QEMU copies memory ("active"). */

@@ -80,6 +80,9 @@ typedef struct
   MdConvergence *convergence; /* the convergence policy (md-migration-source-converge.c) */
   gboolean converge_pending;  /* a step is on its way to QEMU */
   guint64 converge_downtime;
+  guint converge_sample_seconds; /* the early dirty-rate sample's length */
+  guint converge_sample_id;      /* until it is read (holds a ref) */
+  guint converge_sample_polls;
 
   /* Postcopy recovery (md-migration-source-recovery.c). */
   gboolean pc_paused;      /* the stream broke: recovering */

@@ -128,6 +128,13 @@ class ConvergencePolicy(ConvergenceTestCase):
         self.assertEqual(taken[0], "precopy")
         self.assertEqual(taken[-1], "postcopy")
         self.assertNotIn("throttling", taken, "throttling before postcopy is off by default")
+        # The early check: the guest rewrites its 48 MiB many times a
+        # second, the link moves 16 MiB/s, so QEMU's dirty-rate sample
+        # during the first pass decided (early-dirty-percent=200).
+        last = self.statistics(self.client_a, path)["convergence-steps"][-1]
+        self.assertTrue(last.get("early"), "postcopy was not decided by the early check: %s" % last)
+        self.assertIn("first pass", last["reason"])
+        self.assertGreater(self.statistics(self.client_a, path)["sampled-dirty-rate"], 32 * MiB)
         self.assert_source_gone("conv-pc")
         self.wait_dirty_on_b(guest, serial_b)
         self.verify_ram_on_b("conv-pc")

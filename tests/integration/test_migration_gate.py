@@ -29,12 +29,15 @@ class MigrationGate(twohosts.TwoHostsTestCase):
 
     def start_slow_migration(self):
         """A migration that stays in Perform: a guest dirtying its RAM,
-        1 MiB/s, post-copy allowed so StartPostcopy has something to do."""
+        1 MiB/s, post-copy allowed so StartPostcopy has something to do,
+        convergence=manual: the policy's early check would switch this
+        guest to post-copy within seconds (Cancel is refused there)."""
         guest = harness.TestGuest(self.scratch, "gated", mode="dirty", size_mib=32, memory=96)
         self.hosts.define_and_start_on_a(guest)
         guest.wait_serial("MDGUEST DIRTY")
         migration = self.hosts.migrate("gated", options={
-            "bandwidth": 1 * MIB, "postcopy": True, "abort-after": 120})
+            "bandwidth": 1 * MIB, "postcopy": True, "abort-after": 120,
+            "convergence": "manual"})
         self.hosts.wait_property(self.client_a, migration, "Phase", lambda p: p == "perform",
                                  timeout=60)
         self.addCleanup(self.cancel_quietly, migration)
