@@ -21,9 +21,6 @@ EXCLUDED = {
     # The guest isolation work (issue 16) reworks md-guest.c (QEMU start);
     # it is split there, not under it.
     "daemon/md-guest.c",
-    # The NBD copier is the data-stream half of the tunnel work (issue 10);
-    # split with it.
-    "storage/md-nbd-copy.c",
 }
 
 src = sys.argv[1]
