@@ -422,6 +422,8 @@ class Tunnel(twohosts.TwoHostsTestCase):
         guest = self.guest("tunopt", size_mib=8)
         self.start_on_a(guest)
         for extra, word in (({"nbd-port": self.b.migration_ports[0]}, "nbd-port"),
+                            # An offline copy too: the tunnel or an NBD port, not both.
+                            ({"nbd-port": self.b.migration_ports[0], "offline": True}, "nbd-port"),
                             ({"migration-port": self.b.migration_ports[0]}, "migration-port"),
                             ({"tls": False}, "tls=false")):
             options = dict(extra, transport="tunnel")
