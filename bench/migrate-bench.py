@@ -695,6 +695,61 @@ def daemon_runs(bench, transport, runs):
     return results
 
 
+def offline_runs(bench, transport, runs):
+    """Offline migrations (a shut-off guest, copy-storage=all) of a disk
+    like the live rows' one, through the peer port (tunnel) or to
+    qemu-storage-daemon's NBD port (native): [(copy ms, bytes moved,
+    target allocated, source allocated)]. A fresh guest name per run; the
+    definitions stay on both hosts until the bench ends."""
+    from gi.repository import GLib
+    harness = bench.harness
+    src = bench.md_src
+    dst = bench.md_hosts["hostB" if src.name == "hostA" else "hostA"]
+    source_disk = os.path.join(bench.scratch, "offline-source.raw")
+    if not os.path.exists(source_disk):
+        make_sparse_disk(source_disk, bench.args.disk_mib)
+    context = GLib.MainContext.default()
+    rows = []
+    for i in range(runs):
+        name = "offline-%s-%d" % (transport, i + 1)
+        target = os.path.join(bench.scratch, "offline-target.raw")
+        if os.path.exists(target):
+            os.unlink(target)
+        xml = harness.GUEST_XML.format(name=name, memory=64, image=bench.image,
+                                       serial=os.path.join(bench.scratch, name + "-serial.log"))
+        xml = xml.replace("<serial type='file'>", DATA_DISK_XML % source_disk + "<serial type='file'>", 1)
+        path = src.client.call(harness.MANAGER_PATH, harness.MANAGER_IFACE, "DefineGuest", "(sa{sv})",
+                               (xml, {}), "(o)")[0]
+        # The definition as the daemon completed it (its UUID), the disk elsewhere.
+        xml = src.client.call(path, harness.GUEST_IFACE, "GetXML", "(a{sv})", ({},), "(s)")[0]
+        options = {"offline": GLib.Variant("b", True), "transport": GLib.Variant("s", transport),
+                   "copy-storage": GLib.Variant("s", "all"), "disks": GLib.Variant("as", ["vdb"]),
+                   "destination-xml": GLib.Variant("s", xml.replace(source_disk, target))}
+        t0 = time.monotonic()
+        mig = src.client.call(path, harness.GUEST_IFACE, "Migrate", "(sa{sv})",
+                              ("127.0.0.1:%d" % dst.peer_port, options), "(o)")[0]
+        timer = GLib.timeout_add(200, lambda: True)
+        try:
+            while mig not in src.completed:
+                if time.monotonic() - t0 > bench.args.timeout:
+                    raise BenchError("offline %s run %d: no Completed after %d s\n--- %s log:\n%s"
+                                     % (transport, i + 1, bench.args.timeout, src.name, src.log_tail()))
+                context.iteration(True)
+        finally:
+            GLib.source_remove(timer)
+        t1, (success, error_name, error_message) = src.completed[mig]
+        if not success:
+            raise BenchError("offline %s run %d failed: %s: %s\n--- %s log:\n%s\n--- %s log:\n%s"
+                             % (transport, i + 1, error_name, error_message, src.name, src.log_tail(),
+                                dst.name, dst.log_tail()))
+        stats = src.client.call(mig, harness.MIGRATION_IFACE, "GetStatistics", None, None, "(a{sv})")[0]
+        rows.append(((t1 - t0) * 1000, float(stats.get("disk-bytes-copied", 0)), allocated(target),
+                     allocated(source_disk)))
+        log("  offline %s run %d: %.0f ms, moved %d MiB, target allocates %d MiB (source %d MiB)"
+            % (transport, i + 1, rows[-1][0], rows[-1][1] / 2**20, rows[-1][2] / 2**20, rows[-1][3] / 2**20))
+    return rows
+
+
 # ---- driver ----------------------------------------------------------------------
 
 
@@ -719,6 +774,7 @@ class Bench:
         self.md_hosts = None
         self.disk = None
         self.disk_floor = None
+        self.offline = {}  # transport -> offline_runs() rows
 
     def pki(self, host):
         return os.path.join(self.scratch, "pki", host)
@@ -779,6 +835,12 @@ class Bench:
                 results[transport] = str(getattr(e, "message", None) or e)
                 log("FAILED: %s" % e)
                 break  # the guest's whereabouts are unknown now
+        if mode == "migrationd" and self.args.disk_mib and not any(isinstance(r, str) for r in results.values()):
+            for transport in ("tunnel", "native"):
+                try:
+                    self.offline[transport] = offline_runs(self, transport, self.args.runs)
+                except Exception as e:
+                    log("FAILED: offline %s: %s" % (transport, getattr(e, "message", None) or e))
         return results
 
 
@@ -797,7 +859,7 @@ def header(args):
     return "\n".join(lines)
 
 
-def disk_table(args, all_results, floor):
+def disk_table(args, all_results, floor, offline):
     """The disk-mirror rows: mirror time, bytes moved, what the target
     allocates; nbdcopy of the same image as the floor."""
     lines = ["", "disk: %d MiB raw image, %d MiB of it random data, the rest holes"
@@ -811,8 +873,15 @@ def disk_table(args, all_results, floor):
                              % ("%s %s mirror" % (mode, transport), statistics.mean(d[0] for d in disks),
                                 statistics.mean(d[1] for d in disks) / 2**20,
                                 statistics.mean(d[2] for d in disks) / 2**20))
+    for transport, rows in offline.items():
+        lines.append("%-26s %10.0f %10.0f %14.0f"
+                     % ("migrationd offline %s" % transport, statistics.mean(r[0] for r in rows),
+                        statistics.mean(r[1] for r in rows) / 2**20, statistics.mean(r[2] for r in rows) / 2**20))
     lines.append("%-26s %10.0f %10s %14.0f" % ("nbdcopy (qemu-nbd -> file)", floor[0] * 1000, "-",
                                                 floor[2] / 2**20))
+    if offline:
+        lines.append("offline rows: Guest1.Migrate(offline) of a shut-off guest to Completed (wall time, "
+                     "including Prepare and qemu-storage-daemon on both hosts); moved = disk-bytes-copied")
     return "\n".join(lines)
 
 
@@ -904,7 +973,7 @@ def parse_args(argv):
     p.add_argument("--disk-mib", type=int, default=0,
                    help="migrationd: give the guest a raw disk of 4x this size holding this much random "
                    "data (the rest holes) and copy it (copy-storage=all) on every run; an nbdcopy row of "
-                   "the same image follows the table")
+                   "the same image follows the table, with offline copies of it (tunnel and native)")
     p.add_argument("--cpu", action="store_true",
                    help="migrationd: print the CPU time of each QEMU and daemon thread per run")
     p.add_argument("--poll-ms", type=int, default=10, help="qemu-direct: query-migrate interval (default 10)")
@@ -983,7 +1052,7 @@ def main(argv=None):
         print()
         print(table(args, all_results), flush=True)
         if args.disk_mib and bench is not None and bench.disk_floor:
-            print(disk_table(args, all_results, bench.disk_floor), flush=True)
+            print(disk_table(args, all_results, bench.disk_floor, bench.offline), flush=True)
     if any(isinstance(r, str) for _, per in all_results for r in per.values()):
         status = status or 1
     return status

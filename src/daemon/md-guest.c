@@ -247,6 +247,9 @@ md_guest_end_migration (MdGuest *self, gboolean running)
     }
   if (self->proc != NULL)
     guest_set_state (self, running ? MD_GUEST_STATE_RUNNING : MD_GUEST_STATE_PAUSED);
+  else if (self->state == MD_GUEST_STATE_MIGRATING_OUT
+           || self->state == MD_GUEST_STATE_MIGRATING_IN)
+    guest_set_state (self, MD_GUEST_STATE_SHUT_OFF); /* an offline migration: no QEMU ran */
   else
     sync_properties (self);
 }

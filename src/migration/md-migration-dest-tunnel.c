@@ -32,6 +32,9 @@ incoming_start_tunnel (Incoming *in, GError **error)
                                  on_tunnel_broken, in, error);
   if (in->tunnel == NULL)
     return FALSE;
+  /* Offline: no QEMU, only the disks' streams (incoming_tunnel_nbd_socket()). */
+  if (in->offline)
+    return TRUE;
   socket = md_tunnel_in_listen_migration (in->tunnel, in->opts->parallel_connections, error);
   if (socket == NULL)
     return FALSE;

@@ -649,7 +649,9 @@ on_offline_server_started (GObject *source, GAsyncResult *result, gpointer user_
 }
 
 /* A shut-off guest's disks arrive through a qemu-storage-daemon serving
- * the new images writable over NBD (TLS when the migration uses it). */
+ * the new images writable over NBD: on a port (TLS when the migration
+ * uses it) or, with transport=tunnel, on the tunnel's private unix socket
+ * that the source's data streams reach through the peer port. */
 static void
 start_offline_server (Incoming *in)
 {
@@ -692,8 +694,12 @@ start_offline_server (Incoming *in)
   options.writable = TRUE;
   options.host = in->address;
   options.port = in->nbd_port;
+  /* Through the tunnel: a unix socket only we reach, no TLS (the data
+   * streams encrypt). */
   options.listen_socket = in->nbd_socket;
-  options.tls_dir = in->opts->tls ? md_manager_get_config (in->dest->manager)->tls_dir : NULL;
+  options.tls_dir = in->opts->tls && in->tunnel == NULL
+                        ? md_manager_get_config (in->dest->manager)->tls_dir
+                        : NULL;
   incoming_push_undo_nbd_server (in);
   md_nbd_server_start_async (&options, NULL, on_offline_server_started, incoming_ref (in));
 }
@@ -989,7 +995,7 @@ on_handle_prepare (MdPeerListener *listener, MdPeerConnection *conn,
   md_fault_point ("dest-prepare-started");
 
   address = wanted_address != NULL ? g_strdup (wanted_address) : local_address_of (conn);
-  if (incoming_tunnelled (in) && !in->offline)
+  if (incoming_tunnelled (in))
     {
       in->address = g_steal_pointer (&address);
       if (!incoming_start_tunnel (in, &error))

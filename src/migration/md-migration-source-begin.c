@@ -179,18 +179,9 @@ source_begin (MdManager *manager, MdGuest *guest, const char *destination, GVari
   if (opts == NULL)
     return NULL;
   offline = opts->offline;
-  /* An offline copy goes through qemu-storage-daemon's NBD port, which
-   * the tunnel does not carry yet. */
-  if (offline && opts->transport == MD_MIGRATE_TRANSPORT_TUNNEL
-      && opts->copy_storage != MD_MIGRATE_COPY_STORAGE_NONE)
-    {
-      g_set_error (error, MD_ERROR, MD_ERROR_NOT_SUPPORTED,
-                   "transport=tunnel does not carry offline disk copies yet; use "
-                   "transport=native for an offline migration with copy-storage");
-      return NULL;
-    }
-  md_migrate_options_resolve_transport (opts, offline ? MD_MIGRATE_TRANSPORT_NATIVE
-                                              : g_str_equal (config->transport, "native")
+  /* An offline copy goes through the tunnel too: the copier's connections
+   * become data streams to qemu-storage-daemon on the peer. */
+  md_migrate_options_resolve_transport (opts, g_str_equal (config->transport, "native")
                                                   ? MD_MIGRATE_TRANSPORT_NATIVE
                                                   : MD_MIGRATE_TRANSPORT_TUNNEL);
   md_migrate_options_resolve_parallel (opts);

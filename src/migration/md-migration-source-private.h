@@ -142,6 +142,9 @@ void source_perform (Source *src, const char *uri);
 /* md-migration-source-tunnel.c: Perform through the tunnel, with the
  * tokens of Prepare's answer @prepared. */
 void source_perform_tunnelled (Source *src, GVariant *prepared);
+/* transport=tunnel, offline: the copier's connections become data
+ * streams (md_tunnel_out_new_local()); then source_copy_offline(). */
+void source_copy_offline_tunnelled (Source *src, GVariant *prepared);
 void source_fail_naming_stream (Source *src, GError *error);
 
 /* md-migration-source-end.c: Finish, Confirm, Resolving, the end. */

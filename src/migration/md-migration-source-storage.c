@@ -450,7 +450,9 @@ on_offline_copied (GObject *source, GAsyncResult *result, gpointer user_data)
       if (!source_is_stale (src))
         {
           g_prefix_error (&error, "host %s, phase copy-disks: ", source_host_name (src));
-          source_fail (src, g_steal_pointer (&error));
+          /* Through the tunnel a broken connection is usually a data
+           * stream that ended: the relay names it a moment later. */
+          source_fail_naming_stream (src, g_steal_pointer (&error));
         }
       return;
     }
@@ -467,6 +469,7 @@ source_copy_offline (Source *src)
   g_autoptr (GPtrArray) targets = g_ptr_array_new ();
   g_autoptr (GPtrArray) paths = g_ptr_array_new ();
   g_autoptr (GPtrArray) formats = g_ptr_array_new ();
+  g_autoptr (GPtrArray) sockets = g_ptr_array_new ();
   g_autofree char *id = g_strdup_printf (
       "migration-%s", strrchr (md_migration_get_object_path (src->migration), '/') + 1);
   MdOfflineCopyOptions options = { 0 };
@@ -483,10 +486,14 @@ source_copy_offline (Source *src)
       g_ptr_array_add (targets, disk->target);
       g_ptr_array_add (paths, disk->source);
       g_ptr_array_add (formats, (gpointer) md_domain_disk_format_to_string (disk->format));
+      if (src->tunnel != NULL)
+        g_ptr_array_add (sockets,
+                         (gpointer) md_tunnel_out_get_nbd_path (src->tunnel, disk->target));
     }
   g_ptr_array_add (targets, NULL);
   g_ptr_array_add (paths, NULL);
   g_ptr_array_add (formats, NULL);
+  g_ptr_array_add (sockets, NULL);
   if (!md_machine_advance (src->machine, MD_PHASE_COPY_DISKS))
     return;
   src->disk_total = total;
@@ -497,6 +504,7 @@ source_copy_offline (Source *src)
   options.formats = (const char *const *) formats->pdata;
   options.dest_host = src->nbd_host;
   options.dest_port = src->nbd_port;
+  options.dest_sockets = src->tunnel != NULL ? (const char *const *) sockets->pdata : NULL;
   options.tls_dir = src->opts->tls ? md_manager_get_config (src->manager)->tls_dir : NULL;
   options.fresh_targets = (const char *const *) src->fresh_targets;
   options.verify = src->opts->verify;

@@ -22,10 +22,10 @@ fail_with_stream (Source *src, const GError *broken)
   g_autofree char *also = held != NULL ? g_strdup_printf (" (%s)", held->message) : g_strdup ("");
 
   g_clear_handle_id (&src->held_failure_id, g_source_remove);
-  source_fail (src,
-               g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
-                            "host %s, phase %s: %s%s; the guest keeps running here",
-                            source_host_name (src), source_phase (src), broken->message, also));
+  source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED, "host %s, phase %s: %s%s; %s",
+                                 source_host_name (src), source_phase (src), broken->message, also,
+                                 src->offline ? "the guest stays here, shut off"
+                                              : "the guest keeps running here"));
 }
 
 /* A data stream broke: unless QEMU already finished with it (then its
@@ -159,4 +159,41 @@ source_perform_tunnelled (Source *src, GVariant *prepared)
   md_migration_mark_time (src->migration, "prepared");
   md_fault_point ("source-prepare-done");
   source_perform (src, uri);
+}
+
+/* transport=tunnel for an offline migration: no QEMU runs here; the
+ * daemon's own copier connects to unix sockets of ours, one per disk, and
+ * each connection becomes a data stream to the peer's qemu-storage-daemon
+ * with a token Prepare gave us. */
+void
+source_copy_offline_tunnelled (Source *src, GVariant *prepared)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *label = g_strdup_printf ("migration %s", src->migration_id);
+
+  src->tunnel = md_tunnel_out_new_local (
+      md_manager_get_peer_tls_config (src->manager), md_peer_connection_get_address (src->peer),
+      source_peer_name (src), md_manager_get_config (src->manager)->runtime_dir, src->tag, label,
+      prepared, on_tunnel_broken, src, &error);
+  if (src->tunnel != NULL)
+    md_machine_push_undo (src->machine, "tunnel", MD_UNDO_CLEANUP, undo_tunnel, NULL, NULL);
+  for (guint i = 0; src->tunnel != NULL && error == NULL && i < src->plan->len; i++)
+    {
+      const MdDomainDisk *disk = g_ptr_array_index (src->plan, i);
+      if (md_tunnel_out_get_nbd_path (src->tunnel, disk->target) == NULL)
+        g_set_error (&error, MD_ERROR, MD_ERROR_PEER_FAILED,
+                     "host %s, phase prepare: the peer offered no data stream for disk %s "
+                     "(does it support offline copies through transport=tunnel?)",
+                     source_peer_name (src), disk->target);
+    }
+  if (error != NULL)
+    {
+      if (!g_str_has_prefix (error->message, "host "))
+        g_prefix_error (&error, "host %s, phase prepare: ", source_host_name (src));
+      source_fail (src, g_steal_pointer (&error));
+      return;
+    }
+  md_migration_mark_time (src->migration, "prepared");
+  md_fault_point ("source-prepare-done");
+  source_copy_offline (src);
 }

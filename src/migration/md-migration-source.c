@@ -816,6 +816,11 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
       source_perform_tunnelled (src, out);
       return;
     }
+  if (src->opts->transport == MD_MIGRATE_TRANSPORT_TUNNEL && src->plan->len > 0)
+    {
+      source_copy_offline_tunnelled (src, out);
+      return;
+    }
   if (src->plan->len > 0 && (src->nbd_host == NULL || src->nbd_port == 0))
     {
       source_fail (src, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,

@@ -4,6 +4,7 @@
 #include "md-tunnel.h"
 
 #include "common/md-error.h"
+#include "common/md-fault.h"
 #include "peer/md-relay.h"
 
 #include <errno.h>
@@ -491,6 +492,10 @@ struct _MdTunnelOut
   uid_t qemu_uid; /* who may connect: the QEMU's own identity */
   gid_t qemu_gid;
   char *label;
+  char *local_name; /* who connects here: "QEMU", "the disk copier" */
+  /* The local client ends every stream itself (the NBD copier): a peer
+   * that ends one first broke it. */
+  gboolean client_ends;
   MdTunnelBroken broken;
   gpointer user_data;
   GPtrArray *ports;      /* OutPort* */
@@ -530,11 +535,12 @@ on_out_relay_done (MdRelay *relay, MdRelayEnd how, const GError *error, gpointer
     }
   if (how == MD_RELAY_FAILED)
     out_fail (tunnel, g_error_copy (error));
-  else if (how == MD_RELAY_PEER_ENDED)
-    out_fail (tunnel, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
-                                   "%s: host %s closed the stream before QEMU here finished "
-                                   "with it",
-                                   md_relay_get_label (relay), tunnel->peer_name));
+  else if (how == MD_RELAY_PEER_ENDED || (tunnel->client_ends && md_relay_peer_ended_first (relay)))
+    out_fail (tunnel,
+              g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
+                           "%s: host %s closed the stream before %s here finished "
+                           "with it",
+                           md_relay_get_label (relay), tunnel->peer_name, tunnel->local_name));
 }
 
 static void
@@ -575,8 +581,11 @@ on_out_stream_open (GObject *source, GAsyncResult *result, gpointer user_data)
   g_ptr_array_add (tunnel->relays,
                    md_relay_start (stream, conn->fd, conn->label, on_out_relay_done, tunnel));
   if (g_str_has_prefix (conn->port->what, "nbd-"))
-    g_ptr_array_add (tunnel->nbd_relays,
-                     g_ptr_array_index (tunnel->relays, tunnel->relays->len - 1));
+    {
+      g_ptr_array_add (tunnel->nbd_relays,
+                       g_ptr_array_index (tunnel->relays, tunnel->relays->len - 1));
+      md_fault_point ("source-disk-stream-open");
+    }
   conn->fd = -1;
   out_conn_free (conn);
 }
@@ -595,9 +604,10 @@ on_out_accept (GSocket *socket, GIOCondition condition, gpointer user_data)
   if (port->tokens == NULL || port->tokens[port->used] == NULL)
     {
       out_fail (tunnel, g_error_new (MD_ERROR, MD_ERROR_FAILED,
-                                     "%s: QEMU opened more '%s' connections than host %s "
+                                     "%s: %s opened more '%s' connections than host %s "
                                      "prepared data streams for (%u)",
-                                     tunnel->label, port->what, tunnel->peer_name, port->used));
+                                     tunnel->label, tunnel->local_name, port->what,
+                                     tunnel->peer_name, port->used));
       return G_SOURCE_CONTINUE;
     }
   conn = g_new0 (OutConn, 1);
@@ -670,30 +680,69 @@ out_add_port (MdTunnelOut *tunnel, const char *what, GStrv tokens, GError **erro
 
 static gboolean valid_target (const char *target);
 
-MdTunnelOut *
-md_tunnel_out_new (const MdPeerTlsConfig *cfg, const char *peer_address, const char *peer_name,
-                   GPid qemu_pid, const char *tag, const char *label, GVariant *info,
-                   MdTunnelBroken broken, gpointer user_data, GError **error)
+static MdTunnelOut *
+out_new (const MdPeerTlsConfig *cfg, const char *peer_address, const char *peer_name,
+         const char *label, const char *local_name, MdTunnelBroken broken, gpointer user_data)
 {
   MdTunnelOut *tunnel = g_new0 (MdTunnelOut, 1);
-  g_auto (GStrv) migration = NULL;
-  g_autoptr (GVariant) nbd = NULL;
-  g_autofree char *proc = g_strdup_printf ("/proc/%d", (int) qemu_pid);
-  g_autofree char *dir_parent = g_strdup_printf ("/proc/%d/root/tmp", (int) qemu_pid);
-  GVariantIter iter;
-  const char *target, *token;
-  struct stat st;
 
   tunnel->cfg = *cfg;
   tunnel->peer_address = g_strdup (peer_address);
   tunnel->peer_name = g_strdup (peer_name);
   tunnel->label = g_strdup (label);
+  tunnel->local_name = g_strdup (local_name);
   tunnel->broken = broken;
   tunnel->user_data = user_data;
   tunnel->ports = g_ptr_array_new_with_free_func (out_port_free);
   tunnel->relays = g_ptr_array_new ();
   tunnel->nbd_relays = g_ptr_array_new ();
   tunnel->cancellable = g_cancellable_new ();
+  return tunnel;
+}
+
+/* One port per token list of Prepare's answer (@info). */
+static gboolean
+out_add_ports (MdTunnelOut *tunnel, GVariant *info, GError **error)
+{
+  g_auto (GStrv) migration = NULL;
+  g_autoptr (GVariant) nbd = NULL;
+  GVariantIter iter;
+  const char *target, *token;
+
+  g_variant_lookup (info, "tunnel-migration-tokens", "^as", &migration);
+  if (migration != NULL && !out_add_port (tunnel, "migration", g_steal_pointer (&migration), error))
+    return FALSE;
+  nbd = g_variant_lookup_value (info, "tunnel-nbd-tokens", G_VARIANT_TYPE ("a{ss}"));
+  if (nbd == NULL)
+    return TRUE;
+  g_variant_iter_init (&iter, nbd);
+  while (g_variant_iter_next (&iter, "{&s&s}", &target, &token))
+    {
+      g_autofree char *what = g_strdup_printf ("nbd-%s", target);
+      const char *one[] = { token, NULL };
+
+      if (!valid_target (target))
+        {
+          g_set_error (error, MD_ERROR, MD_ERROR_PEER_FAILED,
+                       "host %s sent an unusable disk target name in Prepare", tunnel->peer_name);
+          return FALSE;
+        }
+      if (!out_add_port (tunnel, what, g_strdupv ((char **) one), error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+MdTunnelOut *
+md_tunnel_out_new (const MdPeerTlsConfig *cfg, const char *peer_address, const char *peer_name,
+                   GPid qemu_pid, const char *tag, const char *label, GVariant *info,
+                   MdTunnelBroken broken, gpointer user_data, GError **error)
+{
+  MdTunnelOut *tunnel = out_new (cfg, peer_address, peer_name, label, "QEMU", broken, user_data);
+  g_autofree char *proc = g_strdup_printf ("/proc/%d", (int) qemu_pid);
+  g_autofree char *dir_parent = g_strdup_printf ("/proc/%d/root/tmp", (int) qemu_pid);
+  struct stat st;
+
   /* The sockets live in the source QEMU's own /tmp (private to it when it
    * is confined), owned by its uid: only that QEMU and we can reach them. */
   if (qemu_pid <= 0 || stat (proc, &st) != 0)
@@ -720,31 +769,35 @@ md_tunnel_out_new (const MdPeerTlsConfig *cfg, const char *peer_address, const c
       md_tunnel_out_free (tunnel);
       return NULL;
     }
-  g_variant_lookup (info, "tunnel-migration-tokens", "^as", &migration);
-  if (migration != NULL && !out_add_port (tunnel, "migration", g_steal_pointer (&migration), error))
+  if (!out_add_ports (tunnel, info, error))
     {
       md_tunnel_out_free (tunnel);
       return NULL;
     }
-  nbd = g_variant_lookup_value (info, "tunnel-nbd-tokens", G_VARIANT_TYPE ("a{ss}"));
-  if (nbd != NULL)
-    {
-      g_variant_iter_init (&iter, nbd);
-      while (g_variant_iter_next (&iter, "{&s&s}", &target, &token))
-        {
-          g_autofree char *what = g_strdup_printf ("nbd-%s", target);
-          const char *one[] = { token, NULL };
+  return tunnel;
+}
 
-          if (!valid_target (target)
-              || !out_add_port (tunnel, what, g_strdupv ((char **) one), error))
-            {
-              if (error != NULL && *error == NULL)
-                g_set_error (error, MD_ERROR, MD_ERROR_PEER_FAILED,
-                             "host %s sent an unusable disk target name in Prepare", peer_name);
-              md_tunnel_out_free (tunnel);
-              return NULL;
-            }
-        }
+MdTunnelOut *
+md_tunnel_out_new_local (const MdPeerTlsConfig *cfg, const char *peer_address,
+                         const char *peer_name, const char *dir_parent, const char *tag,
+                         const char *label, GVariant *info, MdTunnelBroken broken,
+                         gpointer user_data, GError **error)
+{
+  MdTunnelOut *tunnel =
+      out_new (cfg, peer_address, peer_name, label, "the disk copier", broken, user_data);
+  g_autofree char *out_tag = g_strdup_printf ("out-%s", tag);
+
+  /* Only the daemon reaches a 0700 directory of its runtime directory;
+   * the copier ends each of its NBD connections itself. */
+  tunnel->client_ends = TRUE;
+  tunnel->qemu_uid = getuid ();
+  tunnel->qemu_gid = getgid ();
+  tunnel->dir = make_private_dir (dir_parent, out_tag, error);
+  tunnel->qemu_dir = g_strdup (tunnel->dir); /* the copier runs here */
+  if (tunnel->dir == NULL || !out_add_ports (tunnel, info, error))
+    {
+      md_tunnel_out_free (tunnel);
+      return NULL;
     }
   return tunnel;
 }
@@ -838,5 +891,6 @@ md_tunnel_out_free (MdTunnelOut *tunnel)
   g_free (tunnel->peer_address);
   g_free (tunnel->peer_name);
   g_free (tunnel->label);
+  g_free (tunnel->local_name);
   g_free (tunnel);
 }

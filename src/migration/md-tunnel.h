@@ -9,6 +9,11 @@
  * connects to the path (QEMU 7.2's multifd cannot take fds). QEMU's own
  * TLS is off on that leg: the tunnel encrypts, once.
  *
+ * An offline migration's disks go the same way: qemu-storage-daemon takes
+ * QEMU's place on the destination (it inherits the listening socket), and
+ * the daemon's own libnbd copier on the source connects to a socket of a
+ * 0700 directory in the runtime directory (md_tunnel_out_new_local()).
+ *
  * The destination's Prepare hands out one token per expected stream
  * (md_tunnel_in_describe()); the source presents each on its stream. QEMU
  * 7.2 takes the first connection of an incoming migration as the main
@@ -64,7 +69,14 @@ MdTunnelOut *md_tunnel_out_new (const MdPeerTlsConfig *cfg, const char *peer_add
                                 const char *peer_name, GPid qemu_pid, const char *tag,
                                 const char *label, GVariant *info, MdTunnelBroken broken,
                                 gpointer user_data, GError **error);
-/* The unix socket path, as the source QEMU sees it, for its migrate URI /
+/* The same for a copier in this daemon (an offline migration's disks):
+ * the sockets go in a 0700 directory of @dir_parent (the runtime
+ * directory) that only the daemon reaches; no QEMU is involved. */
+MdTunnelOut *md_tunnel_out_new_local (const MdPeerTlsConfig *cfg, const char *peer_address,
+                                      const char *peer_name, const char *dir_parent,
+                                      const char *tag, const char *label, GVariant *info,
+                                      MdTunnelBroken broken, gpointer user_data, GError **error);
+/* The unix socket path, as the source QEMU (or the local copier) sees it, for its migrate URI /
  * an NBD target's server; NULL when Prepare gave no token for it. */
 const char *md_tunnel_out_get_migration_path (MdTunnelOut *tunnel);
 const char *md_tunnel_out_get_nbd_path (MdTunnelOut *tunnel, const char *target);

@@ -16,6 +16,13 @@
  * QEMU write of a multifd packet (512 KiB) moves in one piece. */
 #define RELAY_BUFFER_SIZE (1024 * 1024)
 
+enum
+{
+  FIRST_END_NONE,
+  FIRST_END_LOCAL,
+  FIRST_END_PEER,
+};
+
 struct _MdRelay
 {
   gatomicrefcount ref;
@@ -31,6 +38,7 @@ struct _MdRelay
   gint running;      /* atomic: directions still copying */
   gint peer_ended;   /* atomic: the peer's side ended first */
   gint local_ended;  /* atomic */
+  gint first_end;    /* atomic: which side's orderly end came first (FIRST_END_*) */
   GMutex lock;       /* guards @error */
   GError *error;     /* the first failure */
   guint64 bytes_out; /* __atomic builtins: the main loop reads them */
@@ -160,6 +168,7 @@ relay_to_peer (gpointer data)
       if (n == 0)
         {
           g_atomic_int_set (&relay->local_ended, 1);
+          g_atomic_int_compare_and_exchange (&relay->first_end, FIRST_END_NONE, FIRST_END_LOCAL);
           /* End this direction only. Not with a TLS close_notify: GLib's
            * TLS connection makes a close wait for the read blocked in
            * the other thread, which waits for the peer to close: both
@@ -204,6 +213,7 @@ relay_to_local (gpointer data)
       if (n == 0)
         {
           g_atomic_int_set (&relay->peer_ended, 1);
+          g_atomic_int_compare_and_exchange (&relay->first_end, FIRST_END_NONE, FIRST_END_PEER);
           shutdown (relay->local_fd, SHUT_WR);
           break;
         }
@@ -294,4 +304,10 @@ guint64
 md_relay_get_bytes_in (MdRelay *relay)
 {
   return __atomic_load_n (&relay->bytes_in, __ATOMIC_RELAXED);
+}
+
+gboolean
+md_relay_peer_ended_first (MdRelay *relay)
+{
+  return g_atomic_int_get (&relay->first_end) == FIRST_END_PEER;
 }

@@ -45,5 +45,10 @@ const char *md_relay_get_label (MdRelay *relay);
 /* Bytes copied so far towards the peer and towards QEMU. */
 guint64 md_relay_get_bytes_out (MdRelay *relay);
 guint64 md_relay_get_bytes_in (MdRelay *relay);
+/* Both directions ended in order, but the peer's first: it closed the
+ * stream while the local side still had it open (MD_RELAY_CLEAN says
+ * nothing about the order). For a local client that always ends its
+ * connections itself (an NBD client), that is a broken stream. */
+gboolean md_relay_peer_ended_first (MdRelay *relay);
 
 G_END_DECLS

@@ -12,6 +12,7 @@ typedef struct
 {
   GStrv targets;
   GStrv fresh_targets;
+  GStrv dest_sockets; /* NULL: dest_host:dest_port */
   char *unix_path;
   char *dest_host;
   guint16 dest_port;
@@ -43,6 +44,7 @@ copy_data_free (CopyData *data)
     g_unlink (data->unix_path);
   g_strfreev (data->targets);
   g_strfreev (data->fresh_targets);
+  g_strfreev (data->dest_sockets);
   g_free (data->unix_path);
   g_free (data->dest_host);
   g_free (data->tls_dir);
@@ -135,13 +137,19 @@ copy_next (GTask *task)
       return;
     }
   src_uri = g_strdup_printf ("nbd+unix:///%s?socket=%s", target, data->unix_path);
-  dst_uri = g_strdup_printf ("%s://%s%s%s:%u/%s", data->tls_dir ? "nbds" : "nbd",
-                             strchr (data->dest_host, ':') ? "[" : "", data->dest_host,
-                             strchr (data->dest_host, ':') ? "]" : "", data->dest_port, target);
+  if (data->dest_sockets != NULL)
+    dst_uri = g_strdup_printf ("nbd+unix:///%s?socket=%s", target, data->dest_sockets[data->index]);
+  else
+    dst_uri = g_strdup_printf ("%s://%s%s%s:%u/%s", data->tls_dir ? "nbds" : "nbd",
+                               strchr (data->dest_host, ':') ? "[" : "", data->dest_host,
+                               strchr (data->dest_host, ':') ? "]" : "", data->dest_port, target);
   data->copy = md_nbd_copy_new (src_uri, dst_uri);
   md_nbd_copy_set_labels (data->copy, target, data->source_host_name, data->dest_host_name);
   md_nbd_copy_set_verify (data->copy, data->verify);
-  if (data->tls_dir != NULL)
+  /* Through the tunnel: one data stream per disk, already encrypted. */
+  if (data->dest_sockets != NULL)
+    md_nbd_copy_set_connections (data->copy, 1);
+  else if (data->tls_dir != NULL)
     md_nbd_copy_set_tls_certificates (data->copy, data->tls_dir);
   if (data->fresh_targets != NULL
       && g_strv_contains ((const char *const *) data->fresh_targets, target))
@@ -177,6 +185,7 @@ md_offline_copy_async (const MdOfflineCopyOptions *o, MdOfflineCopyProgress prog
 
   data->targets = g_strdupv ((char **) o->targets);
   data->fresh_targets = g_strdupv ((char **) o->fresh_targets);
+  data->dest_sockets = g_strdupv ((char **) o->dest_sockets);
   data->unix_path = g_strdup_printf ("%s/%s-src-nbd.sock", o->runtime_dir, o->id);
   data->dest_host = g_strdup (o->dest_host);
   data->dest_port = o->dest_port;

@@ -16,6 +16,11 @@ typedef struct
   const char *const *formats;
   const char *dest_host; /* the destination's NBD server */
   guint16 dest_port;
+  /* transport=tunnel: per target, a local unix socket whose connections
+   * the daemon carries to the destination's NBD server as data streams
+   * (one connection per disk, no TLS here: the stream encrypts). Set,
+   * it replaces dest_host/dest_port and tls_dir. */
+  const char *const *dest_sockets;
   const char *tls_dir;              /* NULL: plaintext */
   const char *const *fresh_targets; /* destination images known all-zero */
   gboolean verify;

@@ -228,6 +228,8 @@ class Storage(twohosts.TwoHostsTestCase):
         self.assertEqual(self.hosts.guest_state(self.client_b, "offshared"), "shut-off")
 
     def test_offline_sparse_4g_moves_only_its_data(self):
+        # transport=native: the copier to qemu-storage-daemon's NBD port
+        # (TLS); test_tunnel covers the same copy through the peer port.
         disk_a, disk_b = self.scratch.join("big-A.raw"), self.scratch.join("big-B.raw")
         with open(disk_a, "wb") as f:
             f.truncate(4096 * MIB)
@@ -237,7 +239,7 @@ class Storage(twohosts.TwoHostsTestCase):
         path = self.hosts.define(self.client_a, guest.xml)
         migration = self.hosts.migrate("offline", options={
             "offline": True, "copy-storage": "all", "disks": ["vdb"], "verify": True,
-            "destination-xml": self.destination_xml(path, disk_a, disk_b)})
+            "transport": "native", "destination-xml": self.destination_xml(path, disk_a, disk_b)})
         success, name, message = self.hosts.wait_completed(self.client_a, migration, timeout=300)
         self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
         stats = self.client_a.call(migration, MIGRATION_IFACE, "GetStatistics", reply="(a{sv})")[0]

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """transport=tunnel (issue 10): every migration stream — QEMU's main
-channel, its multifd channels, the NBD connections of disk mirrors — goes
+channel, its multifd channels, the NBD connections of disk mirrors and of
+offline disk copies (libnbd copier to qemu-storage-daemon) — goes
 as a TLS data stream through the destination's one peer port, each
 admitted by a one-time token from Prepare. The destination listens on no
 other port, RAM and disks arrive intact and disks stay sparse, forged,
@@ -11,6 +12,7 @@ import glob
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -320,12 +322,108 @@ class Tunnel(twohosts.TwoHostsTestCase):
                            what="no guest on hostB")
         self.assert_tunnel_gone()
 
+    # -- offline copies -----------------------------------------------------
+
+    def offline_guest(self, name, disk_a, disk_b):
+        """A shut-off guest on A with data disk vdb at @disk_a; returns the
+        destination XML, with @disk_b in its place."""
+        guest = self.guest(name, size_mib=8, seed=11)
+        guest.xml = guest.xml.replace("<serial type='file'>",
+                                      DATA_DISK_XML.format(path=disk_a) + "<serial type='file'>", 1)
+        self.hosts.define(self.client_a, guest.xml)
+        xml = self.get_xml(name)
+        self.assertIn(disk_a, xml)
+        return xml.replace(disk_a, disk_b)
+
+    def storage_daemons(self, host):
+        """@host's qemu-storage-daemons (their QMP sockets are in its
+        runtime directory)."""
+        return harness.storage_daemon_pids(host.daemon.runtime_dir)
+
+    def start_offline_copy_held_mid_stream(self, name, disk_a, disk_b, data_mib):
+        """Restarts A's daemon to stop once a disk's data stream is open,
+        starts an offline tunnelled migration of @name and waits for that
+        moment: B is mid-copy. Returns the migration's path."""
+        with open(disk_a, "wb") as f:
+            f.truncate(512 * MIB)
+        for offset in (0, 100, 300, 500):
+            write_random(disk_a, offset, data_mib)
+        self.hosts.restart_daemon(self.a, env={"MD_TEST_STOP_AT": "source-disk-stream-open"})
+        xml = self.offline_guest(name, disk_a, disk_b)
+        path = self.hosts.migrate(name, options={
+            "offline": True, "transport": "tunnel", "copy-storage": "all", "disks": ["vdb"],
+            "verify": True, "destination-xml": xml})
+        self.a.daemon.wait_fault_point("source-disk-stream-open")
+        return path
+
+    def test_offline_copy_through_the_tunnel_opens_no_port_and_keeps_holes(self):
+        disk_a, disk_b = self.scratch.join("off-A.raw"), self.scratch.join("off-B.raw")
+        path = self.start_offline_copy_held_mid_stream("tunoff", disk_a, disk_b, 8)
+        # Mid-copy: B's qemu-storage-daemon serves the image, and only the
+        # peer port listens; the disk's data stream is one of its connections.
+        self.assertEqual(self.b.listening_ports(), {self.b.peer_port},
+                         "hostB opened a port besides its peer port (an NBD port?)")
+        self.assertEqual(len(self.storage_daemons(self.b)), 1, "no qemu-storage-daemon on hostB")
+        self.assertGreaterEqual(self.data_streams(self.b), 2)
+        self.a.daemon.sigcont()
+        success, error_name, message = self.hosts.wait_completed(self.client_a, path, 120)
+        self.assertTrue(success, "%s: %s\n%s" % (error_name, message, self.hosts.logs()))
+        self.assertEqual(qemu_img("compare", "-f", "raw", "-F", "raw", disk_a, disk_b).strip(),
+                         "Images are identical.")
+        print("allocated: A %d, B %d; data: A %d, B %d" % (allocated_bytes(disk_a), allocated_bytes(disk_b),
+                                                          data_bytes(disk_a), data_bytes(disk_b)))
+        self.assertLessEqual(allocated_bytes(disk_b), allocated_bytes(disk_a))
+        stats = self.client_a.call(path, harness.MIGRATION_IFACE, "GetStatistics", reply="(a{sv})")[0]
+        # Only the data moved: the holes were neither sent nor written.
+        self.assertGreaterEqual(stats["disk-bytes-copied"], data_bytes(disk_a))
+        self.assertLess(stats["disk-bytes-copied"], data_bytes(disk_a) + 4 * MIB)
+        self.assertIn("data stream 'nbd-vdb' of migration", self.b.log())
+        self.assertEqual(self.hosts.guest_state(self.client_b, "tunoff"), "shut-off")
+        # Nothing left: no qemu-storage-daemon on either host, no socket, no stream.
+        harness.wait_until(lambda: not harness.storage_daemon_pids(self.scratch.path), timeout=20,
+                           what="the qemu-storage-daemons to exit")
+        self.assertEqual(self.b.qemu_pids(), [])
+        self.assert_tunnel_gone()
+
+    def test_offline_copy_fails_naming_the_stream_when_b_storage_daemon_dies(self):
+        disk_a, disk_b = self.scratch.join("offk-A.raw"), self.scratch.join("offk-B.raw")
+        path = self.start_offline_copy_held_mid_stream("tunoffk", disk_a, disk_b, 4)
+        self.assertTrue(os.path.exists(disk_b))
+        pids = self.storage_daemons(self.b)
+        self.assertEqual(len(pids), 1)
+        os.kill(pids[0], signal.SIGKILL)
+        self.a.daemon.sigcont()
+        success, error_name, message = self.hosts.wait_completed(self.client_a, path, 60)
+        self.assertFalse(success)
+        print("error message: " + message)
+        self.assertIn("data stream 'nbd-vdb'", message)
+        self.assertIn("hostB", message)
+        self.assertIn("copy-disks", message)
+        # The guest stays on A, shut off, its disk untouched; B has no
+        # guest, no image Prepare created, no qemu-storage-daemon, no stream.
+        try:
+            harness.wait_until(lambda: self.hosts.guest_state(self.client_a, "tunoffk") == "shut-off",
+                               timeout=30, what="the guest back to shut-off on hostA")
+        except AssertionError as e:
+            raise AssertionError("%s\n%s" % (e, self.hosts.logs()))
+        self.assertTrue(os.path.exists(disk_a))
+        harness.wait_until(lambda: not harness.storage_daemon_pids(self.scratch.path), timeout=30,
+                           what="the qemu-storage-daemons to exit")
+        harness.wait_until(lambda: not self.hosts.guest_exists(self.client_b, "tunoffk"), timeout=30,
+                           what="no guest on hostB")
+        self.assertFalse(self.b.has_definition("tunoffk"))
+        harness.wait_until(lambda: not os.path.exists(disk_b), timeout=30,
+                           what="the image Prepare created on hostB to go")
+        self.assert_tunnel_gone()
+
     # -- options ------------------------------------------------------------
 
     def test_tunnel_with_native_only_options_is_refused(self):
         guest = self.guest("tunopt", size_mib=8)
         self.start_on_a(guest)
         for extra, word in (({"nbd-port": self.b.migration_ports[0]}, "nbd-port"),
+                            # An offline copy too: the tunnel or an NBD port, not both.
+                            ({"nbd-port": self.b.migration_ports[0], "offline": True}, "nbd-port"),
                             ({"migration-port": self.b.migration_ports[0]}, "migration-port"),
                             ({"tls": False}, "tls=false")):
             options = dict(extra, transport="tunnel")
