@@ -300,10 +300,12 @@ static void
 notify_source_aborted (Incoming *in, const GError *error)
 {
   g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_FAILED);
-  GDBusConnection *dbus = md_peer_connection_get_dbus (in->conn);
+  GDBusConnection *dbus;
 
-  if (md_peer_connection_is_closed (in->conn))
+  /* A daemon restarted in postcopy has no connection until Recover. */
+  if (in->conn == NULL || md_peer_connection_is_closed (in->conn))
     return;
+  dbus = md_peer_connection_get_dbus (in->conn);
   g_dbus_connection_emit_signal (dbus, NULL, MD_PEER_OBJECT_PATH, "org.migrationd.Peer1", "Aborted",
                                  g_variant_new ("(sss)", in->id,
                                                 md_error_code_to_dbus_name (converted->code),

@@ -140,6 +140,8 @@ gboolean incoming_tunnel_nbd_socket (Incoming *in, GError **error);
 MdDomain *incoming_live_definition (Incoming *in);
 /* Hands QEMU our listening @socket under @fdname. */
 void in_qmp_getfd (Incoming *in, GSocket *socket, const char *fdname, InStep next);
+/* The address @conn reached us on (NULL: not an inet socket). */
+char *local_address_of (MdPeerConnection *conn);
 /* A listening socket for QEMU (@what names the option that picks the port). */
 GSocket *bind_listener (MdMigrationDest *dest, const char *address, guint16 wanted,
                         const char *what, GError **error);

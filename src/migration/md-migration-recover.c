@@ -32,6 +32,7 @@
 typedef struct
 {
   MdManager *manager;
+  MdMigrationDest *dest; /* NULL without a peer listener */
   MdJournal *journal;
   MdGuest *guest;
   MdMigration *migration;
@@ -355,30 +356,70 @@ on_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
     remove_this_copy (rec);
 }
 
-/* The journal says this copy holds the guest. A postcopy stream that
- * broke while no daemon watched leaves it waiting for pages only the
- * source has: reported, not resumed as if complete. */
+/* The incoming migration goes on in a migration object of the
+ * destination (md-migration-dest-recovery.c), which owns the journal from
+ * now on. FALSE with @error when the journal cannot support it. */
+static gboolean
+reattach_incoming (Recovery *rec, GError **error)
+{
+  gboolean paused = md_journal_get_int (rec->journal, "paused-on-destination");
+
+  if (rec->dest == NULL)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "this daemon has no peer listener");
+      return FALSE;
+    }
+  if (!md_migration_dest_reattach_postcopy (rec->dest, rec->journal, rec->guest, rec->migration,
+                                            error))
+    return FALSE;
+  rec->journal = NULL;
+  /* The guest runs here in postcopy, unless the user asked otherwise. */
+  md_guest_end_migration (rec->guest, TRUE);
+  if (!paused)
+    qmp (rec, "cont", NULL, NULL);
+  md_manager_hold_recovery (rec->manager, FALSE);
+  recovery_free (rec);
+  return TRUE;
+}
+
+/* The journal says this copy holds the guest. A postcopy stream still
+ * under way (or broken while no daemon watched) goes on: the migration
+ * is open again here, for the source to recover its stream, and ends
+ * when QEMU completes. */
 static void
 on_held_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
 {
   g_autoptr (GError) owned = error;
+  g_autoptr (GError) reattach_error = NULL;
   const char *status = md_migration_qemu_status (reply, "");
 
-  if (!g_str_equal (status, "postcopy-paused") && !g_str_equal (status, "postcopy-recover"))
+  if (!g_str_has_prefix (status, "postcopy-"))
     {
       keep_this_copy (rec);
       return;
     }
+  if (reattach_incoming (rec, &reattach_error))
+    return;
+  if (!g_str_equal (status, "postcopy-paused") && !g_str_equal (status, "postcopy-recover"))
+    {
+      g_message ("recovering migration %s: cannot re-attach (%s); QEMU completes the postcopy "
+                 "stream by itself",
+                 md_journal_get_id (rec->journal), reattach_error->message);
+      keep_this_copy (rec);
+      return;
+    }
   recovery_attention (
-      rec, g_error_new (MD_ERROR, MD_ERROR_FAILED,
-                        "host %s: the daemon restarted while guest %s arrived in postcopy from "
-                        "%s and the postcopy stream is broken (QEMU status %s): the guest runs "
-                        "here but waits for pages only the source's QEMU has. Both QEMUs must "
-                        "be kept; recover the stream by hand (QMP migrate-recover here, "
-                        "migrate with resume=true on %s)",
-                        host_name (rec), guest_name (rec),
-                        md_journal_get_string (rec->journal, "peer-address"), status,
-                        md_journal_get_string (rec->journal, "peer-address")));
+      rec,
+      g_error_new (MD_ERROR, MD_ERROR_FAILED,
+                   "host %s: the daemon restarted while guest %s arrived in postcopy from "
+                   "%s and the postcopy stream is broken (QEMU status %s), and this daemon "
+                   "cannot take up its recovery: %s. The guest runs here but waits for "
+                   "pages only the source's QEMU has. Both QEMUs must be kept; recover "
+                   "the stream by hand (QMP migrate-recover here, migrate with "
+                   "resume=true on %s)",
+                   host_name (rec), guest_name (rec),
+                   md_journal_get_string (rec->journal, "peer-address"), status,
+                   reattach_error->message, md_journal_get_string (rec->journal, "peer-address")));
 }
 
 static void
@@ -412,7 +453,7 @@ on_outgoing_status (Recovery *rec, JsonNode *reply, GError *error)
 /* ---- one record ------------------------------------------------------------ */
 
 static void
-recover_one (MdManager *manager, MdJournal *journal)
+recover_one (MdManager *manager, MdMigrationDest *dest, MdJournal *journal)
 {
   Recovery *rec = g_new0 (Recovery, 1);
   gboolean incoming = g_str_equal (md_journal_get_direction (journal), "incoming");
@@ -421,6 +462,7 @@ recover_one (MdManager *manager, MdJournal *journal)
   MdGuest *guest = md_manager_find_guest (manager, md_journal_get_string (journal, "guest"));
 
   rec->manager = manager;
+  rec->dest = dest;
   rec->journal = journal;
   rec->guest = guest != NULL ? g_object_ref (guest) : NULL;
   md_manager_hold_recovery (manager, TRUE);
@@ -490,7 +532,7 @@ remove_unjournaled_incoming (MdManager *manager, GHashTable *journaled)
 }
 
 void
-md_migration_recover_start (MdManager *manager)
+md_migration_recover_start (MdManager *manager, MdMigrationDest *dest)
 {
   const MdConfig *config = md_manager_get_config (manager);
   g_autoptr (GPtrArray) records = md_journal_list (config->state_dir);
@@ -518,7 +560,7 @@ md_migration_recover_start (MdManager *manager)
         }
       if (md_journal_get_string (journal, "guest") != NULL)
         g_hash_table_add (journaled, g_strdup (md_journal_get_string (journal, "guest")));
-      recover_one (manager, journal);
+      recover_one (manager, dest, journal);
     }
   remove_unjournaled_incoming (manager, journaled);
   md_manager_hold_recovery (manager, FALSE);

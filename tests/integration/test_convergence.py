@@ -302,6 +302,49 @@ class PostcopyRecovery(ConvergenceTestCase):
         self.verify_ram_on_b("pc-killb")
 
 
+    def restart_daemon(self, host):
+        host.daemon.env = {}
+        host.daemon.start()
+        self.hosts.wait_peer_listener(host)
+        client = self.hosts.client(host)
+        if host is self.a:
+            self.client_a = self.hosts.client_a = client
+        else:
+            self.client_b = self.hosts.client_b = client
+        return client
+
+    def cut_until_paused(self, path):
+        """Cuts the link and waits until A paused the postcopy stream."""
+        self.hosts.link(False)
+        self.addCleanup(self.hosts.link, True)
+        self.hosts.wait_property(self.client_a, path, "State",
+                                 lambda s: s in ("postcopy-paused", "postcopy-recovering"), timeout=90,
+                                 what="A pausing the cut postcopy stream\n" + self.hosts.logs())
+
+    def test_destination_daemon_killed_while_paused_recovers_after_restart(self):
+        guest, path, serial_b = self.start_postcopy("pc-reb")
+        pids_a, pids_b = self.a.qemu_pids(), self.b.qemu_pids()
+        self.cut_until_paused(path)
+        self.b.daemon.sigkill()
+        self.hosts.link(True)
+        self.assertEqual((self.a.qemu_pids(), self.b.qemu_pids()), (pids_a, pids_b),
+                         "a QEMU went away with B's daemon")
+        self.restart_daemon(self.b)
+        # B's restarted daemon re-attaches the migration in postcopy; A's
+        # recovery attempts find it and the stream completes.
+        resumed = self.incoming_path()
+        success, name, message = self.hosts.wait_completed(self.client_a, path, 180)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        success_b, name_b, message_b = self.hosts.wait_completed(self.client_b, resumed, 60)
+        self.assertTrue(success_b, "%s: %s\n%s" % (name_b, message_b, self.hosts.logs()))
+        self.assertGreaterEqual(self.client_b.get_property(resumed, MIGRATION_IFACE, "RecoveryAttempts"), 1)
+        self.assertEqual(self.b.qemu_pids(), pids_b)
+        self.assertEqual(self.hosts.guest_state(self.client_b, "pc-reb"), "running")
+        self.assert_source_gone("pc-reb")
+        self.wait_dirty_on_b(guest, serial_b)
+        self.verify_ram_on_b("pc-reb")
+
+
 class RecoverCall(ConvergenceTestCase):
     """Peer1.Recover from a peer with a valid certificate but nothing to
     recover: refused by name, and nothing starts listening on B."""
