@@ -23,11 +23,15 @@
 #include "md-migration-journal.h"
 #include "md-migration-machine.h"
 #include "md-migration-qemu.h"
+#include "md-migration-recover-postcopy.h"
 #include "storage/md-storage.h"
 
 #define RECOVER_ASK_TIMEOUT_S 60
 #define TOMBSTONE_KEEP_S (24 * 3600)
 #define POSTCOPY_WAIT_MS 500
+/* After a resumed postcopy stream completed, the destination may take a
+ * moment to end its side: "pending" is asked again this many times. */
+#define PENDING_ASKS 10
 
 typedef struct
 {
@@ -36,7 +40,10 @@ typedef struct
   MdJournal *journal;
   MdGuest *guest;
   MdMigration *migration;
-  guint waits; /* postcopy: QEMU still sending */
+  guint waits;        /* postcopy: QEMU still sending */
+  gboolean released;  /* the manager's recovery hold is let go (a long postcopy) */
+  gboolean streamed;  /* the postcopy stream was followed to its end */
+  guint pending_asks; /* the peer said "pending" after that */
 } Recovery;
 
 static void
@@ -75,7 +82,8 @@ recovery_done (Recovery *rec, const GError *error, const char *outcome)
     md_journal_remove (rec->journal);
   if (rec->migration != NULL)
     md_migration_complete (rec->migration, error, 0);
-  md_manager_hold_recovery (rec->manager, FALSE);
+  if (!rec->released)
+    md_manager_hold_recovery (rec->manager, FALSE);
   recovery_free (rec);
 }
 
@@ -93,7 +101,8 @@ recovery_attention (Recovery *rec, GError *error)
       md_migration_set_needs_attention (rec->migration, error);
       md_migration_resolver_attach (rec->migration, rec->manager, rec->journal, rec->guest);
     }
-  md_manager_hold_recovery (rec->manager, FALSE);
+  if (!rec->released)
+    md_manager_hold_recovery (rec->manager, FALSE);
   recovery_free (rec);
 }
 
@@ -253,6 +262,41 @@ keep_this_copy (Recovery *rec)
 /* ---- outgoing at the switch-over: ask the destination ------------------- */
 
 static void confirm_when_sent (Recovery *rec);
+static void ask_peer (Recovery *rec);
+
+static void
+on_stream_followed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Recovery *rec = user_data;
+  GError *error = NULL;
+
+  rec->streamed = TRUE;
+  if (!md_postcopy_resume_finish (result, &error))
+    {
+      recovery_attention (rec, error);
+      return;
+    }
+  /* All pages are on the destination: it runs the guest; it says so. */
+  ask_peer (rec);
+}
+
+/* QEMU is in postcopy: the destination holds part of the guest. Its
+ * stream is followed to the end, and recovered when broken (this may
+ * take minutes: new migrations need not wait for it). */
+static void
+follow_stream (Recovery *rec)
+{
+  md_journal_set_string (rec->journal, "authority", "split");
+  md_migration_set_statistic (rec->migration, "restarted-in-postcopy",
+                              g_variant_new_boolean (TRUE));
+  if (!rec->released)
+    {
+      rec->released = TRUE;
+      md_manager_hold_recovery (rec->manager, FALSE);
+    }
+  md_postcopy_resume_async (rec->manager, rec->journal, rec->guest, rec->migration,
+                            on_stream_followed, rec);
+}
 
 static gboolean
 on_postcopy_wait (gpointer user_data)
@@ -276,10 +320,16 @@ on_source_status (Recovery *rec, JsonNode *reply, GError *error)
   g_autoptr (GError) owned = error;
   const char *status = reply_status (reply);
 
-  if (g_str_equal (status, "postcopy-paused") || g_str_equal (status, "postcopy-recover"))
+  if ((g_str_equal (status, "postcopy-paused") || g_str_equal (status, "postcopy-recover"))
+      && !rec->streamed)
     {
       /* The stream broke while no daemon watched: the pages only this QEMU
-       * has are needed on the destination. Say so rather than wait. */
+       * has are needed on the destination. */
+      follow_stream (rec);
+      return;
+    }
+  if (g_str_equal (status, "postcopy-paused") || g_str_equal (status, "postcopy-recover"))
+    {
       recovery_attention (
           rec, g_error_new (MD_ERROR, MD_ERROR_FAILED,
                             "host %s: the daemon restarted while guest %s was in postcopy to %s "
@@ -307,6 +357,13 @@ confirm_when_sent (Recovery *rec)
   qmp (rec, "query-migrate", NULL, on_source_status);
 }
 
+static gboolean
+on_ask_again (gpointer user_data)
+{
+  ask_peer (user_data);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 on_peer_answer (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -325,6 +382,12 @@ on_peer_answer (GObject *source, GAsyncResult *result, gpointer user_data)
   if (outcome != NULL && !split)
     {
       keep_this_copy (rec);
+      return;
+    }
+  if (outcome != NULL && g_str_equal (outcome, "pending") && rec->streamed
+      && rec->pending_asks++ < PENDING_ASKS)
+    {
+      g_timeout_add_seconds (1, on_ask_again, rec);
       return;
     }
   recovery_attention (
@@ -442,12 +505,22 @@ on_outgoing_status (Recovery *rec, JsonNode *reply, GError *error)
   const char *status = reply_status (reply);
 
   if (g_str_has_prefix (status, "postcopy"))
-    {
-      md_journal_set_string (rec->journal, "authority", "split");
-      ask_peer (rec);
-    }
+    follow_stream (rec);
   else
     keep_this_copy (rec);
+}
+
+/* Split authority: a QEMU still in postcopy is followed to the end (and
+ * its stream recovered) before the destination is asked. */
+static void
+on_split_status (Recovery *rec, JsonNode *reply, GError *error)
+{
+  g_autoptr (GError) owned = error;
+
+  if (g_str_has_prefix (reply_status (reply), "postcopy"))
+    follow_stream (rec);
+  else
+    ask_peer (rec);
 }
 
 /* ---- one record ------------------------------------------------------------ */
@@ -505,6 +578,8 @@ recover_one (MdManager *manager, MdMigrationDest *dest, MdJournal *journal)
   else if (authority == MD_AUTHORITY_SOURCE && phase != MD_PHASE_FINISH
            && phase != MD_PHASE_RESOLVING && phase != MD_PHASE_CONFIRM)
     qmp (rec, "query-migrate", NULL, on_outgoing_status);
+  else if (authority == MD_AUTHORITY_SPLIT && guest != NULL && md_guest_is_active (guest))
+    qmp (rec, "query-migrate", NULL, on_split_status);
   else
     ask_peer (rec);
 }

@@ -345,6 +345,32 @@ class PostcopyRecovery(ConvergenceTestCase):
         self.verify_ram_on_b("pc-reb")
 
 
+    def test_source_daemon_killed_while_paused_recovers_after_restart(self):
+        guest, path, serial_b = self.start_postcopy("pc-rea")
+        incoming = self.incoming_path()
+        pids_a, pids_b = self.a.qemu_pids(), self.b.qemu_pids()
+        self.cut_until_paused(path)
+        self.a.daemon.sigkill()
+        self.hosts.link(True)
+        self.assertEqual((self.a.qemu_pids(), self.b.qemu_pids()), (pids_a, pids_b),
+                         "a QEMU went away with A's daemon")
+        self.restart_daemon(self.a)
+        # A's restarted daemon finds its QEMU paused in postcopy and
+        # recovers the stream into B's QEMU; then its copy goes.
+        resumed = self.client_a.call(MANAGER_PATH, MANAGER_IFACE, "ListMigrations", None, None, "(ao)")[0]
+        self.assertEqual(len(resumed), 1, resumed)
+        success, name, message = self.hosts.wait_completed(self.client_a, resumed[0], 180)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        self.assertGreaterEqual(self.client_a.get_property(resumed[0], MIGRATION_IFACE, "RecoveryAttempts"), 1)
+        success_b, name_b, message_b = self.hosts.wait_completed(self.client_b, incoming, 60)
+        self.assertTrue(success_b, "%s: %s\n%s" % (name_b, message_b, self.hosts.logs()))
+        self.assertEqual(self.b.qemu_pids(), pids_b)
+        self.assertEqual(self.hosts.guest_state(self.client_b, "pc-rea"), "running")
+        self.assert_source_gone("pc-rea")
+        self.wait_dirty_on_b(guest, serial_b)
+        self.verify_ram_on_b("pc-rea")
+
+
 class RecoverCall(ConvergenceTestCase):
     """Peer1.Recover from a peer with a valid certificate but nothing to
     recover: refused by name, and nothing starts listening on B."""
