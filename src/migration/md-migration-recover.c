@@ -407,6 +407,8 @@ on_peer_answer (GObject *source, GAsyncResult *result, gpointer user_data)
 /* The journal says the source held the guest; QEMU itself may know
  * better: if postcopy had started before the journal caught up, this
  * copy holds part of the guest and must not go. */
+static void on_held_incoming_status (Recovery *rec, JsonNode *reply, GError *error);
+
 static void
 on_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
 {
@@ -414,7 +416,7 @@ on_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
   const char *status = reply_status (reply);
 
   if (g_str_has_prefix (status, "postcopy"))
-    keep_this_copy (rec);
+    on_held_incoming_status (rec, reply, NULL);
   else
     remove_this_copy (rec);
 }
