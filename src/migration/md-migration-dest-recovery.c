@@ -322,7 +322,7 @@ after_migrate_recover (Incoming *in, GError *error)
   g_autofree char *uri = NULL;
   GVariantBuilder result;
 
-  if (error == NULL)
+  if (error == NULL && !incoming_tunnelled (in))
     {
       endpoint =
           md_address_new_inet (in->address, md_listen_socket_get_port (in->recover_socket), &error);
@@ -335,10 +335,21 @@ after_migrate_recover (Incoming *in, GError *error)
       return;
     }
   invocation = g_steal_pointer (&in->recover_invocation);
-  g_message ("incoming migration %s: recovery attempt %u: QEMU listens on %s", in->id,
-             in->recovery_attempts, uri);
   g_variant_builder_init (&result, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&result, "{sv}", "migration-uri", g_variant_new_string (uri));
+  if (in->tunnel != NULL && incoming_tunnelled (in))
+    {
+      /* The resumed stream comes through the peer port with these tokens. */
+      g_message ("incoming migration %s: recovery attempt %u: QEMU listens on a private unix "
+                 "socket for a data stream",
+                 in->id, in->recovery_attempts);
+      md_tunnel_in_describe (in->tunnel, &result);
+    }
+  else
+    {
+      g_message ("incoming migration %s: recovery attempt %u: QEMU listens on %s", in->id,
+                 in->recovery_attempts, uri);
+      g_variant_builder_add (&result, "{sv}", "migration-uri", g_variant_new_string (uri));
+    }
   g_variant_builder_add (
       &result, "{sv}", "running",
       g_variant_new_boolean (md_machine_get_authority (in->machine) == MD_AUTHORITY_DESTINATION));
@@ -365,13 +376,51 @@ after_recover_getfd (Incoming *in, GError *error)
   in_qmp (in, "migrate-recover", args, after_migrate_recover);
 }
 
+static void
+on_recovery_tunnel_broken (const GError *error, gpointer user_data)
+{
+  Incoming *in = user_data;
+
+  /* QEMU pauses the stream again; the source's next attempt follows. */
+  if (in->migration != NULL && !in->ended)
+    g_message ("incoming migration %s: %s", in->id, error->message);
+}
+
+/* transport=tunnel: the resumed stream comes as a data stream through the
+ * peer port, joined to a private unix socket QEMU listens on; the old
+ * tunnel's relays are gone with the stream (or with the old daemon). No
+ * port is opened. */
+static GSocket *
+recovery_tunnel_socket (Incoming *in, GError **error)
+{
+  const MdConfig *config = md_manager_get_config (in->dest->manager);
+  g_autofree char *tag = g_strdup_printf ("%s-r%u", in->tag, in->recovery_attempts);
+  g_autofree char *label =
+      g_strdup_printf ("migration %s (recovery %u)", in->id, in->recovery_attempts);
+  /* The stream's DN is compared as the listener saw it: the caller's. */
+  const char *dn = in->conn != NULL ? md_peer_connection_get_dn (in->conn)
+                                    : md_incoming_owner_get_dn (in->owner);
+  GSocket *socket;
+
+  g_clear_pointer (&in->tunnel, md_tunnel_in_free);
+  in->tunnel = md_tunnel_in_new (in->dest->gate, config->runtime_dir, tag, dn, config->host_name,
+                                 label, on_recovery_tunnel_broken, in, error);
+  if (in->tunnel == NULL)
+    return NULL;
+  socket = md_tunnel_in_listen_migration (in->tunnel, 0, error);
+  return socket != NULL ? g_object_ref (socket) : NULL;
+}
+
 /* QEMU is postcopy-paused: a new listening socket for the resumed stream. */
 static void
 open_recovery_listener (Incoming *in)
 {
   GError *error = NULL;
 
-  in->recover_socket = bind_listener (in->dest, in->address, 0, "migration-port", &error);
+  if (incoming_tunnelled (in))
+    in->recover_socket = recovery_tunnel_socket (in, &error);
+  else
+    in->recover_socket = bind_listener (in->dest, in->address, 0, "migration-port", &error);
   if (in->recover_socket == NULL)
     {
       recover_failed (in, error);

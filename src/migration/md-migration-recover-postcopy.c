@@ -8,6 +8,7 @@
 #include "common/md-options.h"
 #include "md-address.h"
 #include "md-migration-qemu.h"
+#include "md-tunnel.h"
 #include "peer/md-peer.h"
 
 #include <string.h>
@@ -25,6 +26,8 @@ typedef struct
   char *id;
   char *peer_address;
   char *token;
+  char *tag;           /* the migration's tag: the recovery tunnels' names */
+  MdTunnelOut *tunnel; /* transport=tunnel: the resumed stream's */
   guint timeout_s;
   guint attempts;
   gboolean attempt; /* an attempt is under way */
@@ -50,6 +53,11 @@ resume_free (Resume *r)
   if (r->peer != NULL)
     md_peer_connection_close (r->peer);
   g_clear_object (&r->peer);
+  /* Completed: the relay drains what QEMU wrote, then frees itself. */
+  if (r->done && r->tunnel != NULL)
+    md_tunnel_out_release (g_steal_pointer (&r->tunnel));
+  g_clear_pointer (&r->tunnel, md_tunnel_out_free);
+  g_free (r->tag);
   g_clear_object (&r->guest);
   g_clear_object (&r->migration);
   g_free (r->id);
@@ -79,6 +87,8 @@ resume_return (GTask *task, GError *error)
       return;
     }
   r->done = TRUE;
+  if (error != NULL)
+    g_clear_pointer (&r->tunnel, md_tunnel_out_free);
   g_clear_handle_id (&r->poll_id, g_source_remove);
   g_clear_handle_id (&r->retry_id, g_source_remove);
   g_clear_handle_id (&r->deadline_id, g_source_remove);
@@ -145,6 +155,42 @@ on_resume_sent (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 static void
+on_tunnel_broken (const GError *error, gpointer user_data)
+{
+  /* QEMU pauses the stream again; the next attempt makes a new tunnel. */
+  g_message ("%s", error->message);
+}
+
+/* transport=tunnel: the resumed stream goes through a new tunnel to the
+ * tokens of Peer1.Recover's answer @out (the old relays died with the
+ * previous daemon). */
+static char *
+tunnel_uri (Resume *r, GVariant *out, GError **error)
+{
+  g_autofree char *tag = g_strdup_printf ("%s-x%u", r->tag, r->attempts);
+  g_autofree char *label =
+      g_strdup_printf ("migration %s (recovery %u after a restart)", r->id, r->attempts);
+  MdQemuProcess *process = md_guest_get_process (r->guest);
+  g_autoptr (MdAddress) address = NULL;
+
+  g_clear_pointer (&r->tunnel, md_tunnel_out_free);
+  r->tunnel =
+      md_tunnel_out_new (md_manager_get_peer_tls_config (r->manager), r->peer_address,
+                         r->peer_address, process != NULL ? md_qemu_process_get_pid (process) : 0,
+                         tag, label, out, on_tunnel_broken, r, error);
+  if (r->tunnel == NULL)
+    return NULL;
+  if (md_tunnel_out_get_migration_path (r->tunnel) == NULL)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_PEER_FAILED,
+                   "host %s offered no data stream for the recovered stream", r->peer_address);
+      return NULL;
+    }
+  address = md_address_new_unix (md_tunnel_out_get_migration_path (r->tunnel), error);
+  return address != NULL ? md_address_to_uri (address, error) : NULL;
+}
+
+static void
 on_recover_answered (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr (GTask) task = user_data;
@@ -166,8 +212,10 @@ on_recover_answered (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   if (r->done)
     return;
+  if (g_variant_lookup (out, "tunnel-migration-tokens", "^a&s", NULL))
+    checked = tunnel_uri (r, out, &error);
   /* As in Prepare: the peer's URI is parsed and rendered here. */
-  if (!g_variant_lookup (out, "migration-uri", "&s", &uri))
+  else if (!g_variant_lookup (out, "migration-uri", "&s", &uri))
     error = g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED, "host %s gave no migration URI",
                          r->peer_address);
   else if ((address = md_address_parse_tcp_uri (uri, &error)) != NULL)
@@ -391,6 +439,9 @@ md_postcopy_resume_async (MdManager *manager, MdJournal *journal, MdGuest *guest
   r->id = g_strdup (md_journal_get_id (journal));
   r->peer_address = g_strdup (md_journal_get_string (journal, "peer-address"));
   r->token = g_strdup (md_journal_get_string (journal, "peer-token"));
+  r->tag = g_strdup (md_journal_get_string (journal, "tag") != NULL
+                         ? md_journal_get_string (journal, "tag")
+                         : md_journal_get_id (journal));
   r->timeout_s = timeout > 0 ? (guint) timeout : MD_MIGRATE_RECOVERY_TIMEOUT_DEFAULT;
   r->cancellable = g_cancellable_new ();
   g_task_set_task_data (task, r, (GDestroyNotify) resume_free);

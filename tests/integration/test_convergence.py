@@ -204,13 +204,14 @@ class PostcopyRecovery(ConvergenceTestCase):
             twohosts.run(["tc", "-n", self.hosts.netns[name], "qdisc", "add", "dev", self.hosts.veth[name],
                           "root", "tbf", "rate", self.LINK_RATE, "burst", "64kb", "latency", "500ms"])
 
-    def start_postcopy(self, name, timeout=None):
+    def start_postcopy(self, name, timeout=None, extra=None):
         """Migrates @name with postcopy allowed, switches by hand once the
         first pass is done and waits until B runs the guest (Finish done)."""
         guest = self.dirty_guest(name)
         serial_b = self.scratch.join(name + "-B.log")
         options = {"max-downtime": 50, "postcopy": True, "convergence": "manual",
                    "destination-xml": self.destination_xml(name, serial_b)}
+        options.update(extra or {})
         if timeout is not None:
             options["postcopy-recovery-timeout"] = timeout
         path = self.hosts.migrate(name, options=options)
@@ -369,6 +370,36 @@ class PostcopyRecovery(ConvergenceTestCase):
         self.assert_source_gone("pc-rea")
         self.wait_dirty_on_b(guest, serial_b)
         self.verify_ram_on_b("pc-rea")
+
+
+    def test_tunnel_destination_daemon_killed_recovers_through_a_new_tunnel(self):
+        """transport=tunnel: B's daemon dies with its relays, so both QEMUs
+        pause; the restarted daemon re-attaches and A's recovery resumes
+        the stream through a new data stream of the peer port."""
+        guest, path, serial_b = self.start_postcopy("pc-tun", extra={"transport": "tunnel"})
+        pids_a, pids_b = self.a.qemu_pids(), self.b.qemu_pids()
+        self.b.daemon.sigkill()
+        self.hosts.wait_property(self.client_a, path, "State",
+                                 lambda s: s in ("postcopy-paused", "postcopy-recovering"), timeout=60,
+                                 what="A noticing the stream ended with B's relays\n" + self.hosts.logs())
+        self.assertEqual((self.a.qemu_pids(), self.b.qemu_pids()), (pids_a, pids_b),
+                         "a QEMU went away with B's daemon")
+        self.restart_daemon(self.b)
+        resumed = self.incoming_path()
+        success, name, message = self.hosts.wait_completed(self.client_a, path, 180)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        success_b, name_b, message_b = self.hosts.wait_completed(self.client_b, resumed, 60)
+        self.assertTrue(success_b, "%s: %s\n%s" % (name_b, message_b, self.hosts.logs()))
+        self.assertGreaterEqual(self.client_b.get_property(resumed, MIGRATION_IFACE, "RecoveryAttempts"), 1)
+        # QEMU on B listened for the resumed stream on a private unix
+        # socket, never on a TCP port.
+        self.assertRegex(self.b.log(), r"recovery attempt \d+: QEMU listens on a private unix socket")
+        self.assertNotRegex(self.b.log(), r"recovery attempt \d+: QEMU listens on tcp:")
+        self.assertEqual(sorted(self.b.listening_ports() - {self.b.peer_port}), [])
+        self.assertEqual(self.b.qemu_pids(), pids_b)
+        self.assert_source_gone("pc-tun")
+        self.wait_dirty_on_b(guest, serial_b)
+        self.verify_ram_on_b("pc-tun")
 
 
 class RecoverCall(ConvergenceTestCase):
