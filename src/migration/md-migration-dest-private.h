@@ -90,6 +90,8 @@ typedef struct
   guint recovery_deadline_id;
   guint recovery_attempts;
   guint recover_polls;
+  guint switch_wait_id; /* source lost, QEMU still in precopy: a switch may be in flight */
+  guint switch_waits;
   char *recover_fdname;
   GSocket *recover_socket;
   GDBusMethodInvocation *recover_invocation;

@@ -3,7 +3,8 @@
  * In postcopy the guest's memory is split between the hosts: neither
  * QEMU may be killed or resumed alone. When the stream stops (QEMU says
  * postcopy-paused, or it made no progress for [daemon] peer-timeout
- * seconds, which a cut link looks like: then QEMU is paused here with
+ * seconds once the destination confirmed postcopy (Finish answered),
+ * which a cut link looks like: then QEMU is paused here with
  * migrate-pause), this side drives QEMU's postcopy recovery: it
  * re-connects to the destination's daemon, has it open a new listener
  * (Peer1.Recover: migrate-recover there) and resumes the stream into it
@@ -449,6 +450,13 @@ check_progress (Source *src, JsonObject *info)
       return;
     }
   if (src->pc_pause_sent || now - src->pc_progress_time < (gint64) stall_s * G_USEC_PER_SEC)
+    return;
+  /* Until Finish's answer says the destination's QEMU is in postcopy, the
+   * switch itself may be what is stuck on the way (a cut link): a paused
+   * stream could then never be recovered (that QEMU has no postcopy to
+   * recover) and this QEMU could not run the guest again. QEMU's TCP
+   * stream survives an outage; it is left to carry on. */
+  if (md_machine_get_authority (src->machine) != MD_AUTHORITY_DESTINATION)
     return;
   g_message ("migration %s: the postcopy stream of %s moved nothing for %u s; pausing it to "
              "recover it",
