@@ -402,6 +402,36 @@ class PostcopyRecovery(ConvergenceTestCase):
         self.verify_ram_on_b("pc-tun")
 
 
+    def test_tunnel_source_daemon_killed_recovers_through_a_new_tunnel(self):
+        """transport=tunnel: A's daemon dies with its relays, so both QEMUs
+        pause; A's restarted daemon finds its QEMU paused in postcopy and
+        resumes the stream through a new tunnel."""
+        guest, path, serial_b = self.start_postcopy("pc-tua", extra={"transport": "tunnel"})
+        incoming = self.incoming_path()
+        pids_a, pids_b = self.a.qemu_pids(), self.b.qemu_pids()
+        self.a.daemon.sigkill()
+        self.hosts.wait_property(self.client_b, incoming, "State",
+                                 lambda s: s in ("postcopy-paused", "postcopy-recovering"), timeout=60,
+                                 what="B noticing the stream ended with A's relays\n" + self.hosts.logs())
+        self.assertEqual((self.a.qemu_pids(), self.b.qemu_pids()), (pids_a, pids_b),
+                         "a QEMU went away with A's daemon")
+        self.restart_daemon(self.a)
+        resumed = self.client_a.call(MANAGER_PATH, MANAGER_IFACE, "ListMigrations", None, None, "(ao)")[0]
+        self.assertEqual(len(resumed), 1, resumed)
+        success, name, message = self.hosts.wait_completed(self.client_a, resumed[0], 180)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        self.assertGreaterEqual(self.client_a.get_property(resumed[0], MIGRATION_IFACE, "RecoveryAttempts"), 1)
+        success_b, name_b, message_b = self.hosts.wait_completed(self.client_b, incoming, 60)
+        self.assertTrue(success_b, "%s: %s\n%s" % (name_b, message_b, self.hosts.logs()))
+        self.assertRegex(self.b.log(), r"recovery attempt \d+: QEMU listens on a private unix socket")
+        self.assertNotRegex(self.b.log(), r"recovery attempt \d+: QEMU listens on tcp:")
+        self.assertEqual(sorted(self.b.listening_ports() - {self.b.peer_port}), [])
+        self.assertEqual(self.b.qemu_pids(), pids_b)
+        self.assert_source_gone("pc-tua")
+        self.wait_dirty_on_b(guest, serial_b)
+        self.verify_ram_on_b("pc-tua")
+
+
 class RecoverCall(ConvergenceTestCase):
     """Peer1.Recover from a peer with a valid certificate but nothing to
     recover: refused by name, and nothing starts listening on B."""
