@@ -150,8 +150,11 @@ md_migrate_options_resolve_transport (MdMigrateOptions *opts, MdMigrateTransport
     return;
   /* Postcopy: after the switch-over the running guest pulls its pages
    * through the stream. QEMU's own stream outlives a daemon crash or
-   * restart; the tunnel's relays live in the daemons and would not, so a
-   * crash there would pause the guest. Unless asked, it goes native. */
+   * restart; the tunnel's relays live in the daemons and would not. A
+   * restarted daemon does recover the stream through a new tunnel, but
+   * until then the guest on the destination waits for every page it has
+   * not got (measured: a dirtying guest stopped while B's daemon was
+   * dead). Unless asked, it goes native. */
   if (!opts->tls || opts->migration_port != 0 || opts->migration_address != NULL
       || opts->nbd_port != 0 || opts->nbd_address != NULL || opts->postcopy)
     opts->transport = MD_MIGRATE_TRANSPORT_NATIVE;

@@ -34,6 +34,16 @@ md_incoming_owner_new (const char *dn)
   return owner;
 }
 
+MdIncomingOwner *
+md_incoming_owner_restore (const char *dn, const char *token)
+{
+  MdIncomingOwner *owner = g_new0 (MdIncomingOwner, 1);
+
+  owner->dn = md_peer_normalize_dn (dn != NULL ? dn : "");
+  owner->token = g_strdup (token);
+  return owner;
+}
+
 void
 md_incoming_owner_free (MdIncomingOwner *owner)
 {

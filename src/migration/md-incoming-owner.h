@@ -12,6 +12,9 @@ typedef struct _MdIncomingOwner MdIncomingOwner;
 
 /* Owned by @dn; makes a fresh random token (256 bits, hex). */
 MdIncomingOwner *md_incoming_owner_new (const char *dn);
+/* The owner a previous daemon journaled (a restart in postcopy): @dn and
+ * its @token (NULL: calls from a new connection are refused). */
+MdIncomingOwner *md_incoming_owner_restore (const char *dn, const char *token);
 void md_incoming_owner_free (MdIncomingOwner *owner);
 const char *md_incoming_owner_get_dn (const MdIncomingOwner *owner);
 /* For Prepare's answer ("token"); the source keeps it. */

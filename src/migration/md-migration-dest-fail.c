@@ -81,6 +81,7 @@ incoming_clear (Incoming *in)
   g_clear_error (&in->split_error);
   g_clear_error (&in->setup_error);
   g_clear_handle_id (&in->split_wait_id, g_source_remove);
+  g_clear_handle_id (&in->switch_wait_id, g_source_remove);
   g_free (in->uri);
   g_free (in->address);
   g_clear_pointer (&in->disks_info, g_variant_unref);
@@ -300,10 +301,12 @@ static void
 notify_source_aborted (Incoming *in, const GError *error)
 {
   g_autoptr (GError) converted = md_error_convert (error, MD_ERROR_FAILED);
-  GDBusConnection *dbus = md_peer_connection_get_dbus (in->conn);
+  GDBusConnection *dbus;
 
-  if (md_peer_connection_is_closed (in->conn))
+  /* A daemon restarted in postcopy has no connection until Recover. */
+  if (in->conn == NULL || md_peer_connection_is_closed (in->conn))
     return;
+  dbus = md_peer_connection_get_dbus (in->conn);
   g_dbus_connection_emit_signal (dbus, NULL, MD_PEER_OBJECT_PATH, "org.migrationd.Peer1", "Aborted",
                                  g_variant_new ("(sss)", in->id,
                                                 md_error_code_to_dbus_name (converted->code),
@@ -327,6 +330,48 @@ incoming_on_qemu_stopped (MdGuest *guest, Incoming *in)
   incoming_abort (in, error);
 }
 
+static void source_lost (Incoming *in);
+static void on_status_after_close (GObject *source, GAsyncResult *result, gpointer user_data);
+
+static gboolean
+on_switch_wait (gpointer user_data)
+{
+  Incoming *in = user_data;
+  MdQmp *qmp = in->guest != NULL ? md_guest_get_qmp (in->guest) : NULL;
+
+  in->switch_wait_id = 0;
+  if (qmp == NULL)
+    source_lost (in); /* QEMU went: its stopped handler reports it */
+  else
+    md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_status_after_close,
+                          incoming_ref (in));
+  return G_SOURCE_REMOVE;
+}
+
+/* The source was lost while QEMU still loads precopy, in a migration that
+ * allows postcopy: the source's QEMU may have switched to postcopy with
+ * the switch still on its way (a cut link holds it in TCP's buffers).
+ * Removing this QEMU then would leave the source's paused in postcopy,
+ * which can neither recover nor resume. QEMU says which it is: it enters
+ * postcopy when the stream goes on, its incoming migration fails (and
+ * QEMU exits) when the source cancelled it. Asked every second until
+ * postcopy-recovery-timeout; then the source is taken to hold the guest. */
+static gboolean
+wait_for_switch (Incoming *in)
+{
+  if (!in->opts->postcopy || in->offline || in->prepare_invocation != NULL
+      || in->switch_waits >= in->opts->postcopy_recovery_timeout)
+    return FALSE;
+  if (in->switch_waits++ == 0)
+    g_message ("incoming migration %s: lost the source host before Finish while QEMU still "
+               "loads precopy; a switch to postcopy may be on its way: waiting up to %u s for "
+               "QEMU to enter postcopy or fail",
+               in->id, in->opts->postcopy_recovery_timeout);
+  in->switch_wait_id = g_timeout_add_seconds_full (
+      G_PRIORITY_DEFAULT, 1, on_switch_wait, incoming_ref (in), (GDestroyNotify) incoming_unref);
+  return TRUE;
+}
+
 static void
 source_lost (Incoming *in)
 {
@@ -334,6 +379,8 @@ source_lost (Incoming *in)
 
   if (in->ended || in->finishing)
     return;
+  if (in->conn != NULL && !md_peer_connection_is_closed (in->conn))
+    return; /* the source came back meanwhile (Finish, Recover) */
   if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE)
     {
       /* Postcopy: the source QEMU can never run this guest again, and
@@ -342,6 +389,8 @@ source_lost (Incoming *in)
       adopt_after_lost_source (in);
       return;
     }
+  if (wait_for_switch (in))
+    return;
   error = g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
                        "host %s: the connection to source host %s dropped before Finish; "
                        "removed what Prepare made (the guest stays on the source)",

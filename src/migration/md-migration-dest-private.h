@@ -90,6 +90,8 @@ typedef struct
   guint recovery_deadline_id;
   guint recovery_attempts;
   guint recover_polls;
+  guint switch_wait_id; /* source lost, QEMU still in precopy: a switch may be in flight */
+  guint switch_waits;
   char *recover_fdname;
   GSocket *recover_socket;
   GDBusMethodInvocation *recover_invocation;
@@ -140,6 +142,8 @@ gboolean incoming_tunnel_nbd_socket (Incoming *in, GError **error);
 MdDomain *incoming_live_definition (Incoming *in);
 /* Hands QEMU our listening @socket under @fdname. */
 void in_qmp_getfd (Incoming *in, GSocket *socket, const char *fdname, InStep next);
+/* The address @conn reached us on (NULL: not an inet socket). */
+char *local_address_of (MdPeerConnection *conn);
 /* A listening socket for QEMU (@what names the option that picks the port). */
 GSocket *bind_listener (MdMigrationDest *dest, const char *address, guint16 wanted,
                         const char *what, GError **error);

@@ -225,6 +225,78 @@ dest_recovery_source_lost (Incoming *in)
   start_deadline (in, "lost the connection to the source host");
 }
 
+/* ---- a daemon restarted in postcopy ---------------------------------------- */
+
+static MdMigrateOptions *
+journaled_options (MdMigrationDest *dest, MdJournal *journal, GError **error)
+{
+  const MdConfig *config = md_manager_get_config (dest->manager);
+  const MdMigrateOptionsLimits limits = { MD_MIGRATE_OPTIONS_FROM_PEER, config->migration_port_min,
+                                          config->migration_port_max };
+  const char *text = md_journal_get_string (journal, "options");
+  g_autoptr (GVariant) given = NULL;
+
+  if (text == NULL || md_journal_get_string (journal, "owner-token") == NULL
+      || md_journal_get_string (journal, "owner-dn") == NULL)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED,
+                   "the journal %s has no owner token or options (an older daemon wrote it)",
+                   md_journal_get_path (journal));
+      return NULL;
+    }
+  given = g_variant_parse (G_VARIANT_TYPE_VARDICT, text, NULL, NULL, error);
+  if (given == NULL)
+    {
+      g_prefix_error (error, "the options in the journal %s: ", md_journal_get_path (journal));
+      return NULL;
+    }
+  return md_migrate_options_parse (given, &limits, error);
+}
+
+gboolean
+md_migration_dest_reattach_postcopy (MdMigrationDest *dest, MdJournal *journal, MdGuest *guest,
+                                     MdMigration *migration, GError **error)
+{
+  g_autoptr (MdMigrateOptions) opts = journaled_options (dest, journal, error);
+  const char *dn = md_journal_get_string (journal, "owner-dn");
+  g_autofree char *normalized = NULL;
+  g_auto (GStrv) objects = NULL;
+  Incoming *in;
+
+  if (opts == NULL)
+    return FALSE;
+  normalized = md_peer_normalize_dn (dn);
+  in = g_rc_box_new0 (Incoming);
+  in->dest = dest;
+  in->id = g_strdup (md_journal_get_id (journal));
+  in->key = g_strdup_printf ("%s\n%s", normalized, in->id);
+  in->owner = md_incoming_owner_restore (dn, md_journal_get_string (journal, "owner-token"));
+  in->tag = md_migration_qemu_new_tag ();
+  in->opts = g_steal_pointer (&opts);
+  in->def = md_domain_copy (md_guest_get_definition (guest));
+  in->guest = g_object_ref (guest);
+  in->guest_created = md_journal_get_int (journal, "guest-created");
+  in->address = g_strdup (md_journal_get_string (journal, "address"));
+  in->migration = g_object_ref (migration);
+  objects = md_journal_list_get (journal, "qemu-objects");
+  for (guint i = 0; objects != NULL && objects[i] != NULL && in->tls_object == NULL; i++)
+    if (g_str_has_prefix (objects[i], "md-tls-in-"))
+      in->tls_object = g_strdup (objects[i]);
+  in->machine = md_machine_restore (MD_MIGRATION_INCOMING, in, migration, journal);
+  if (md_machine_get_authority (in->machine) == MD_AUTHORITY_SOURCE)
+    md_machine_set_authority (in->machine, MD_AUTHORITY_SPLIT);
+  in->prepared = TRUE;
+  in->postcopy = TRUE;
+  g_hash_table_insert (dest->incoming, in->key, in);
+  in->stopped_id =
+      g_signal_connect (in->guest, "stopped", G_CALLBACK (incoming_on_qemu_stopped), in);
+  g_message ("incoming migration %s: re-attached to the QEMU of %s in postcopy; waiting for the "
+             "source host to recover the stream",
+             in->id, in->def->name);
+  dest_recovery_watch (in);
+  return TRUE;
+}
+
 /* ---- Peer1.Recover ----------------------------------------------------------- */
 
 static void
@@ -250,7 +322,7 @@ after_migrate_recover (Incoming *in, GError *error)
   g_autofree char *uri = NULL;
   GVariantBuilder result;
 
-  if (error == NULL)
+  if (error == NULL && !incoming_tunnelled (in))
     {
       endpoint =
           md_address_new_inet (in->address, md_listen_socket_get_port (in->recover_socket), &error);
@@ -263,10 +335,21 @@ after_migrate_recover (Incoming *in, GError *error)
       return;
     }
   invocation = g_steal_pointer (&in->recover_invocation);
-  g_message ("incoming migration %s: recovery attempt %u: QEMU listens on %s", in->id,
-             in->recovery_attempts, uri);
   g_variant_builder_init (&result, G_VARIANT_TYPE_VARDICT);
-  g_variant_builder_add (&result, "{sv}", "migration-uri", g_variant_new_string (uri));
+  if (in->tunnel != NULL && incoming_tunnelled (in))
+    {
+      /* The resumed stream comes through the peer port with these tokens. */
+      g_message ("incoming migration %s: recovery attempt %u: QEMU listens on a private unix "
+                 "socket for a data stream",
+                 in->id, in->recovery_attempts);
+      md_tunnel_in_describe (in->tunnel, &result);
+    }
+  else
+    {
+      g_message ("incoming migration %s: recovery attempt %u: QEMU listens on %s", in->id,
+                 in->recovery_attempts, uri);
+      g_variant_builder_add (&result, "{sv}", "migration-uri", g_variant_new_string (uri));
+    }
   g_variant_builder_add (
       &result, "{sv}", "running",
       g_variant_new_boolean (md_machine_get_authority (in->machine) == MD_AUTHORITY_DESTINATION));
@@ -293,13 +376,51 @@ after_recover_getfd (Incoming *in, GError *error)
   in_qmp (in, "migrate-recover", args, after_migrate_recover);
 }
 
+static void
+on_recovery_tunnel_broken (const GError *error, gpointer user_data)
+{
+  Incoming *in = user_data;
+
+  /* QEMU pauses the stream again; the source's next attempt follows. */
+  if (in->migration != NULL && !in->ended)
+    g_message ("incoming migration %s: %s", in->id, error->message);
+}
+
+/* transport=tunnel: the resumed stream comes as a data stream through the
+ * peer port, joined to a private unix socket QEMU listens on; the old
+ * tunnel's relays are gone with the stream (or with the old daemon). No
+ * port is opened. */
+static GSocket *
+recovery_tunnel_socket (Incoming *in, GError **error)
+{
+  const MdConfig *config = md_manager_get_config (in->dest->manager);
+  g_autofree char *tag = g_strdup_printf ("%s-r%u", in->tag, in->recovery_attempts);
+  g_autofree char *label =
+      g_strdup_printf ("migration %s (recovery %u)", in->id, in->recovery_attempts);
+  /* The stream's DN is compared as the listener saw it: the caller's. */
+  const char *dn = in->conn != NULL ? md_peer_connection_get_dn (in->conn)
+                                    : md_incoming_owner_get_dn (in->owner);
+  GSocket *socket;
+
+  g_clear_pointer (&in->tunnel, md_tunnel_in_free);
+  in->tunnel = md_tunnel_in_new (in->dest->gate, config->runtime_dir, tag, dn, config->host_name,
+                                 label, on_recovery_tunnel_broken, in, error);
+  if (in->tunnel == NULL)
+    return NULL;
+  socket = md_tunnel_in_listen_migration (in->tunnel, 0, error);
+  return socket != NULL ? g_object_ref (socket) : NULL;
+}
+
 /* QEMU is postcopy-paused: a new listening socket for the resumed stream. */
 static void
 open_recovery_listener (Incoming *in)
 {
   GError *error = NULL;
 
-  in->recover_socket = bind_listener (in->dest, in->address, 0, "migration-port", &error);
+  if (incoming_tunnelled (in))
+    in->recover_socket = recovery_tunnel_socket (in, &error);
+  else
+    in->recover_socket = bind_listener (in->dest, in->address, 0, "migration-port", &error);
   if (in->recover_socket == NULL)
     {
       recover_failed (in, error);
@@ -407,6 +528,8 @@ dest_handle_recover (MdPeerListener *listener, MdPeerConnection *conn,
       return TRUE;
     }
   in->recover_invocation = invocation;
+  if (in->address == NULL)
+    in->address = local_address_of (conn);
   in->recovery_attempts++;
   in->recover_polls = 0;
   md_migration_set_recovery_attempts (in->migration, in->recovery_attempts);

@@ -8,13 +8,20 @@
 
 /* The source's streams may break at any time; the source sees it too and
  * fails the migration (it holds the guest until Finish), or this QEMU's
- * incoming migration fails and its exit cleans up here. */
+ * incoming migration fails and its exit cleans up here. In postcopy a
+ * broken stream is paused and recovered through a new tunnel
+ * (md-migration-dest-recovery.c): it is no error of the migration then. */
 static void
 on_tunnel_broken (const GError *error, gpointer user_data)
 {
   Incoming *in = user_data;
 
-  if (in->migration != NULL && !in->ended)
+  if (in->migration == NULL || in->ended)
+    return;
+  if (in->machine != NULL && md_machine_get_authority (in->machine) != MD_AUTHORITY_SOURCE)
+    g_message ("incoming migration %s: %s; waiting for the source to recover the postcopy stream",
+               in->id, error->message);
+  else
     md_migration_add_error_detail (in->migration, error);
 }
 

@@ -551,7 +551,7 @@ on_incoming_qemu_started (GObject *source, GAsyncResult *result, gpointer user_d
 
 /* The address the source reached us on: QEMU listens there too, unless
  * the caller named another. */
-static char *
+char *
 local_address_of (MdPeerConnection *conn)
 {
   GIOStream *stream = g_dbus_connection_get_stream (md_peer_connection_get_dbus (conn));
@@ -804,6 +804,9 @@ admit_images (Incoming *in)
   g_auto (GStrv) in_use = disks_of_other_guests (in->dest->manager, in->def);
   gboolean reuse = FALSE;
 
+  /* A daemon restarted in postcopy listens there again for the recovery. */
+  if (in->address != NULL)
+    md_journal_set_string (md_machine_get_journal (in->machine), "address", in->address);
   g_variant_lookup (in->opts->given, "reuse-existing-images", "b", &reuse);
   md_image_admission_prepare_async (in->dest->admission, in->def, in->disks_info, reuse,
                                     (const char *const *) in_use, NULL, on_targets_created,
@@ -825,6 +828,15 @@ incoming_start_journal (Incoming *in, gboolean guest_created)
   md_journal_set_string (md_machine_get_journal (in->machine), "owner-dn",
                          md_incoming_owner_get_dn (in->owner));
   md_journal_set_int (md_machine_get_journal (in->machine), "guest-created", guest_created);
+  /* What a daemon restarted in postcopy needs to take the source's
+   * Peer1.Recover again: its token (the file is 0600 in a 0700 directory)
+   * and the options it prepared with. */
+  md_journal_set_string (md_machine_get_journal (in->machine), "owner-token",
+                         md_incoming_owner_get_token (in->owner));
+  {
+    g_autofree char *given = g_variant_print (in->opts->given, TRUE);
+    md_journal_set_string (md_machine_get_journal (in->machine), "options", given);
+  }
   md_journal_set_int (md_machine_get_journal (in->machine), "paused-on-destination",
                       in->opts->paused_on_destination);
   /* Named now: the record is on disk long before the object is made

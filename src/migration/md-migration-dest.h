@@ -3,6 +3,8 @@
 #pragma once
 
 #include "daemon/md-manager.h"
+#include "md-migration-journal.h"
+#include "md-migration.h"
 #include "peer/md-peer.h"
 
 G_BEGIN_DECLS
@@ -15,6 +17,16 @@ typedef struct _MdMigrationDest MdMigrationDest;
 MdMigrationDest *md_migration_dest_new (MdManager *manager, MdPeerListener *listener,
                                         GError **error);
 void md_migration_dest_free (MdMigrationDest *dest);
+
+/* A daemon restarted while its guest arrived in postcopy: the incoming
+ * migration @journal (taken on success) describes is open again, with
+ * @migration (ref taken) and @guest (its QEMU re-attached, in postcopy),
+ * so the source's Peer1.Recover finds it and QEMU's completion ends it.
+ * FALSE with @error when the journal lacks what that needs (an older
+ * daemon wrote it). */
+gboolean md_migration_dest_reattach_postcopy (MdMigrationDest *dest, MdJournal *journal,
+                                              MdGuest *guest, MdMigration *migration,
+                                              GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdMigrationDest, md_migration_dest_free)
 

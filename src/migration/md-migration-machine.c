@@ -138,6 +138,23 @@ md_machine_new (MdMigrationDirection direction, gpointer owner, MdMigration *mig
   return machine;
 }
 
+MdMachine *
+md_machine_restore (MdMigrationDirection direction, gpointer owner, MdMigration *migration,
+                    MdJournal *journal)
+{
+  MdMachine *machine = g_new0 (MdMachine, 1);
+
+  machine->direction = direction;
+  machine->owner = owner;
+  machine->migration = g_object_ref (migration);
+  machine->journal = journal;
+  machine->phase = md_phase_from_string (md_journal_get_string (journal, "phase"));
+  machine->authority = md_authority_from_string (md_journal_get_string (journal, "authority"));
+  machine->undo = g_ptr_array_new_with_free_func ((GDestroyNotify) undo_free);
+  md_migration_set_phase (migration, md_phase_to_string (machine->phase));
+  return machine;
+}
+
 void
 md_machine_free (MdMachine *machine)
 {

@@ -84,6 +84,10 @@ typedef void (*MdUndoFunc) (gpointer owner, gpointer data);
  * @journal (taken) is written at each transition. */
 MdMachine *md_machine_new (MdMigrationDirection direction, gpointer owner, MdMigration *migration,
                            MdJournal *journal);
+/* The machine of a migration a previous daemon left open (a restart in
+ * postcopy): phase and authority as @journal (taken) recorded them. */
+MdMachine *md_machine_restore (MdMigrationDirection direction, gpointer owner,
+                               MdMigration *migration, MdJournal *journal);
 void md_machine_free (MdMachine *machine);
 
 MdPhase md_machine_get_phase (MdMachine *machine);

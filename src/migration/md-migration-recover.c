@@ -23,19 +23,27 @@
 #include "md-migration-journal.h"
 #include "md-migration-machine.h"
 #include "md-migration-qemu.h"
+#include "md-migration-recover-postcopy.h"
 #include "storage/md-storage.h"
 
 #define RECOVER_ASK_TIMEOUT_S 60
 #define TOMBSTONE_KEEP_S (24 * 3600)
 #define POSTCOPY_WAIT_MS 500
+/* After a resumed postcopy stream completed, the destination may take a
+ * moment to end its side: "pending" is asked again this many times. */
+#define PENDING_ASKS 10
 
 typedef struct
 {
   MdManager *manager;
+  MdMigrationDest *dest; /* NULL without a peer listener */
   MdJournal *journal;
   MdGuest *guest;
   MdMigration *migration;
-  guint waits; /* postcopy: QEMU still sending */
+  guint waits;        /* postcopy: QEMU still sending */
+  gboolean released;  /* the manager's recovery hold is let go (a long postcopy) */
+  gboolean streamed;  /* the postcopy stream was followed to its end */
+  guint pending_asks; /* the peer said "pending" after that */
 } Recovery;
 
 static void
@@ -74,7 +82,8 @@ recovery_done (Recovery *rec, const GError *error, const char *outcome)
     md_journal_remove (rec->journal);
   if (rec->migration != NULL)
     md_migration_complete (rec->migration, error, 0);
-  md_manager_hold_recovery (rec->manager, FALSE);
+  if (!rec->released)
+    md_manager_hold_recovery (rec->manager, FALSE);
   recovery_free (rec);
 }
 
@@ -92,7 +101,8 @@ recovery_attention (Recovery *rec, GError *error)
       md_migration_set_needs_attention (rec->migration, error);
       md_migration_resolver_attach (rec->migration, rec->manager, rec->journal, rec->guest);
     }
-  md_manager_hold_recovery (rec->manager, FALSE);
+  if (!rec->released)
+    md_manager_hold_recovery (rec->manager, FALSE);
   recovery_free (rec);
 }
 
@@ -252,6 +262,41 @@ keep_this_copy (Recovery *rec)
 /* ---- outgoing at the switch-over: ask the destination ------------------- */
 
 static void confirm_when_sent (Recovery *rec);
+static void ask_peer (Recovery *rec);
+
+static void
+on_stream_followed (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Recovery *rec = user_data;
+  GError *error = NULL;
+
+  rec->streamed = TRUE;
+  if (!md_postcopy_resume_finish (result, &error))
+    {
+      recovery_attention (rec, error);
+      return;
+    }
+  /* All pages are on the destination: it runs the guest; it says so. */
+  ask_peer (rec);
+}
+
+/* QEMU is in postcopy: the destination holds part of the guest. Its
+ * stream is followed to the end, and recovered when broken (this may
+ * take minutes: new migrations need not wait for it). */
+static void
+follow_stream (Recovery *rec)
+{
+  md_journal_set_string (rec->journal, "authority", "split");
+  md_migration_set_statistic (rec->migration, "restarted-in-postcopy",
+                              g_variant_new_boolean (TRUE));
+  if (!rec->released)
+    {
+      rec->released = TRUE;
+      md_manager_hold_recovery (rec->manager, FALSE);
+    }
+  md_postcopy_resume_async (rec->manager, rec->journal, rec->guest, rec->migration,
+                            on_stream_followed, rec);
+}
 
 static gboolean
 on_postcopy_wait (gpointer user_data)
@@ -275,10 +320,16 @@ on_source_status (Recovery *rec, JsonNode *reply, GError *error)
   g_autoptr (GError) owned = error;
   const char *status = reply_status (reply);
 
-  if (g_str_equal (status, "postcopy-paused") || g_str_equal (status, "postcopy-recover"))
+  if ((g_str_equal (status, "postcopy-paused") || g_str_equal (status, "postcopy-recover"))
+      && !rec->streamed)
     {
       /* The stream broke while no daemon watched: the pages only this QEMU
-       * has are needed on the destination. Say so rather than wait. */
+       * has are needed on the destination. */
+      follow_stream (rec);
+      return;
+    }
+  if (g_str_equal (status, "postcopy-paused") || g_str_equal (status, "postcopy-recover"))
+    {
       recovery_attention (
           rec, g_error_new (MD_ERROR, MD_ERROR_FAILED,
                             "host %s: the daemon restarted while guest %s was in postcopy to %s "
@@ -306,6 +357,13 @@ confirm_when_sent (Recovery *rec)
   qmp (rec, "query-migrate", NULL, on_source_status);
 }
 
+static gboolean
+on_ask_again (gpointer user_data)
+{
+  ask_peer (user_data);
+  return G_SOURCE_REMOVE;
+}
+
 static void
 on_peer_answer (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -326,6 +384,12 @@ on_peer_answer (GObject *source, GAsyncResult *result, gpointer user_data)
       keep_this_copy (rec);
       return;
     }
+  if (outcome != NULL && g_str_equal (outcome, "pending") && rec->streamed
+      && rec->pending_asks++ < PENDING_ASKS)
+    {
+      g_timeout_add_seconds (1, on_ask_again, rec);
+      return;
+    }
   recovery_attention (
       rec, g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED,
                         "host %s: the daemon restarted while guest %s was migrating to %s "
@@ -343,6 +407,8 @@ on_peer_answer (GObject *source, GAsyncResult *result, gpointer user_data)
 /* The journal says the source held the guest; QEMU itself may know
  * better: if postcopy had started before the journal caught up, this
  * copy holds part of the guest and must not go. */
+static void on_held_incoming_status (Recovery *rec, JsonNode *reply, GError *error);
+
 static void
 on_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
 {
@@ -350,35 +416,75 @@ on_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
   const char *status = reply_status (reply);
 
   if (g_str_has_prefix (status, "postcopy"))
-    keep_this_copy (rec);
+    on_held_incoming_status (rec, reply, NULL);
   else
     remove_this_copy (rec);
 }
 
-/* The journal says this copy holds the guest. A postcopy stream that
- * broke while no daemon watched leaves it waiting for pages only the
- * source has: reported, not resumed as if complete. */
+/* The incoming migration goes on in a migration object of the
+ * destination (md-migration-dest-recovery.c), which owns the journal from
+ * now on. FALSE with @error when the journal cannot support it. */
+static gboolean
+reattach_incoming (Recovery *rec, GError **error)
+{
+  gboolean paused = md_journal_get_int (rec->journal, "paused-on-destination");
+
+  if (rec->dest == NULL)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_FAILED, "this daemon has no peer listener");
+      return FALSE;
+    }
+  if (!md_migration_dest_reattach_postcopy (rec->dest, rec->journal, rec->guest, rec->migration,
+                                            error))
+    return FALSE;
+  rec->journal = NULL;
+  /* The guest runs here in postcopy, unless the user asked otherwise. */
+  md_guest_end_migration (rec->guest, TRUE);
+  if (!paused)
+    qmp (rec, "cont", NULL, NULL);
+  md_manager_hold_recovery (rec->manager, FALSE);
+  recovery_free (rec);
+  return TRUE;
+}
+
+/* The journal says this copy holds the guest. A postcopy stream still
+ * under way (or broken while no daemon watched) goes on: the migration
+ * is open again here, for the source to recover its stream, and ends
+ * when QEMU completes. */
 static void
 on_held_incoming_status (Recovery *rec, JsonNode *reply, GError *error)
 {
   g_autoptr (GError) owned = error;
+  g_autoptr (GError) reattach_error = NULL;
   const char *status = md_migration_qemu_status (reply, "");
 
-  if (!g_str_equal (status, "postcopy-paused") && !g_str_equal (status, "postcopy-recover"))
+  if (!g_str_has_prefix (status, "postcopy-"))
     {
       keep_this_copy (rec);
       return;
     }
+  if (reattach_incoming (rec, &reattach_error))
+    return;
+  if (!g_str_equal (status, "postcopy-paused") && !g_str_equal (status, "postcopy-recover"))
+    {
+      g_message ("recovering migration %s: cannot re-attach (%s); QEMU completes the postcopy "
+                 "stream by itself",
+                 md_journal_get_id (rec->journal), reattach_error->message);
+      keep_this_copy (rec);
+      return;
+    }
   recovery_attention (
-      rec, g_error_new (MD_ERROR, MD_ERROR_FAILED,
-                        "host %s: the daemon restarted while guest %s arrived in postcopy from "
-                        "%s and the postcopy stream is broken (QEMU status %s): the guest runs "
-                        "here but waits for pages only the source's QEMU has. Both QEMUs must "
-                        "be kept; recover the stream by hand (QMP migrate-recover here, "
-                        "migrate with resume=true on %s)",
-                        host_name (rec), guest_name (rec),
-                        md_journal_get_string (rec->journal, "peer-address"), status,
-                        md_journal_get_string (rec->journal, "peer-address")));
+      rec,
+      g_error_new (MD_ERROR, MD_ERROR_FAILED,
+                   "host %s: the daemon restarted while guest %s arrived in postcopy from "
+                   "%s and the postcopy stream is broken (QEMU status %s), and this daemon "
+                   "cannot take up its recovery: %s. The guest runs here but waits for "
+                   "pages only the source's QEMU has. Both QEMUs must be kept; recover "
+                   "the stream by hand (QMP migrate-recover here, migrate with "
+                   "resume=true on %s)",
+                   host_name (rec), guest_name (rec),
+                   md_journal_get_string (rec->journal, "peer-address"), status,
+                   reattach_error->message, md_journal_get_string (rec->journal, "peer-address")));
 }
 
 static void
@@ -401,18 +507,28 @@ on_outgoing_status (Recovery *rec, JsonNode *reply, GError *error)
   const char *status = reply_status (reply);
 
   if (g_str_has_prefix (status, "postcopy"))
-    {
-      md_journal_set_string (rec->journal, "authority", "split");
-      ask_peer (rec);
-    }
+    follow_stream (rec);
   else
     keep_this_copy (rec);
+}
+
+/* Split authority: a QEMU still in postcopy is followed to the end (and
+ * its stream recovered) before the destination is asked. */
+static void
+on_split_status (Recovery *rec, JsonNode *reply, GError *error)
+{
+  g_autoptr (GError) owned = error;
+
+  if (g_str_has_prefix (reply_status (reply), "postcopy"))
+    follow_stream (rec);
+  else
+    ask_peer (rec);
 }
 
 /* ---- one record ------------------------------------------------------------ */
 
 static void
-recover_one (MdManager *manager, MdJournal *journal)
+recover_one (MdManager *manager, MdMigrationDest *dest, MdJournal *journal)
 {
   Recovery *rec = g_new0 (Recovery, 1);
   gboolean incoming = g_str_equal (md_journal_get_direction (journal), "incoming");
@@ -421,6 +537,7 @@ recover_one (MdManager *manager, MdJournal *journal)
   MdGuest *guest = md_manager_find_guest (manager, md_journal_get_string (journal, "guest"));
 
   rec->manager = manager;
+  rec->dest = dest;
   rec->journal = journal;
   rec->guest = guest != NULL ? g_object_ref (guest) : NULL;
   md_manager_hold_recovery (manager, TRUE);
@@ -463,6 +580,8 @@ recover_one (MdManager *manager, MdJournal *journal)
   else if (authority == MD_AUTHORITY_SOURCE && phase != MD_PHASE_FINISH
            && phase != MD_PHASE_RESOLVING && phase != MD_PHASE_CONFIRM)
     qmp (rec, "query-migrate", NULL, on_outgoing_status);
+  else if (authority == MD_AUTHORITY_SPLIT && guest != NULL && md_guest_is_active (guest))
+    qmp (rec, "query-migrate", NULL, on_split_status);
   else
     ask_peer (rec);
 }
@@ -490,7 +609,7 @@ remove_unjournaled_incoming (MdManager *manager, GHashTable *journaled)
 }
 
 void
-md_migration_recover_start (MdManager *manager)
+md_migration_recover_start (MdManager *manager, MdMigrationDest *dest)
 {
   const MdConfig *config = md_manager_get_config (manager);
   g_autoptr (GPtrArray) records = md_journal_list (config->state_dir);
@@ -518,7 +637,7 @@ md_migration_recover_start (MdManager *manager)
         }
       if (md_journal_get_string (journal, "guest") != NULL)
         g_hash_table_add (journaled, g_strdup (md_journal_get_string (journal, "guest")));
-      recover_one (manager, journal);
+      recover_one (manager, dest, journal);
     }
   remove_unjournaled_incoming (manager, journaled);
   md_manager_hold_recovery (manager, FALSE);

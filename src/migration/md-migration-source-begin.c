@@ -116,6 +116,8 @@ source_journal (Source *src)
   md_journal_set_int (journal, "was-running", src->was_running);
   md_journal_set_int (journal, "offline", src->offline);
   md_journal_set_int (journal, "undefine-source", src->opts->undefine_source);
+  /* A daemon restarted in postcopy recovers the stream until then. */
+  md_journal_set_int (journal, "postcopy-recovery-timeout", src->opts->postcopy_recovery_timeout);
   if (md_guest_get_process (src->guest) != NULL)
     md_journal_set_int (journal, "qemu-pid",
                         md_qemu_process_get_pid (md_guest_get_process (src->guest)));

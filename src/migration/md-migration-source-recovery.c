@@ -3,7 +3,8 @@
  * In postcopy the guest's memory is split between the hosts: neither
  * QEMU may be killed or resumed alone. When the stream stops (QEMU says
  * postcopy-paused, or it made no progress for [daemon] peer-timeout
- * seconds, which a cut link looks like: then QEMU is paused here with
+ * seconds once the destination confirmed postcopy (Finish answered),
+ * which a cut link looks like: then QEMU is paused here with
  * migrate-pause), this side drives QEMU's postcopy recovery: it
  * re-connects to the destination's daemon, has it open a new listener
  * (Peer1.Recover: migrate-recover there) and resumes the stream into it
@@ -175,6 +176,46 @@ on_resume_started (Source *src, GError *error)
 }
 
 static void
+on_recovery_tunnel_broken (const GError *error, gpointer user_data)
+{
+  Source *src = user_data;
+
+  /* QEMU pauses the stream again; the next attempt makes a new tunnel. */
+  if (!source_is_stale (src))
+    g_message ("migration %s: %s", src->migration_id, error->message);
+}
+
+/* transport=tunnel: the peer's QEMU listens behind the peer port; the
+ * resumed stream goes through a new tunnel (the old one's relays ended
+ * with the stream) to the tokens of Peer1.Recover's answer @out. */
+static char *
+recovery_tunnel_uri (Source *src, GVariant *out, GError **error)
+{
+  g_autofree char *tag = g_strdup_printf ("%s-r%u", src->tag, src->pc_attempts);
+  g_autofree char *label =
+      g_strdup_printf ("migration %s (recovery %u)", src->migration_id, src->pc_attempts);
+  MdQemuProcess *process = md_guest_get_process (src->guest);
+  g_autoptr (MdAddress) address = NULL;
+
+  g_clear_pointer (&src->tunnel, md_tunnel_out_free);
+  src->tunnel = md_tunnel_out_new (
+      md_manager_get_peer_tls_config (src->manager), md_peer_connection_get_address (src->peer),
+      source_peer_name (src), process != NULL ? md_qemu_process_get_pid (process) : 0, tag, label,
+      out, on_recovery_tunnel_broken, src, error);
+  if (src->tunnel == NULL)
+    return NULL;
+  if (md_tunnel_out_get_migration_path (src->tunnel) == NULL)
+    {
+      g_set_error (error, MD_ERROR, MD_ERROR_PEER_FAILED,
+                   "host %s offered no data stream for the recovered stream",
+                   source_peer_name (src));
+      return NULL;
+    }
+  address = md_address_new_unix (md_tunnel_out_get_migration_path (src->tunnel), error);
+  return address != NULL ? md_address_to_uri (address, error) : NULL;
+}
+
+static void
 on_recover_answered (GObject *source, GAsyncResult *result, gpointer user_data)
 {
   g_autoptr (SourceRef) src = user_data;
@@ -197,8 +238,17 @@ on_recover_answered (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   if (source_is_stale (src))
     return;
+  if (g_variant_lookup (out, "tunnel-migration-tokens", "^a&s", NULL))
+    {
+      checked = recovery_tunnel_uri (src, out, &error);
+      if (checked == NULL)
+        {
+          attempt_failed (src, error);
+          return;
+        }
+    }
   /* As in Prepare: the peer's URI is parsed and rendered here. */
-  if (!g_variant_lookup (out, "migration-uri", "&s", &uri))
+  else if (!g_variant_lookup (out, "migration-uri", "&s", &uri))
     error = g_error_new (MD_ERROR, MD_ERROR_PEER_FAILED, "host %s gave no migration URI",
                          source_peer_name (src));
   else if ((address = md_address_parse_tcp_uri (uri, &error)) != NULL)
@@ -400,6 +450,13 @@ check_progress (Source *src, JsonObject *info)
       return;
     }
   if (src->pc_pause_sent || now - src->pc_progress_time < (gint64) stall_s * G_USEC_PER_SEC)
+    return;
+  /* Until Finish's answer says the destination's QEMU is in postcopy, the
+   * switch itself may be what is stuck on the way (a cut link): a paused
+   * stream could then never be recovered (that QEMU has no postcopy to
+   * recover) and this QEMU could not run the guest again. QEMU's TCP
+   * stream survives an outage; it is left to carry on. */
+  if (md_machine_get_authority (src->machine) != MD_AUTHORITY_DESTINATION)
     return;
   g_message ("migration %s: the postcopy stream of %s moved nothing for %u s; pausing it to "
              "recover it",

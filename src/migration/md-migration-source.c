@@ -809,6 +809,9 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
   g_variant_lookup (out, "nbd-port", "q", &src->nbd_port);
   g_variant_lookup (out, "fresh-targets", "^as", &src->fresh_targets);
   g_variant_lookup (out, "token", "s", &src->peer_token);
+  /* A daemon restarted in postcopy proves itself with it (journal: 0600). */
+  if (src->peer_token != NULL)
+    md_journal_set_string (md_machine_get_journal (src->machine), "peer-token", src->peer_token);
   if (g_variant_lookup (out, "migration", "&o", &incoming))
     md_migration_set_statistic (src->migration, "peer-migration", g_variant_new_string (incoming));
   if (src->opts->transport == MD_MIGRATE_TRANSPORT_TUNNEL && !src->offline)

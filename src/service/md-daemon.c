@@ -245,7 +245,7 @@ on_manager_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   /* Before anyone can start a migration: what the previous daemon left
    * open is resolved first (Migrate and Prepare wait for it). */
-  md_migration_recover_start (self->manager);
+  md_migration_recover_start (self->manager, self->dest);
   self->name_id = g_bus_own_name_on_connection (self->connection, MD_BUS_NAME, self->name_flags,
                                                 on_name_acquired, on_name_lost, self, NULL);
   /* Guests the last stop saved (on-stop = managed-save) come back. */

@@ -211,13 +211,14 @@ class PostcopyRecovery(ConvergenceTestCase):
             twohosts.run(["tc", "-n", self.hosts.netns[name], "qdisc", "add", "dev", self.hosts.veth[name],
                           "root", "tbf", "rate", self.LINK_RATE, "burst", "64kb", "latency", "500ms"])
 
-    def start_postcopy(self, name, timeout=None):
+    def start_postcopy(self, name, timeout=None, extra=None):
         """Migrates @name with postcopy allowed, switches by hand once the
         first pass is done and waits until B runs the guest (Finish done)."""
         guest = self.dirty_guest(name)
         serial_b = self.scratch.join(name + "-B.log")
         options = {"max-downtime": 50, "postcopy": True, "convergence": "manual",
                    "destination-xml": self.destination_xml(name, serial_b)}
+        options.update(extra or {})
         if timeout is not None:
             options["postcopy-recovery-timeout"] = timeout
         path = self.hosts.migrate(name, options=options)
@@ -307,6 +308,135 @@ class PostcopyRecovery(ConvergenceTestCase):
         self.assert_source_gone("pc-killb")
         self.wait_dirty_on_b(guest, serial_b)
         self.verify_ram_on_b("pc-killb")
+
+
+    def restart_daemon(self, host):
+        host.daemon.env = {}
+        host.daemon.start()
+        self.hosts.wait_peer_listener(host)
+        client = self.hosts.client(host)
+        if host is self.a:
+            self.client_a = self.hosts.client_a = client
+        else:
+            self.client_b = self.hosts.client_b = client
+        return client
+
+    def cut_until_paused(self, path):
+        """Cuts the link and waits until A paused the postcopy stream."""
+        self.hosts.link(False)
+        self.addCleanup(self.hosts.link, True)
+        self.hosts.wait_property(self.client_a, path, "State",
+                                 lambda s: s in ("postcopy-paused", "postcopy-recovering"), timeout=90,
+                                 what="A pausing the cut postcopy stream\n" + self.hosts.logs())
+
+    def test_destination_daemon_killed_while_paused_recovers_after_restart(self):
+        guest, path, serial_b = self.start_postcopy("pc-reb")
+        pids_a, pids_b = self.a.qemu_pids(), self.b.qemu_pids()
+        self.cut_until_paused(path)
+        self.b.daemon.sigkill()
+        self.hosts.link(True)
+        self.assertEqual((self.a.qemu_pids(), self.b.qemu_pids()), (pids_a, pids_b),
+                         "a QEMU went away with B's daemon")
+        self.restart_daemon(self.b)
+        # B's restarted daemon re-attaches the migration in postcopy; A's
+        # recovery attempts find it and the stream completes.
+        resumed = self.incoming_path()
+        success, name, message = self.hosts.wait_completed(self.client_a, path, 180)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        success_b, name_b, message_b = self.hosts.wait_completed(self.client_b, resumed, 60)
+        self.assertTrue(success_b, "%s: %s\n%s" % (name_b, message_b, self.hosts.logs()))
+        self.assertGreaterEqual(self.client_b.get_property(resumed, MIGRATION_IFACE, "RecoveryAttempts"), 1)
+        self.assertEqual(self.b.qemu_pids(), pids_b)
+        self.assertEqual(self.hosts.guest_state(self.client_b, "pc-reb"), "running")
+        self.assert_source_gone("pc-reb")
+        self.wait_dirty_on_b(guest, serial_b)
+        self.verify_ram_on_b("pc-reb")
+
+
+    def test_source_daemon_killed_while_paused_recovers_after_restart(self):
+        guest, path, serial_b = self.start_postcopy("pc-rea")
+        incoming = self.incoming_path()
+        pids_a, pids_b = self.a.qemu_pids(), self.b.qemu_pids()
+        self.cut_until_paused(path)
+        self.a.daemon.sigkill()
+        self.hosts.link(True)
+        self.assertEqual((self.a.qemu_pids(), self.b.qemu_pids()), (pids_a, pids_b),
+                         "a QEMU went away with A's daemon")
+        self.restart_daemon(self.a)
+        # A's restarted daemon finds its QEMU paused in postcopy and
+        # recovers the stream into B's QEMU; then its copy goes.
+        resumed = self.client_a.call(MANAGER_PATH, MANAGER_IFACE, "ListMigrations", None, None, "(ao)")[0]
+        self.assertEqual(len(resumed), 1, resumed)
+        success, name, message = self.hosts.wait_completed(self.client_a, resumed[0], 180)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        self.assertGreaterEqual(self.client_a.get_property(resumed[0], MIGRATION_IFACE, "RecoveryAttempts"), 1)
+        success_b, name_b, message_b = self.hosts.wait_completed(self.client_b, incoming, 60)
+        self.assertTrue(success_b, "%s: %s\n%s" % (name_b, message_b, self.hosts.logs()))
+        self.assertEqual(self.b.qemu_pids(), pids_b)
+        self.assertEqual(self.hosts.guest_state(self.client_b, "pc-rea"), "running")
+        self.assert_source_gone("pc-rea")
+        self.wait_dirty_on_b(guest, serial_b)
+        self.verify_ram_on_b("pc-rea")
+
+
+    def test_tunnel_destination_daemon_killed_recovers_through_a_new_tunnel(self):
+        """transport=tunnel: B's daemon dies with its relays, so both QEMUs
+        pause; the restarted daemon re-attaches and A's recovery resumes
+        the stream through a new data stream of the peer port."""
+        guest, path, serial_b = self.start_postcopy("pc-tun", extra={"transport": "tunnel"})
+        pids_a, pids_b = self.a.qemu_pids(), self.b.qemu_pids()
+        self.b.daemon.sigkill()
+        self.hosts.wait_property(self.client_a, path, "State",
+                                 lambda s: s in ("postcopy-paused", "postcopy-recovering"), timeout=60,
+                                 what="A noticing the stream ended with B's relays\n" + self.hosts.logs())
+        self.assertEqual((self.a.qemu_pids(), self.b.qemu_pids()), (pids_a, pids_b),
+                         "a QEMU went away with B's daemon")
+        self.restart_daemon(self.b)
+        resumed = self.incoming_path()
+        success, name, message = self.hosts.wait_completed(self.client_a, path, 180)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        success_b, name_b, message_b = self.hosts.wait_completed(self.client_b, resumed, 60)
+        self.assertTrue(success_b, "%s: %s\n%s" % (name_b, message_b, self.hosts.logs()))
+        self.assertGreaterEqual(self.client_b.get_property(resumed, MIGRATION_IFACE, "RecoveryAttempts"), 1)
+        # QEMU on B listened for the resumed stream on a private unix
+        # socket, never on a TCP port.
+        self.assertRegex(self.b.log(), r"recovery attempt \d+: QEMU listens on a private unix socket")
+        self.assertNotRegex(self.b.log(), r"recovery attempt \d+: QEMU listens on tcp:")
+        self.assertEqual(sorted(self.b.listening_ports() - {self.b.peer_port}), [])
+        self.assertEqual(self.b.qemu_pids(), pids_b)
+        self.assert_source_gone("pc-tun")
+        self.wait_dirty_on_b(guest, serial_b)
+        self.verify_ram_on_b("pc-tun")
+
+
+    def test_tunnel_source_daemon_killed_recovers_through_a_new_tunnel(self):
+        """transport=tunnel: A's daemon dies with its relays, so both QEMUs
+        pause; A's restarted daemon finds its QEMU paused in postcopy and
+        resumes the stream through a new tunnel."""
+        guest, path, serial_b = self.start_postcopy("pc-tua", extra={"transport": "tunnel"})
+        incoming = self.incoming_path()
+        pids_a, pids_b = self.a.qemu_pids(), self.b.qemu_pids()
+        self.a.daemon.sigkill()
+        self.hosts.wait_property(self.client_b, incoming, "State",
+                                 lambda s: s in ("postcopy-paused", "postcopy-recovering"), timeout=60,
+                                 what="B noticing the stream ended with A's relays\n" + self.hosts.logs())
+        self.assertEqual((self.a.qemu_pids(), self.b.qemu_pids()), (pids_a, pids_b),
+                         "a QEMU went away with A's daemon")
+        self.restart_daemon(self.a)
+        resumed = self.client_a.call(MANAGER_PATH, MANAGER_IFACE, "ListMigrations", None, None, "(ao)")[0]
+        self.assertEqual(len(resumed), 1, resumed)
+        success, name, message = self.hosts.wait_completed(self.client_a, resumed[0], 180)
+        self.assertTrue(success, "%s: %s\n%s" % (name, message, self.hosts.logs()))
+        self.assertGreaterEqual(self.client_a.get_property(resumed[0], MIGRATION_IFACE, "RecoveryAttempts"), 1)
+        success_b, name_b, message_b = self.hosts.wait_completed(self.client_b, incoming, 60)
+        self.assertTrue(success_b, "%s: %s\n%s" % (name_b, message_b, self.hosts.logs()))
+        self.assertRegex(self.b.log(), r"recovery attempt \d+: QEMU listens on a private unix socket")
+        self.assertNotRegex(self.b.log(), r"recovery attempt \d+: QEMU listens on tcp:")
+        self.assertEqual(sorted(self.b.listening_ports() - {self.b.peer_port}), [])
+        self.assertEqual(self.b.qemu_pids(), pids_b)
+        self.assert_source_gone("pc-tua")
+        self.wait_dirty_on_b(guest, serial_b)
+        self.verify_ram_on_b("pc-tua")
 
 
 class RecoverCall(ConvergenceTestCase):
