@@ -159,8 +159,8 @@ md_guest_reattach_async (MdGuest *self, MdQemuRuntime *record, GCancellable *can
   self->log_path = g_strdup (record->log_path);
   self->busy = "re-attaching";
   guest_attach_process (self, proc);
-  md_qmp_connect_full_async (self->qmp_path, self->log_path, 10000, cancellable, on_reattach_qmp,
-                             g_steal_pointer (&task));
+  md_qmp_connect_full_async (self->qmp_path, self->log_path, MD_QMP_DEFAULT_CONNECT_TIMEOUT_MS,
+                             cancellable, on_reattach_qmp, g_steal_pointer (&task));
 }
 
 gboolean

@@ -76,6 +76,7 @@ typedef struct
   guint abort_id;
   guint64 downtime;
   guint split_asks; /* Resolve calls made after postcopy broke */
+  guint cancel_waits; /* query-migrate asked while QEMU still cancels */
 
   MdConvergence *convergence; /* the convergence policy (md-migration-source-converge.c) */
   gboolean converge_pending;  /* a step is on its way to QEMU */

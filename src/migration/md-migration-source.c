@@ -320,10 +320,81 @@ undo_resume_here (gpointer owner, gpointer data)
                           (MdQemuStepFunc) on_resumed_after_failure, gone);
 }
 
+/* migrate_cancel returns at once, while QEMU's status stays "cancelling"
+ * until its stream notices; a migration started before then is refused
+ * ("There's a migration process in progress"). So the undo waits for the
+ * status to settle, at most CANCEL_WAIT_TRIES times CANCEL_WAIT_MS. */
+#define CANCEL_WAIT_MS 50
+#define CANCEL_WAIT_TRIES 200
+
+static gboolean
+migration_in_progress (const char *status)
+{
+  static const char *const busy[] = { "setup",          "active",      "cancelling", "device",
+                                      "pre-switchover", "wait-unplug", NULL };
+
+  return g_strv_contains (busy, status);
+}
+
+static gboolean on_cancel_wait (gpointer user_data);
+
+static void
+on_cancel_status (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, NULL);
+  const char *status = "";
+
+  if (node != NULL && JSON_NODE_HOLDS_OBJECT (node))
+    status = json_object_get_string_member_with_default (json_node_get_object (node), "status", "");
+  if (migration_in_progress (status) && src->cancel_waits++ < CANCEL_WAIT_TRIES)
+    {
+      g_timeout_add_full (G_PRIORITY_DEFAULT, CANCEL_WAIT_MS, on_cancel_wait, source_ref (src),
+                          (GDestroyNotify) source_unref);
+      return;
+    }
+  if (migration_in_progress (status))
+    g_message ("migration %s: QEMU's migration is still '%s' %d ms after migrate_cancel; going on",
+               src->migration_id, status, CANCEL_WAIT_MS * CANCEL_WAIT_TRIES);
+  md_machine_undo_done (src->machine);
+}
+
+static gboolean
+on_cancel_wait (gpointer user_data)
+{
+  Source *src = user_data;
+  MdQmp *qmp = md_guest_get_qmp (src->guest);
+
+  if (qmp == NULL)
+    md_machine_undo_done (src->machine);
+  else
+    md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_cancel_status, source_ref (src));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_migrate_cancel_sent (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  g_autoptr (SourceRef) src = user_data;
+  g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, NULL);
+
+  on_cancel_wait (src);
+}
+
 static void
 undo_migrate_cancel (gpointer owner, gpointer data)
 {
-  source_undo_step (owner, "migrate_cancel", NULL);
+  Source *src = owner;
+  MdQmp *qmp = md_guest_get_qmp (src->guest);
+
+  src->cancel_waits = 0;
+  if (qmp == NULL)
+    {
+      md_machine_undo_done (src->machine);
+      return;
+    }
+  md_qmp_execute_async (qmp, "migrate_cancel", NULL, NULL, on_migrate_cancel_sent,
+                        source_ref (src));
 }
 
 static void
