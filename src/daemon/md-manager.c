@@ -944,8 +944,8 @@ md_manager_load_async (MdManager *self, GCancellable *cancellable, GAsyncReadyCa
   g_autoptr (GTask) task = g_task_new (self, cancellable, callback, user_data);
 
   g_task_set_task_data (task, g_new0 (LoadData, 1), (GDestroyNotify) load_data_free);
-  md_qemu_caps_probe_async (self->config->qemu_binary, cancellable, on_caps_probed,
-                            g_steal_pointer (&task));
+  md_qemu_caps_probe_async (self->config->qemu_binary, self->config->accelerator, cancellable,
+                            on_caps_probed, g_steal_pointer (&task));
 }
 
 gboolean

@@ -150,7 +150,7 @@ spawn_and_communicate (GTask *task, const char *binary, const char *arg1, const 
 }
 
 void
-md_qemu_caps_probe_async (const char *binary, GCancellable *cancellable,
+md_qemu_caps_probe_async (const char *binary, const char *accelerator, GCancellable *cancellable,
                           GAsyncReadyCallback callback, gpointer user_data)
 {
   g_autoptr (GTask) task = g_task_new (NULL, cancellable, callback, user_data);
@@ -169,8 +169,10 @@ md_qemu_caps_probe_async (const char *binary, GCancellable *cancellable,
   spawn_and_communicate (task, binary, "-h", NULL, on_help);
   spawn_and_communicate (task, binary, "-audiodev", "help", on_audiodev_help);
   data->pending++;
-  md_qemu_cpu_probe_async (binary, data->caps->kvm ? "kvm" : "tcg", cancellable, on_cpu_probed,
-                           g_object_ref (task));
+  /* What a TCG guest can run says nothing of KVM's features, and back. */
+  md_qemu_cpu_probe_async (binary,
+                           data->caps->kvm && g_strcmp0 (accelerator, "tcg") != 0 ? "kvm" : "tcg",
+                           cancellable, on_cpu_probed, g_object_ref (task));
   probe_step_done (task);
 }
 

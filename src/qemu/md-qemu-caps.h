@@ -23,8 +23,11 @@ void md_qemu_caps_free (MdQemuCaps *caps);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdQemuCaps, md_qemu_caps_free)
 
 /* Runs `@binary -machine help` and `@binary -h` without blocking. */
-void md_qemu_caps_probe_async (const char *binary, GCancellable *cancellable,
-                               GAsyncReadyCallback callback, gpointer user_data);
+/* @accelerator: the configured one (auto, kvm, tcg): CPU models are probed
+ * under the accelerator the guests will get. */
+void md_qemu_caps_probe_async (const char *binary, const char *accelerator,
+                               GCancellable *cancellable, GAsyncReadyCallback callback,
+                               gpointer user_data);
 MdQemuCaps *md_qemu_caps_probe_finish (GAsyncResult *result, GError **error);
 
 /* "kvm" or "tcg" for the configured accelerator ("auto", "kvm", "tcg");
