@@ -120,9 +120,9 @@ side (MdMachine *machine)
   return machine->direction == MD_MIGRATION_OUTGOING ? "source" : "dest";
 }
 
-MdMachine *
-md_machine_new (MdMigrationDirection direction, gpointer owner, MdMigration *migration,
-                MdJournal *journal)
+static MdMachine *
+machine_alloc (MdMigrationDirection direction, gpointer owner, MdMigration *migration,
+               MdJournal *journal)
 {
   MdMachine *machine = g_new0 (MdMachine, 1);
 
@@ -130,27 +130,32 @@ md_machine_new (MdMigrationDirection direction, gpointer owner, MdMigration *mig
   machine->owner = owner;
   machine->migration = g_object_ref (migration);
   machine->journal = journal;
+  machine->undo = g_ptr_array_new_with_free_func ((GDestroyNotify) undo_free);
+  return machine;
+}
+
+MdMachine *
+md_machine_new (MdMigrationDirection direction, gpointer owner, MdMigration *migration,
+                MdJournal *journal)
+{
+  MdMachine *machine = machine_alloc (direction, owner, migration, journal);
+
   machine->phase = MD_PHASE_BEGIN;
   machine->authority = MD_AUTHORITY_SOURCE;
-  machine->undo = g_ptr_array_new_with_free_func ((GDestroyNotify) undo_free);
   md_journal_set_string (journal, "phase", "begin");
   md_journal_set_string (journal, "authority", "source");
   return machine;
 }
 
+/* A restarted daemon takes up a migration where its journal left it. */
 MdMachine *
 md_machine_restore (MdMigrationDirection direction, gpointer owner, MdMigration *migration,
                     MdJournal *journal)
 {
-  MdMachine *machine = g_new0 (MdMachine, 1);
+  MdMachine *machine = machine_alloc (direction, owner, migration, journal);
 
-  machine->direction = direction;
-  machine->owner = owner;
-  machine->migration = g_object_ref (migration);
-  machine->journal = journal;
   machine->phase = md_phase_from_string (md_journal_get_string (journal, "phase"));
   machine->authority = md_authority_from_string (md_journal_get_string (journal, "authority"));
-  machine->undo = g_ptr_array_new_with_free_func ((GDestroyNotify) undo_free);
   md_migration_set_phase (migration, md_phase_to_string (machine->phase));
   return machine;
 }
