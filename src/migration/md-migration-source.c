@@ -869,7 +869,10 @@ on_peer_prepared (GObject *source, GAsyncResult *result, gpointer user_data)
       if (source_is_stale (src))
         return;
       converted = md_error_convert (error, MD_ERROR_PEER_FAILED);
-      g_prefix_error (&converted, "host %s, phase prepare: ", source_peer_name (src));
+      /* The peer's own refusals already say where they happened. */
+      g_autofree char *where = g_strdup_printf ("host %s, phase prepare: ", source_peer_name (src));
+      if (!g_str_has_prefix (converted->message, where))
+        g_prefix_error (&converted, "%s", where);
       source_fail (src, converted);
       return;
     }
