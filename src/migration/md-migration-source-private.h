@@ -75,7 +75,7 @@ typedef struct
   gint64 qemu_completed_us;       /* its total time if it never says it */
   guint abort_id;
   guint64 downtime;
-  guint split_asks; /* Resolve calls made after postcopy broke */
+  guint split_asks;   /* Resolve calls made after postcopy broke */
   guint cancel_waits; /* query-migrate asked while QEMU still cancels */
 
   MdConvergence *convergence; /* the convergence policy (md-migration-source-converge.c) */
