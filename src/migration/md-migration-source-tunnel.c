@@ -113,6 +113,25 @@ undo_tunnel (gpointer owner, gpointer data)
   md_machine_undo_done (src->machine);
 }
 
+/* Prepare offered a data stream for every disk to copy. */
+static gboolean
+check_disk_streams (Source *src, const char *hint, GError **error)
+{
+  for (guint i = 0; i < src->plan->len; i++)
+    {
+      const MdDomainDisk *disk = g_ptr_array_index (src->plan, i);
+
+      if (md_tunnel_out_get_nbd_path (src->tunnel, disk->target) == NULL)
+        {
+          g_set_error (error, MD_ERROR, MD_ERROR_PEER_FAILED,
+                       "host %s, phase prepare: the peer offered no data stream for disk %s%s",
+                       source_peer_name (src), disk->target, hint);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 /* transport=tunnel: QEMU sends to unix sockets of ours; each connection
  * it makes becomes a data stream to the peer port with a token Prepare
  * gave us. */
@@ -133,14 +152,8 @@ source_perform_tunnelled (Source *src, GVariant *prepared)
                          src->tag, label, prepared, on_tunnel_broken, src, &error);
   if (src->tunnel != NULL)
     md_machine_push_undo (src->machine, "tunnel", MD_UNDO_CLEANUP, undo_tunnel, NULL, NULL);
-  for (guint i = 0; src->tunnel != NULL && error == NULL && i < src->plan->len; i++)
-    {
-      const MdDomainDisk *disk = g_ptr_array_index (src->plan, i);
-      if (md_tunnel_out_get_nbd_path (src->tunnel, disk->target) == NULL)
-        g_set_error (&error, MD_ERROR, MD_ERROR_PEER_FAILED,
-                     "host %s, phase prepare: the peer offered no data stream for disk %s",
-                     source_peer_name (src), disk->target);
-    }
+  if (src->tunnel != NULL && error == NULL)
+    check_disk_streams (src, "", &error);
   if (error == NULL && md_tunnel_out_get_migration_path (src->tunnel) == NULL)
     g_set_error (&error, MD_ERROR, MD_ERROR_PEER_FAILED,
                  "host %s, phase prepare: the peer offered no data stream for the migration "
@@ -177,15 +190,8 @@ source_copy_offline_tunnelled (Source *src, GVariant *prepared)
       prepared, on_tunnel_broken, src, &error);
   if (src->tunnel != NULL)
     md_machine_push_undo (src->machine, "tunnel", MD_UNDO_CLEANUP, undo_tunnel, NULL, NULL);
-  for (guint i = 0; src->tunnel != NULL && error == NULL && i < src->plan->len; i++)
-    {
-      const MdDomainDisk *disk = g_ptr_array_index (src->plan, i);
-      if (md_tunnel_out_get_nbd_path (src->tunnel, disk->target) == NULL)
-        g_set_error (&error, MD_ERROR, MD_ERROR_PEER_FAILED,
-                     "host %s, phase prepare: the peer offered no data stream for disk %s "
-                     "(does it support offline copies through transport=tunnel?)",
-                     source_peer_name (src), disk->target);
-    }
+  if (src->tunnel != NULL && error == NULL)
+    check_disk_streams (src, " (does it support offline copies through transport=tunnel?)", &error);
   if (error != NULL)
     {
       if (!g_str_has_prefix (error->message, "host "))
