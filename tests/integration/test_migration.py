@@ -166,6 +166,10 @@ class LiveMigration(MigrationTestCase):
         stats = self.migration_call(self.client_a, path, "GetStatistics", reply="(a{sv})")[0]
         self.assertEqual(stats.get("State"), "completed")
         self.assertEqual(stats.get("MemoryTotal"), props["MemoryTotal"])
+        # QEMU's own figures, which it fills in a moment after "completed":
+        # the source QEMU was not stopped before they were read.
+        self.assertGreater(stats.get("qemu-total-time-ms", 0), 0, sorted(stats))
+        self.assertLessEqual(stats["qemu-total-time-ms"], props["TotalTime"])
         self.assertIn(path, self.migration_list(self.client_a))
 
         incoming = self.migration_list(self.client_b)
