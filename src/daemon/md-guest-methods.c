@@ -168,18 +168,27 @@ simple_qmp_method (MdGuest *self, GDBusMethodInvocation *invocation, GVariant *o
   return G_DBUS_METHOD_INVOCATION_HANDLED;
 }
 
+/* A running QEMU that is not busy must be in @state for @verb; otherwise
+ * (no QEMU, or busy) simple_qmp_method() says why. */
+static gboolean
+in_state_for (MdGuest *self, GDBusMethodInvocation *invocation, MdGuestState state,
+              const char *verb)
+{
+  if (self->qmp == NULL || self->busy != NULL || self->state == state)
+    return TRUE;
+  g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_INVALID_STATE,
+                                         "cannot %s guest %s: it is %s", verb, self->def->name,
+                                         md_guest_state_to_string (self->state));
+  return FALSE;
+}
+
 static gboolean
 handle_pause (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVariant *options)
 {
   MdGuest *self = MD_GUEST (object);
 
-  if (self->qmp != NULL && self->busy == NULL && self->state != MD_GUEST_STATE_RUNNING)
-    {
-      g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_INVALID_STATE,
-                                             "cannot pause guest %s: it is %s", self->def->name,
-                                             md_guest_state_to_string (self->state));
-      return G_DBUS_METHOD_INVOCATION_HANDLED;
-    }
+  if (!in_state_for (self, invocation, MD_GUEST_STATE_RUNNING, "pause"))
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
   return simple_qmp_method (self, invocation, options, "Pause", "pause", "stop",
                             md_dbus_guest1_complete_pause);
 }
@@ -189,13 +198,8 @@ handle_resume (MdDbusGuest1 *object, GDBusMethodInvocation *invocation, GVariant
 {
   MdGuest *self = MD_GUEST (object);
 
-  if (self->qmp != NULL && self->busy == NULL && self->state != MD_GUEST_STATE_PAUSED)
-    {
-      g_dbus_method_invocation_return_error (invocation, MD_ERROR, MD_ERROR_INVALID_STATE,
-                                             "cannot resume guest %s: it is %s", self->def->name,
-                                             md_guest_state_to_string (self->state));
-      return G_DBUS_METHOD_INVOCATION_HANDLED;
-    }
+  if (!in_state_for (self, invocation, MD_GUEST_STATE_PAUSED, "resume"))
+    return G_DBUS_METHOD_INVOCATION_HANDLED;
   return simple_qmp_method (self, invocation, options, "Resume", "resume", "cont",
                             md_dbus_guest1_complete_resume);
 }
