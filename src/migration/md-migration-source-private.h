@@ -77,6 +77,7 @@ typedef struct
   guint64 downtime;
   guint split_asks;   /* Resolve calls made after postcopy broke */
   guint cancel_waits; /* query-migrate asked while QEMU still cancels */
+  guint cont_tries;   /* cont refused while a dying peer QEMU held the image lock */
 
   MdConvergence *convergence; /* the convergence policy (md-migration-source-converge.c) */
   gboolean converge_pending;  /* a step is on its way to QEMU */

@@ -283,10 +283,27 @@ md_migration_source_start (MdManager *manager, MdGuest *guest, const char *desti
   return g_object_ref (src->migration);
 }
 
+static gboolean on_cont_retry (gpointer user_data);
+
+/* A destination QEMU killed at the switch-over may still hold the image's
+ * write lock for a moment while the kernel tears it down. The lock is the
+ * guard against two running copies, so cont is only tried again, never
+ * forced: a live holder keeps refusing it. */
+#define CONT_RETRY_MS 100
+#define CONT_TRIES 50
+
 /* Undo of Begin: the guest runs here again (or stays paused if it was). */
 static void
 on_resumed_after_failure (Source *src, GError *error)
 {
+  if (error != NULL && strstr (error->message, "lock") != NULL && src->cont_tries++ < CONT_TRIES)
+    {
+      g_debug ("migration %s: cont refused (%s); trying again", src->migration_id, error->message);
+      g_error_free (error);
+      g_timeout_add_full (G_PRIORITY_DEFAULT, CONT_RETRY_MS, on_cont_retry, source_ref (src),
+                          (GDestroyNotify) source_unref);
+      return;
+    }
   if (error != NULL)
     {
       g_prefix_error (&error,
@@ -306,7 +323,6 @@ static void
 undo_resume_here (gpointer owner, gpointer data)
 {
   Source *src = owner;
-  g_autofree char *gone = NULL;
 
   if (src->offline || !md_guest_is_active (src->guest) || !src->was_running)
     {
@@ -314,10 +330,20 @@ undo_resume_here (gpointer owner, gpointer data)
       md_machine_undo_done (src->machine);
       return;
     }
-  gone = gone_message (src);
+  src->cont_tries = 0;
+  on_cont_retry (src);
+}
+
+static gboolean
+on_cont_retry (gpointer user_data)
+{
+  Source *src = user_data;
+  g_autofree char *gone = gone_message (src);
+
   md_migration_qemu_step (md_guest_get_qmp (src->guest), "cont", NULL, src,
                           (gpointer (*) (gpointer)) source_ref, (GDestroyNotify) source_unref,
                           (MdQemuStepFunc) on_resumed_after_failure, gone);
+  return G_SOURCE_REMOVE;
 }
 
 /* migrate_cancel returns at once, while QEMU's status stays "cancelling"
