@@ -320,10 +320,8 @@ on_resumed_after_failure (Source *src, GError *error)
 }
 
 static void
-undo_resume_here (gpointer owner, gpointer data)
+resume_here_now (Source *src)
 {
-  Source *src = owner;
-
   if (src->offline || !md_guest_is_active (src->guest) || !src->was_running)
     {
       md_guest_end_migration (src->guest, FALSE);
@@ -348,8 +346,9 @@ on_cont_retry (gpointer user_data)
 
 /* migrate_cancel returns at once, while QEMU's status stays "cancelling"
  * until its stream notices; a migration started before then is refused
- * ("There's a migration process in progress"). So the undo waits for the
- * status to settle, at most CANCEL_WAIT_TRIES times CANCEL_WAIT_MS. */
+ * ("There's a migration process in progress"). So the failure's last undo
+ * step waits for the status to settle, at most CANCEL_WAIT_TRIES times
+ * CANCEL_WAIT_MS. */
 #define CANCEL_WAIT_MS 50
 #define CANCEL_WAIT_TRIES 200
 
@@ -363,6 +362,19 @@ migration_in_progress (const char *status)
 }
 
 static gboolean on_cancel_wait (gpointer user_data);
+
+/* The last undo step: the migration's other undo steps (mirror jobs and
+ * the NBD client nodes among them, whose I/O on a dead link can hold
+ * QEMU in "cancelling") are done; QEMU's migration settles, then the
+ * guest runs here again. */
+static void
+undo_resume_here (gpointer owner, gpointer data)
+{
+  Source *src = owner;
+
+  src->cancel_waits = 0;
+  on_cancel_wait (src);
+}
 
 static void
 on_cancel_status (GObject *source, GAsyncResult *result, gpointer user_data)
@@ -382,7 +394,7 @@ on_cancel_status (GObject *source, GAsyncResult *result, gpointer user_data)
   if (migration_in_progress (status))
     g_message ("migration %s: QEMU's migration is still '%s' %d ms after migrate_cancel; going on",
                src->migration_id, status, CANCEL_WAIT_MS * CANCEL_WAIT_TRIES);
-  md_machine_undo_done (src->machine);
+  resume_here_now (src);
 }
 
 static gboolean
@@ -392,7 +404,7 @@ on_cancel_wait (gpointer user_data)
   MdQmp *qmp = md_guest_get_qmp (src->guest);
 
   if (qmp == NULL)
-    md_machine_undo_done (src->machine);
+    resume_here_now (src);
   else
     md_qmp_execute_async (qmp, "query-migrate", NULL, NULL, on_cancel_status, source_ref (src));
   return G_SOURCE_REMOVE;
@@ -404,7 +416,7 @@ on_migrate_cancel_sent (GObject *source, GAsyncResult *result, gpointer user_dat
   g_autoptr (SourceRef) src = user_data;
   g_autoptr (JsonNode) node = md_qmp_execute_finish (MD_QMP (source), result, NULL);
 
-  on_cancel_wait (src);
+  md_machine_undo_done (src->machine);
 }
 
 static void
@@ -413,7 +425,6 @@ undo_migrate_cancel (gpointer owner, gpointer data)
   Source *src = owner;
   MdQmp *qmp = md_guest_get_qmp (src->guest);
 
-  src->cancel_waits = 0;
   if (qmp == NULL)
     {
       md_machine_undo_done (src->machine);
